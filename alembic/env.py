@@ -1,0 +1,72 @@
+"""Alembic environment: runs migrations over the service's async drivers (aiomysql, aiosqlite)."""
+
+import asyncio
+import os
+from logging.config import fileConfig
+
+from alembic import context
+from sqlalchemy import event, pool
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.db import _enable_sqlite_integrity
+from app.models import Base
+from app.settings import DEFAULT_DATABASE_URL
+
+config = context.config
+if config.config_file_name is not None and not config.attributes.get("database_url"):
+    # Only when run as the `alembic` command: the service configures its own logging.
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+target_metadata = Base.metadata
+
+
+def database_url() -> str:
+    return config.attributes.get("database_url") or os.environ.get(
+        "DATABASE_URL", DEFAULT_DATABASE_URL
+    )
+
+
+def run_migrations_offline() -> None:
+    context.configure(
+        url=database_url(),
+        target_metadata=target_metadata,
+        literal_binds=True,
+        dialect_opts={"paramstyle": "named"},
+        render_as_batch=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def do_run_migrations(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        # SQLite cannot ALTER most things: batch mode rebuilds the table instead.
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def run_async_migrations() -> None:
+    url = database_url()
+    connect_args = {"charset": "utf8mb4"} if url.startswith(("mysql", "mariadb")) else {}
+    engine = create_async_engine(url, poolclass=pool.NullPool, connect_args=connect_args)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", _enable_sqlite_integrity)
+    async with engine.connect() as connection:
+        await connection.run_sync(do_run_migrations)
+    await engine.dispose()
+
+
+def run_migrations_online() -> None:
+    asyncio.run(run_async_migrations())
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -1,0 +1,77 @@
+"""quart-framework: the app factory, the one place that wires everything together."""
+
+from __future__ import annotations
+
+import logging
+
+from quart import Quart
+from quart.wrappers import Request
+from quart_schema import QuartSchema
+from werkzeug.exceptions import BadRequest
+
+from app.api import api_v1
+from app.cli import DATABASE_COMMANDS
+from app.db import Database
+from app.envelope import register_error_handlers
+from app.request_log import configure_logging, register_request_logging
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class ApiRequest(Request):
+    """A request whose unparsable JSON body is a 400 with a message, never an empty one."""
+
+    def on_json_loading_failed(self, error: Exception) -> None:
+        raise BadRequest(f"request body is not valid JSON ({error})")
+
+
+def create_app(settings: Settings | None = None) -> Quart:
+    """Build the Quart app.
+
+    Arguments:
+        settings: the configuration; read from the environment when None.
+
+    The database engine is created in `before_serving` and disposed in `after_serving`, so the
+    app must be served (Hypercorn) or entered with `app.test_app()` before it answers requests.
+    """
+    settings = settings or Settings()
+    configure_logging(settings)
+
+    app = Quart(__name__, template_folder="../templates")
+    app.request_class = ApiRequest
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_content_length,
+        TESTING=settings.app_env == "testing",
+    )
+    app.extensions["settings"] = settings
+
+    QuartSchema(
+        app,
+        info={"title": "quart-framework", "version": "0.1.0"},
+        openapi_path="/openapi.json",
+        swagger_ui_path="/docs",
+        redoc_ui_path=None,
+        scalar_ui_path=None,
+    )
+    register_request_logging(app)
+    register_error_handlers(app)
+    app.register_blueprint(api_v1)
+    for command in DATABASE_COMMANDS:
+        app.cli.add_command(command)
+
+    @app.before_serving
+    async def open_resources() -> None:
+        database = Database(settings)
+        app.extensions["database"] = database
+        await database.connect()
+        log.info("serving with database %s", database.engine.url.render_as_string())
+
+    @app.after_serving
+    async def close_resources() -> None:
+        database: Database | None = app.extensions.pop("database", None)
+        if database is not None:
+            await database.dispose()
+
+    return app

@@ -1,0 +1,70 @@
+"""`/api/v1/blog` routes (contract §1)."""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response
+from quart_schema import tag, validate_querystring, validate_request
+
+from app.api.common import DELETED, database, page_bounds, settings, total_count_header
+from app.api.presenters import blog_json
+from app.api.schemas import BlogCreate, BlogUpdate, PageQuery
+from app.envelope import succeed
+from app.services import blogs as blog_service
+
+blueprint = Blueprint("blogs", __name__)
+
+
+@blueprint.post("/blog")
+@validate_request(BlogCreate)
+@tag(["blogs"])
+async def create_blog(data: BlogCreate) -> Response:
+    """Create a blog. 400 naming the field if the user or a tag does not exist."""
+    async with database().session() as session:
+        blog = await blog_service.create_blog(
+            session, title=data.title, context=data.context, user_id=data.user_id, tag_ids=data.tags
+        )
+    return succeed(blog_json(blog, settings().tz))
+
+
+@blueprint.get("/blog")
+@validate_querystring(PageQuery)
+@tag(["blogs"])
+async def list_blogs(query_args: PageQuery) -> Response:
+    """All blogs in insertion order, with owners and tags; `X-Total-Count` gives the total."""
+    limit, offset = page_bounds(query_args)
+    async with database().session() as session:
+        page = await blog_service.list_blogs(session, limit=limit, offset=offset)
+    tz = settings().tz
+    return succeed(
+        [blog_json(blog, tz) for blog in page.items], headers=total_count_header(page.total)
+    )
+
+
+@blueprint.get("/blog/<blog_id>")
+@tag(["blogs"])
+async def get_blog(blog_id: str) -> Response:
+    """One blog. 404 if unknown."""
+    async with database().session() as session:
+        blog = await blog_service.get_blog(session, blog_id)
+    return succeed(blog_json(blog, settings().tz))
+
+
+@blueprint.put("/blog/<blog_id>")
+@validate_request(BlogUpdate)
+@tag(["blogs"])
+async def replace_blog(blog_id: str, data: BlogUpdate) -> Response:
+    """Replace title, context and tags (the tag list is replaced, not appended to)."""
+    async with database().session() as session:
+        blog = await blog_service.replace_blog(
+            session, blog_id, title=data.title, context=data.context, tag_ids=data.tags
+        )
+    return succeed(blog_json(blog, settings().tz))
+
+
+@blueprint.delete("/blog/<blog_id>")
+@tag(["blogs"])
+async def delete_blog(blog_id: str) -> Response:
+    """Delete a blog. 404 if unknown."""
+    async with database().session() as session:
+        await blog_service.delete_blog(session, blog_id)
+    return succeed(DELETED)

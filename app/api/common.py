@@ -1,0 +1,35 @@
+"""Helpers shared by the /api/v1 route modules: the session, settings and paging of a request."""
+
+from __future__ import annotations
+
+from quart import current_app
+from werkzeug.exceptions import BadRequest
+
+from app.api.schemas import PageQuery
+from app.db import Database
+from app.settings import Settings
+
+DELETED = "successfully deleted."  # the original's `data` for every DELETE
+
+
+def settings() -> Settings:
+    return current_app.extensions["settings"]
+
+
+def database() -> Database:
+    return current_app.extensions["database"]
+
+
+def page_bounds(query: PageQuery) -> tuple[int, int]:
+    """(limit, offset) of a list request; `limit` defaults to, and may not exceed, MAX_PAGE_SIZE.
+
+    Raises `BadRequest` (400 in the envelope) naming `limit`.
+    """
+    max_size = settings().max_page_size
+    if query.limit is not None and query.limit > max_size:
+        raise BadRequest(f"limit: must be at most {max_size}")
+    return (query.limit or max_size, query.offset)
+
+
+def total_count_header(total: int) -> dict[str, str]:
+    return {"X-Total-Count": str(total)}

@@ -1,0 +1,39 @@
+"""JSON shapes of the original (contract §1): User, Tag, Blog; times in the display time zone."""
+
+from __future__ import annotations
+
+from datetime import datetime, tzinfo
+from typing import Any
+
+from app.models import Blog, Tag, User
+
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def format_time(value: datetime | None, tz: tzinfo) -> str | None:
+    """`"YYYY-MM-DD HH:MM:SS"` in `tz` (naive, like the original's), or None."""
+    return None if value is None else value.astimezone(tz).strftime(TIME_FORMAT)
+
+
+def user_json(user: User) -> dict[str, Any]:
+    """`{"id", "name", "role"}`."""
+    return {"id": user.id, "name": user.name, "role": user.role}
+
+
+def tag_json(tag: Tag) -> dict[str, Any]:
+    """`{"id", "name"}`."""
+    return {"id": tag.id, "name": tag.name}
+
+
+def blog_json(blog: Blog, tz: tzinfo) -> dict[str, Any]:
+    """`{"id", "title", "context", "owner": User, "tags": [Tag], "create_time", "modify_time"}`;
+    `owner` and `tags` must be loaded."""
+    return {
+        "id": blog.id,
+        "title": blog.title,
+        "context": blog.context,
+        "owner": user_json(blog.owner),
+        "tags": [tag_json(tag) for tag in blog.tags],
+        "create_time": format_time(blog.create_time, tz),
+        "modify_time": format_time(blog.modify_time, tz),
+    }

@@ -1,0 +1,68 @@
+"""Request bodies and query strings of the /api/v1 routes (validated by quart-schema).
+
+Types are strict: `role` must be the JSON integer 0 or 1 (not `true`, `"1"` or `1.0`), strings
+must be JSON strings. Unknown fields are ignored, as the original ignored them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringConstraints
+
+from app.models import BLOG_TITLE_MAX, TAG_NAME_MAX, USER_NAME_MAX
+
+STRICT = ConfigDict(strict=True, extra="ignore")
+
+UserName = Annotated[
+    StrictStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=USER_NAME_MAX)
+]
+TagName = Annotated[
+    StrictStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=TAG_NAME_MAX)
+]
+BlogTitle = Annotated[
+    StrictStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=BLOG_TITLE_MAX)
+]
+Role = Annotated[StrictInt, Field(ge=0, le=1, description="0 user, 1 admin")]
+ObjectId = Annotated[StrictStr, StringConstraints(min_length=1, max_length=64)]
+
+
+class UserIn(BaseModel):
+    """POST and PUT `/api/v1/user` (PUT replaces both fields)."""
+
+    model_config = STRICT
+    name: UserName
+    role: Role
+
+
+class TagIn(BaseModel):
+    """POST and PUT `/api/v1/tag`."""
+
+    model_config = STRICT
+    name: TagName
+
+
+class BlogCreate(BaseModel):
+    """POST `/api/v1/blog`. `context` is the body text (the original's field name)."""
+
+    model_config = STRICT
+    title: BlogTitle
+    context: StrictStr
+    user_id: ObjectId
+    tags: list[ObjectId] = Field(max_length=100, description="tag ids; duplicates are ignored")
+
+
+class BlogUpdate(BaseModel):
+    """PUT `/api/v1/blog/<id>`: replaces title, context and the whole tag list."""
+
+    model_config = STRICT
+    title: BlogTitle
+    context: StrictStr
+    tags: list[ObjectId] = Field(max_length=100, description="tag ids; duplicates are ignored")
+
+
+class PageQuery(BaseModel):
+    """`?limit=&offset=` of the list routes; the upper bound of `limit` is `MAX_PAGE_SIZE`."""
+
+    limit: int | None = Field(default=None, ge=1)
+    offset: int = Field(default=0, ge=0)

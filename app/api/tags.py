@@ -1,0 +1,73 @@
+"""`/api/v1/tag` routes (contract §1)."""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response
+from quart_schema import tag, validate_querystring, validate_request
+
+from app.api.common import DELETED, database, page_bounds, settings, total_count_header
+from app.api.presenters import blog_json, tag_json
+from app.api.schemas import PageQuery, TagIn
+from app.envelope import succeed
+from app.services import tags as tag_service
+
+blueprint = Blueprint("tags", __name__)
+
+
+@blueprint.post("/tag")
+@validate_request(TagIn)
+@tag(["tags"])
+async def create_tag(data: TagIn) -> Response:
+    """Create a tag."""
+    async with database().session() as session:
+        created = await tag_service.create_tag(session, name=data.name)
+    return succeed(tag_json(created))
+
+
+@blueprint.get("/tag")
+@validate_querystring(PageQuery)
+@tag(["tags"])
+async def list_tags(query_args: PageQuery) -> Response:
+    """All tags in insertion order; `X-Total-Count` gives the total."""
+    limit, offset = page_bounds(query_args)
+    async with database().session() as session:
+        page = await tag_service.list_tags(session, limit=limit, offset=offset)
+    return succeed([tag_json(item) for item in page.items], headers=total_count_header(page.total))
+
+
+@blueprint.get("/tag/<tag_id>")
+@tag(["tags"])
+async def get_tag(tag_id: str) -> Response:
+    """One tag. 404 if unknown."""
+    async with database().session() as session:
+        found = await tag_service.get_tag(session, tag_id)
+    return succeed(tag_json(found))
+
+
+@blueprint.put("/tag/<tag_id>")
+@validate_request(TagIn)
+@tag(["tags"])
+async def rename_tag(tag_id: str, data: TagIn) -> Response:
+    """Rename a tag. 404 if unknown."""
+    async with database().session() as session:
+        renamed = await tag_service.rename_tag(session, tag_id, name=data.name)
+    return succeed(tag_json(renamed))
+
+
+@blueprint.delete("/tag/<tag_id>")
+@tag(["tags"])
+async def delete_tag(tag_id: str) -> Response:
+    """Delete a tag; blogs lose it. 404 if unknown."""
+    async with database().session() as session:
+        await tag_service.delete_tag(session, tag_id)
+    return succeed(DELETED)
+
+
+@blueprint.get("/tag/<tag_id>/blogs")
+@tag(["tags"])
+async def get_tag_blogs(tag_id: str) -> Response:
+    """The tag with `blogs`: [Blog] carrying it. 404 if unknown."""
+    async with database().session() as session:
+        found = await tag_service.get_tag_with_blogs(session, tag_id)
+    tz = settings().tz
+    return succeed({**tag_json(found), "blogs": [blog_json(blog, tz) for blog in found.blogs]})

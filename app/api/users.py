@@ -1,0 +1,73 @@
+"""`/api/v1/user` routes (contract §1)."""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response
+from quart_schema import tag, validate_querystring, validate_request
+
+from app.api.common import DELETED, database, page_bounds, settings, total_count_header
+from app.api.presenters import blog_json, user_json
+from app.api.schemas import PageQuery, UserIn
+from app.envelope import succeed
+from app.services import users as user_service
+
+blueprint = Blueprint("users", __name__)
+
+
+@blueprint.post("/user")
+@validate_request(UserIn)
+@tag(["users"])
+async def create_user(data: UserIn) -> Response:
+    """Create a user. 409 if the name is taken."""
+    async with database().session() as session:
+        user = await user_service.create_user(session, name=data.name, role=data.role)
+    return succeed(user_json(user))
+
+
+@blueprint.get("/user")
+@validate_querystring(PageQuery)
+@tag(["users"])
+async def list_users(query_args: PageQuery) -> Response:
+    """All users in insertion order; `X-Total-Count` gives the total."""
+    limit, offset = page_bounds(query_args)
+    async with database().session() as session:
+        page = await user_service.list_users(session, limit=limit, offset=offset)
+    return succeed([user_json(user) for user in page.items], headers=total_count_header(page.total))
+
+
+@blueprint.get("/user/<user_id>")
+@tag(["users"])
+async def get_user(user_id: str) -> Response:
+    """One user. 404 if unknown."""
+    async with database().session() as session:
+        user = await user_service.get_user(session, user_id)
+    return succeed(user_json(user))
+
+
+@blueprint.put("/user/<user_id>")
+@validate_request(UserIn)
+@tag(["users"])
+async def replace_user(user_id: str, data: UserIn) -> Response:
+    """Replace name and role. 404 if unknown, 409 if the name is another user's."""
+    async with database().session() as session:
+        user = await user_service.replace_user(session, user_id, name=data.name, role=data.role)
+    return succeed(user_json(user))
+
+
+@blueprint.delete("/user/<user_id>")
+@tag(["users"])
+async def delete_user(user_id: str) -> Response:
+    """Delete a user and their blogs. 404 if unknown."""
+    async with database().session() as session:
+        await user_service.delete_user(session, user_id)
+    return succeed(DELETED)
+
+
+@blueprint.get("/user/<user_id>/blogs")
+@tag(["users"])
+async def get_user_blogs(user_id: str) -> Response:
+    """The user with `blogs`: [Blog]. 404 if unknown."""
+    async with database().session() as session:
+        user = await user_service.get_user_with_blogs(session, user_id)
+    tz = settings().tz
+    return succeed({**user_json(user), "blogs": [blog_json(blog, tz) for blog in user.blogs]})

@@ -1,0 +1,81 @@
+"""Commands of the original's `manager.py` (runserver, init_db, clear_db), as `python -m app …`.
+
+The database commands are also on the `quart` CLI: `quart --app app.asgi:app init-db`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from app.db import PROJECT_ROOT, downgrade_to_base, upgrade_to_head
+from app.settings import Settings
+
+HYPERCORN_CONFIG = PROJECT_ROOT / "hypercorn.toml"
+
+
+def hypercorn_config(config_path: Path = HYPERCORN_CONFIG, *, bind: str | None = None,
+                     workers: int | None = None):  # noqa: ANN201 (hypercorn.config.Config)
+    """`hypercorn.toml` with the environment's overrides: `BIND` (comma-separated addresses)
+    and `WEB_CONCURRENCY` (worker processes); explicit arguments win over both."""
+    from hypercorn.config import Config
+
+    config = Config.from_toml(config_path)
+    bind = bind or os.environ.get("BIND")
+    if bind:
+        config.bind = [address.strip() for address in bind.split(",") if address.strip()]
+    if workers is None and os.environ.get("WEB_CONCURRENCY"):
+        workers = int(os.environ["WEB_CONCURRENCY"])
+    if workers is not None:
+        config.workers = workers
+    config.application_path = "app.asgi:app"
+    return config
+
+
+@click.command("serve")
+@click.option("--bind", help="address to listen on, e.g. 0.0.0.0:8000 (default: BIND or toml)")
+@click.option("--workers", type=click.IntRange(1, 64), help="worker processes")
+@click.option("--migrate/--no-migrate", default=False, help="apply migrations before serving")
+def serve_command(bind: str | None, workers: int | None, migrate: bool) -> None:
+    """Serve the app with Hypercorn and hypercorn.toml (the original's `runserver`)."""
+    from hypercorn.run import run
+
+    settings = Settings()  # fail here, with a clear message, on a bad configuration
+    if migrate:
+        upgrade_to_head(settings)
+    sys.exit(run(hypercorn_config(bind=bind, workers=workers)))
+
+
+@click.command("init-db")
+def init_db_command() -> None:
+    """Create or upgrade the schema: `alembic upgrade head` (the original's `init_db`)."""
+    settings = Settings()
+    upgrade_to_head(settings)
+    click.echo("database is at the latest migration")
+
+
+@click.command("clear-db")
+@click.option("--yes", is_flag=True, help="do not ask for confirmation")
+def clear_db_command(yes: bool) -> None:
+    """Drop every table and its data: `alembic downgrade base` (the original's `clear_db`)."""
+    settings = Settings()
+    if not yes:
+        click.confirm("Drop all tables and their data?", abort=True)
+    downgrade_to_base(settings)
+    click.echo("all tables dropped; run init-db to recreate them")
+
+
+DATABASE_COMMANDS = (init_db_command, clear_db_command)
+
+
+@click.group()
+def main() -> None:
+    """quart-framework service commands."""
+
+
+main.add_command(serve_command)
+for _command in DATABASE_COMMANDS:
+    main.add_command(_command)

@@ -1,0 +1,121 @@
+"""The database engine, its connection pool, and the session lifecycle.
+
+One `Database` per worker process, created in `before_serving` and disposed in `after_serving`.
+Production runs MySQL/MariaDB through aiomysql; the embedded default is SQLite through aiosqlite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from app.settings import Settings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _enable_sqlite_integrity(dbapi_connection, _record) -> None:  # noqa: ANN001
+    # SQLite ignores foreign keys (and so ON DELETE CASCADE) unless asked, per connection.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    """An `AsyncEngine` for `settings.database_url` with the configured pool.
+
+    SQLite: the file's folder is created, foreign keys are enforced and WAL journaling lets
+    several workers read while one writes. MySQL: utf8mb4, and the pool settings
+    `DB_POOL_SIZE`, `DB_MAX_OVERFLOW`, `DB_POOL_TIMEOUT` (seconds), `DB_POOL_RECYCLE` (seconds)
+    and `DB_POOL_PRE_PING`.
+    """
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":
+        sqlite_path = settings.sqlite_path
+        if sqlite_path is not None:
+            sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, echo=settings.db_echo)
+        event.listen(engine.sync_engine, "connect", _enable_sqlite_integrity)
+        return engine
+    connect_args = {}
+    if url.get_backend_name() in ("mysql", "mariadb") and "charset" not in url.query:
+        connect_args["charset"] = "utf8mb4"
+    return create_async_engine(
+        url,
+        echo=settings.db_echo,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        pool_recycle=settings.db_pool_recycle,
+        pool_pre_ping=settings.db_pool_pre_ping,
+        connect_args=connect_args,
+    )
+
+
+class Database:
+    """The engine and session factory of one worker.
+
+    Arguments:
+        settings: the service settings; `database_url` and the `db_pool_*` knobs are read.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.engine = create_engine(settings)
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._is_sqlite = settings.is_sqlite
+
+    async def connect(self) -> None:
+        """Open one connection to fail fast on a wrong URL; switch SQLite to WAL journaling."""
+        async with self.engine.connect() as connection:
+            if self._is_sqlite:
+                await connection.execute(text("PRAGMA journal_mode=WAL"))
+            else:
+                await connection.execute(text("SELECT 1"))
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session for one unit of work; rolled back if the block raises."""
+        async with self.sessionmaker() as session:
+            yield session
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def alembic_config(database_url: str):  # noqa: ANN201 (alembic.config.Config, imported lazily)
+    """An Alembic `Config` for this project's migrations against `database_url`."""
+    from alembic.config import Config
+
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(PROJECT_ROOT / "alembic"))
+    config.attributes["database_url"] = database_url
+    return config
+
+
+def upgrade_to_head(settings: Settings) -> None:
+    """Apply every Alembic migration (`alembic upgrade head`). Synchronous: call it outside a
+    running event loop (the CLI, a test fixture)."""
+    from alembic import command
+
+    sqlite_path = settings.sqlite_path
+    if sqlite_path is not None:
+        sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+    command.upgrade(alembic_config(settings.database_url), "head")
+
+
+def downgrade_to_base(settings: Settings) -> None:
+    """Revert every migration (`alembic downgrade base`): drops all tables and their data."""
+    from alembic import command
+
+    command.downgrade(alembic_config(settings.database_url), "base")

@@ -1,0 +1,134 @@
+"""The JSON envelope of the Flask original, and the error handlers that put every error in it.
+
+Success (contract §2): `{"code": 0, "data": <payload>, "status": "succeed"}`.
+Error: `{"code": <HTTP status>, "msg": "<text>", "request": "<METHOD> <path>", "status": "failed"}`.
+Keys are sorted, as the original's were. Messages are for people: a validation error names the
+field and the rule; no SQL, no traceback and no exception text ever reaches a client.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+from quart import Quart, Response, current_app, g, request
+from quart_schema import RequestSchemaValidationError
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from werkzeug.exceptions import HTTPException
+
+from app.errors import ConflictError, InvalidReferenceError, NotFoundError, ServiceError
+
+log = logging.getLogger(__name__)
+
+SERVICE_ERROR_STATUS: dict[type[ServiceError], int] = {
+    NotFoundError: 404,
+    ConflictError: 409,
+    InvalidReferenceError: 400,
+}
+RETRY_AFTER_SECONDS = 5
+
+
+def succeed(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A success envelope around `data` (any JSON-serialisable value)."""
+    response = current_app.json.response({"code": 0, "data": data, "status": "succeed"})
+    response.status_code = status
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+def failed(status: int, msg: str, headers: dict[str, str] | None = None) -> Response:
+    """An error envelope: `code` is the HTTP status, `request` is `METHOD path` (no query)."""
+    response = current_app.json.response(
+        {
+            "code": status,
+            "msg": msg,
+            "request": f"{request.method} {request.path}",
+            "status": "failed",
+        }
+    )
+    response.status_code = status
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+def _field_name(location: tuple[Any, ...]) -> str:
+    name = ""
+    for part in location:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name
+
+
+def describe_validation_error(error: Exception, *, body: bool = True) -> str:
+    """One human sentence per invalid field: `"title: String should have at most 120 characters"`.
+
+    Arguments:
+        error: the pydantic `ValidationError` (or a `TypeError`/`ValueError`) quart-schema caught.
+        body: whether it came from the JSON body (else the query string).
+    """
+    if body and not request.is_json:
+        return "request body must be JSON (Content-Type: application/json)"
+    if not isinstance(error, ValidationError):
+        return "request body is not valid" if body else "query string is not valid"
+    problems = []
+    for item in error.errors(include_url=False, include_input=False):
+        field = _field_name(tuple(item["loc"]))
+        if not field:
+            problems.append("request body must be a JSON object" if body else item["msg"])
+        else:
+            problems.append(f"{field}: {item['msg']}")
+    return "; ".join(dict.fromkeys(problems))
+
+
+async def _on_schema_validation_error(error: RequestSchemaValidationError) -> Response:
+    from quart_schema.validation import QuerystringValidationError
+
+    is_body = not isinstance(error, QuerystringValidationError)
+    return failed(400, describe_validation_error(error.validation_error, body=is_body))
+
+
+async def _on_http_exception(error: HTTPException) -> Response:
+    headers = {
+        key: value for key, value in error.get_headers() if key.lower() != "content-type"
+    }
+    return failed(error.code or 500, error.description or error.name, headers)
+
+
+async def _on_service_error(error: ServiceError) -> Response:
+    status = next(
+        (code for kind, code in SERVICE_ERROR_STATUS.items() if isinstance(error, kind)), 400
+    )
+    return failed(status, error.message)
+
+
+async def _on_database_unavailable(error: Exception) -> Response:
+    log.error(
+        "database unavailable (request id %s): %s",
+        g.get("request_id"),
+        type(error).__name__,
+        exc_info=error,
+    )
+    return failed(
+        503,
+        "the database is unavailable or busy, try again later",
+        {"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+async def _on_unexpected_error(error: Exception) -> Response:
+    request_id = g.get("request_id")
+    log.error("unhandled error (request id %s)", request_id, exc_info=error)
+    return failed(500, f"internal server error (request id {request_id})")
+
+
+def register_error_handlers(app: Quart) -> None:
+    """Route every error of `app` through the envelope."""
+    app.register_error_handler(RequestSchemaValidationError, _on_schema_validation_error)
+    app.register_error_handler(HTTPException, _on_http_exception)
+    app.register_error_handler(ServiceError, _on_service_error)
+    app.register_error_handler(PoolTimeoutError, _on_database_unavailable)
+    app.register_error_handler(OperationalError, _on_database_unavailable)
+    app.register_error_handler(Exception, _on_unexpected_error)

@@ -1,0 +1,149 @@
+"""SQLAlchemy 2.0 typed models: users, blogs, tags and the blog-tag link table.
+
+Ids are UUIDv7 strings (36 characters, time-ordered), so ordering by id is insertion order and
+InnoDB's clustered index grows at its end; the original's uuid1 leaked the host's MAC address.
+Relationships are `lazy="raise"`: every query says what it loads, so no N+1 and no implicit I/O
+under asyncio. Times are stored as naive UTC (DATETIME(6) on MySQL) and come back as aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import uuid6
+from sqlalchemy import (
+    Column,
+    DateTime,
+    ForeignKey,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+ID_LENGTH = 36
+USER_NAME_MAX = 64
+TAG_NAME_MAX = 64
+BLOG_TITLE_MAX = 120
+
+MYSQL_TABLE_OPTIONS = {
+    "mysql_engine": "InnoDB",
+    "mysql_charset": "utf8mb4",
+    # Binary collation: names compare the same way on MySQL as on SQLite ("Bob" != "bob").
+    "mysql_collate": "utf8mb4_bin",
+}
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def new_id() -> str:
+    """A new 36-character, time-ordered UUIDv7 string."""
+    return str(uuid6.uuid7())
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores aware datetimes as naive UTC; loads them back as aware UTC."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):  # noqa: ANN001, ANN201 (SQLAlchemy's signature)
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:  # noqa: ANN001
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use an aware datetime (UTC)")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:  # noqa: ANN001
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+blog_tags = Table(
+    "blog_tags",
+    Base.metadata,
+    Column("blog_id", String(ID_LENGTH), ForeignKey("blogs.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("tag_id", String(ID_LENGTH), ForeignKey("tags.id", ondelete="CASCADE"),
+           primary_key=True, index=True),
+    **MYSQL_TABLE_OPTIONS,
+)
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = MYSQL_TABLE_OPTIONS
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(USER_NAME_MAX), unique=True)
+    role: Mapped[int] = mapped_column(SmallInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    blogs: Mapped[list[Blog]] = relationship(
+        back_populates="owner",
+        order_by="Blog.id",
+        lazy="raise",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+
+
+class Tag(Base):
+    __tablename__ = "tags"
+    __table_args__ = MYSQL_TABLE_OPTIONS
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(TAG_NAME_MAX))
+
+    blogs: Mapped[list[Blog]] = relationship(
+        secondary=blog_tags,
+        back_populates="tags",
+        order_by="Blog.id",
+        lazy="raise",
+        passive_deletes=True,
+    )
+
+
+class Blog(Base):
+    __tablename__ = "blogs"
+    __table_args__ = MYSQL_TABLE_OPTIONS
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
+    title: Mapped[str] = mapped_column(String(BLOG_TITLE_MAX))
+    # "context" is the original's field name for the body text; kept for its clients.
+    context: Mapped[str] = mapped_column(Text)
+    user_id: Mapped[str] = mapped_column(
+        String(ID_LENGTH), ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    create_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    modify_time: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+    owner: Mapped[User] = relationship(back_populates="blogs", lazy="raise")
+    tags: Mapped[list[Tag]] = relationship(
+        secondary=blog_tags,
+        back_populates="blogs",
+        order_by="Tag.id",
+        lazy="raise",
+        passive_deletes=True,
+    )

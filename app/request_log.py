@@ -1,0 +1,71 @@
+"""Logging: one line per request (method, path, status, duration, request id), text or JSON lines.
+
+The request id comes from a sane incoming `X-Request-ID` or is generated; it is echoed in the
+response header and named in 500 messages, so a user's report finds its log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+import uuid
+
+from pythonjsonlogger.json import JsonFormatter
+from quart import Quart, Response, g, request
+
+from app.settings import Settings
+
+access_log = logging.getLogger("app.access")
+REQUEST_ID_HEADER = "X-Request-ID"
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
+
+
+def configure_logging(settings: Settings) -> None:
+    """Send the `app` loggers to stderr, as text or (`LOG_FORMAT=json`) one JSON object a line."""
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_format == "json":
+        handler.setFormatter(
+            JsonFormatter("%(asctime)s %(levelname)s %(name)s %(process)d %(message)s")
+        )
+    else:
+        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+    logger = logging.getLogger("app")
+    logger.handlers[:] = [handler]
+    logger.setLevel(settings.log_level.upper())
+    logger.propagate = False
+
+
+async def _start_timer() -> None:
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    g.request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    g.request_started = time.perf_counter()
+
+
+async def _log_request(response: Response) -> Response:
+    request_id = g.get("request_id", "-")
+    duration_ms = (time.perf_counter() - g.get("request_started", time.perf_counter())) * 1000
+    response.headers[REQUEST_ID_HEADER] = request_id
+    access_log.info(
+        "%s %s %d %.1fms id=%s",
+        request.method,
+        request.path,
+        response.status_code,
+        duration_ms,
+        request_id,
+        extra={
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "duration_ms": round(duration_ms, 2),
+            "request_id": request_id,
+        },
+    )
+    return response
+
+
+def register_request_logging(app: Quart) -> None:
+    app.before_request(_start_timer)
+    app.after_request(_log_request)

@@ -1,0 +1,1 @@
+"""Business rules as plain async functions on an `AsyncSession`: no HTTP, no `request` here."""

@@ -1,0 +1,102 @@
+"""Blogs: create, read, replace and delete, with their owner and tags.
+
+Fixes of the original (contract §3): an unknown `user_id` or tag id saves nothing; PUT replaces
+the tag list instead of appending duplicate links; deleting works whatever the links.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload, selectinload
+
+from app.errors import InvalidReferenceError, NotFoundError
+from app.models import Blog, Tag, User, utcnow
+from app.services.pagination import Page, paginate
+
+BLOG_NOT_FOUND = "Blog's id does not exist."
+
+
+def _with_owner_and_tags():  # noqa: ANN202 (a loader option tuple)
+    return (joinedload(Blog.owner), selectinload(Blog.tags))
+
+
+async def _load_tags(session: AsyncSession, tag_ids: Sequence[str]) -> list[Tag]:
+    wanted = list(dict.fromkeys(tag_ids))
+    if not wanted:
+        return []
+    found = {tag.id: tag for tag in await session.scalars(select(Tag).where(Tag.id.in_(wanted)))}
+    missing = [tag_id for tag_id in wanted if tag_id not in found]
+    if missing:
+        raise InvalidReferenceError(f"tags: no tag with id {', '.join(map(repr, missing))}")
+    return [found[tag_id] for tag_id in wanted]
+
+
+async def _commit_or_invalid_reference(session: AsyncSession) -> None:
+    # Reached only if the owner or a tag is deleted by another request meanwhile.
+    try:
+        await session.commit()
+    except IntegrityError as error:
+        await session.rollback()
+        raise InvalidReferenceError(
+            "user_id or tags: the user or a tag was deleted while the blog was saved"
+        ) from error
+
+
+async def get_blog(session: AsyncSession, blog_id: str) -> Blog:
+    """The blog with owner and tags (2 queries). Raises `NotFoundError`."""
+    blog = await session.scalar(
+        select(Blog).where(Blog.id == blog_id).options(*_with_owner_and_tags())
+    )
+    if blog is None:
+        raise NotFoundError(BLOG_NOT_FOUND)
+    return blog
+
+
+async def list_blogs(session: AsyncSession, *, limit: int, offset: int) -> Page[Blog]:
+    """Blogs in insertion order with owners and tags: 3 queries whatever the page size."""
+    statement = select(Blog).order_by(Blog.id).options(*_with_owner_and_tags())
+    return await paginate(session, statement, limit=limit, offset=offset)
+
+
+async def create_blog(
+    session: AsyncSession, *, title: str, context: str, user_id: str, tag_ids: Sequence[str]
+) -> Blog:
+    """Insert a blog owned by `user_id` and linked to `tag_ids` (duplicates ignored).
+
+    Raises `InvalidReferenceError` naming the field when the user or a tag does not exist;
+    nothing is saved then.
+    """
+    if await session.scalar(select(User.id).where(User.id == user_id)) is None:
+        raise InvalidReferenceError(f"user_id: no user with id {user_id!r}")
+    tags = await _load_tags(session, tag_ids)
+    blog = Blog(title=title, context=context, user_id=user_id, tags=tags)
+    session.add(blog)
+    await _commit_or_invalid_reference(session)
+    return await get_blog(session, blog.id)
+
+
+async def replace_blog(
+    session: AsyncSession, blog_id: str, *, title: str, context: str, tag_ids: Sequence[str]
+) -> Blog:
+    """Replace title, context and the whole tag list; set `modify_time`.
+
+    Raises `NotFoundError` for an unknown blog, `InvalidReferenceError` for an unknown tag.
+    """
+    blog = await get_blog(session, blog_id)
+    tags = await _load_tags(session, tag_ids)
+    blog.title, blog.context, blog.tags = title, context, tags
+    blog.modify_time = utcnow()
+    await _commit_or_invalid_reference(session)
+    return blog
+
+
+async def delete_blog(session: AsyncSession, blog_id: str) -> None:
+    """Delete the blog and its tag links. Raises `NotFoundError`."""
+    result = await session.execute(delete(Blog).where(Blog.id == blog_id))
+    if result.rowcount == 0:
+        raise NotFoundError(BLOG_NOT_FOUND)
+    await session.commit()

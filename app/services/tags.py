@@ -1,0 +1,63 @@
+"""Tags: create, read, rename and delete; deleting a tag unlinks it from its blogs (DB cascade)."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from app.errors import NotFoundError
+from app.models import Blog, Tag
+from app.services.pagination import Page, paginate
+
+TAG_NOT_FOUND = "Tag's id does not exist."
+
+
+async def create_tag(session: AsyncSession, *, name: str) -> Tag:
+    """Insert a tag (names need not be unique, as in the original)."""
+    tag = Tag(name=name)
+    session.add(tag)
+    await session.commit()
+    return tag
+
+
+async def list_tags(session: AsyncSession, *, limit: int, offset: int) -> Page[Tag]:
+    """Tags in insertion order."""
+    return await paginate(session, select(Tag).order_by(Tag.id), limit=limit, offset=offset)
+
+
+async def get_tag(session: AsyncSession, tag_id: str) -> Tag:
+    """The tag `tag_id`. Raises `NotFoundError`."""
+    tag = await session.get(Tag, tag_id)
+    if tag is None:
+        raise NotFoundError(TAG_NOT_FOUND)
+    return tag
+
+
+async def get_tag_with_blogs(session: AsyncSession, tag_id: str) -> Tag:
+    """The tag with its blogs (each with owner and tags) loaded in 4 queries.
+    Raises `NotFoundError`. The original always answered `blogs: []` here."""
+    tag = await session.scalar(
+        select(Tag)
+        .where(Tag.id == tag_id)
+        .options(selectinload(Tag.blogs).options(selectinload(Blog.owner), selectinload(Blog.tags)))
+    )
+    if tag is None:
+        raise NotFoundError(TAG_NOT_FOUND)
+    return tag
+
+
+async def rename_tag(session: AsyncSession, tag_id: str, *, name: str) -> Tag:
+    """Replace the tag's name. Raises `NotFoundError`."""
+    tag = await get_tag(session, tag_id)
+    tag.name = name
+    await session.commit()
+    return tag
+
+
+async def delete_tag(session: AsyncSession, tag_id: str) -> None:
+    """Delete the tag; its links to blogs go with it. Raises `NotFoundError`."""
+    result = await session.execute(delete(Tag).where(Tag.id == tag_id))
+    if result.rowcount == 0:
+        raise NotFoundError(TAG_NOT_FOUND)
+    await session.commit()

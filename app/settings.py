@@ -1,0 +1,91 @@
+"""Every knob of the service, read from the environment (and `.env` in development).
+
+Each field's environment variable is its upper-case name (`DATABASE_URL`, `DB_POOL_SIZE`, …).
+The defaults run the embedded configuration: a SQLite file, no Redis, one process.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEVELOPMENT_SECRET_KEY = "development-only-secret-key-change-me"  # noqa: S105 (a marker, refused in production)
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/quart-framework.db"
+
+
+class Settings(BaseSettings):
+    """The service configuration.
+
+    Raises:
+        pydantic.ValidationError: a value is malformed, or `SECRET_KEY` is missing or left at
+            the development marker while `APP_ENV=production`.
+    """
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    app_env: Literal["development", "production", "testing"] = "production"
+    secret_key: str = DEVELOPMENT_SECRET_KEY
+
+    # Database. The PooledDB knobs of the original map as: maxcached/mincached ~ pool_size,
+    # maxconnections = pool_size + max_overflow, blocking -> wait up to pool_timeout seconds,
+    # ping -> pool_pre_ping. pool_recycle stays below MySQL's wait_timeout (28800 s by default).
+    database_url: str = DEFAULT_DATABASE_URL
+    db_pool_size: int = Field(default=5, ge=1, le=200)
+    db_max_overflow: int = Field(default=10, ge=0, le=500)
+    db_pool_timeout: float = Field(default=10.0, gt=0, le=300)
+    db_pool_recycle: int = Field(default=1800, ge=-1)
+    db_pool_pre_ping: bool = True
+    db_echo: bool = False
+
+    redis_url: str | None = None
+
+    online_last_minutes: int = Field(default=5, ge=1, le=1440)
+    display_timezone: str = "Asia/Shanghai"
+    max_page_size: int = Field(default=1000, ge=1, le=100_000)
+    max_content_length: int = Field(default=1024 * 1024, ge=1024)
+
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("display_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"unknown time zone {value!r}") from error
+        return value
+
+    @model_validator(mode="after")
+    def _secret_key_outside_development(self) -> Settings:
+        if self.app_env == "production" and (
+            not self.secret_key or self.secret_key == DEVELOPMENT_SECRET_KEY
+        ):
+            raise ValueError(
+                "SECRET_KEY must be set to a random value when APP_ENV=production "
+                "(for local runs use APP_ENV=development)"
+            )
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The database file of a file-backed SQLite URL, else None."""
+        if not self.is_sqlite:
+            return None
+        _, _, path = self.database_url.partition(":///")
+        path = path.split("?", 1)[0]
+        if not path or path == ":memory:":
+            return None
+        return Path(path)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.display_timezone)
