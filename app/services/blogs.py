@@ -32,7 +32,8 @@ async def _load_tags(session: AsyncSession, tag_ids: Sequence[str]) -> list[Tag]
     missing = [tag_id for tag_id in wanted if tag_id not in found]
     if missing:
         raise InvalidReferenceError(f"tags: no tag with id {', '.join(map(repr, missing))}")
-    return [found[tag_id] for tag_id in wanted]
+    # Tag id order (creation order), the order in which the blog's tags are read back.
+    return [found[tag_id] for tag_id in sorted(found)]
 
 
 async def _commit_or_invalid_reference(session: AsyncSession) -> None:

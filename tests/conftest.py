@@ -1,0 +1,131 @@
+"""Shared fixtures: settings per database backend, a served app, its client, a clean database.
+
+Route tests run against both the real MariaDB/MySQL (`TEST_MYSQL_URL`, default
+`mysql+aiomysql://root@127.0.0.1:3306/qf_test`) and a SQLite file. A missing MariaDB is an
+error, never a skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from quart import Quart
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app import create_app
+from app.db import upgrade_to_head
+from app.models import Base
+from app.settings import Settings
+
+MYSQL_URL = os.environ.get("TEST_MYSQL_URL", "mysql+aiomysql://root@127.0.0.1:3306/qf_test")
+TEST_SECRET_KEY = "test-secret-key-not-for-production"  # noqa: S105
+BACKENDS = ("sqlite", "mysql")
+
+
+def make_settings(database_url: str, **overrides) -> Settings:
+    return Settings(
+        app_env="testing", secret_key=TEST_SECRET_KEY, database_url=database_url, **overrides
+    )
+
+
+async def _recreate_mysql_database(url: str) -> None:
+    parsed = make_url(url)
+    server = create_async_engine(parsed.set(database=""), connect_args={"connect_timeout": 5})
+    try:
+        async with server.begin() as connection:
+            await connection.execute(text(f"DROP DATABASE IF EXISTS `{parsed.database}`"))
+            await connection.execute(
+                text(f"CREATE DATABASE `{parsed.database}` CHARACTER SET utf8mb4")
+            )
+    except Exception as error:  # noqa: BLE001 (reported as a test failure, with the cause)
+        pytest.fail(
+            f"MariaDB/MySQL is required at {parsed.render_as_string()} and is not reachable "
+            f"({type(error).__name__}: {error}). Start it (see README) or set TEST_MYSQL_URL.",
+            pytrace=False,
+        )
+    finally:
+        await server.dispose()
+
+
+@pytest.fixture(scope="session")
+def mysql_url() -> str:
+    """A freshly created MySQL test database, migrated to head once per test session."""
+    asyncio.run(_recreate_mysql_database(MYSQL_URL))
+    upgrade_to_head(make_settings(MYSQL_URL))
+    return MYSQL_URL
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once; each test gets a copy."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    upgrade_to_head(make_settings(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The database of one test: a migrated SQLite copy, or the (emptied) MySQL test database."""
+    if request.param == "sqlite":
+        path = tmp_path / "app.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite+aiosqlite:///{path}"
+    return request.getfixturevalue("mysql_url")
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+async def empty_all_tables(app: Quart) -> None:
+    engine = app.extensions["database"].engine
+    async with engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            await connection.execute(table.delete())
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[Quart]:
+    """A served app (before_serving has run) over an empty database."""
+    app = create_app(settings)
+    async with app.test_app():
+        await empty_all_tables(app)
+        yield app
+
+
+@pytest.fixture
+def client(app: Quart):  # noqa: ANN201 (Quart's test client class)
+    return app.test_client()
+
+
+class QueryCounter:
+    """Counts the SQL statements an engine executes while enabled."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.statements: list[str] = []
+
+    def __call__(self, _conn, _cursor, statement, *_args) -> None:  # noqa: ANN001
+        self.count += 1
+        self.statements.append(statement)
+
+    def reset(self) -> None:
+        self.count = 0
+        self.statements.clear()
+
+
+@pytest.fixture
+def query_counter(app: Quart) -> Iterator[QueryCounter]:
+    counter = QueryCounter()
+    sync_engine = app.extensions["database"].engine.sync_engine
+    event.listen(sync_engine, "before_cursor_execute", counter)
+    yield counter
+    event.remove(sync_engine, "before_cursor_execute", counter)
