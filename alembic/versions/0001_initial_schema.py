@@ -78,9 +78,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index(op.f("ix_blog_tags_tag_id"), table_name="blog_tags")
+    # Indexes go with their tables (MySQL refuses to drop an index a foreign key needs).
     op.drop_table("blog_tags")
-    op.drop_index(op.f("ix_blogs_user_id"), table_name="blogs")
     op.drop_table("blogs")
     op.drop_table("users")
     op.drop_table("tags")

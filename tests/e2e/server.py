@@ -1,0 +1,90 @@
+"""Start the real service (`python -m app serve`, the Dockerfile's command) on a free loopback
+port, wait until it answers, and stop it with SIGTERM as a container runtime would."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class RunningServer:
+    process: subprocess.Popen
+    base_url: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 15) -> int:
+        """SIGTERM, then wait; returns the exit code (kills and fails after `timeout` s)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                raise AssertionError(f"server ignored SIGTERM for {timeout}s:\n{self.log()}") from None
+        return self.process.returncode
+
+
+@contextmanager
+def run_server(
+    tmp_path: Path, env: dict[str, str], *, workers: int = 1, ready_path: str = "/api/v1/tag",
+    startup_timeout: float = 30,
+) -> Iterator[RunningServer]:
+    """Run `python -m app serve --workers N` with `env` added to a minimal environment."""
+    port = free_port()
+    log_path = tmp_path / f"server-{port}.log"
+    full_env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", str(tmp_path)),
+        "PYTHONUNBUFFERED": "1",
+        "BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": str(workers),
+        **env,
+    }
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app", "serve"],
+            cwd=tmp_path,  # the service must not depend on being started from the project folder
+            env=full_env, stdout=log_file, stderr=subprocess.STDOUT,
+        )
+    server = RunningServer(process, f"http://127.0.0.1:{port}", log_path)
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"server exited with {process.returncode}:\n{server.log()}")
+            try:
+                if httpx.get(server.base_url + ready_path, timeout=1).status_code < 500:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"server not ready in {startup_timeout}s:\n{server.log()}")
+            time.sleep(0.1)
+        yield server
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -1,0 +1,68 @@
+"""Settings from the environment, and the refusals that keep production safe."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from app.settings import DEFAULT_DATABASE_URL, DEVELOPMENT_SECRET_KEY, Settings
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch, tmp_path) -> None:
+    for name in ("APP_ENV", "SECRET_KEY", "DATABASE_URL", "DISPLAY_TIMEZONE", "DB_POOL_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+
+
+def test_production_refuses_a_missing_secret_key() -> None:
+    with pytest.raises(ValidationError, match="SECRET_KEY"):
+        Settings()
+
+
+def test_production_refuses_the_development_key(monkeypatch) -> None:
+    monkeypatch.setenv("SECRET_KEY", DEVELOPMENT_SECRET_KEY)
+    with pytest.raises(ValidationError, match="SECRET_KEY"):
+        Settings()
+
+
+def test_development_runs_on_the_embedded_defaults(monkeypatch) -> None:
+    monkeypatch.setenv("APP_ENV", "development")
+    settings = Settings()
+    assert settings.database_url == DEFAULT_DATABASE_URL and settings.is_sqlite
+    assert settings.redis_url is None
+    assert settings.online_last_minutes == 5
+    assert settings.display_timezone == "Asia/Shanghai"
+
+
+def test_environment_variables_are_read(monkeypatch) -> None:
+    monkeypatch.setenv("SECRET_KEY", "s" * 32)
+    monkeypatch.setenv("DATABASE_URL", "mysql+aiomysql://u:p@db:3306/app")
+    monkeypatch.setenv("DB_POOL_SIZE", "20")
+    settings = Settings()
+    assert not settings.is_sqlite and settings.sqlite_path is None
+    assert settings.db_pool_size == 20
+
+
+def test_dotenv_file_is_read(tmp_path) -> None:
+    (tmp_path / ".env").write_text("APP_ENV=development\nDISPLAY_TIMEZONE=Europe/Paris\n")
+    assert Settings().display_timezone == "Europe/Paris"
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("DISPLAY_TIMEZONE", "Mars/Olympus"),
+    ("DB_POOL_SIZE", "0"),
+    ("APP_ENV", "staging"),
+])
+def test_bad_values_are_refused_naming_the_setting(monkeypatch, name, value) -> None:
+    monkeypatch.setenv("APP_ENV", "development")
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=name.lower()):
+        Settings()
+
+
+def test_sqlite_path() -> None:
+    settings = Settings(app_env="development", database_url="sqlite+aiosqlite:///var/x.db")
+    assert str(settings.sqlite_path) == "var/x.db"
+    memory = Settings(app_env="development", database_url="sqlite+aiosqlite:///:memory:")
+    assert memory.sqlite_path is None
