@@ -4,11 +4,11 @@ import asyncio
 import os
 from logging.config import fileConfig
 
-from alembic import context
-from sqlalchemy import event, pool
+from sqlalchemy import event, pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from alembic import context
 from app.db import _enable_sqlite_integrity
 from app.models import Base
 from app.settings import DEFAULT_DATABASE_URL
@@ -58,7 +58,16 @@ async def run_async_migrations() -> None:
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _enable_sqlite_integrity)
     async with engine.connect() as connection:
-        await connection.run_sync(do_run_migrations)
+        if connection.dialect.name in ("mysql", "mariadb"):
+            # Containers that start together migrate one at a time; the later ones find head.
+            await connection.execute(text("SELECT GET_LOCK('quart_framework_migrations', 120)"))
+            await connection.commit()  # the lock belongs to the session, not the transaction
+        try:
+            await connection.run_sync(do_run_migrations)
+            await connection.commit()
+        finally:
+            if connection.dialect.name in ("mysql", "mariadb"):
+                await connection.execute(text("SELECT RELEASE_LOCK('quart_framework_migrations')"))
     await engine.dispose()
 
 

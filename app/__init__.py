@@ -13,6 +13,7 @@ from app.api import api_v1
 from app.cli import DATABASE_COMMANDS
 from app.db import Database
 from app.envelope import register_error_handlers
+from app.health import blueprint as health_blueprint
 from app.request_log import configure_logging, register_request_logging
 from app.settings import Settings
 
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     register_request_logging(app)
     register_error_handlers(app)
     app.register_blueprint(api_v1)
+    app.register_blueprint(health_blueprint)
     for command in DATABASE_COMMANDS:
         app.cli.add_command(command)
 

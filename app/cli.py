@@ -17,8 +17,9 @@ from app.settings import Settings
 HYPERCORN_CONFIG = PROJECT_ROOT / "hypercorn.toml"
 
 
-def hypercorn_config(config_path: Path = HYPERCORN_CONFIG, *, bind: str | None = None,
-                     workers: int | None = None):  # noqa: ANN201 (hypercorn.config.Config)
+def hypercorn_config(
+    config_path: Path = HYPERCORN_CONFIG, *, bind: str | None = None, workers: int | None = None
+):  # noqa: ANN201 (hypercorn.config.Config)
     """`hypercorn.toml` with the environment's overrides: `BIND` (comma-separated addresses)
     and `WEB_CONCURRENCY` (worker processes); explicit arguments win over both."""
     from hypercorn.config import Config

@@ -91,9 +91,7 @@ async def _on_schema_validation_error(error: RequestSchemaValidationError) -> Re
 
 
 async def _on_http_exception(error: HTTPException) -> Response:
-    headers = {
-        key: value for key, value in error.get_headers() if key.lower() != "content-type"
-    }
+    headers = {key: value for key, value in error.get_headers() if key.lower() != "content-type"}
     return failed(error.code or 500, error.description or error.name, headers)
 
 

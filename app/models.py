@@ -83,10 +83,16 @@ class Base(DeclarativeBase):
 blog_tags = Table(
     "blog_tags",
     Base.metadata,
-    Column("blog_id", String(ID_LENGTH), ForeignKey("blogs.id", ondelete="CASCADE"),
-           primary_key=True),
-    Column("tag_id", String(ID_LENGTH), ForeignKey("tags.id", ondelete="CASCADE"),
-           primary_key=True, index=True),
+    Column(
+        "blog_id", String(ID_LENGTH), ForeignKey("blogs.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column(
+        "tag_id",
+        String(ID_LENGTH),
+        ForeignKey("tags.id", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    ),
     **MYSQL_TABLE_OPTIONS,
 )
 

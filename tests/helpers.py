@@ -29,7 +29,15 @@ async def failed(response, status: int, method: str, path: str) -> str:  # noqa:
         "status": "failed",
     }, body
     assert isinstance(body["msg"], str) and body["msg"], body
-    for leak in ("Traceback", "SELECT ", "INSERT ", "UPDATE ", "DELETE FROM", "sqlalchemy", "KeyError"):
+    for leak in (
+        "Traceback",
+        "SELECT ",
+        "INSERT ",
+        "UPDATE ",
+        "DELETE FROM",
+        "sqlalchemy",
+        "KeyError",
+    ):
         assert leak not in body["msg"], body["msg"]
     return body["msg"]
 

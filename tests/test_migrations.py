@@ -54,3 +54,28 @@ def test_upgrade_matches_models_and_downgrade_reverts(empty_database_url) -> Non
     upgrade_to_head(settings)  # and back again, as `clear-db` then `init-db` do
     differences, _ = asyncio.run(_schema_report(empty_database_url))
     assert differences == []
+
+
+def test_concurrent_upgrades_on_mysql_serialize(tmp_path) -> None:
+    """Several containers run `serve --migrate` at once: every one must succeed."""
+    import os
+    import subprocess
+    import sys
+
+    url = "mysql+aiomysql://root@127.0.0.1:3306/qf_migrations_race"
+    asyncio.run(_recreate_mysql_database(url))
+    env = {"PATH": os.environ["PATH"], "APP_ENV": "development", "DATABASE_URL": url}
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "app", "init-db"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(3)
+    ]
+    outputs = [(run.wait(60), run.stdout.read().decode()) for run in runs]
+    assert all(code == 0 for code, _ in outputs), outputs
+    differences, tables = asyncio.run(_schema_report(url))
+    assert differences == [] and "users" in tables

@@ -49,11 +49,14 @@ def test_dotenv_file_is_read(tmp_path) -> None:
     assert Settings().display_timezone == "Europe/Paris"
 
 
-@pytest.mark.parametrize(("name", "value"), [
-    ("DISPLAY_TIMEZONE", "Mars/Olympus"),
-    ("DB_POOL_SIZE", "0"),
-    ("APP_ENV", "staging"),
-])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DISPLAY_TIMEZONE", "Mars/Olympus"),
+        ("DB_POOL_SIZE", "0"),
+        ("APP_ENV", "staging"),
+    ],
+)
 def test_bad_values_are_refused_naming_the_setting(monkeypatch, name, value) -> None:
     monkeypatch.setenv("APP_ENV", "development")
     monkeypatch.setenv(name, value)

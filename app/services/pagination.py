@@ -22,6 +22,8 @@ class Page(Generic[T]):
 async def paginate(session: AsyncSession, statement: Select, *, limit: int, offset: int) -> Page:
     """Run `statement` for rows `offset .. offset+limit` and count the whole result (2 queries,
     plus one per eager-loaded collection)."""
-    total = await session.scalar(select(func.count()).select_from(statement.order_by(None).subquery()))
+    total = await session.scalar(
+        select(func.count()).select_from(statement.order_by(None).subquery())
+    )
     rows = await session.scalars(statement.limit(limit).offset(offset))
     return Page(items=list(rows.unique()), total=total or 0)

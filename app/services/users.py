@@ -18,7 +18,9 @@ def _name_taken(name: str) -> ConflictError:
     return ConflictError(f"name: a user named {name!r} already exists")
 
 
-async def _ensure_name_free(session: AsyncSession, name: str, *, except_id: str | None = None) -> None:
+async def _ensure_name_free(
+    session: AsyncSession, name: str, *, except_id: str | None = None
+) -> None:
     owner_id = await session.scalar(select(User.id).where(User.name == name))
     if owner_id is not None and owner_id != except_id:
         raise _name_taken(name)

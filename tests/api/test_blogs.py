@@ -103,7 +103,9 @@ async def test_put_replaces_fields_and_tags(client, owner, app) -> None:
     assert await count_links(app) == 2
 
     # The original appended here: repeating the PUT must not grow the link table.
-    await ok(await client.put(path, json={"title": "New", "context": "Body", "tags": [b["id"], c["id"]]}))
+    await ok(
+        await client.put(path, json={"title": "New", "context": "Body", "tags": [b["id"], c["id"]]})
+    )
     assert await count_links(app) == 2
     await ok(await client.put(path, json={"title": "New", "context": "Body", "tags": []}))
     assert await count_links(app) == 0
@@ -127,7 +129,9 @@ async def test_unknown_user_saves_nothing(client) -> None:
             "/api/v1/blog",
             json={"title": "t", "context": "c", "user_id": UNKNOWN_ID, "tags": [tag["id"]]},
         ),
-        400, "POST", "/api/v1/blog",
+        400,
+        "POST",
+        "/api/v1/blog",
     )
     assert msg.startswith("user_id:") and UNKNOWN_ID in msg
     assert await ok(await client.get("/api/v1/blog")) == []
@@ -138,9 +142,16 @@ async def test_unknown_tag_saves_nothing(client, owner, app) -> None:
     msg = await failed(
         await client.post(
             "/api/v1/blog",
-            json={"title": "t", "context": "c", "user_id": owner["id"], "tags": [tag["id"], "nope"]},
+            json={
+                "title": "t",
+                "context": "c",
+                "user_id": owner["id"],
+                "tags": [tag["id"], "nope"],
+            },
         ),
-        400, "POST", "/api/v1/blog",
+        400,
+        "POST",
+        "/api/v1/blog",
     )
     assert msg.startswith("tags:") and "'nope'" in msg
     assert await ok(await client.get("/api/v1/blog")) == []
@@ -153,17 +164,22 @@ async def test_put_with_unknown_tag_changes_nothing(client, owner) -> None:
     path = f"/api/v1/blog/{blog['id']}"
     msg = await failed(
         await client.put(path, json={"title": "new", "context": "c", "tags": ["nope"]}),
-        400, "PUT", path,
+        400,
+        "PUT",
+        path,
     )
     assert msg.startswith("tags:")
     assert await ok(await client.get(path)) == blog
 
 
-@pytest.mark.parametrize(("method", "body"), [
-    ("GET", None),
-    ("PUT", {"title": "t", "context": "c", "tags": []}),
-    ("DELETE", None),
-])
+@pytest.mark.parametrize(
+    ("method", "body"),
+    [
+        ("GET", None),
+        ("PUT", {"title": "t", "context": "c", "tags": []}),
+        ("DELETE", None),
+    ],
+)
 async def test_unknown_id_is_404(client, method, body) -> None:
     path = f"/api/v1/blog/{UNKNOWN_ID}"
     response = await client.open(path, method=method, json=body)

@@ -14,14 +14,21 @@ from tests.helpers import failed, ok
 
 async def test_success_envelope_keys_are_sorted(client) -> None:
     response = await client.get("/api/v1/user")
-    assert (await response.get_data(as_text=True)).strip() == '{"code":0,"data":[],"status":"succeed"}'
+    assert (
+        await response.get_data(as_text=True)
+    ).strip() == '{"code":0,"data":[],"status":"succeed"}'
 
 
 async def test_unknown_route_is_404_without_query_in_request(client) -> None:
     response = await client.get("/api/v1/nothing?x=1")
     await failed(response, 404, "GET", "/api/v1/nothing")
     text = await response.get_data(as_text=True)
-    assert text.index('"code"') < text.index('"msg"') < text.index('"request"') < text.index('"status"')
+    assert (
+        text.index('"code"')
+        < text.index('"msg"')
+        < text.index('"request"')
+        < text.index('"status"')
+    )
 
 
 @pytest.mark.parametrize("path", ["/api/v1/blog/", "/api/v1/user/", "/api/v1/tag/"])
@@ -29,12 +36,15 @@ async def test_trailing_slash_is_404(client, path) -> None:
     await failed(await client.get(path), 404, "GET", path)
 
 
-@pytest.mark.parametrize(("method", "path", "allowed"), [
-    ("PATCH", "/api/v1/user", {"GET", "POST"}),
-    ("POST", "/api/v1/blog/some-id", {"GET", "PUT", "DELETE"}),
-    ("DELETE", "/api/v1/tag", {"GET", "POST"}),
-    ("PUT", "/api/v1/user/x/blogs", {"GET"}),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PATCH", "/api/v1/user", {"GET", "POST"}),
+        ("POST", "/api/v1/blog/some-id", {"GET", "PUT", "DELETE"}),
+        ("DELETE", "/api/v1/tag", {"GET", "POST"}),
+        ("PUT", "/api/v1/user/x/blogs", {"GET"}),
+    ],
+)
 async def test_405_carries_allow(client, method, path, allowed) -> None:
     response = await client.open(path, method=method)
     await failed(response, 405, method, path)
@@ -43,7 +53,9 @@ async def test_405_carries_allow(client, method, path, allowed) -> None:
 
 @pytest.mark.parametrize("path", ["/api/v1/user", "/api/v1/tag", "/api/v1/blog"])
 async def test_invalid_json_is_400(client, path) -> None:
-    response = await client.post(path, data="{not json", headers={"Content-Type": "application/json"})
+    response = await client.post(
+        path, data="{not json", headers={"Content-Type": "application/json"}
+    )
     assert "not valid JSON" in await failed(response, 400, "POST", path)
 
 
@@ -56,9 +68,13 @@ async def test_body_that_is_not_json_is_400(client) -> None:
 @pytest.mark.parametrize("body", [[], "text", 3, None])
 async def test_body_that_is_not_an_object_is_400(client, body) -> None:
     response = await client.post(
-        "/api/v1/user", data=__import__("json").dumps(body), headers={"Content-Type": "application/json"}
+        "/api/v1/user",
+        data=__import__("json").dumps(body),
+        headers={"Content-Type": "application/json"},
     )
-    assert await failed(response, 400, "POST", "/api/v1/user") == "request body must be a JSON object"
+    assert (
+        await failed(response, 400, "POST", "/api/v1/user") == "request body must be a JSON object"
+    )
 
 
 @pytest.mark.parametrize("query", ["limit=0", "limit=abc", "offset=-1", "limit=1001"])
@@ -76,7 +92,10 @@ async def test_request_id_is_echoed_or_generated(client) -> None:
     response = await client.get("/api/v1/tag", headers={"X-Request-ID": "abc-123"})
     assert response.headers["X-Request-ID"] == "abc-123"
     response = await client.get("/api/v1/tag", headers={"X-Request-ID": "bad id;<x>"})
-    assert response.headers["X-Request-ID"] != "bad id;<x>" and len(response.headers["X-Request-ID"]) == 32
+    assert (
+        response.headers["X-Request-ID"] != "bad id;<x>"
+        and len(response.headers["X-Request-ID"]) == 32
+    )
 
 
 async def test_unexpected_error_is_a_generic_500_logged_with_request_id(settings, caplog) -> None:
@@ -117,7 +136,12 @@ async def test_openapi_documents_the_routes(client) -> None:
     response = await client.get("/openapi.json")
     assert response.status_code == 200
     spec = await response.get_json()
-    for path in ("/api/v1/user", "/api/v1/user/{user_id}", "/api/v1/blog", "/api/v1/tag/{tag_id}/blogs"):
+    for path in (
+        "/api/v1/user",
+        "/api/v1/user/{user_id}",
+        "/api/v1/blog",
+        "/api/v1/tag/{tag_id}/blogs",
+    ):
         assert path in spec["paths"], path
     assert "BlogCreate" in str(spec["paths"]["/api/v1/blog"]["post"])
     docs = await client.get("/docs")

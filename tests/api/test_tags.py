@@ -28,7 +28,8 @@ async def test_put_renames(client) -> None:
     tag = await create_tag(client, "pyhton")
     path = f"/api/v1/tag/{tag['id']}"
     assert await ok(await client.put(path, json={"name": "python"})) == {
-        "id": tag["id"], "name": "python",
+        "id": tag["id"],
+        "name": "python",
     }
     assert (await ok(await client.get(path)))["name"] == "python"
 
@@ -54,19 +55,24 @@ async def test_delete_unlinks_from_blogs(client) -> None:
     assert (await ok(await client.get(f"/api/v1/blog/{blog['id']}")))["tags"] == [kept]
 
 
-@pytest.mark.parametrize(("method", "suffix", "body"), [
-    ("GET", "", None),
-    ("PUT", "", {"name": "x"}),
-    ("DELETE", "", None),
-    ("GET", "/blogs", None),
-])
+@pytest.mark.parametrize(
+    ("method", "suffix", "body"),
+    [
+        ("GET", "", None),
+        ("PUT", "", {"name": "x"}),
+        ("DELETE", "", None),
+        ("GET", "/blogs", None),
+    ],
+)
 async def test_unknown_id_is_404(client, method, suffix, body) -> None:
     path = f"/api/v1/tag/{UNKNOWN_ID}{suffix}"
     response = await client.open(path, method=method, json=body)
     assert await failed(response, 404, method, path) == "Tag's id does not exist."
 
 
-@pytest.mark.parametrize("body", [{}, {"name": None}, {"name": 1}, {"name": " "}, {"name": "x" * 65}])
+@pytest.mark.parametrize(
+    "body", [{}, {"name": None}, {"name": 1}, {"name": " "}, {"name": "x" * 65}]
+)
 async def test_bad_body_is_400_naming_the_field(client, body) -> None:
     msg = await failed(await client.post("/api/v1/tag", json=body), 400, "POST", "/api/v1/tag")
     assert msg.startswith("name:"), msg

@@ -98,7 +98,9 @@ async def test_duplicate_name_is_409_without_sql(client) -> None:
     await create_user(client, "alice")
     msg = await failed(
         await client.post("/api/v1/user", json={"name": "alice", "role": 0}),
-        409, "POST", "/api/v1/user",
+        409,
+        "POST",
+        "/api/v1/user",
     )
     assert "name" in msg and "alice" in msg
     assert len(await ok(await client.get("/api/v1/user"))) == 1

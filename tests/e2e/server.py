@@ -43,16 +43,24 @@ class RunningServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-                raise AssertionError(f"server ignored SIGTERM for {timeout}s:\n{self.log()}") from None
+                raise AssertionError(
+                    f"server ignored SIGTERM for {timeout}s:\n{self.log()}"
+                ) from None
         return self.process.returncode
 
 
 @contextmanager
 def run_server(
-    tmp_path: Path, env: dict[str, str], *, workers: int = 1, ready_path: str = "/api/v1/tag",
+    tmp_path: Path,
+    env: dict[str, str],
+    *,
+    workers: int = 1,
+    ready_path: str = "/api/v1/tag",
     startup_timeout: float = 30,
+    command: list[str] | None = None,
 ) -> Iterator[RunningServer]:
-    """Run `python -m app serve --workers N` with `env` added to a minimal environment."""
+    """Run `command` (default `python -m app serve`) in `tmp_path` with N workers, `env` added to
+    a minimal environment, and BIND set to a free loopback port."""
     port = free_port()
     log_path = tmp_path / f"server-{port}.log"
     full_env = {
@@ -65,9 +73,11 @@ def run_server(
     }
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve"],
+            command or [sys.executable, "-m", "app", "serve"],
             cwd=tmp_path,  # the service must not depend on being started from the project folder
-            env=full_env, stdout=log_file, stderr=subprocess.STDOUT,
+            env=full_env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
         )
     server = RunningServer(process, f"http://127.0.0.1:{port}", log_path)
     try:

@@ -13,8 +13,13 @@ from tests.e2e.server import run_server
 
 def test_embedded_default_runs_with_migrations_and_stops_cleanly(tmp_path) -> None:
     env = {"APP_ENV": "development"}
-    subprocess.run([sys.executable, "-m", "app", "init-db"], env={**env, "PATH": ""},
-                   cwd=tmp_path, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "app", "init-db"],
+        env={**env, "PATH": ""},
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+    )
     assert (tmp_path / "var" / "quart-framework.db").exists()
     with run_server(tmp_path, env, workers=1) as server:
         response = httpx.post(server.base_url + "/api/v1/tag", json={"name": "embedded"})
@@ -27,8 +32,12 @@ def test_embedded_default_runs_with_migrations_and_stops_cleanly(tmp_path) -> No
 
 def test_production_refuses_to_start_without_secret_key(tmp_path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "app", "serve"], env={"APP_ENV": "production", "PATH": ""},
-        cwd=tmp_path, capture_output=True, text=True, timeout=30,
+        [sys.executable, "-m", "app", "serve"],
+        env={"APP_ENV": "production", "PATH": ""},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
@@ -37,7 +46,11 @@ def test_production_refuses_to_start_without_secret_key(tmp_path) -> None:
 def test_clear_db_then_init_db(tmp_path) -> None:
     env = {"APP_ENV": "development", "PATH": ""}
     run = lambda *args: subprocess.run(  # noqa: E731
-        [sys.executable, "-m", "app", *args], env=env, cwd=tmp_path, capture_output=True, text=True,
+        [sys.executable, "-m", "app", *args],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
     )
     assert run("init-db").returncode == 0
     refused = run("clear-db")  # asks first; no answer on stdin means no

@@ -27,7 +27,10 @@ def server(e2e_database, tmp_path_factory):
     import sys
 
     subprocess.run(  # the README's init-db step, as a deployment runs it
-        [sys.executable, "-m", "app", "init-db"], env={**env, "PATH": ""}, cwd=tmp_path, check=True,
+        [sys.executable, "-m", "app", "init-db"],
+        env={**env, "PATH": ""},
+        cwd=tmp_path,
+        check=True,
         capture_output=True,
     )
     with run_server(tmp_path, env, workers=2) as running:
@@ -52,57 +55,91 @@ def error(response: httpx.Response, status: int) -> str:
 def test_all_17_routes(server) -> None:
     # No keep-alive: every request is a new connection, so both workers get some of them.
     with httpx.Client(
-        base_url=server.base_url + "/api/v1", limits=httpx.Limits(max_keepalive_connections=0),
+        base_url=server.base_url + "/api/v1",
+        limits=httpx.Limits(max_keepalive_connections=0),
         timeout=10,
     ) as http:
-        alice = data(http.post("/user", json={"name": "alice", "role": 1}))           # 1 POST user
+        alice = data(http.post("/user", json={"name": "alice", "role": 1}))  # 1 POST user
         bob = data(http.post("/user", json={"name": "bob", "role": 0}))
         assert error(http.post("/user", json={"name": "bob", "role": 0}), 409)
-        assert [u["name"] for u in data(http.get("/user"))] == ["alice", "bob"]     # 2 GET users
-        assert data(http.get(f"/user/{bob['id']}")) == bob                          # 3 GET user
+        assert [u["name"] for u in data(http.get("/user"))] == ["alice", "bob"]  # 2 GET users
+        assert data(http.get(f"/user/{bob['id']}")) == bob  # 3 GET user
         bob = data(http.put(f"/user/{bob['id']}", json={"name": "bobby", "role": 0}))  # 4 PUT user
         assert bob["name"] == "bobby"
 
-        python = data(http.post("/tag", json={"name": "pyhton"}))                    # 12 POST tag
-        python = data(http.put(f"/tag/{python['id']}", json={"name": "python"}))    # 15 PUT tag
+        python = data(http.post("/tag", json={"name": "pyhton"}))  # 12 POST tag
+        python = data(http.put(f"/tag/{python['id']}", json={"name": "python"}))  # 15 PUT tag
         web = data(http.post("/tag", json={"name": "web"}))
         go = data(http.post("/tag", json={"name": "go"}))
-        assert data(http.get("/tag")) == [python, web, go]                          # 13 GET tags
-        assert data(http.get(f"/tag/{web['id']}")) == web                           # 14 GET tag
+        assert data(http.get("/tag")) == [python, web, go]  # 13 GET tags
+        assert data(http.get(f"/tag/{web['id']}")) == web  # 14 GET tag
 
-        first = data(http.post("/blog", json={                                      # 7 POST blog
-            "title": "Quart", "context": "async", "user_id": alice["id"],
-            "tags": [python["id"], web["id"]],
-        }))
+        first = data(
+            http.post(
+                "/blog",
+                json={  # 7 POST blog
+                    "title": "Quart",
+                    "context": "async",
+                    "user_id": alice["id"],
+                    "tags": [python["id"], web["id"]],
+                },
+            )
+        )
         assert first["owner"] == alice and first["tags"] == [python, web]
-        second = data(http.post("/blog", json={
-            "title": "Bob's", "context": "hi", "user_id": bob["id"], "tags": [web["id"]],
-        }))
-        assert error(http.post("/blog", json={
-            "title": "x", "context": "y", "user_id": "no-such-user", "tags": [],
-        }), 400).startswith("user_id:")
-        assert data(http.get("/blog")) == [first, second]                           # 8 GET blogs
-        assert data(http.get(f"/blog/{first['id']}")) == first                      # 9 GET blog
+        second = data(
+            http.post(
+                "/blog",
+                json={
+                    "title": "Bob's",
+                    "context": "hi",
+                    "user_id": bob["id"],
+                    "tags": [web["id"]],
+                },
+            )
+        )
+        assert error(
+            http.post(
+                "/blog",
+                json={
+                    "title": "x",
+                    "context": "y",
+                    "user_id": "no-such-user",
+                    "tags": [],
+                },
+            ),
+            400,
+        ).startswith("user_id:")
+        assert data(http.get("/blog")) == [first, second]  # 8 GET blogs
+        assert data(http.get(f"/blog/{first['id']}")) == first  # 9 GET blog
 
-        replaced = data(http.put(f"/blog/{first['id']}", json={                     # 10 PUT blog
-            "title": "Quart 2", "context": "more", "tags": [go["id"], python["id"]],
-        }))
+        replaced = data(
+            http.put(
+                f"/blog/{first['id']}",
+                json={  # 10 PUT blog
+                    "title": "Quart 2",
+                    "context": "more",
+                    "tags": [go["id"], python["id"]],
+                },
+            )
+        )
         assert replaced["tags"] == [python, go] and replaced["modify_time"] is not None
         assert data(http.get(f"/blog/{first['id']}")) == replaced
 
-        web_blogs = data(http.get(f"/tag/{web['id']}/blogs"))                       # 17 tag blogs
+        web_blogs = data(http.get(f"/tag/{web['id']}/blogs"))  # 17 tag blogs
         assert [b["id"] for b in web_blogs["blogs"]] == [second["id"]]
-        alice_blogs = data(http.get(f"/user/{alice['id']}/blogs"))                  # 6 user blogs
+        alice_blogs = data(http.get(f"/user/{alice['id']}/blogs"))  # 6 user blogs
         assert alice_blogs["blogs"] == [replaced]
 
-        assert data(http.delete(f"/tag/{go['id']}")) == "successfully deleted."     # 16 DELETE tag
+        assert data(http.delete(f"/tag/{go['id']}")) == "successfully deleted."  # 16 DELETE tag
         assert data(http.get(f"/blog/{first['id']}"))["tags"] == [python]
-        assert data(http.delete(f"/blog/{second['id']}")) == "successfully deleted."  # 11 DELETE blog
+        assert (
+            data(http.delete(f"/blog/{second['id']}")) == "successfully deleted."
+        )  # 11 DELETE blog
         assert error(http.get(f"/blog/{second['id']}"), 404) == "Blog's id does not exist."
 
         assert data(http.delete(f"/user/{alice['id']}")) == "successfully deleted."  # 5 DELETE user
         assert error(http.get(f"/user/{alice['id']}"), 404) == "User's id does not exist."
-        assert data(http.get("/blog")) == []                                          # cascaded
+        assert data(http.get("/blog")) == []  # cascaded
         assert data(http.get(f"/tag/{python['id']}/blogs"))["blogs"] == []
         assert data(http.get("/user")) == [bob]
 
@@ -114,7 +151,9 @@ def test_both_workers_serve_requests(server) -> None:
     """Each worker logs its own pid; fresh connections must reach both."""
     import re
 
-    with httpx.Client(base_url=server.base_url, limits=httpx.Limits(max_keepalive_connections=0)) as http:
+    with httpx.Client(
+        base_url=server.base_url, limits=httpx.Limits(max_keepalive_connections=0)
+    ) as http:
         for _ in range(60):
             assert http.get("/api/v1/tag").status_code == 200
     pids = set(re.findall(r"app\.access \[(\d+)\] GET /api/v1/tag", server.log()))
@@ -126,9 +165,12 @@ def test_concurrent_writers_across_workers_keep_names_unique(server) -> None:
 
     async def race() -> list[int]:
         async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
-            responses = await asyncio.gather(*[
-                http.post("/api/v1/user", json={"name": f"racer{i % 5}", "role": 0}) for i in range(40)
-            ])
+            responses = await asyncio.gather(
+                *[
+                    http.post("/api/v1/user", json={"name": f"racer{i % 5}", "role": 0})
+                    for i in range(40)
+                ]
+            )
         return [r.status_code for r in responses]
 
     statuses = asyncio.run(race())
