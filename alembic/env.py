@@ -4,11 +4,11 @@ import asyncio
 import os
 from logging.config import fileConfig
 
+from alembic import context
 from sqlalchemy import event, pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from alembic import context
 from app.db import _enable_sqlite_integrity
 from app.models import Base
 from app.settings import DEFAULT_DATABASE_URL

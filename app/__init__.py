@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from quart import Quart
 from quart.wrappers import Request
@@ -10,12 +11,17 @@ from quart_schema import QuartSchema
 from werkzeug.exceptions import BadRequest
 
 from app.api import api_v1
+from app.auth.identity import identify_request
+from app.auth.rate_limit import AuthRateLimiter
 from app.cli import DATABASE_COMMANDS
 from app.db import Database
 from app.envelope import register_error_handlers
 from app.health import blueprint as health_blueprint
+from app.presence import PresenceRecorder, create_presence_store
+from app.redis_client import create_redis
 from app.request_log import configure_logging, register_request_logging
 from app.settings import Settings
+from app.web import basics, pages
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +51,11 @@ def create_app(settings: Settings | None = None) -> Quart:
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.max_content_length,
         TESTING=settings.app_env == "testing",
+        SESSION_COOKIE_NAME="session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+        PERMANENT_SESSION_LIFETIME=timedelta(seconds=settings.permanent_session_lifetime),
     )
     app.extensions["settings"] = settings
 
@@ -58,8 +69,11 @@ def create_app(settings: Settings | None = None) -> Quart:
     )
     register_request_logging(app)
     register_error_handlers(app)
+    app.before_request(identify_request)
     app.register_blueprint(api_v1)
     app.register_blueprint(health_blueprint)
+    app.register_blueprint(pages.blueprint)
+    app.register_blueprint(basics.blueprint)
     for command in DATABASE_COMMANDS:
         app.cli.add_command(command)
 
@@ -68,12 +82,33 @@ def create_app(settings: Settings | None = None) -> Quart:
         database = Database(settings)
         app.extensions["database"] = database
         await database.connect()
-        log.info("serving with database %s", database.engine.url.render_as_string())
+        redis = create_redis(settings)
+        app.extensions["redis"] = redis
+        store = create_presence_store(settings, database=database, redis=redis)
+        app.extensions["presence"] = PresenceRecorder(store)
+        app.extensions["auth_rate_limiter"] = AuthRateLimiter(settings, redis)
+        log.info(
+            "serving with database %s, presence %s, redis %s",
+            database.engine.url.render_as_string(),
+            settings.effective_presence_backend,
+            "on" if redis is not None else "off",
+        )
 
     @app.after_serving
     async def close_resources() -> None:
+        redis = app.extensions.pop("redis", None)
+        if redis is not None:
+            await redis.aclose()
+        app.extensions.pop("auth_rate_limiter", None)
         database: Database | None = app.extensions.pop("database", None)
         if database is not None:
             await database.dispose()
 
+    if settings.forwarded_allow_hops:
+        from hypercorn.middleware import ProxyFixMiddleware
+
+        # Behind N trusted proxies, the client address comes from X-Forwarded-For.
+        app.asgi_app = ProxyFixMiddleware(  # type: ignore[method-assign]
+            app.asgi_app, mode="legacy", trusted_hops=settings.forwarded_allow_hops
+        )
     return app

@@ -69,7 +69,24 @@ def clear_db_command(yes: bool) -> None:
     click.echo("all tables dropped; run init-db to recreate them")
 
 
-DATABASE_COMMANDS = (init_db_command, clear_db_command)
+@click.command("create-admin")
+@click.option("--name", prompt=True, help="the admin's user name")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              help="at least 8 characters (prompted, hidden, when left out)")
+def create_admin_command(name: str, password: str) -> None:
+    """Create an admin (role 1) with a password, or make an existing user one and reset their
+    password. The first admin of a service with API_AUTH=required comes from here."""
+    import asyncio
+
+    from app.services.admins import ensure_admin_account
+
+    if len(password) < 8:
+        raise click.BadParameter("at least 8 characters", param_hint="--password")
+    created = asyncio.run(ensure_admin_account(Settings(), name=name, password=password))
+    click.echo(f"admin {name!r} {'created' if created else 'updated'}")
+
+
+DATABASE_COMMANDS = (init_db_command, clear_db_command, create_admin_command)
 
 
 @click.group()

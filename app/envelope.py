@@ -18,7 +18,13 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
-from app.errors import ConflictError, InvalidReferenceError, NotFoundError, ServiceError
+from app.errors import (
+    ConflictError,
+    ForbiddenError,
+    InvalidReferenceError,
+    NotFoundError,
+    ServiceError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +32,7 @@ SERVICE_ERROR_STATUS: dict[type[ServiceError], int] = {
     NotFoundError: 404,
     ConflictError: 409,
     InvalidReferenceError: 400,
+    ForbiddenError: 403,
 }
 RETRY_AFTER_SECONDS = 5
 

@@ -19,3 +19,7 @@ class ConflictError(ServiceError):
 
 class InvalidReferenceError(ServiceError):
     """A body field names an object that does not exist, e.g. an unknown tag id (HTTP 400)."""
+
+
+class ForbiddenError(ServiceError):
+    """The caller is known but may not do this, e.g. edit another user's blog (HTTP 403)."""

@@ -105,6 +105,10 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(USER_NAME_MAX), unique=True)
     role: Mapped[int] = mapped_column(SmallInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Argon2id PHC string; None for accounts that cannot log in (the original had no passwords).
+    password_hash: Mapped[str | None] = mapped_column(String(255), default=None)
+    # Written by the database presence backend, at most once a minute per user.
+    last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None, index=True)
 
     blogs: Mapped[list[Blog]] = relationship(
         back_populates="owner",
@@ -153,3 +157,17 @@ class Blog(Base):
         lazy="raise",
         passive_deletes=True,
     )
+
+
+class ApiToken(Base):
+    """A bearer token of the API. Only its SHA-256 is stored: a leaked table reveals no token."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = MYSQL_TABLE_OPTIONS
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(
+        String(ID_LENGTH), ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

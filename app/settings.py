@@ -42,8 +42,26 @@ class Settings(BaseSettings):
     db_echo: bool = False
 
     redis_url: str | None = None
+    redis_timeout: float = Field(default=1.0, gt=0, le=30)
 
+    # Authentication (README "Auth modes"). `open` restores the original's anonymous writes.
+    api_auth: Literal["required", "open"] = "required"
+    token_ttl_seconds: int = Field(default=3600, ge=60, le=30 * 86400)
+    session_cookie_secure: bool | None = None  # None: on, except in development and testing
+    permanent_session_lifetime: int = Field(default=7 * 86400, ge=60)
+    auth_rate_limit: str = "10/minute"
+
+    # Presence: None picks redis when REDIS_URL is set, else memory.
+    presence_backend: Literal["redis", "database", "memory"] | None = None
     online_last_minutes: int = Field(default=5, ge=1, le=1440)
+    presence_database_max_minutes: int = Field(default=30 * 1440, ge=1)
+    presence_key_prefix: str = ""
+
+    # Proxies in front of the service whose X-Forwarded-For is trusted (0: use the peer address).
+    forwarded_allow_hops: int = Field(default=0, ge=0, le=10)
+
+    upload_folder: Path = Path("var/uploads")
+    upload_max_bytes: int = Field(default=1024 * 1024, ge=1)
     display_timezone: str = "Asia/Shanghai"
     max_page_size: int = Field(default=1000, ge=1, le=100_000)
     max_content_length: int = Field(default=1024 * 1024, ge=1024)
@@ -60,6 +78,17 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r}") from error
         return value
 
+    @field_validator("auth_rate_limit")
+    @classmethod
+    def _valid_rate_limit(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError as error:
+            raise ValueError(f"not a rate limit like '10/minute': {value!r}") from error
+        return value
+
     @model_validator(mode="after")
     def _secret_key_outside_development(self) -> Settings:
         if self.app_env == "production" and (
@@ -69,6 +98,8 @@ class Settings(BaseSettings):
                 "SECRET_KEY must be set to a random value when APP_ENV=production "
                 "(for local runs use APP_ENV=development)"
             )
+        if self.effective_presence_backend == "redis" and not self.redis_url:
+            raise ValueError("PRESENCE_BACKEND=redis needs REDIS_URL")
         return self
 
     @property
@@ -85,6 +116,18 @@ class Settings(BaseSettings):
         if not path or path == ":memory:":
             return None
         return Path(path)
+
+    @property
+    def effective_presence_backend(self) -> str:
+        if self.presence_backend is not None:
+            return self.presence_backend
+        return "redis" if self.redis_url else "memory"
+
+    @property
+    def secure_cookies(self) -> bool:
+        if self.session_cookie_secure is not None:
+            return self.session_cookie_secure
+        return self.app_env == "production"
 
     @property
     def tz(self) -> ZoneInfo:

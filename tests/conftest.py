@@ -25,6 +25,8 @@ from app.models import Base
 from app.settings import Settings
 
 MYSQL_URL = os.environ.get("TEST_MYSQL_URL", "mysql+aiomysql://root@127.0.0.1:3306/qf_test")
+# Database 15 of the local Redis is the tests'; it is flushed before each test that uses it.
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 TEST_SECRET_KEY = "test-secret-key-not-for-production"  # noqa: S105
 BACKENDS = ("sqlite", "mysql")
 
@@ -82,7 +84,26 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return make_settings(database_url)
+    """The original's open API (`API_AUTH=open`): the contract's route tests need no login.
+    Authentication and permissions are tested in tests/auth with `API_AUTH=required`."""
+    return make_settings(database_url, api_auth="open")
+
+
+@pytest.fixture
+async def redis_url() -> str:
+    """The tests' Redis database, emptied first. A Redis that does not answer fails the test."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    try:
+        await client.flushdb()
+    except Exception as error:  # noqa: BLE001
+        pytest.fail(
+            f"Redis is required at {REDIS_URL} and is not reachable ({error}).", pytrace=False
+        )
+    finally:
+        await client.aclose()
+    return REDIS_URL
 
 
 async def empty_all_tables(app: Quart) -> None:

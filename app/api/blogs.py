@@ -5,7 +5,14 @@ from __future__ import annotations
 from quart import Blueprint, Response
 from quart_schema import tag, validate_querystring, validate_request
 
-from app.api.common import DELETED, database, page_bounds, settings, total_count_header
+from app.api.common import (
+    DELETED,
+    database,
+    page_bounds,
+    settings,
+    total_count_header,
+    write_actor,
+)
 from app.api.presenters import blog_json
 from app.api.schemas import BlogCreate, BlogUpdate, PageQuery
 from app.envelope import succeed
@@ -19,9 +26,15 @@ blueprint = Blueprint("blogs", __name__)
 @tag(["blogs"])
 async def create_blog(data: BlogCreate) -> Response:
     """Create a blog. 400 naming the field if the user or a tag does not exist."""
+    actor = write_actor()
     async with database().session() as session:
         blog = await blog_service.create_blog(
-            session, title=data.title, context=data.context, user_id=data.user_id, tag_ids=data.tags
+            session,
+            title=data.title,
+            context=data.context,
+            user_id=data.user_id,
+            tag_ids=data.tags,
+            actor=actor,
         )
     return succeed(blog_json(blog, settings().tz))
 
@@ -54,9 +67,10 @@ async def get_blog(blog_id: str) -> Response:
 @tag(["blogs"])
 async def replace_blog(blog_id: str, data: BlogUpdate) -> Response:
     """Replace title, context and tags (the tag list is replaced, not appended to)."""
+    actor = write_actor()
     async with database().session() as session:
         blog = await blog_service.replace_blog(
-            session, blog_id, title=data.title, context=data.context, tag_ids=data.tags
+            session, blog_id, title=data.title, context=data.context, tag_ids=data.tags, actor=actor
         )
     return succeed(blog_json(blog, settings().tz))
 
@@ -65,6 +79,7 @@ async def replace_blog(blog_id: str, data: BlogUpdate) -> Response:
 @tag(["blogs"])
 async def delete_blog(blog_id: str) -> Response:
     """Delete a blog. 404 if unknown."""
+    actor = write_actor()
     async with database().session() as session:
-        await blog_service.delete_blog(session, blog_id)
+        await blog_service.delete_blog(session, blog_id, actor=actor)
     return succeed(DELETED)

@@ -6,7 +6,9 @@ from quart import current_app
 from werkzeug.exceptions import BadRequest
 
 from app.api.schemas import PageQuery
+from app.auth.identity import require_identity
 from app.db import Database
+from app.services.permissions import Actor
 from app.settings import Settings
 
 DELETED = "successfully deleted."  # the original's `data` for every DELETE
@@ -33,3 +35,11 @@ def page_bounds(query: PageQuery) -> tuple[int, int]:
 
 def total_count_header(total: int) -> dict[str, str]:
     return {"X-Total-Count": str(total)}
+
+
+def write_actor() -> Actor | None:
+    """Who is writing: None when `API_AUTH=open` (anyone may write, as in the original), else
+    the authenticated user. Raises 401 for an anonymous write when auth is required."""
+    if settings().api_auth == "open":
+        return None
+    return require_identity().actor

@@ -25,14 +25,31 @@ BlogTitle = Annotated[
 ]
 Role = Annotated[StrictInt, Field(ge=0, le=1, description="0 user, 1 admin")]
 ObjectId = Annotated[StrictStr, StringConstraints(min_length=1, max_length=64)]
+Password = Annotated[StrictStr, StringConstraints(min_length=8, max_length=1024)]
 
 
 class UserIn(BaseModel):
-    """POST and PUT `/api/v1/user` (PUT replaces both fields)."""
+    """POST and PUT `/api/v1/user` (PUT replaces name and role). `password` is optional and
+    write-only; on PUT, leaving it out keeps the current one."""
 
     model_config = STRICT
     name: UserName
     role: Role
+    password: Password | None = None
+
+
+class LoginIn(BaseModel):
+    """POST `/login` as JSON or as a form."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+    name: Annotated[StrictStr, StringConstraints(min_length=1, max_length=USER_NAME_MAX)]
+    password: Annotated[StrictStr, StringConstraints(min_length=1, max_length=1024)]
+
+
+class OnlineQuery(BaseModel):
+    """`?minutes=` of `/api/v1/online`: the window, default `ONLINE_LAST_MINUTES`."""
+
+    minutes: int | None = Field(default=None, ge=1)
 
 
 class TagIn(BaseModel):

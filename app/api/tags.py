@@ -5,7 +5,14 @@ from __future__ import annotations
 from quart import Blueprint, Response
 from quart_schema import tag, validate_querystring, validate_request
 
-from app.api.common import DELETED, database, page_bounds, settings, total_count_header
+from app.api.common import (
+    DELETED,
+    database,
+    page_bounds,
+    settings,
+    total_count_header,
+    write_actor,
+)
 from app.api.presenters import blog_json, tag_json
 from app.api.schemas import PageQuery, TagIn
 from app.envelope import succeed
@@ -18,7 +25,8 @@ blueprint = Blueprint("tags", __name__)
 @validate_request(TagIn)
 @tag(["tags"])
 async def create_tag(data: TagIn) -> Response:
-    """Create a tag."""
+    """Create a tag (any authenticated user when auth is required)."""
+    write_actor()
     async with database().session() as session:
         created = await tag_service.create_tag(session, name=data.name)
     return succeed(tag_json(created))
@@ -48,18 +56,20 @@ async def get_tag(tag_id: str) -> Response:
 @validate_request(TagIn)
 @tag(["tags"])
 async def rename_tag(tag_id: str, data: TagIn) -> Response:
-    """Rename a tag. 404 if unknown."""
+    """Rename a tag (admins only when auth is required). 404 if unknown."""
+    actor = write_actor()
     async with database().session() as session:
-        renamed = await tag_service.rename_tag(session, tag_id, name=data.name)
+        renamed = await tag_service.rename_tag(session, tag_id, name=data.name, actor=actor)
     return succeed(tag_json(renamed))
 
 
 @blueprint.delete("/tag/<tag_id>")
 @tag(["tags"])
 async def delete_tag(tag_id: str) -> Response:
-    """Delete a tag; blogs lose it. 404 if unknown."""
+    """Delete a tag; blogs lose it (admins only when auth is required). 404 if unknown."""
+    actor = write_actor()
     async with database().session() as session:
-        await tag_service.delete_tag(session, tag_id)
+        await tag_service.delete_tag(session, tag_id, actor=actor)
     return succeed(DELETED)
 
 

@@ -5,9 +5,17 @@ from __future__ import annotations
 from quart import Blueprint, Response
 from quart_schema import tag, validate_querystring, validate_request
 
-from app.api.common import DELETED, database, page_bounds, settings, total_count_header
+from app.api.common import (
+    DELETED,
+    database,
+    page_bounds,
+    settings,
+    total_count_header,
+    write_actor,
+)
 from app.api.presenters import blog_json, user_json
 from app.api.schemas import PageQuery, UserIn
+from app.auth.identity import require_identity
 from app.envelope import succeed
 from app.services import users as user_service
 
@@ -18,9 +26,12 @@ blueprint = Blueprint("users", __name__)
 @validate_request(UserIn)
 @tag(["users"])
 async def create_user(data: UserIn) -> Response:
-    """Create a user. 409 if the name is taken."""
+    """Create a user (admins only when auth is required). 409 if the name is taken."""
+    actor = write_actor()
     async with database().session() as session:
-        user = await user_service.create_user(session, name=data.name, role=data.role)
+        user = await user_service.create_user(
+            session, name=data.name, role=data.role, password=data.password, actor=actor
+        )
     return succeed(user_json(user))
 
 
@@ -48,18 +59,23 @@ async def get_user(user_id: str) -> Response:
 @validate_request(UserIn)
 @tag(["users"])
 async def replace_user(user_id: str, data: UserIn) -> Response:
-    """Replace name and role. 404 if unknown, 409 if the name is another user's."""
+    """Replace name and role (and the password, if given). 404 if unknown, 403 for another
+    user's account or a role change by a non-admin, 409 if the name is another user's."""
+    actor = write_actor()
     async with database().session() as session:
-        user = await user_service.replace_user(session, user_id, name=data.name, role=data.role)
+        user = await user_service.replace_user(
+            session, user_id, name=data.name, role=data.role, password=data.password, actor=actor
+        )
     return succeed(user_json(user))
 
 
 @blueprint.delete("/user/<user_id>")
 @tag(["users"])
 async def delete_user(user_id: str) -> Response:
-    """Delete a user and their blogs. 404 if unknown."""
+    """Delete a user and their blogs. 404 if unknown, 403 for another user unless admin."""
+    actor = write_actor()
     async with database().session() as session:
-        await user_service.delete_user(session, user_id)
+        await user_service.delete_user(session, user_id, actor=actor)
     return succeed(DELETED)
 
 
@@ -71,3 +87,13 @@ async def get_user_blogs(user_id: str) -> Response:
         user = await user_service.get_user_with_blogs(session, user_id)
     tz = settings().tz
     return succeed({**user_json(user), "blogs": [blog_json(blog, tz) for blog in user.blogs]})
+
+
+@blueprint.get("/me")
+@tag(["auth"])
+async def get_me() -> Response:
+    """The authenticated user (session cookie, Basic or Bearer). 401 if anonymous."""
+    actor = require_identity().actor
+    async with database().session() as session:
+        user = await user_service.get_user(session, actor.user_id)
+    return succeed(user_json(user))

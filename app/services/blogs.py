@@ -16,6 +16,7 @@ from sqlalchemy.orm import joinedload, selectinload
 from app.errors import InvalidReferenceError, NotFoundError
 from app.models import Blog, Tag, User, utcnow
 from app.services.pagination import Page, paginate
+from app.services.permissions import Actor, ensure_self_or_admin
 
 BLOG_NOT_FOUND = "Blog's id does not exist."
 
@@ -64,13 +65,21 @@ async def list_blogs(session: AsyncSession, *, limit: int, offset: int) -> Page[
 
 
 async def create_blog(
-    session: AsyncSession, *, title: str, context: str, user_id: str, tag_ids: Sequence[str]
+    session: AsyncSession,
+    *,
+    title: str,
+    context: str,
+    user_id: str,
+    tag_ids: Sequence[str],
+    actor: Actor | None = None,
 ) -> Blog:
     """Insert a blog owned by `user_id` and linked to `tag_ids` (duplicates ignored).
 
-    Raises `InvalidReferenceError` naming the field when the user or a tag does not exist;
-    nothing is saved then.
+    Raises `ForbiddenError` when a non-admin `actor` writes under another user's id, and
+    `InvalidReferenceError` naming the field when the user or a tag does not exist; nothing is
+    saved then.
     """
+    ensure_self_or_admin(actor, user_id, "write blogs under this user_id")
     if await session.scalar(select(User.id).where(User.id == user_id)) is None:
         raise InvalidReferenceError(f"user_id: no user with id {user_id!r}")
     tags = await _load_tags(session, tag_ids)
@@ -81,13 +90,21 @@ async def create_blog(
 
 
 async def replace_blog(
-    session: AsyncSession, blog_id: str, *, title: str, context: str, tag_ids: Sequence[str]
+    session: AsyncSession,
+    blog_id: str,
+    *,
+    title: str,
+    context: str,
+    tag_ids: Sequence[str],
+    actor: Actor | None = None,
 ) -> Blog:
     """Replace title, context and the whole tag list; set `modify_time`.
 
-    Raises `NotFoundError` for an unknown blog, `InvalidReferenceError` for an unknown tag.
+    Raises `NotFoundError` for an unknown blog, `ForbiddenError` unless `actor` owns it or is
+    an admin, `InvalidReferenceError` for an unknown tag.
     """
     blog = await get_blog(session, blog_id)
+    ensure_self_or_admin(actor, blog.user_id, "edit this blog")
     tags = await _load_tags(session, tag_ids)
     blog.title, blog.context, blog.tags = title, context, tags
     blog.modify_time = utcnow()
@@ -95,8 +112,14 @@ async def replace_blog(
     return blog
 
 
-async def delete_blog(session: AsyncSession, blog_id: str) -> None:
-    """Delete the blog and its tag links. Raises `NotFoundError`."""
+async def delete_blog(session: AsyncSession, blog_id: str, *, actor: Actor | None = None) -> None:
+    """Delete the blog and its tag links. Raises `NotFoundError`, or `ForbiddenError` unless
+    `actor` owns it or is an admin."""
+    if actor is not None and not actor.is_admin:
+        owner_id = await session.scalar(select(Blog.user_id).where(Blog.id == blog_id))
+        if owner_id is None:
+            raise NotFoundError(BLOG_NOT_FOUND)
+        ensure_self_or_admin(actor, owner_id, "delete this blog")
     result = await session.execute(delete(Blog).where(Blog.id == blog_id))
     if result.rowcount == 0:
         raise NotFoundError(BLOG_NOT_FOUND)

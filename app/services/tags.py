@@ -9,6 +9,7 @@ from sqlalchemy.orm import selectinload
 from app.errors import NotFoundError
 from app.models import Blog, Tag
 from app.services.pagination import Page, paginate
+from app.services.permissions import Actor, ensure_admin
 
 TAG_NOT_FOUND = "Tag's id does not exist."
 
@@ -47,16 +48,23 @@ async def get_tag_with_blogs(session: AsyncSession, tag_id: str) -> Tag:
     return tag
 
 
-async def rename_tag(session: AsyncSession, tag_id: str, *, name: str) -> Tag:
-    """Replace the tag's name. Raises `NotFoundError`."""
+async def rename_tag(
+    session: AsyncSession, tag_id: str, *, name: str, actor: Actor | None = None
+) -> Tag:
+    """Replace the tag's name. Raises `NotFoundError`, or `ForbiddenError` for a non-admin."""
     tag = await get_tag(session, tag_id)
+    ensure_admin(actor, "rename tags")
     tag.name = name
     await session.commit()
     return tag
 
 
-async def delete_tag(session: AsyncSession, tag_id: str) -> None:
-    """Delete the tag; its links to blogs go with it. Raises `NotFoundError`."""
+async def delete_tag(session: AsyncSession, tag_id: str, *, actor: Actor | None = None) -> None:
+    """Delete the tag; its links to blogs go with it. Raises `NotFoundError`, or
+    `ForbiddenError` for a non-admin."""
+    if actor is not None and not actor.is_admin:
+        await get_tag(session, tag_id)
+        ensure_admin(actor, "delete tags")
     result = await session.execute(delete(Tag).where(Tag.id == tag_id))
     if result.rowcount == 0:
         raise NotFoundError(TAG_NOT_FOUND)

@@ -1,4 +1,8 @@
-"""Users: create, read, replace and delete; deleting a user deletes their blogs (DB cascade)."""
+"""Users: create, read, replace and delete; deleting a user deletes their blogs (DB cascade).
+
+Writes take the acting user (`actor`, None when `API_AUTH=open`); see `permissions` for the rules.
+Passwords are optional and write-only: stored as Argon2id hashes, never returned.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from app.errors import ConflictError, NotFoundError
+from app.auth.passwords import hash_password
+from app.errors import ConflictError, ForbiddenError, NotFoundError
 from app.models import Blog, User
 from app.services.pagination import Page, paginate
+from app.services.permissions import Actor, ensure_admin, ensure_self_or_admin
 
 USER_NOT_FOUND = "User's id does not exist."  # the original's wording, kept for its clients
 
@@ -35,10 +41,20 @@ async def _commit_or_conflict(session: AsyncSession, name: str) -> None:
         raise _name_taken(name) from error
 
 
-async def create_user(session: AsyncSession, *, name: str, role: int) -> User:
-    """Insert a user. Raises `ConflictError` if `name` is taken."""
+async def create_user(
+    session: AsyncSession,
+    *,
+    name: str,
+    role: int,
+    password: str | None = None,
+    actor: Actor | None = None,
+) -> User:
+    """Insert a user. Raises `ForbiddenError` unless `actor` is an admin, `ConflictError` if
+    `name` is taken."""
+    ensure_admin(actor, "create users")
     await _ensure_name_free(session, name)
-    user = User(name=name, role=role)
+    password_hash = await hash_password(password) if password is not None else None
+    user = User(name=name, role=role, password_hash=password_hash)
     session.add(user)
     await _commit_or_conflict(session, name)
     return user
@@ -71,18 +87,38 @@ async def get_user_with_blogs(session: AsyncSession, user_id: str) -> User:
     return user
 
 
-async def replace_user(session: AsyncSession, user_id: str, *, name: str, role: int) -> User:
-    """Replace name and role. Raises `NotFoundError`, or `ConflictError` if `name` is another's."""
+async def replace_user(
+    session: AsyncSession,
+    user_id: str,
+    *,
+    name: str,
+    role: int,
+    password: str | None = None,
+    actor: Actor | None = None,
+) -> User:
+    """Replace name and role, and the password when one is given (else it is kept).
+
+    Raises `NotFoundError`; `ForbiddenError` unless `actor` is this user or an admin, or when a
+    non-admin changes a role; `ConflictError` if `name` is another user's.
+    """
     user = await get_user(session, user_id)
+    ensure_self_or_admin(actor, user_id, "edit this user")
+    if actor is not None and not actor.is_admin and role != user.role:
+        raise ForbiddenError("role: only an admin may change a role")
     await _ensure_name_free(session, name, except_id=user_id)
     user.name, user.role = name, role
+    if password is not None:
+        user.password_hash = await hash_password(password)
     await _commit_or_conflict(session, name)
     return user
 
 
-async def delete_user(session: AsyncSession, user_id: str) -> None:
-    """Delete the user; the database cascades to their blogs and those blogs' tag links.
-    Raises `NotFoundError`."""
+async def delete_user(session: AsyncSession, user_id: str, *, actor: Actor | None = None) -> None:
+    """Delete the user; the database cascades to their blogs, their blogs' tag links and their
+    tokens. Raises `NotFoundError`, or `ForbiddenError` unless `actor` is this user or an admin."""
+    if actor is not None and not actor.is_admin:
+        await get_user(session, user_id)  # 404 before 403: ids are not secrets here
+        ensure_self_or_admin(actor, user_id, "delete this user")
     result = await session.execute(delete(User).where(User.id == user_id))
     if result.rowcount == 0:
         raise NotFoundError(USER_NOT_FOUND)

@@ -13,17 +13,20 @@ from tests.e2e.server import run_server
 
 def test_embedded_default_runs_with_migrations_and_stops_cleanly(tmp_path) -> None:
     env = {"APP_ENV": "development"}
-    subprocess.run(
-        [sys.executable, "-m", "app", "init-db"],
-        env={**env, "PATH": ""},
-        cwd=tmp_path,
-        check=True,
-        capture_output=True,
-    )
+    for command in (["init-db"], ["create-admin", "--name", "root", "--password", "s3cret-pass"]):
+        subprocess.run(
+            [sys.executable, "-m", "app", *command],
+            env={**env, "PATH": ""},
+            cwd=tmp_path,
+            check=True,
+            capture_output=True,
+        )
     assert (tmp_path / "var" / "quart-framework.db").exists()
     with run_server(tmp_path, env, workers=1) as server:
-        response = httpx.post(server.base_url + "/api/v1/tag", json={"name": "embedded"})
-        assert response.status_code == 200
+        url = server.base_url + "/api/v1/tag"
+        assert httpx.post(url, json={"name": "anonymous"}).status_code == 401
+        response = httpx.post(url, json={"name": "embedded"}, auth=("root", "s3cret-pass"))
+        assert response.status_code == 200, response.text
         started = time.monotonic()
         assert server.stop() == 0
         assert time.monotonic() - started < 9  # within hypercorn.toml's graceful_timeout

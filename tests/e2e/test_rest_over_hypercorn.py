@@ -11,6 +11,15 @@ from tests.conftest import TEST_SECRET_KEY, _recreate_mysql_database
 from tests.e2e.server import run_server
 
 E2E_MYSQL_URL = "mysql+aiomysql://root@127.0.0.1:3306/qf_e2e"
+ADMIN_PASSWORD = "e2e-admin-password"  # noqa: S105
+
+
+@pytest.fixture(scope="module")
+def admin_token(server) -> str:
+    """A bearer token of the admin made by `create-admin`, through POST /api/v1/tokens."""
+    response = httpx.post(server.base_url + "/api/v1/tokens", auth=("root", ADMIN_PASSWORD))
+    assert response.status_code == 200, response.text
+    return response.json()["data"]["token"]
 
 
 @pytest.fixture(scope="module")
@@ -26,13 +35,14 @@ def server(e2e_database, tmp_path_factory):
     import subprocess
     import sys
 
-    subprocess.run(  # the README's init-db step, as a deployment runs it
-        [sys.executable, "-m", "app", "init-db"],
-        env={**env, "PATH": ""},
-        cwd=tmp_path,
-        check=True,
-        capture_output=True,
-    )
+    for command in (["init-db"], ["create-admin", "--name", "root", "--password", ADMIN_PASSWORD]):
+        subprocess.run(  # the README's deployment steps
+            [sys.executable, "-m", "app", *command],
+            env={**env, "PATH": ""},
+            cwd=tmp_path,
+            check=True,
+            capture_output=True,
+        )
     with run_server(tmp_path, env, workers=2) as running:
         yield running
         assert running.stop() == 0
@@ -52,17 +62,19 @@ def error(response: httpx.Response, status: int) -> str:
     return body["msg"]
 
 
-def test_all_17_routes(server) -> None:
+def test_all_17_routes(server, admin_token) -> None:
     # No keep-alive: every request is a new connection, so both workers get some of them.
     with httpx.Client(
         base_url=server.base_url + "/api/v1",
         limits=httpx.Limits(max_keepalive_connections=0),
         timeout=10,
+        headers={"Authorization": f"Bearer {admin_token}"},
     ) as http:
         alice = data(http.post("/user", json={"name": "alice", "role": 1}))  # 1 POST user
         bob = data(http.post("/user", json={"name": "bob", "role": 0}))
         assert error(http.post("/user", json={"name": "bob", "role": 0}), 409)
-        assert [u["name"] for u in data(http.get("/user"))] == ["alice", "bob"]  # 2 GET users
+        names = [u["name"] for u in data(http.get("/user"))]  # 2 GET users
+        assert names == ["root", "alice", "bob"]
         assert data(http.get(f"/user/{bob['id']}")) == bob  # 3 GET user
         bob = data(http.put(f"/user/{bob['id']}", json={"name": "bobby", "role": 0}))  # 4 PUT user
         assert bob["name"] == "bobby"
@@ -141,7 +153,7 @@ def test_all_17_routes(server) -> None:
         assert error(http.get(f"/user/{alice['id']}"), 404) == "User's id does not exist."
         assert data(http.get("/blog")) == []  # cascaded
         assert data(http.get(f"/tag/{python['id']}/blogs"))["blogs"] == []
-        assert data(http.get("/user")) == [bob]
+        assert [user["name"] for user in data(http.get("/user"))] == ["root", "bobby"]
 
         response = http.request("PATCH", "/user")
         assert error(response, 405) and "GET" in response.headers["allow"]
@@ -160,11 +172,15 @@ def test_both_workers_serve_requests(server) -> None:
     assert len(pids) == 2, pids
 
 
-def test_concurrent_writers_across_workers_keep_names_unique(server) -> None:
+def test_concurrent_writers_across_workers_keep_names_unique(server, admin_token) -> None:
     """Both workers race to create the same names: exactly one create per name wins."""
 
     async def race() -> list[int]:
-        async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+        async with httpx.AsyncClient(
+            base_url=server.base_url,
+            timeout=10,
+            headers={"Authorization": f"Bearer {admin_token}"},
+        ) as http:
             responses = await asyncio.gather(
                 *[
                     http.post("/api/v1/user", json={"name": f"racer{i % 5}", "role": 0})

@@ -1,0 +1,64 @@
+"""`/api/v1/online`: who was active recently (contract §7, online users)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from quart import Blueprint, Response, current_app
+from quart_schema import tag, validate_querystring
+from werkzeug.exceptions import BadRequest
+
+from app.api.common import database, settings
+from app.api.presenters import format_time
+from app.api.schemas import OnlineQuery
+from app.envelope import succeed
+from app.presence import PresenceStore
+from app.services import online as online_service
+
+blueprint = Blueprint("online", __name__)
+
+
+def presence_store() -> PresenceStore:
+    return current_app.extensions["presence"].store
+
+
+def shown(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return format_time(datetime.fromtimestamp(epoch, UTC), settings().tz)
+
+
+@blueprint.get("/online")
+@validate_querystring(OnlineQuery)
+@tag(["online"])
+async def list_online(query_args: OnlineQuery) -> Response:
+    """`{"count", "minutes", "users": [{"id", "name", "last_seen"}]}`, most recent first.
+
+    `minutes` defaults to `ONLINE_LAST_MINUTES`; redis and memory answer up to that, database up
+    to `PRESENCE_DATABASE_MAX_MINUTES`; wider is 400.
+    """
+    minutes = query_args.minutes or settings().online_last_minutes
+    store = presence_store()
+    async with database().session() as session:
+        try:
+            users = await online_service.online_users(session, store, minutes)
+        except ValueError as error:
+            raise BadRequest(str(error)) from error
+    return succeed({
+        "count": len(users),
+        "minutes": minutes,
+        "users": [{"id": u.id, "name": u.name, "last_seen": shown(u.last_seen)} for u in users],
+    })
+
+
+@blueprint.get("/online/<user_id>")
+@tag(["online"])
+async def user_online(user_id: str) -> Response:
+    """`{"id", "online", "last_seen"}`: online means active in the last `ONLINE_LAST_MINUTES`.
+    404 for an unknown user."""
+    store = presence_store()
+    async with database().session() as session:
+        user, last_seen = await online_service.user_last_seen(session, store, user_id)
+    window = settings().online_last_minutes * 60
+    online = last_seen is not None and last_seen >= store.clock() - window
+    return succeed({"id": user.id, "online": online, "last_seen": shown(last_seen)})

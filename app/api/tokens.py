@@ -1,0 +1,48 @@
+"""`/api/v1/tokens`: bearer tokens for API clients."""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response, current_app, request
+from quart_schema import tag
+
+from app.api.common import database, settings
+from app.auth.identity import require_identity, unauthorized
+from app.auth.rate_limit import AuthRateLimiter
+from app.envelope import succeed
+from app.services import tokens as token_service
+
+blueprint = Blueprint("tokens", __name__)
+
+
+def rate_limiter() -> AuthRateLimiter:
+    return current_app.extensions["auth_rate_limiter"]
+
+
+@blueprint.post("/tokens")
+@tag(["auth"])
+async def issue_token() -> Response:
+    """Exchange Basic credentials (or a logged-in session) for a bearer token.
+
+    `data` is `{"token": str, "expires_in": seconds}`. 401 without valid credentials; 429 with
+    `Retry-After` past `AUTH_RATE_LIMIT` attempts per client.
+    """
+    await rate_limiter().hit("tokens", request.remote_addr or "-")
+    identity = require_identity()
+    if identity.method == "bearer":
+        raise unauthorized("Authorization: use Basic credentials (not a token) to obtain a token")
+    ttl = settings().token_ttl_seconds
+    async with database().session() as session:
+        token = await token_service.issue_token(session, identity.user_id, ttl_seconds=ttl)
+    return succeed({"token": token, "expires_in": ttl})
+
+
+@blueprint.delete("/tokens")
+@tag(["auth"])
+async def revoke_token() -> Response:
+    """Revoke the bearer token this request is authenticated with, on every worker at once."""
+    identity = require_identity()
+    if identity.token is None:
+        raise unauthorized("Authorization: send the Bearer token to revoke")
+    async with database().session() as session:
+        await token_service.revoke_token(session, identity.token)
+    return succeed("successfully revoked.")

@@ -1,0 +1,32 @@
+"""Argon2id password hashing (argon2-cffi) with OWASP's parameters: 19 MiB, 2 passes, 1 lane.
+
+Hashing costs tens of milliseconds of CPU, so it runs in a worker thread, never on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+# OWASP Password Storage Cheat Sheet: Argon2id, m=19456 KiB, t=2, p=1.
+HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
+# Verified when the user does not exist, so a wrong name costs as long as a wrong password.
+_DUMMY_HASH = HASHER.hash("no user has this password")
+
+
+async def hash_password(password: str) -> str:
+    """The Argon2id PHC string of `password`."""
+    return await asyncio.to_thread(HASHER.hash, password)
+
+
+async def verify_password(password_hash: str | None, password: str) -> bool:
+    """Whether `password` matches `password_hash`; False for a None hash (no password set),
+    after the same amount of work."""
+    try:
+        return await asyncio.to_thread(HASHER.verify, password_hash or _DUMMY_HASH, password) and (
+            password_hash is not None
+        )
+    except (VerificationError, InvalidHashError):
+        return False

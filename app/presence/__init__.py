@@ -1,0 +1,105 @@
+"""Online presence: who was active in the last N minutes.
+
+One interface, `PresenceStore`, three backends chosen by `PRESENCE_BACKEND`:
+redis (Armin Ronacher's minute-bucket recipe), database (a `last_seen` column) and memory
+(the embedded default). Times are epoch seconds from an injectable clock, so tests can move time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from redis.asyncio import Redis
+
+from app.db import Database
+from app.settings import Settings
+
+Clock = Callable[[], float]
+
+
+class PresenceStore(Protocol):
+    """Records activity per user id and answers who was active recently.
+
+    `max_window_minutes` is the widest window `online()` can answer; wider asks raise
+    `ValueError`. `clock()` is the store's "now" in epoch seconds.
+    """
+
+    max_window_minutes: int
+    clock: Clock
+
+    async def mark(self, user_id: str) -> None:
+        """Record that `user_id` is active now."""
+
+    async def online(self, minutes: int) -> dict[str, float]:
+        """Users active in the last `minutes` minutes: user id -> last activity (epoch s)."""
+
+    async def last_seen(self, user_id: str) -> float | None:
+        """Last activity of `user_id` (epoch s), or None when unknown or too long ago."""
+
+    async def purge(self) -> int:
+        """Drop entries too old to be asked for; returns how many went (0 where the backend
+        expires them itself)."""
+
+
+def create_presence_store(
+    settings: Settings, *, database: Database, redis: Redis | None, clock: Clock = time.time
+) -> PresenceStore:
+    """The backend named by `settings.effective_presence_backend`."""
+    backend = settings.effective_presence_backend
+    if backend == "redis":
+        from app.presence.redis_store import RedisPresenceStore
+
+        assert redis is not None  # Settings refuses PRESENCE_BACKEND=redis without REDIS_URL
+        return RedisPresenceStore(
+            redis, window_minutes=settings.online_last_minutes,
+            key_prefix=settings.presence_key_prefix, clock=clock,
+        )
+    if backend == "database":
+        from app.presence.database_store import DatabasePresenceStore
+
+        return DatabasePresenceStore(
+            database, max_window_minutes=settings.presence_database_max_minutes, clock=clock
+        )
+    from app.presence.memory_store import MemoryPresenceStore
+
+    return MemoryPresenceStore(window_minutes=settings.online_last_minutes, clock=clock)
+
+
+def check_window(minutes: int, store: PresenceStore) -> None:
+    if not 1 <= minutes <= store.max_window_minutes:
+        raise ValueError(f"minutes: must be from 1 to {store.max_window_minutes}")
+
+
+class PresenceRecorder:
+    """Marks users online without ever failing the request it rides on.
+
+    A failing store is logged (once per back-off) and counted in `failures`; after a failure,
+    marks are skipped for `backoff_seconds`, so a dead Redis costs one timeout per back-off, not
+    one per request.
+    """
+
+    def __init__(self, store: PresenceStore, *, backoff_seconds: float = 5.0,
+                 clock: Clock = time.monotonic) -> None:
+        self.store = store
+        self.backoff_seconds = backoff_seconds
+        self.clock = clock
+        self.failures = 0
+        self.skipped = 0
+        self._retry_at = 0.0
+
+    async def mark(self, user_id: str) -> None:
+        if self.clock() < self._retry_at:
+            self.skipped += 1
+            return
+        try:
+            await self.store.mark(user_id)
+        except Exception as error:  # noqa: BLE001 (presence is best effort by design)
+            self.failures += 1
+            self._retry_at = self.clock() + self.backoff_seconds
+            logging.getLogger(__name__).warning(
+                "presence store %s failed (%s: %s); skipping marks for %.0f s",
+                type(self.store).__name__, type(error).__name__, error, self.backoff_seconds,
+            )

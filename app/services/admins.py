@@ -1,0 +1,29 @@
+"""Bootstrapping the first admin (the `create-admin` command)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from app.auth.passwords import hash_password
+from app.db import Database
+from app.models import User
+from app.services.permissions import ADMIN_ROLE
+from app.settings import Settings
+
+
+async def ensure_admin_account(settings: Settings, *, name: str, password: str) -> bool:
+    """Make `name` an admin with `password`; True if the user was created, False if updated."""
+    database = Database(settings)
+    try:
+        async with database.session() as session:
+            user = await session.scalar(select(User).where(User.name == name))
+            created = user is None
+            if user is None:
+                user = User(name=name)
+                session.add(user)
+            user.role = ADMIN_ROLE
+            user.password_hash = await hash_password(password)
+            await session.commit()
+        return created
+    finally:
+        await database.dispose()

@@ -1,0 +1,1 @@
+"""HTML pages for people, and the request-basics routes of the tutorial the original came from."""
