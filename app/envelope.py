@@ -46,7 +46,9 @@ def succeed(data: Any, status: int = 200, headers: dict[str, str] | None = None)
     return response
 
 
-def failed(status: int, msg: str, headers: dict[str, str] | None = None) -> Response:
+def failed(
+    status: int, msg: str, headers: dict[str, str] | list[tuple[str, str]] | None = None
+) -> Response:
     """An error envelope: `code` is the HTTP status, `request` is `METHOD path` (no query)."""
     response = current_app.json.response(
         {
@@ -57,8 +59,8 @@ def failed(status: int, msg: str, headers: dict[str, str] | None = None) -> Resp
         }
     )
     response.status_code = status
-    if headers:
-        response.headers.update(headers)
+    for key, value in (headers.items() if isinstance(headers, dict) else headers or []):
+        response.headers.add(key, value)  # add, not set: WWW-Authenticate may repeat
     return response
 
 
@@ -98,7 +100,7 @@ async def _on_schema_validation_error(error: RequestSchemaValidationError) -> Re
 
 
 async def _on_http_exception(error: HTTPException) -> Response:
-    headers = {key: value for key, value in error.get_headers() if key.lower() != "content-type"}
+    headers = [(key, value) for key, value in error.get_headers() if key.lower() != "content-type"]
     return failed(error.code or 500, error.description or error.name, headers)
 
 

@@ -11,6 +11,7 @@ import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -72,14 +73,26 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+async def _empty_all_tables(url: str) -> None:
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as connection:
+            for table in reversed(Base.metadata.sorted_tables):
+                await connection.execute(table.delete())
+    finally:
+        await engine.dispose()
+
+
 @pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The database of one test: a migrated SQLite copy, or the (emptied) MySQL test database."""
+    """The database of one test: a migrated SQLite copy, or the emptied MySQL test database."""
     if request.param == "sqlite":
         path = tmp_path / "app.db"
         shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
         return f"sqlite+aiosqlite:///{path}"
-    return request.getfixturevalue("mysql_url")
+    url = request.getfixturevalue("mysql_url")
+    asyncio.run(_empty_all_tables(url))
+    return url
 
 
 @pytest.fixture
@@ -90,27 +103,20 @@ def settings(database_url: str) -> Settings:
 
 
 @pytest.fixture
-async def redis_url() -> str:
+def redis_url() -> str:
     """The tests' Redis database, emptied first. A Redis that does not answer fails the test."""
-    from redis.asyncio import Redis
+    from redis import Redis
 
     client = Redis.from_url(REDIS_URL, socket_connect_timeout=3)
     try:
-        await client.flushdb()
+        client.flushdb()
     except Exception as error:  # noqa: BLE001
         pytest.fail(
             f"Redis is required at {REDIS_URL} and is not reachable ({error}).", pytrace=False
         )
     finally:
-        await client.aclose()
+        client.close()
     return REDIS_URL
-
-
-async def empty_all_tables(app: Quart) -> None:
-    engine = app.extensions["database"].engine
-    async with engine.begin() as connection:
-        for table in reversed(Base.metadata.sorted_tables):
-            await connection.execute(table.delete())
 
 
 @pytest.fixture
@@ -118,8 +124,21 @@ async def app(settings: Settings) -> AsyncIterator[Quart]:
     """A served app (before_serving has run) over an empty database."""
     app = create_app(settings)
     async with app.test_app():
-        await empty_all_tables(app)
         yield app
+
+
+@pytest.fixture
+def serve_app(database_url: str):  # noqa: ANN201
+    """`async with serve_app(**settings) as app`: more served apps over this test's database,
+    e.g. two "workers" sharing it, or one with other settings. Auth is required by default."""
+
+    @asynccontextmanager
+    async def serve(**overrides) -> AsyncIterator[Quart]:
+        app = create_app(make_settings(database_url, **overrides))
+        async with app.test_app():
+            yield app
+
+    return serve
 
 
 @pytest.fixture

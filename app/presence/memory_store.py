@@ -30,11 +30,11 @@ class MemoryPresenceStore:
     async def online(self, minutes: int) -> dict[str, float]:
         check_window(minutes, self)
         since = self.clock() - minutes * 60
-        return {uid: seen for uid, seen in self._last_activity.items() if seen >= since}
+        return {uid: seen for uid, seen in self._last_activity.items() if seen > since}
 
     async def last_seen(self, user_id: str) -> float | None:
         seen = self._last_activity.get(user_id)
-        if seen is None or seen < self.clock() - self.max_window_minutes * 60:
+        if seen is None or seen <= self.clock() - self.max_window_minutes * 60:
             return None
         return seen
 
@@ -42,7 +42,7 @@ class MemoryPresenceStore:
         now = self.clock()
         self._last_purge = now
         since = now - self.max_window_minutes * 60
-        stale = [uid for uid, seen in self._last_activity.items() if seen < since]
+        stale = [uid for uid, seen in self._last_activity.items() if seen <= since]
         for user_id in stale:
             del self._last_activity[user_id]
         return len(stale)

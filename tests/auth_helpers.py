@@ -1,0 +1,26 @@
+"""Helpers for tests of authenticated requests."""
+
+from __future__ import annotations
+
+import base64
+
+from quart import Quart
+
+from app.models import User
+from app.services import users as user_service
+
+
+def basic(name: str, password: str) -> dict[str, str]:
+    """An `Authorization: Basic` header."""
+    encoded = base64.b64encode(f"{name}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {encoded}"}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def make_user(app: Quart, name: str, role: int = 0, password: str = "password-1") -> User:
+    """Create a user directly through the service (no permission check), with a password."""
+    async with app.extensions["database"].session() as session:
+        return await user_service.create_user(session, name=name, role=role, password=password)
