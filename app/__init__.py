@@ -11,13 +11,15 @@ from quart_schema import QuartSchema
 from werkzeug.exceptions import BadRequest
 
 from app.api import api_v1
-from app.auth.identity import identify_request
+from app.auth.identity import identify_request, identify_websocket
 from app.auth.rate_limit import AuthRateLimiter
 from app.cli import DATABASE_COMMANDS
 from app.db import Database
 from app.envelope import register_error_handlers
 from app.health import blueprint as health_blueprint
 from app.presence import PresenceRecorder, create_presence_store
+from app.realtime import chat, monitor
+from app.realtime.setup import close_realtime, open_realtime
 from app.redis_client import create_redis
 from app.request_log import configure_logging, register_request_logging
 from app.settings import Settings
@@ -70,10 +72,13 @@ def create_app(settings: Settings | None = None) -> Quart:
     register_request_logging(app)
     register_error_handlers(app)
     app.before_request(identify_request)
+    app.before_websocket(identify_websocket)
     app.register_blueprint(api_v1)
     app.register_blueprint(health_blueprint)
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(basics.blueprint)
+    app.register_blueprint(monitor.blueprint)
+    app.register_blueprint(chat.blueprint)
     for command in DATABASE_COMMANDS:
         app.cli.add_command(command)
 
@@ -87,6 +92,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         store = create_presence_store(settings, database=database, redis=redis)
         app.extensions["presence"] = PresenceRecorder(store)
         app.extensions["auth_rate_limiter"] = AuthRateLimiter(settings, redis)
+        await open_realtime(app, settings, redis)
         log.info(
             "serving with database %s, presence %s, redis %s",
             database.engine.url.render_as_string(),
@@ -96,6 +102,7 @@ def create_app(settings: Settings | None = None) -> Quart:
 
     @app.after_serving
     async def close_resources() -> None:
+        await close_realtime(app)
         redis = app.extensions.pop("redis", None)
         if redis is not None:
             await redis.aclose()

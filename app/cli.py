@@ -5,6 +5,7 @@ The database commands are also on the `quart` CLI: `quart --app app.asgi:app ini
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -42,12 +43,23 @@ def hypercorn_config(
 @click.option("--migrate/--no-migrate", default=False, help="apply migrations before serving")
 def serve_command(bind: str | None, workers: int | None, migrate: bool) -> None:
     """Serve the app with Hypercorn and hypercorn.toml (the original's `runserver`)."""
-    from hypercorn.run import run
+    from app.serving import run_workers
 
     settings = Settings()  # fail here, with a clear message, on a bad configuration
+    from app.request_log import configure_logging
+
+    configure_logging(settings)
     if migrate:
         upgrade_to_head(settings)
-    sys.exit(run(hypercorn_config(bind=bind, workers=workers)))
+    config = hypercorn_config(bind=bind, workers=workers)
+    # Hypercorn refuses larger frames with 1009 before the app sees them.
+    config.websocket_max_message_size = settings.ws_max_message_bytes
+    if config.workers > 1 and not settings.redis_url:
+        logging.getLogger("app").warning(
+            "%d workers without REDIS_URL: presence, chat rooms and rate limits are per worker; "
+            "set REDIS_URL to share them", config.workers,
+        )
+    sys.exit(run_workers(config))
 
 
 @click.command("init-db")

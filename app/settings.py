@@ -7,11 +7,11 @@ The defaults run the embedded configuration: a SQLite file, no Redis, one proces
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEVELOPMENT_SECRET_KEY = "development-only-secret-key-change-me"  # noqa: S105 (a marker, refused in production)
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/quart-framework.db"
@@ -60,6 +60,18 @@ class Settings(BaseSettings):
     # Proxies in front of the service whose X-Forwarded-For is trusted (0: use the peer address).
     forwarded_allow_hops: int = Field(default=0, ge=0, le=10)
 
+    # Websockets (docs/websockets.md).
+    # Comma-separated origins, e.g. "https://a.example,https://b.example"; empty: same origin only.
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    ws_max_message_bytes: int = Field(default=65536, ge=128, le=16 * 1024 * 1024)
+    ws_send_queue: int = Field(default=256, ge=1, le=100_000)
+    ws_idle_timeout: float = Field(default=60.0, gt=0)
+    ws_rate_limit: str = "20/second"
+    ws_flood_strikes: int = Field(default=5, ge=1)
+    ws_room_heartbeat: float = Field(default=10.0, gt=0)
+    monitor_interval: float = Field(default=2.0, gt=0)
+    chat_history: int = Field(default=50, ge=0, le=10_000)
+
     upload_folder: Path = Path("var/uploads")
     upload_max_bytes: int = Field(default=1024 * 1024, ge=1)
     display_timezone: str = "Asia/Shanghai"
@@ -78,7 +90,14 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r}") from error
         return value
 
-    @field_validator("auth_rate_limit")
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("auth_rate_limit", "ws_rate_limit")
     @classmethod
     def _valid_rate_limit(cls, value: str) -> str:
         from limits import parse

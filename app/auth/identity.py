@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from quart import current_app, g, request, session
-from werkzeug.datastructures import WWWAuthenticate
+from quart import current_app, g, request, session, websocket
+from werkzeug.datastructures import Authorization, WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
 
 from app.models import User
@@ -53,8 +53,7 @@ def unauthorized(message: str) -> Unauthorized:
     )
 
 
-async def _from_authorization_header() -> Identity:
-    credentials = request.authorization
+async def _from_authorization_header(credentials: Authorization | None) -> Identity:
     if credentials is None:
         raise unauthorized("Authorization: malformed header; use Basic or Bearer")
     database = current_app.extensions["database"]
@@ -90,12 +89,27 @@ async def identify_request() -> None:
     """Set `g.identity` (None for anonymous requests) and mark the user online."""
     g.identity = None
     if "Authorization" in request.headers:
-        g.identity = await _from_authorization_header()
+        g.identity = await _from_authorization_header(request.authorization)
     elif SESSION_USER_KEY in session:
         g.identity = await _from_session()
     if g.identity is not None:
         recorder: PresenceRecorder = current_app.extensions["presence"]
         await recorder.mark(g.identity.user_id)
+
+
+async def identify_websocket() -> None:
+    """`identify_request` for a websocket handshake. Browsers cannot set headers on a websocket,
+    so a token may also come as `?token=`; the session cookie works as for pages."""
+    g.identity = None
+    token = websocket.args.get("token")
+    if "Authorization" in websocket.headers:
+        g.identity = await _from_authorization_header(websocket.authorization)
+    elif token:
+        g.identity = await _from_authorization_header(Authorization("bearer", token=token))
+    elif SESSION_USER_KEY in session:
+        g.identity = await _from_session()
+    if g.identity is not None:
+        await current_app.extensions["presence"].mark(g.identity.user_id)
 
 
 def current_identity() -> Identity | None:

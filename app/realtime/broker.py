@@ -1,0 +1,99 @@
+"""Brokers: how a message published on one worker reaches the connections of every worker.
+
+`InProcessBroker` (the embedded default) hands messages straight back to this worker's hub: it
+is correct for one process only. `RedisBroker` publishes on a Redis pub/sub channel that every
+worker and container subscribes to; a lost subscription is re-established with back-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from redis.asyncio import Redis
+
+log = logging.getLogger(__name__)
+
+Deliver = Callable[[dict[str, Any]], None]
+
+
+class Broker(Protocol):
+    async def start(self, deliver: Deliver) -> None:
+        """Begin handing every published message (from any worker) to `deliver`."""
+
+    async def publish(self, message: dict[str, Any]) -> None:
+        """Send `message` (JSON-serialisable) to every worker, this one included."""
+
+    async def close(self) -> None: ...
+
+
+class InProcessBroker:
+    """Delivers to this process only."""
+
+    def __init__(self) -> None:
+        self._deliver: Deliver | None = None
+
+    async def start(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+
+    async def publish(self, message: dict[str, Any]) -> None:
+        if self._deliver is not None:
+            self._deliver(message)
+
+    async def close(self) -> None:
+        self._deliver = None
+
+
+class RedisBroker:
+    """Redis pub/sub on one channel; each worker also receives its own messages, so ordering is
+    the same for everyone."""
+
+    def __init__(self, redis: Redis, channel: str) -> None:
+        self.redis = redis
+        self.channel = channel
+        self._task: asyncio.Task | None = None
+        self._subscribed = asyncio.Event()
+
+    async def start(self, deliver: Deliver) -> None:
+        self._task = asyncio.create_task(self._listen(deliver), name="redis-broker")
+        # Wait for the first subscription, so nothing published after start() is missed.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._subscribed.wait(), timeout=5)
+
+    async def _listen(self, deliver: Deliver) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(self.channel)
+                    self._subscribed.set()
+                    backoff = 0.2
+                    while True:
+                        # The client's socket timeout must not end an idle subscription.
+                        item = await pubsub.get_message(timeout=1.0)
+                        if item is None or item.get("type") != "message":
+                            continue
+                        try:
+                            deliver(json.loads(item["data"]))
+                        except Exception:  # noqa: BLE001 (one bad message must not stop the rest)
+                            log.exception("undeliverable broker message")
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 (reconnect on any Redis failure)
+                log.warning("broker subscription lost (%s); retrying in %.1f s",
+                            type(error).__name__, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def publish(self, message: dict[str, Any]) -> None:
+        await self.redis.publish(self.channel, json.dumps(message, ensure_ascii=False))
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task

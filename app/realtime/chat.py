@@ -1,0 +1,244 @@
+"""Chat over native websockets (docs/websockets.md).
+
+- `/websocket`: the seed's anonymous group chat: every text frame goes to every client.
+- `/websocket/<nickname>`: the seed's nickname chat: `{"msg"}` to everyone as `{"name", "msg"}`;
+  with `to_user` or `to_client`, only to that nickname as `{"from_user", "msg"}`.
+- `/ws/chat`: rooms with presence and history: events `join`, `leave`, `message`, `private`,
+  `ping`.
+Everything crosses workers and containers through the hub's broker.
+"""
+
+from __future__ import annotations
+
+import re
+
+from quart import Blueprint, current_app, render_template
+from quart_schema import hide
+from sqlalchemy import select
+from werkzeug.exceptions import BadRequest
+
+from app.auth.identity import current_identity
+from app.models import User, new_id
+from app.realtime.connection import Connection
+from app.realtime.handshake import check_origin
+from app.realtime.hub import NICKNAME_ROOM
+from app.realtime.protocol import (
+    ChatFrame,
+    FrameError,
+    Join,
+    Leave,
+    Message,
+    NicknameChatFrame,
+    Ping,
+    Private,
+    parse_frame,
+    timestamp,
+)
+from app.realtime.rooms import member_record
+from app.realtime.session import current_hub, new_connection, run_connection
+
+blueprint = Blueprint("chat", __name__)
+NICKNAME = re.compile(r"^[^\x00-\x1f\x7f/]{1,32}$")
+RELAY = {"kind": "endpoint", "endpoint": "relay"}
+NICKNAME_CHAT = {"kind": "endpoint", "endpoint": "nickname"}
+
+
+def identity_fields() -> dict:
+    identity = current_identity()
+    if identity is None:
+        return {"name": None, "user_id": None}
+    return {"name": identity.actor.name, "user_id": identity.user_id}
+
+
+# /websocket: anonymous group chat ---------------------------------------------------------
+
+
+async def _relay(connection: Connection, text: str) -> None:
+    if text == "":  # an empty frame is a heartbeat: it keeps the connection, nobody sees it
+        return
+    await current_hub().publish(RELAY, text)
+
+
+@blueprint.websocket("/websocket")
+async def relay_socket() -> None:
+    check_origin()
+    await run_connection(new_connection("relay", user_id=identity_fields()["user_id"]), _relay)
+
+
+# /websocket/<nickname>: the seed's nickname and private chat --------------------------------
+
+
+async def _nickname_frame(connection: Connection, text: str) -> None:
+    try:
+        frame = parse_frame(text, NicknameChatFrame)
+    except FrameError as error:
+        connection.send_error(str(error))
+        return
+    if frame.event == "ping":
+        connection.send({"event": "pong"})
+        return
+    if frame.msg is None:
+        connection.send_error("msg: required")
+        return
+    hub = current_hub()
+    recipient = frame.to_user or frame.to_client
+    if recipient is None:
+        await hub.publish(NICKNAME_CHAT, {"name": connection.name, "msg": frame.msg})
+        return
+    members = await hub.directory.members(NICKNAME_ROOM)
+    if not any(member["name"] == recipient for member in members):
+        connection.send_error(f"to_user: {recipient!r} is not online", to_user=recipient)
+        return
+    await hub.publish(
+        {"kind": "names", "endpoint": "nickname", "names": [recipient]},
+        {"from_user": connection.name, "msg": frame.msg},
+    )
+
+
+async def _nickname_open(connection: Connection) -> None:
+    hub = current_hub()
+    await hub.directory.add_member(
+        NICKNAME_ROOM, member_record(connection.id, connection.name, connection.user_id,
+                                     hub.directory.clock())
+    )
+
+
+async def _nickname_close(connection: Connection, _rooms: list[str]) -> None:
+    await current_hub().directory.remove_member(NICKNAME_ROOM, connection.id, connection.name,
+                                                f"conn:{connection.id}")
+
+
+@blueprint.websocket("/websocket/<nickname>")
+async def nickname_socket(nickname: str) -> None:
+    check_origin()
+    nickname = nickname.strip()
+    if not NICKNAME.match(nickname):
+        raise BadRequest("nickname: 1 to 32 characters, no control characters")
+    connection = new_connection("nickname", name=nickname,
+                                user_id=identity_fields()["user_id"])
+    await run_connection(connection, _nickname_frame, on_open=_nickname_open,
+                         on_close=_nickname_close)
+
+
+# /ws/chat: rooms, presence and history ----------------------------------------------------
+
+
+def presence_names(members: list[dict]) -> list[dict]:
+    seen: dict[str, dict] = {}
+    for member in members:
+        seen.setdefault(member["name"], {"name": member["name"],
+                                         "user_id": member["user_id"]})
+    return sorted(seen.values(), key=lambda entry: entry["name"])
+
+
+async def _nickname_is_an_account(nickname: str) -> bool:
+    async with current_app.extensions["database"].session() as session:
+        return await session.scalar(select(User.id).where(User.name == nickname)) is not None
+
+
+async def _join(connection: Connection, frame: Join) -> None:
+    hub = current_hub()
+    if frame.room in connection.rooms:
+        connection.send_error(f"room: already in {frame.room!r}", ref="join")
+        return
+    if connection.user_id is None:
+        if frame.nickname is None:
+            connection.send_error("nickname: required for anonymous clients (or log in)",
+                                  ref="join")
+            return
+        if connection.name not in (None, frame.nickname):
+            connection.send_error("nickname: one nickname per connection", ref="join")
+            return
+        if await _nickname_is_an_account(frame.nickname):
+            connection.send_error(f"nickname: {frame.nickname!r} is an account's name; log in",
+                                  ref="join")
+            return
+        connection.name = frame.nickname
+    if not await hub.join(connection, frame.room):
+        if not connection.rooms and connection.user_id is None:
+            connection.name = None
+        connection.send_error(f"nickname: {frame.nickname!r} is taken in {frame.room!r}",
+                              ref="join")
+        return
+    members = await hub.directory.members(frame.room)
+    connection.send({"event": "presence_state", "room": frame.room,
+                     "you": connection.name, "members": presence_names(members)})
+    connection.send({"event": "history", "room": frame.room,
+                     "messages": await hub.directory.history(frame.room)})
+    others = [m for m in members if m["name"] == connection.name and m["conn"] != connection.id]
+    if not others:
+        await hub.publish(
+            {"kind": "room", "room": frame.room},
+            {"event": "presence_diff", "room": frame.room,
+             "joins": [{"name": connection.name, "user_id": connection.user_id}], "leaves": []},
+            skip=connection.id,
+        )
+
+
+async def _announce_leave(connection: Connection, room: str) -> None:
+    await current_hub().publish(
+        {"kind": "room", "room": room},
+        {"event": "presence_diff", "room": room, "joins": [],
+         "leaves": [{"name": connection.name, "user_id": connection.user_id}]},
+    )
+
+
+async def _chat_frame(connection: Connection, text: str) -> None:
+    try:
+        frame = parse_frame(text, ChatFrame)
+    except FrameError as error:
+        connection.send_error(str(error))
+        return
+    hub = current_hub()
+    if isinstance(frame, Ping):
+        connection.send({"event": "pong"})
+    elif isinstance(frame, Join):
+        await _join(connection, frame)
+    elif frame.room not in connection.rooms:
+        connection.send_error(f"room: join {frame.room!r} first", ref=frame.event)
+    elif isinstance(frame, Leave):
+        if await hub.leave(connection, frame.room):
+            await _announce_leave(connection, frame.room)
+        connection.send({"event": "left", "room": frame.room})
+    elif isinstance(frame, Message):
+        message = {"event": "message", "id": new_id(), "room": frame.room,
+                   "from": connection.name, "text": frame.text, "ts": timestamp()}
+        await hub.directory.append_history(frame.room, message,
+                                           current_app.extensions["settings"].chat_history)
+        await hub.publish({"kind": "room", "room": frame.room}, message)
+    elif isinstance(frame, Private):
+        members = await hub.directory.members(frame.room)
+        if not any(member["name"] == frame.to for member in members):
+            connection.send_error(f"to: {frame.to!r} is not in {frame.room!r}", ref="private")
+            return
+        message = {"event": "private", "id": new_id(), "room": frame.room,
+                   "from": connection.name, "to": frame.to, "text": frame.text,
+                   "ts": timestamp()}
+        await hub.publish({"kind": "names", "room": frame.room, "names": [frame.to]}, message)
+        if frame.to != connection.name:
+            connection.send(message)  # the sender's copy
+
+
+async def _chat_close(connection: Connection, rooms_left: list[str]) -> None:
+    # unregister() already left the rooms; announce the names that are gone from them.
+    hub = current_hub()
+    for room in rooms_left:
+        members = await hub.directory.members(room)
+        if not any(member["name"] == connection.name for member in members):
+            await _announce_leave(connection, room)
+
+
+@blueprint.websocket("/ws/chat")
+async def chat_socket() -> None:
+    check_origin()
+    fields = identity_fields()
+    connection = new_connection("chat", name=fields["name"], user_id=fields["user_id"])
+    await run_connection(connection, _chat_frame, on_close=_chat_close)
+
+
+@blueprint.get("/chat")
+@hide
+async def chat_page() -> str:
+    """The chat page: nickname (or the logged-in user), room, messages, private recipient, and
+    who is in the room."""
+    return await render_template("chat.html", identity=current_identity())

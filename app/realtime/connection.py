@@ -1,0 +1,174 @@
+"""One websocket connection: a bounded send queue, its own writer, and the read loop's rules.
+
+Close codes (RFC 6455): 1001 server going away, 1008 policy (idle, flood), 1009 frame too big,
+1011 server error, 1013 try again later (this client's send queue overflowed: it is too slow).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from limits import RateLimitItem
+from limits.strategies import FixedWindowRateLimiter
+
+log = logging.getLogger(__name__)
+
+GOING_AWAY = 1001
+POLICY_VIOLATION = 1008
+MESSAGE_TOO_BIG = 1009
+INTERNAL_ERROR = 1011
+TRY_AGAIN_LATER = 1013
+CLOSE_TIMEOUT_SECONDS = 2.0
+
+FrameHandler = Callable[["Connection", str], Awaitable[None]]
+
+
+def encode(frame: dict[str, Any] | str) -> str:
+    return frame if isinstance(frame, str) else json.dumps(frame, ensure_ascii=False)
+
+
+class Connection:
+    """A client's websocket as the hub sees it.
+
+    Arguments:
+        websocket: Quart's websocket object of this connection (not the context proxy).
+        endpoint: "relay", "nickname", "chat" or "monitor".
+        name: the display name (account name, nickname) or None.
+        user_id: the authenticated user's id, or None for anonymous clients.
+        queue_size: frames waiting to be written before the client counts as too slow.
+    """
+
+    def __init__(self, websocket: Any, *, endpoint: str, name: str | None = None,
+                 user_id: str | None = None, queue_size: int = 256) -> None:
+        self.id = uuid.uuid4().hex
+        self.websocket = websocket
+        self.endpoint = endpoint
+        self.name = name
+        self.user_id = user_id
+        self.rooms: set[str] = set()
+        self.queue: asyncio.Queue[str] = asyncio.Queue(queue_size)
+        self.close_reason: tuple[int, str] | None = None
+        self._closing = asyncio.Event()
+        self.last_received = time.monotonic()
+
+    @property
+    def is_closing(self) -> bool:
+        return self._closing.is_set()
+
+    def send(self, frame: dict[str, Any] | str) -> bool:
+        """Queue a frame without waiting. A full queue closes the connection with 1013."""
+        if self.is_closing:
+            return False
+        try:
+            self.queue.put_nowait(encode(frame))
+        except asyncio.QueueFull:
+            self.close(TRY_AGAIN_LATER, "send queue full: the client reads too slowly")
+            return False
+        return True
+
+    def send_error(self, message: str, **extra: Any) -> None:
+        self.send({"event": "error", "msg": message, **extra})
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Ask the connection to close with `code`; the serving task does it."""
+        if not self.is_closing:
+            self.close_reason = (code, reason)
+            self._closing.set()
+
+    async def _write_loop(self) -> None:
+        while True:
+            text = await self.queue.get()
+            await self.websocket.send(text)
+
+    async def _read_loop(self, on_text: FrameHandler, rules: ReadRules) -> None:
+        while True:
+            try:
+                data = await asyncio.wait_for(self.websocket.receive(), rules.idle_timeout)
+            except TimeoutError:
+                self.close(POLICY_VIOLATION, f"idle for {rules.idle_timeout:.0f} s: send a ping")
+                return
+            self.last_received = time.monotonic()
+            size = len(data) if isinstance(data, bytes) else len(data.encode())
+            if size > rules.max_message_bytes:
+                self.close(MESSAGE_TOO_BIG, f"frames are limited to {rules.max_message_bytes} bytes")
+                return
+            if not rules.allow(self):
+                continue
+            if isinstance(data, bytes):
+                self.send_error("binary frames are not supported; send text")
+                continue
+            await on_text(self, data)
+
+    async def serve(self, on_text: FrameHandler, rules: ReadRules) -> None:
+        """Read and write until the client leaves or `close()` is called; then close the socket.
+        Returns normally in every case (a handler error closes with 1011 and is logged)."""
+        writer = asyncio.create_task(self._write_loop())
+        reader = asyncio.create_task(self._read_loop(on_text, rules))
+        closing = asyncio.create_task(self._closing.wait())
+        try:
+            done, _ = await asyncio.wait({writer, reader, closing},
+                                         return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not closing and not task.cancelled() and task.exception() is not None:
+                    error = task.exception()
+                    if not _is_disconnect(error):
+                        log.error("websocket %s failed", self.endpoint, exc_info=error)
+                        self.close(INTERNAL_ERROR, "server error")
+        finally:
+            for task in (writer, reader, closing):
+                task.cancel()
+            for task in (writer, reader, closing):
+                with contextlib.suppress(BaseException):
+                    await task
+        self._closing.set()
+        if self.close_reason is not None:
+            code, reason = self.close_reason
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.websocket.close(code, reason), CLOSE_TIMEOUT_SECONDS)
+
+
+def _is_disconnect(error: BaseException) -> bool:
+    return isinstance(error, (asyncio.CancelledError, ConnectionError)) or (
+        type(error).__name__ in {"WebsocketDisconnect", "ConnectionClosed"}
+    )
+
+
+class ReadRules:
+    """Limits every connection of a worker reads under: size, idle time, and a rate limit.
+
+    Past `rate` frames a client gets an error frame per extra frame; after `flood_strikes`
+    such frames in a row it is closed with 1008.
+    """
+
+    def __init__(self, *, max_message_bytes: int, idle_timeout: float, rate: RateLimitItem,
+                 flood_strikes: int) -> None:
+        from limits.storage import MemoryStorage
+
+        self.max_message_bytes = max_message_bytes
+        self.idle_timeout = idle_timeout
+        self.rate = rate
+        self.flood_strikes = flood_strikes
+        self.limiter = FixedWindowRateLimiter(MemoryStorage())
+        self._strikes: dict[str, int] = {}
+
+    def allow(self, connection: Connection) -> bool:
+        if self.limiter.hit(self.rate, connection.id):
+            self._strikes.pop(connection.id, None)
+            return True
+        strikes = self._strikes.get(connection.id, 0) + 1
+        self._strikes[connection.id] = strikes
+        if strikes >= self.flood_strikes:
+            connection.close(POLICY_VIOLATION, "too many frames: flood limit reached")
+        else:
+            connection.send_error(f"rate limited: at most {self.rate}")
+        return False
+
+    def forget(self, connection: Connection) -> None:
+        self._strikes.pop(connection.id, None)

@@ -1,0 +1,33 @@
+"""Checks made before a websocket is accepted: the `Origin` header and the client's identity."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from quart import current_app, websocket
+from werkzeug.exceptions import Forbidden
+
+
+def origin_allowed(origin: str | None, *, host: str, scheme: str, allowed: list[str]) -> bool:
+    """Whether a handshake's `Origin` may connect.
+
+    No `Origin` (a non-browser client, which cross-site pages cannot drive) is allowed. With
+    `ALLOWED_ORIGINS` empty only the same origin is (scheme and host as the request saw them);
+    otherwise only the listed origins are.
+    """
+    if origin is None:
+        return True
+    origin = origin.rstrip("/").lower()
+    if allowed:
+        return origin in {entry.lower() for entry in allowed}
+    parts = urlsplit(origin)
+    same_scheme = {"ws": "http", "wss": "https"}.get(scheme, scheme)
+    return parts.scheme == same_scheme and parts.netloc == host.lower()
+
+
+def check_origin() -> None:
+    """Refuse the handshake (HTTP 403) from a page of another origin."""
+    settings = current_app.extensions["settings"]
+    if not origin_allowed(websocket.headers.get("Origin"), host=websocket.host,
+                          scheme=websocket.scheme, allowed=settings.allowed_origins):
+        raise Forbidden("Origin: not allowed to open websockets here")

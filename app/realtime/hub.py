@@ -1,0 +1,157 @@
+"""The hub: this worker's connections, and fan-out of messages from any worker to them.
+
+Every message goes through the broker as `{"to": <target>, "frame": <frame>, "skip": conn?}`;
+each worker's hub delivers it to its own connections that match the target. Delivery never
+waits for a client: frames go into each connection's bounded queue (see `connection`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections import defaultdict
+from typing import Any
+
+from app.presence import PresenceRecorder
+from app.realtime.broker import Broker
+from app.realtime.connection import GOING_AWAY, Connection
+from app.realtime.rooms import RoomDirectory, member_record
+
+log = logging.getLogger(__name__)
+
+NICKNAME_ROOM = "~nickname-chat"  # the seed endpoint's members; chat rooms cannot start with "~"
+DRAIN_SECONDS = 5.0
+
+
+class Hub:
+    """This worker's websocket connections.
+
+    Arguments:
+        broker: carries messages to every worker.
+        directory: room membership and history shared by every worker.
+        presence: marks authenticated connections online (on connect and every heartbeat).
+        heartbeat_seconds: how often this worker refreshes its room members and presence.
+    """
+
+    def __init__(self, broker: Broker, directory: RoomDirectory, presence: PresenceRecorder,
+                 *, heartbeat_seconds: float) -> None:
+        self.broker = broker
+        self.directory = directory
+        self.presence = presence
+        self.heartbeat_seconds = heartbeat_seconds
+        self.worker = f"{os.getpid()}"
+        self.connections: dict[str, Connection] = {}
+        self.by_endpoint: dict[str, set[Connection]] = defaultdict(set)
+        self.rooms: dict[str, set[Connection]] = defaultdict(set)
+        self._heartbeat: asyncio.Task | None = None
+        self._empty = asyncio.Event()
+        self._empty.set()
+
+    async def start(self) -> None:
+        await self.broker.start(self.deliver)
+        self._heartbeat = asyncio.create_task(self._beat(), name="hub-heartbeat")
+
+    async def stop(self) -> None:
+        await self.close_all(GOING_AWAY, "server shutting down")
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(BaseException):
+                await self._heartbeat
+        await self.broker.close()
+
+    async def close_all(self, code: int, reason: str) -> None:
+        """Close every connection of this worker with `code`, and wait (bounded) until they are
+        gone."""
+        for connection in list(self.connections.values()):
+            connection.close(code, reason)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._empty.wait(), DRAIN_SECONDS)
+
+    # Registration ---------------------------------------------------------------------------
+
+    async def register(self, connection: Connection) -> None:
+        self.connections[connection.id] = connection
+        self.by_endpoint[connection.endpoint].add(connection)
+        self._empty.clear()
+        if connection.user_id is not None:
+            await self.presence.mark(connection.user_id)
+
+    async def unregister(self, connection: Connection) -> list[str]:
+        """Forget the connection and leave its rooms; returns the rooms it left."""
+        left = list(connection.rooms)
+        for room in left:
+            with contextlib.suppress(Exception):
+                await self.leave(connection, room)
+        self.connections.pop(connection.id, None)
+        self.by_endpoint[connection.endpoint].discard(connection)
+        if not self.connections:
+            self._empty.set()
+        return left
+
+    def owner(self, connection: Connection) -> str:
+        return f"user:{connection.user_id}" if connection.user_id else f"conn:{connection.id}"
+
+    async def join(self, connection: Connection, room: str) -> bool:
+        """Add the connection to `room` under its name; False if another owner has the name."""
+        if not await self.directory.claim_name(room, connection.name, self.owner(connection)):
+            return False
+        await self.directory.add_member(room, self._record(connection))
+        connection.rooms.add(room)
+        self.rooms[room].add(connection)
+        return True
+
+    async def leave(self, connection: Connection, room: str) -> bool:
+        """Remove the connection from `room`; True when its name has left the room entirely."""
+        connection.rooms.discard(room)
+        self.rooms[room].discard(connection)
+        if not self.rooms[room]:
+            del self.rooms[room]
+        return await self.directory.remove_member(
+            room, connection.id, connection.name, self.owner(connection)
+        )
+
+    def _record(self, connection: Connection) -> dict[str, Any]:
+        return member_record(connection.id, connection.name, connection.user_id,
+                             self.directory.clock())
+
+    # Fan-out --------------------------------------------------------------------------------
+
+    async def publish(self, to: dict[str, Any], frame: dict[str, Any] | str,
+                      skip: str | None = None) -> None:
+        """Deliver `frame` to the connections matching `to`, on every worker."""
+        await self.broker.publish({"to": to, "frame": frame, "skip": skip})
+
+    def deliver(self, message: dict[str, Any]) -> None:
+        """Hand a broker message to this worker's matching connections (never blocks)."""
+        to, frame, skip = message["to"], message["frame"], message.get("skip")
+        for connection in self._targets(to):
+            if connection.id != skip:
+                connection.send(frame)
+
+    def _targets(self, to: dict[str, Any]) -> list[Connection]:
+        kind = to["kind"]
+        if kind == "endpoint":
+            return list(self.by_endpoint.get(to["endpoint"], ()))
+        if kind == "room":
+            return list(self.rooms.get(to["room"], ()))
+        if kind == "names":
+            names = set(to["names"])
+            pool = (self.rooms.get(to["room"], ()) if "room" in to
+                    else self.by_endpoint.get(to["endpoint"], ()))
+            return [c for c in pool if c.name in names]
+        return []
+
+    # Heartbeat ------------------------------------------------------------------------------
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds)
+            try:
+                for room, members in list(self.rooms.items()):
+                    await self.directory.refresh(room, [self._record(c) for c in members])
+                for user_id in {c.user_id for c in self.connections.values() if c.user_id}:
+                    await self.presence.mark(user_id)
+            except Exception as error:  # noqa: BLE001 (retried at the next beat)
+                log.warning("hub heartbeat failed: %s", type(error).__name__)

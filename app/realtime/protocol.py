@@ -1,0 +1,110 @@
+"""Frames clients may send, as pydantic models: every frame has a schema (docs/websockets.md)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+
+from app.envelope import _field_name
+
+STRICT = ConfigDict(strict=True, extra="forbid")
+RoomName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Nickname = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32,
+                           pattern=r"^[^\x00-\x1f\x7f]+$")
+]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+
+
+class Ping(BaseModel):
+    model_config = STRICT
+    event: Literal["ping"]
+
+
+class Join(BaseModel):
+    """Join `room`; anonymous clients give a `nickname` (unique in the room)."""
+
+    model_config = STRICT
+    event: Literal["join"]
+    room: RoomName
+    nickname: Nickname | None = None
+
+
+class Leave(BaseModel):
+    model_config = STRICT
+    event: Literal["leave"]
+    room: RoomName
+
+
+class Message(BaseModel):
+    model_config = STRICT
+    event: Literal["message"]
+    room: RoomName
+    text: Text
+
+
+class Private(BaseModel):
+    """A message to one name in a room both are in."""
+
+    model_config = STRICT
+    event: Literal["private"]
+    room: RoomName
+    to: Nickname
+    text: Text
+
+
+ChatFrame = TypeAdapter(
+    Annotated[Ping | Join | Leave | Message | Private, Field(discriminator="event")]
+)
+
+
+class MonitorFrame(BaseModel):
+    model_config = STRICT
+    event: Literal["ping", "start", "stop"]
+
+
+class NicknameChatFrame(BaseModel):
+    """The seed's nickname chat: `{"msg"}` to all, with `to_user` or `to_client` to one name."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+    msg: Annotated[str, StringConstraints(max_length=4000)] | None = None
+    to_user: Nickname | None = None
+    to_client: Nickname | None = None
+    event: Literal["ping"] | None = None
+
+
+class FrameError(ValueError):
+    """A frame that is not valid JSON or does not match its schema; `str()` says why."""
+
+
+def parse_frame(text: str, adapter: TypeAdapter | type[BaseModel]) -> Any:
+    """Parse a JSON text frame against its schema. Raises `FrameError` naming the field."""
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        raise FrameError("frame is not valid JSON") from error
+    if not isinstance(data, dict):
+        raise FrameError("frame must be a JSON object")
+    try:
+        if isinstance(adapter, TypeAdapter):
+            return adapter.validate_python(data)
+        return adapter.model_validate(data)
+    except ValidationError as error:
+        first = error.errors(include_url=False, include_input=False)[0]
+        if first["type"] == "union_tag_not_found":
+            raise FrameError("event: required") from error
+        location = tuple(first["loc"])
+        if isinstance(adapter, TypeAdapter) and location:
+            location = location[1:]  # the first element names the union member (the event)
+        field = _field_name(location) or "frame"
+        if first["type"] == "union_tag_invalid" or (field == "event" and "event" in data):
+            raise FrameError(f"event: unknown event {data.get('event')!r}") from error
+        raise FrameError(f"{field}: {first['msg']}") from error
+
+
+def timestamp() -> str:
+    """Now, ISO 8601 in UTC with milliseconds: "2026-11-21T23:40:00.123Z"."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,54 @@
+"""Running one accepted websocket under the hub: register, serve, always clean up."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from quart import current_app, websocket
+
+from app.realtime.connection import Connection, FrameHandler, ReadRules
+from app.realtime.hub import Hub
+
+
+def current_hub() -> Hub:
+    return current_app.extensions["hub"]
+
+
+def read_rules() -> ReadRules:
+    return current_app.extensions["ws_read_rules"]
+
+
+def new_connection(endpoint: str, *, name: str | None = None,
+                   user_id: str | None = None) -> Connection:
+    settings = current_app.extensions["settings"]
+    return Connection(websocket._get_current_object(), endpoint=endpoint, name=name,
+                      user_id=user_id, queue_size=settings.ws_send_queue)
+
+
+async def run_connection(
+    connection: Connection,
+    on_text: FrameHandler,
+    *,
+    on_open: Callable[[Connection], Awaitable[None]] | None = None,
+    on_close: Callable[[Connection, list[str]], Awaitable[None]] | None = None,
+) -> None:
+    """Accept, register with the hub, serve frames with `on_text`, then unregister and run
+    `on_close(connection, rooms_left)`, even when the server cancels the handler."""
+    hub = current_hub()
+    await websocket.accept()
+    await hub.register(connection)
+    try:
+        if on_open is not None:
+            await on_open(connection)
+        await connection.serve(on_text, read_rules())
+    finally:
+        read_rules().forget(connection)
+        cleanup = asyncio.ensure_future(_unregister(hub, connection, on_close))
+        await asyncio.shield(cleanup)
+
+
+async def _unregister(hub: Hub, connection: Connection, on_close) -> None:  # noqa: ANN001
+    left = await hub.unregister(connection)
+    if on_close is not None:
+        await on_close(connection, left)
