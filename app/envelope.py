@@ -12,7 +12,16 @@ import logging
 from typing import Any
 
 from pydantic import ValidationError
-from quart import Quart, Response, current_app, g, request
+from quart import (
+    Quart,
+    Response,
+    current_app,
+    g,
+    has_request_context,
+    has_websocket_context,
+    request,
+    websocket,
+)
 from quart_schema import RequestSchemaValidationError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -49,14 +58,13 @@ def succeed(data: Any, status: int = 200, headers: dict[str, str] | None = None)
 def failed(
     status: int, msg: str, headers: dict[str, str] | list[tuple[str, str]] | None = None
 ) -> Response:
-    """An error envelope: `code` is the HTTP status, `request` is `METHOD path` (no query)."""
+    """An error envelope: `code` is the HTTP status, `request` is `METHOD path` (no query).
+    A refused websocket handshake answers the same way, as `GET path`."""
+    origin = f"{request.method} {request.path}" if has_request_context() else (
+        f"GET {websocket.path}" if has_websocket_context() else "-"
+    )
     response = current_app.json.response(
-        {
-            "code": status,
-            "msg": msg,
-            "request": f"{request.method} {request.path}",
-            "status": "failed",
-        }
+        {"code": status, "msg": msg, "request": origin, "status": "failed"}
     )
     response.status_code = status
     for key, value in (headers.items() if isinstance(headers, dict) else headers or []):
@@ -78,7 +86,7 @@ def describe_validation_error(error: Exception, *, body: bool = True) -> str:
         error: the pydantic `ValidationError` (or a `TypeError`/`ValueError`) quart-schema caught.
         body: whether it came from the JSON body (else the query string).
     """
-    if body and not request.is_json:
+    if body and has_request_context() and not request.is_json:
         return "request body must be JSON (Content-Type: application/json)"
     if not isinstance(error, ValidationError):
         return "request body is not valid" if body else "query string is not valid"

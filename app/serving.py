@@ -88,12 +88,16 @@ def _worker_main(config: Config, sockets: Sockets, stop: EventType) -> None:
         terminated = asyncio.Event()
         # A SIGTERM sent to this worker alone (e.g. to its process group) also stops it.
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, terminated.set)
-        while not (stop.is_set() or terminated.is_set()):
+        while not (stop.is_set() or terminated.is_set()):  # noqa: ASYNC110 (a process Event)
             await asyncio.sleep(0.1)
+        started = time.monotonic()
         for drain in quart_app.extensions.get("drain_hooks", []):
             try:
                 await drain()
             except Exception:  # noqa: BLE001 (one failing hook must not block the others)
                 log.exception("drain hook failed")
+        logging.getLogger("app").info(
+            "worker shutting down: drained in %.2f s", time.monotonic() - started
+        )
 
     uvloop.run(worker_serve(wrapped, config, sockets=sockets, shutdown_trigger=shutdown_trigger))

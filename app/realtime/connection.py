@@ -89,11 +89,7 @@ class Connection:
 
     async def _read_loop(self, on_text: FrameHandler, rules: ReadRules) -> None:
         while True:
-            try:
-                data = await asyncio.wait_for(self.websocket.receive(), rules.idle_timeout)
-            except TimeoutError:
-                self.close(POLICY_VIOLATION, f"idle for {rules.idle_timeout:.0f} s: send a ping")
-                return
+            data = await self.websocket.receive()
             self.last_received = time.monotonic()
             size = len(data) if isinstance(data, bytes) else len(data.encode())
             if size > rules.max_message_bytes:
@@ -113,8 +109,16 @@ class Connection:
         reader = asyncio.create_task(self._read_loop(on_text, rules))
         closing = asyncio.create_task(self._closing.wait())
         try:
-            done, _ = await asyncio.wait({writer, reader, closing},
-                                         return_when=asyncio.FIRST_COMPLETED)
+            while True:
+                idle_left = self.last_received + rules.idle_timeout - time.monotonic()
+                done, _ = await asyncio.wait({writer, reader, closing}, timeout=max(idle_left, 0),
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if done:
+                    break
+                if time.monotonic() - self.last_received >= rules.idle_timeout:
+                    self.close(POLICY_VIOLATION,
+                               f"idle for {rules.idle_timeout:.0f} s: send a ping")
+                    break
             for task in done:
                 if task is not closing and not task.cancelled() and task.exception() is not None:
                     error = task.exception()
@@ -124,9 +128,8 @@ class Connection:
         finally:
             for task in (writer, reader, closing):
                 task.cancel()
-            for task in (writer, reader, closing):
-                with contextlib.suppress(BaseException):
-                    await task
+            # Bounded: a cancelled receive must not hold the close frame back.
+            await asyncio.wait({writer, reader, closing}, timeout=CLOSE_TIMEOUT_SECONDS)
         self._closing.set()
         if self.close_reason is not None:
             code, reason = self.close_reason

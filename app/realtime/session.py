@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from quart import current_app, websocket
 
 from app.realtime.connection import Connection, FrameHandler, ReadRules
 from app.realtime.hub import Hub
+
+log = logging.getLogger("app.access")
 
 
 def current_hub() -> Hub:
@@ -38,6 +42,8 @@ async def run_connection(
     hub = current_hub()
     await websocket.accept()
     await hub.register(connection)
+    started = time.monotonic()
+    log.info("websocket %s opened id=%s", websocket.path, connection.id)
     try:
         if on_open is not None:
             await on_open(connection)
@@ -45,6 +51,9 @@ async def run_connection(
     finally:
         read_rules().forget(connection)
         cleanup = asyncio.ensure_future(_unregister(hub, connection, on_close))
+        code = connection.close_reason[0] if connection.close_reason else "client"
+        log.info("websocket %s closed %s %.1fs id=%s", websocket.path, code,
+                 time.monotonic() - started, connection.id)
         await asyncio.shield(cleanup)
 
 

@@ -1,0 +1,60 @@
+"""A websocket client that stops reading: real RFC 6455 framing (websockets' sans-I/O client
+protocol) over a plain socket with a tiny receive buffer, so the server's writes back up."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from websockets.client import ClientProtocol
+from websockets.frames import Close
+from websockets.uri import parse_uri
+
+
+class StalledClient:
+    def __init__(self, url: str) -> None:
+        uri = parse_uri(url)
+        self.protocol = ClientProtocol(uri)
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.connect((uri.host, uri.port))
+        self.sock.settimeout(10)
+        self.protocol.send_request(self.protocol.connect())
+        self._flush()
+        while self.protocol.handshake_exc is None and not self._opened():
+            self.protocol.receive_data(self.sock.recv(4096))
+        if self.protocol.handshake_exc is not None:
+            raise self.protocol.handshake_exc
+
+    def _opened(self) -> bool:
+        return self.protocol.state.name == "OPEN"
+
+    def _flush(self) -> None:
+        for chunk in self.protocol.data_to_send():
+            if chunk:
+                self.sock.sendall(chunk)
+
+    def send_text(self, text: str) -> None:
+        self.protocol.send_text(text.encode())
+        self._flush()
+
+    def read_until_closed(self, timeout: float = 30) -> int | None:
+        """Drain everything the server sent and return its close code (None if it never closed)."""
+        deadline = time.monotonic() + timeout
+        self.sock.settimeout(1)
+        while time.monotonic() < deadline:
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            if not data:
+                break
+            self.protocol.receive_data(data)
+            for event in self.protocol.events_received():
+                if isinstance(event, Close) or getattr(event, "opcode", None) == 8:
+                    close = Close.parse(event.data)
+                    return close.code
+        return self.protocol.close_rcvd.code if self.protocol.close_rcvd else None
+
+    def close(self) -> None:
+        self.sock.close()

@@ -1,0 +1,278 @@
+"""Websockets against real Hypercorn servers (2 workers, MariaDB, Redis), with a real client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from tests.conftest import REDIS_URL, TEST_SECRET_KEY, _recreate_mysql_database
+from tests.e2e.server import run_server
+from tests.e2e.slow_client import StalledClient
+
+WS_MYSQL_URL = "mysql+aiomysql://root@127.0.0.1:3306/qf_ws"
+ADMIN_PASSWORD = "ws-admin-password"  # noqa: S105
+
+
+def flush_redis() -> None:
+    from redis import Redis
+
+    client = Redis.from_url(REDIS_URL)
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def ws_env(tmp_path_factory) -> dict[str, str]:
+    asyncio.run(_recreate_mysql_database(WS_MYSQL_URL))
+    flush_redis()
+    env = {
+        "APP_ENV": "production", "SECRET_KEY": TEST_SECRET_KEY, "DATABASE_URL": WS_MYSQL_URL,
+        "REDIS_URL": REDIS_URL, "WS_SEND_QUEUE": "16", "WS_RATE_LIMIT": "2000/second",
+        "MONITOR_INTERVAL": "0.2",
+    }
+    tmp_path = tmp_path_factory.mktemp("ws-setup")
+    for command in (["init-db"], ["create-admin", "--name", "root", "--password", ADMIN_PASSWORD]):
+        subprocess.run([sys.executable, "-m", "app", *command], env={**env, "PATH": ""},
+                       cwd=tmp_path, check=True, capture_output=True)
+    return env
+
+
+@pytest.fixture(scope="module")
+def server(ws_env, tmp_path_factory):
+    with run_server(tmp_path_factory.mktemp("ws-a"), ws_env, workers=2) as running:
+        yield running
+
+
+def ws_url(server, path: str) -> str:  # noqa: ANN001
+    return server.base_url.replace("http://", "ws://") + path
+
+
+async def recv_json(ws, timeout: float = 5) -> dict:  # noqa: ANN001
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+async def join(ws, room: str, nickname: str) -> dict:  # noqa: ANN001
+    await ws.send(json.dumps({"event": "join", "room": room, "nickname": nickname}))
+    state = await recv_json(ws)
+    assert state["event"] == "presence_state", state
+    assert (await recv_json(ws))["event"] == "history"
+    return state
+
+
+async def close_code(ws, timeout: float = 10) -> int:  # noqa: ANN001
+    """Read until the server closes; the close code it sent."""
+    try:
+        while True:
+            await asyncio.wait_for(ws.recv(), timeout)
+    except ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd else 1006
+
+
+def test_every_endpoint(server) -> None:
+    async def scenario() -> None:
+        async with connect(ws_url(server, "/ws")) as monitor:
+            assert await recv_json(monitor) == {"event": "connect", "data": "连接成功"}
+            sample = await recv_json(monitor)
+            assert sample["event"] == "server_response" and "available" in sample["data"]
+
+        async with connect(ws_url(server, "/websocket")) as a, \
+                connect(ws_url(server, "/websocket")) as b:
+            await asyncio.sleep(0.2)
+            await a.send("hello")
+            assert await asyncio.wait_for(b.recv(), 5) == "hello"
+
+        async with connect(ws_url(server, "/websocket/ann")) as ann, \
+                connect(ws_url(server, "/websocket/bob")) as bob:
+            await asyncio.sleep(0.2)
+            await ann.send(json.dumps({"msg": "secret", "to_user": "bob"}))
+            assert await recv_json(bob) == {"from_user": "ann", "msg": "secret"}
+            await ann.send(json.dumps({"msg": "x", "to_client": "nobody"}))
+            assert (await recv_json(ann))["event"] == "error"
+
+        async with connect(ws_url(server, "/ws/chat")) as ann, \
+                connect(ws_url(server, "/ws/chat")) as bob:
+            await join(ann, "e2e", "ann")
+            await join(bob, "e2e", "bob")
+            assert (await recv_json(ann))["event"] == "presence_diff"
+            await bob.send(json.dumps({"event": "message", "room": "e2e", "text": "hi"}))
+            assert (await recv_json(ann))["text"] == "hi"
+
+    asyncio.run(scenario())
+
+
+def test_slow_consumer_is_cut_off_while_a_fast_one_keeps_receiving(server) -> None:
+    """A client that stops reading fills its TCP buffers, then its bounded send queue: it is
+    closed with 1013 while the fast client receives every message."""
+    count, size = 3000, 3900  # about 12 MB: more than the kernel buffers of a stalled socket
+
+    async def scenario(slow: StalledClient) -> int:
+        async with connect(ws_url(server, "/ws/chat"), max_size=None) as fast, \
+                connect(ws_url(server, "/ws/chat")) as sender:
+            await join(fast, "firehose", "fast")
+            await join(sender, "firehose", "sender")
+            received = 0
+
+            async def read_fast() -> None:
+                nonlocal received
+                while received < count:
+                    frame = await recv_json(fast, timeout=20)
+                    if frame["event"] == "message":
+                        received += 1
+
+            reader = asyncio.create_task(read_fast())
+            for i in range(count):
+                await sender.send(json.dumps({"event": "message", "room": "firehose",
+                                              "text": f"{i:06d}" + "x" * size}))
+            await asyncio.wait_for(reader, 60)
+            return received
+
+    slow = StalledClient(ws_url(server, "/ws/chat"))
+    try:
+        slow.send_text(json.dumps({"event": "join", "room": "firehose", "nickname": "slow"}))
+        time.sleep(0.3)
+        assert asyncio.run(scenario(slow)) == count
+        assert slow.read_until_closed() == 1013
+    finally:
+        slow.close()
+    assert re.search(r"websocket /ws/chat closed 1013", server.log())
+
+
+def test_oversized_frame_is_refused_with_1009(server) -> None:
+    async def scenario() -> int:
+        async with connect(ws_url(server, "/ws/chat"), max_size=None) as ws, \
+                connect(ws_url(server, "/ws/chat")) as bystander:
+            await join(bystander, "big", "bystander")
+            await ws.send("x" * 70_000)
+            code = await close_code(ws)
+            await bystander.send(json.dumps({"event": "ping"}))
+            assert await recv_json(bystander) == {"event": "pong"}  # unaffected
+            return code
+
+    assert asyncio.run(scenario()) == 1009
+
+
+def test_wrong_origin_is_refused(server) -> None:
+    async def scenario() -> None:
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(ws_url(server, "/ws/chat"), origin="http://evil.example"):
+                pass
+        assert refused.value.response.status_code == 403
+        same = server.base_url  # the page's own origin is welcome
+        async with connect(ws_url(server, "/ws/chat"), origin=same) as ws:
+            await ws.send(json.dumps({"event": "ping"}))
+            assert await recv_json(ws) == {"event": "pong"}
+
+    asyncio.run(scenario())
+
+
+def test_users_are_identified_by_token_or_session(server) -> None:
+    token = httpx.post(server.base_url + "/api/v1/tokens",
+                       auth=("root", ADMIN_PASSWORD)).json()["data"]["token"]
+    login = httpx.post(server.base_url + "/login",
+                       json={"name": "root", "password": ADMIN_PASSWORD})
+    cookie = login.headers["set-cookie"].split(";", 1)[0]
+
+    async def scenario() -> None:
+        async with connect(ws_url(server, f"/ws/chat?token={token}")) as ws:
+            assert (await join(ws, "ids", "ignored"))["you"] == "root"
+        async with connect(ws_url(server, "/ws/chat"), additional_headers={"Cookie": cookie}) as ws:
+            assert (await join(ws, "ids2", "ignored"))["you"] == "root"
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(ws_url(server, "/ws/chat?token=wrong")):
+                pass
+        assert refused.value.response.status_code == 401
+
+    asyncio.run(scenario())
+
+
+def test_connections_land_on_both_workers_and_see_each_other(server) -> None:
+    async def scenario() -> int:
+        clients = [await connect(ws_url(server, "/ws/chat")) for _ in range(12)]
+        try:
+            for i, ws in enumerate(clients):
+                await join(ws, "spread", f"c{i}")
+            await clients[0].send(json.dumps({"event": "message", "room": "spread",
+                                              "text": "to all"}))
+            seen = 0
+            for ws in clients:
+                while True:
+                    frame = await recv_json(ws)
+                    if frame["event"] == "message":
+                        seen += frame["text"] == "to all"
+                        break
+            return seen
+        finally:
+            for ws in clients:
+                await ws.close()
+
+    assert asyncio.run(scenario()) == 12
+    pids = set(re.findall(r"\[(\d+)\] websocket /ws/chat opened", server.log()))
+    assert len(pids) == 2, "the 12 connections should have reached both workers"
+
+
+@pytest.fixture
+def strict_server(ws_env, tmp_path):
+    env = {**ws_env, "WS_RATE_LIMIT": "5/second", "WS_FLOOD_STRIKES": "3",
+           "WS_IDLE_TIMEOUT": "5"}
+    with run_server(tmp_path, env, workers=1) as running:
+        yield running
+
+
+def test_idle_flood_and_garbage(strict_server) -> None:
+    async def scenario() -> tuple[int, int, list[str]]:
+        async with connect(ws_url(strict_server, "/ws/chat")) as idle:
+            idle_code = await close_code(idle)
+        async with connect(ws_url(strict_server, "/ws/chat")) as flooder, \
+                connect(ws_url(strict_server, "/ws/chat")) as polite:
+            await polite.send("garbage")
+            errors = [(await recv_json(polite))["msg"]]
+            for _ in range(20):
+                await flooder.send(json.dumps({"event": "ping"}))
+            flood_code = await close_code(flooder)
+            await polite.send(json.dumps({"event": "ping"}))
+            errors.append((await recv_json(polite))["event"])
+        return idle_code, flood_code, errors
+
+    idle_code, flood_code, polite_frames = asyncio.run(scenario())
+    assert idle_code == 1008
+    assert flood_code == 1008
+    assert polite_frames == ["frame is not valid JSON", "pong"]
+
+
+def test_shutdown_closes_every_websocket_with_1001(ws_env, tmp_path) -> None:
+    """SIGTERM with 600 open websockets on 2 workers: every client gets 1001 at once, and the
+    service exits within hypercorn.toml's graceful_timeout (8 s)."""
+    connections = 600
+
+    async def scenario(server) -> tuple[list[int], float]:  # noqa: ANN001
+        clients = await asyncio.gather(*[
+            connect(ws_url(server, "/ws/chat" if i % 2 else "/ws"), open_timeout=30)
+            for i in range(connections)
+        ])
+        await asyncio.sleep(0.5)
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        codes = await asyncio.gather(*[close_code(ws, timeout=15) for ws in clients])
+        return codes, time.monotonic() - started
+
+    with run_server(tmp_path, ws_env, workers=2) as server:
+        started = time.monotonic()
+        codes, closed_within = asyncio.run(scenario(server))
+        assert server.process.wait(15) == 0
+        exited_within = time.monotonic() - started
+    assert codes.count(1001) == connections, {code: codes.count(code) for code in set(codes)}
+    assert closed_within < 3, "the 1001 close frames must go out as shutdown starts"
+    # Hypercorn keeps a closed websocket's TCP connection until the client drops it (Python's
+    # websockets client waits 10 s for the server to); such leftovers are cut at graceful_timeout.
+    assert exited_within < 8 + 2
+    assert server.log().count("worker shutting down: drained") == 2

@@ -1,0 +1,187 @@
+"""`/ws/chat` and the seed chat endpoints, in process (one worker, in-process broker)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.auth_helpers import make_user
+from tests.realtime.conftest import receive_json, send_json
+
+
+async def join(ws, room: str, nickname: str | None = None) -> tuple[dict, dict]:  # noqa: ANN001
+    frame = {"event": "join", "room": room}
+    if nickname is not None:
+        frame["nickname"] = nickname
+    await send_json(ws, frame)
+    return await receive_json(ws), await receive_json(ws)
+
+
+async def test_join_message_and_presence(client) -> None:
+    async with client.websocket("/ws/chat") as ann, client.websocket("/ws/chat") as bob:
+        state, history = await join(ann, "lobby", "ann")
+        assert state == {"event": "presence_state", "room": "lobby", "you": "ann",
+                         "members": [{"name": "ann", "user_id": None}]}
+        assert history == {"event": "history", "room": "lobby", "messages": []}
+
+        state, _ = await join(bob, "lobby", "bob")
+        assert [m["name"] for m in state["members"]] == ["ann", "bob"]
+        assert await receive_json(ann) == {"event": "presence_diff", "room": "lobby",
+                                           "joins": [{"name": "bob", "user_id": None}],
+                                           "leaves": []}
+
+        await send_json(bob, {"event": "message", "room": "lobby", "text": "hello"})
+        to_ann, to_bob = await receive_json(ann), await receive_json(bob)
+        assert to_ann == to_bob
+        assert to_ann["event"] == "message" and to_ann["from"] == "bob"
+        assert to_ann["text"] == "hello" and len(to_ann["id"]) == 36
+        assert to_ann["ts"].endswith("Z")
+
+        await send_json(bob, {"event": "leave", "room": "lobby"})
+        assert await receive_json(bob) == {"event": "left", "room": "lobby"}
+        diff = await receive_json(ann)
+        assert diff["leaves"] == [{"name": "bob", "user_id": None}]
+
+
+async def test_disconnect_announces_the_leave(client) -> None:
+    async with client.websocket("/ws/chat") as ann:
+        await join(ann, "lobby", "ann")
+        async with client.websocket("/ws/chat") as bob:
+            await join(bob, "lobby", "bob")
+            await receive_json(ann)  # bob joined
+        diff = await receive_json(ann)
+        assert diff["event"] == "presence_diff" and diff["leaves"][0]["name"] == "bob"
+
+
+async def test_history_on_join_is_bounded(serve_app) -> None:
+    async with serve_app(chat_history=3, api_auth="open") as app:
+        client = app.test_client()
+        async with client.websocket("/ws/chat") as ann:
+            await join(ann, "lobby", "ann")
+            for i in range(5):
+                await send_json(ann, {"event": "message", "room": "lobby", "text": f"m{i}"})
+                await receive_json(ann)
+        async with client.websocket("/ws/chat") as bob:
+            _, history = await join(bob, "lobby", "bob")
+            assert [m["text"] for m in history["messages"]] == ["m2", "m3", "m4"]
+
+
+async def test_nicknames_are_unique_per_room(client) -> None:
+    async with client.websocket("/ws/chat") as first, client.websocket("/ws/chat") as second:
+        await join(first, "lobby", "ann")
+        await send_json(second, {"event": "join", "room": "lobby", "nickname": "ann"})
+        error = await receive_json(second)
+        assert error == {"event": "error", "msg": "nickname: 'ann' is taken in 'lobby'",
+                         "ref": "join"}
+        state, _ = await join(second, "other-room", "ann")  # another room: free
+        assert state["you"] == "ann"
+    async with client.websocket("/ws/chat") as third:  # freed when they left
+        state, _ = await join(third, "lobby", "ann")
+        assert state["you"] == "ann"
+
+
+async def test_private_messages(client) -> None:
+    async with client.websocket("/ws/chat") as ann, client.websocket("/ws/chat") as bob, \
+            client.websocket("/ws/chat") as eve:
+        await join(ann, "lobby", "ann")
+        await join(bob, "lobby", "bob")
+        await join(eve, "lobby", "eve")
+        await receive_json(ann), await receive_json(ann), await receive_json(bob)  # diffs
+        await send_json(ann, {"event": "private", "room": "lobby", "to": "bob", "text": "psst"})
+        to_bob, echo = await receive_json(bob), await receive_json(ann)
+        assert to_bob == echo and to_bob["event"] == "private"
+        assert (to_bob["from"], to_bob["to"], to_bob["text"]) == ("ann", "bob", "psst")
+        await send_json(ann, {"event": "private", "room": "lobby", "to": "zed", "text": "?"})
+        assert await receive_json(ann) == {"event": "error", "ref": "private",
+                                           "msg": "to: 'zed' is not in 'lobby'"}
+        with pytest.raises(asyncio.TimeoutError):
+            await receive_json(eve, timeout=0.3)  # eve saw nothing
+
+
+@pytest.mark.parametrize(
+    ("frame", "error"),
+    [
+        ({"event": "message", "room": "lobby", "text": "x"}, "room: join 'lobby' first"),
+        ({"event": "join", "room": "lobby"}, "nickname: required for anonymous clients"),
+        ({"event": "shout"}, "event: unknown event 'shout'"),
+    ],
+)
+async def test_errors_keep_the_connection(client, frame, error) -> None:
+    async with client.websocket("/ws/chat") as ws:
+        await send_json(ws, frame)
+        assert (await receive_json(ws))["msg"].startswith(error)
+        await ws.send("{broken")
+        assert (await receive_json(ws))["msg"] == "frame is not valid JSON"
+        await send_json(ws, {"event": "ping"})
+        assert await receive_json(ws) == {"event": "pong"}
+
+
+async def test_logged_in_users_speak_under_their_account_name(serve_app) -> None:
+    async with serve_app() as app:
+        await make_user(app, "alice", password="alice-password")
+        client = app.test_client()
+        login = await client.post("/login", json={"name": "alice", "password": "alice-password"})
+        assert login.status_code == 200
+        async with client.websocket("/ws/chat") as ws:
+            state, _ = await join(ws, "lobby", "ignored-nickname")
+            assert state["you"] == "alice"
+            assert state["members"][0]["user_id"] is not None
+        anonymous = app.test_client()
+        async with anonymous.websocket("/ws/chat") as ws:
+            await send_json(ws, {"event": "join", "room": "lobby", "nickname": "alice"})
+            assert "is an account's name" in (await receive_json(ws))["msg"]
+
+
+async def test_open_connections_count_as_online(serve_app) -> None:
+    async with serve_app() as app:
+        user = await make_user(app, "alice", password="alice-password")
+        client = app.test_client()
+        token = (await (await client.post("/api/v1/tokens", headers={
+            "Authorization": "Basic " + __import__("base64").b64encode(b"alice:alice-password").decode()
+        })).get_json())["data"]["token"]
+        await app.extensions["presence"].store.purge()
+        app.extensions["presence"].store._last_activity.clear()
+        async with client.websocket(f"/ws/chat?token={token}") as ws:
+            await send_json(ws, {"event": "ping"})
+            await receive_json(ws)
+            online = await (await client.get("/api/v1/online")).get_json()
+            assert [u["id"] for u in online["data"]["users"]] == [user.id]
+
+
+async def test_seed_group_chat_relays_text_to_everyone(client) -> None:
+    async with client.websocket("/websocket") as one, client.websocket("/websocket") as two:
+        await one.send("大家好")
+        assert await one.receive() == "大家好" and await two.receive() == "大家好"
+        await two.send("")  # heartbeat: not relayed
+        await two.send("second")
+        assert await one.receive() == "second"
+
+
+async def test_seed_nickname_chat(client) -> None:
+    async with client.websocket("/websocket/ann") as ann, client.websocket("/websocket/bob") as bob:
+        await send_json(ann, {"msg": "hi all"})
+        assert await receive_json(bob) == {"name": "ann", "msg": "hi all"}
+        assert await receive_json(ann) == {"name": "ann", "msg": "hi all"}
+        await send_json(ann, {"msg": "just you", "to_user": "bob"})
+        assert await receive_json(bob) == {"from_user": "ann", "msg": "just you"}
+        await send_json(bob, {"msg": "back", "to_client": "ann"})
+        assert await receive_json(ann) == {"from_user": "bob", "msg": "back"}
+        await send_json(ann, {"msg": "hello?", "to_user": "ghost"})
+        error = await receive_json(ann)
+        assert error["event"] == "error" and "'ghost' is not online" in error["msg"]
+        await ann.send("not json")
+        assert (await receive_json(ann))["event"] == "error"
+        await send_json(ann, {"to_user": "bob"})
+        assert (await receive_json(ann))["msg"] == "msg: required"
+        await send_json(ann, {"msg": "still here"})
+        assert (await receive_json(bob))["msg"] == "still here"
+
+
+async def test_bad_nickname_in_the_url_is_refused(client) -> None:
+    from quart.testing.connections import WebsocketResponseError
+
+    with pytest.raises(WebsocketResponseError) as refused:
+        async with client.websocket("/websocket/%20%20") as ws:
+            await ws.receive()
+    assert refused.value.response.status_code == 400
