@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Browser tests drive Debian's Chromium (never a downloaded browser build).
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: run test lint clean
 
@@ -20,8 +22,11 @@ run: $(STAMP)
 	APP_ENV=$${APP_ENV:-development} $(BIN)/python -m app serve --migrate
 
 ## Set up and run the whole suite (needs MariaDB on 127.0.0.1:3306 and Redis on 6379).
-test: $(STAMP) lint
+test: $(STAMP) lint $(CHROMIUM)
 	$(BIN)/python -m pytest
+
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
 lint: $(STAMP)
 	$(BIN)/ruff check app tests alembic

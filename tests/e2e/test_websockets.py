@@ -276,3 +276,61 @@ def test_shutdown_closes_every_websocket_with_1001(ws_env, tmp_path) -> None:
     # websockets client waits 10 s for the server to); such leftovers are cut at graceful_timeout.
     assert exited_within < 8 + 2
     assert server.log().count("worker shutting down: drained") == 2
+
+
+@pytest.fixture(scope="module")
+def second_server(ws_env, server, tmp_path_factory):
+    """Another Hypercorn (another "container") sharing the same MariaDB and Redis."""
+    with run_server(tmp_path_factory.mktemp("ws-b"), ws_env, workers=1) as running:
+        yield running
+
+
+def test_two_servers_share_rooms_private_messages_and_presence(server, second_server) -> None:
+    async def scenario() -> None:
+        async with connect(ws_url(server, "/ws/chat")) as ann, \
+                connect(ws_url(second_server, "/ws/chat")) as bob:
+            await join(ann, "across", "ann")
+            state = await join(bob, "across", "bob")
+            assert [m["name"] for m in state["members"]] == ["ann", "bob"]  # presence_state
+            diff = await recv_json(ann)  # presence_diff from the other server
+            assert diff["event"] == "presence_diff" and diff["joins"][0]["name"] == "bob"
+
+            await ann.send(json.dumps({"event": "message", "room": "across", "text": "hi bob"}))
+            assert (await recv_json(bob))["text"] == "hi bob"
+            assert (await recv_json(ann))["text"] == "hi bob"  # the sender's own copy
+            await bob.send(json.dumps({"event": "private", "room": "across", "to": "ann",
+                                       "text": "psst"}))
+            private = await recv_json(ann)
+            assert (private["event"], private["from"], private["text"]) == ("private", "bob", "psst")
+
+            async with connect(ws_url(second_server, "/websocket/carol")) as carol, \
+                    connect(ws_url(server, "/websocket/dave")) as dave:
+                await asyncio.sleep(0.2)
+                await carol.send(json.dumps({"msg": "hello dave", "to_user": "dave"}))
+                assert await recv_json(dave) == {"from_user": "carol", "msg": "hello dave"}
+
+            async with connect(ws_url(second_server, "/websocket")) as one, \
+                    connect(ws_url(server, "/websocket")) as two:
+                await asyncio.sleep(0.2)
+                await one.send("relayed across servers")
+                assert await asyncio.wait_for(two.recv(), 5) == "relayed across servers"
+
+        # ann and bob left: the room is empty for a newcomer on either server.
+        async with connect(ws_url(second_server, "/ws/chat")) as eve:
+            assert [m["name"] for m in (await join(eve, "across", "eve"))["members"]] == ["eve"]
+
+    asyncio.run(scenario())
+
+
+def test_logged_in_websocket_users_are_online_on_every_server(server, second_server) -> None:
+    token = httpx.post(server.base_url + "/api/v1/tokens",
+                       auth=("root", ADMIN_PASSWORD)).json()["data"]["token"]
+
+    async def scenario() -> dict:
+        async with connect(ws_url(server, f"/ws/chat?token={token}")):
+            async with httpx.AsyncClient() as http:
+                response = await http.get(second_server.base_url + "/api/v1/online")
+                return response.json()["data"]
+
+    online = asyncio.run(scenario())
+    assert "root" in [user["name"] for user in online["users"]]

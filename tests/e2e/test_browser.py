@@ -1,0 +1,83 @@
+"""The pages in a real browser: Debian's Chromium driven by Playwright, against Hypercorn."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from tests.e2e.server import run_server
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("browser")
+    env = {"APP_ENV": "development", "MONITOR_INTERVAL": "0.3"}
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-m", "app", "init-db"], env={**env, "PATH": ""},
+                   cwd=tmp_path, check=True, capture_output=True)
+    with run_server(tmp_path, env, workers=1) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def test_memory_monitor_page(site, browser, tmp_path) -> None:
+    page = browser.new_page()
+    page.goto(site.base_url + "/")
+    expect(page.locator("h1")).to_have_text("实时监控内存使用情况")
+    page.get_by_role("button", name="开始监控").click()
+    expect(page.locator("#status")).to_have_text("连接成功")
+    rows = page.locator("#memory-rows tr")
+    page.wait_for_function("document.querySelectorAll('#memory-rows tr').length >= 3",
+                           timeout=10_000)
+    headers = page.locator("#memory-head th").all_inner_texts()
+    assert {"total", "available", "percent", "used"} <= set(headers)
+    page.screenshot(path=str(tmp_path / "monitor.png"))
+
+    page.get_by_role("button", name="停止监控").click()
+    expect(page.locator("#status")).to_contain_text("已断开")
+    stopped_at = rows.count()
+    page.wait_for_timeout(1000)
+    assert rows.count() == stopped_at  # no more samples after stop
+    expect(page.get_by_role("button", name="开始监控")).to_be_enabled()
+    page.close()
+
+
+def test_two_browsers_chat(site, browser, tmp_path) -> None:
+    ann_context, bob_context = browser.new_context(), browser.new_context()
+    ann, bob = ann_context.new_page(), bob_context.new_page()
+    for page, name in ((ann, "ann"), (bob, "bob")):
+        page.goto(site.base_url + "/chat")
+        page.fill("#nickname", name)
+        page.fill("#room", "browsers")
+        page.click("#join")
+        expect(page.locator("#status")).to_have_text(f"in browsers as {name}")
+    expect(ann.locator("#members li")).to_have_text(["ann", "bob"])
+
+    ann.fill("#text", "hello from ann")
+    ann.click("#send")
+    expect(bob.locator("#messages li.message")).to_have_text(["ann: hello from ann"])
+
+    bob.fill("#text", "only for ann")
+    bob.fill("#to", "ann")
+    bob.click("#send")
+    expect(ann.locator("#messages li.private")).to_have_text(["(private) bob → ann: only for ann"])
+    bob.screenshot(path=str(tmp_path / "chat.png"))
+
+    bob_context.close()
+    expect(ann.locator("#members li")).to_have_text(["ann"])
+    ann_context.close()
