@@ -29,7 +29,7 @@ $(CHROMIUM):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
 lint: $(STAMP)
-	$(BIN)/ruff check app tests alembic
+	$(BIN)/ruff check app tests alembic bench
 	$(BIN)/hadolint Dockerfile
 
 clean:

@@ -37,7 +37,7 @@ def ws_env(tmp_path_factory) -> dict[str, str]:
     flush_redis()
     env = {
         "APP_ENV": "production", "SECRET_KEY": TEST_SECRET_KEY, "DATABASE_URL": WS_MYSQL_URL,
-        "REDIS_URL": REDIS_URL, "WS_SEND_QUEUE": "16", "WS_RATE_LIMIT": "2000/second",
+        "REDIS_URL": REDIS_URL, "WS_SEND_QUEUE": "64", "WS_RATE_LIMIT": "2000/second",
         "MONITOR_INTERVAL": "0.2",
     }
     tmp_path = tmp_path_factory.mktemp("ws-setup")
@@ -133,6 +133,7 @@ def test_slow_consumer_is_cut_off_while_a_fast_one_keeps_receiving(server) -> No
             for i in range(count):
                 await sender.send(json.dumps({"event": "message", "room": "firehose",
                                               "text": f"{i:06d}" + "x" * size}))
+                await asyncio.sleep(0.001)  # a steady stream the fast client can follow
             await asyncio.wait_for(reader, 60)
             return received
 
@@ -327,10 +328,9 @@ def test_logged_in_websocket_users_are_online_on_every_server(server, second_ser
                        auth=("root", ADMIN_PASSWORD)).json()["data"]["token"]
 
     async def scenario() -> dict:
-        async with connect(ws_url(server, f"/ws/chat?token={token}")):
-            async with httpx.AsyncClient() as http:
-                response = await http.get(second_server.base_url + "/api/v1/online")
-                return response.json()["data"]
+        async with connect(ws_url(server, f"/ws/chat?token={token}")), httpx.AsyncClient() as http:
+            response = await http.get(second_server.base_url + "/api/v1/online")
+            return response.json()["data"]
 
     online = asyncio.run(scenario())
     assert "root" in [user["name"] for user in online["users"]]
