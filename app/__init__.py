@@ -79,6 +79,10 @@ def create_app(settings: Settings | None = None) -> Quart:
     app.register_blueprint(basics.blueprint)
     app.register_blueprint(monitor.blueprint)
     app.register_blueprint(chat.blueprint)
+    if settings.scheduler_enabled and settings.scheduler_api_enabled:
+        from app.scheduler.api import blueprint as scheduler_api
+
+        app.register_blueprint(scheduler_api)
     for command in DATABASE_COMMANDS:
         app.cli.add_command(command)
 
@@ -93,6 +97,12 @@ def create_app(settings: Settings | None = None) -> Quart:
         app.extensions["presence"] = PresenceRecorder(store)
         app.extensions["auth_rate_limiter"] = AuthRateLimiter(settings, redis)
         await open_realtime(app, settings, redis)
+        if settings.scheduler_enabled:
+            from app.scheduler.service import SchedulerService
+
+            scheduler = SchedulerService(settings, redis)
+            app.extensions["scheduler"] = scheduler
+            await scheduler.start(app)
         log.info(
             "serving with database %s, presence %s, redis %s",
             database.engine.url.render_as_string(),
@@ -102,6 +112,9 @@ def create_app(settings: Settings | None = None) -> Quart:
 
     @app.after_serving
     async def close_resources() -> None:
+        scheduler = app.extensions.pop("scheduler", None)
+        if scheduler is not None:
+            await scheduler.stop()
         await close_realtime(app)
         redis = app.extensions.pop("redis", None)
         if redis is not None:

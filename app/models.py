@@ -15,6 +15,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    Integer,
     MetaData,
     SmallInteger,
     String,
@@ -171,3 +172,13 @@ class ApiToken(Base):
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class OnlineSnapshot(Base):
+    """The number of users online, taken once a minute by the scheduler's built-in job."""
+
+    __tablename__ = "online_snapshots"
+    __table_args__ = MYSQL_TABLE_OPTIONS
+
+    taken_at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    online_count: Mapped[int] = mapped_column(Integer)

@@ -72,6 +72,23 @@ class Settings(BaseSettings):
     monitor_interval: float = Field(default=2.0, gt=0)
     chat_history: int = Field(default=50, ge=0, le=10_000)
 
+    # Scheduler (README "Scheduler"; Flask-APScheduler's SCHEDULER_* names where they exist).
+    scheduler_enabled: bool = False
+    scheduler_api_enabled: bool = True
+    scheduler_jobstore: Literal["memory", "redis", "sqlalchemy"] | None = None  # None: redis if REDIS_URL
+    scheduler_sqlalchemy_url: str | None = None  # a synchronous driver, e.g. mysql+pymysql://…
+    scheduler_timezone: str | None = None  # None: DISPLAY_TIMEZONE
+    scheduler_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
+    scheduler_job_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    scheduler_jobs: list[dict] = Field(default_factory=list)  # JSON, as Flask-APScheduler's JOBS
+    scheduler_thread_pool_size: int = Field(default=10, ge=1, le=200)
+    scheduler_coalesce: bool = True
+    scheduler_max_instances: int = Field(default=1, ge=1)
+    scheduler_misfire_grace_time: int = Field(default=30, ge=1)
+    scheduler_lease_seconds: float = Field(default=10.0, ge=1, le=600)
+    scheduler_history: int = Field(default=50, ge=1, le=10_000)
+    scheduler_builtin_jobs: bool = True
+
     upload_folder: Path = Path("var/uploads")
     upload_max_bytes: int = Field(default=1024 * 1024, ge=1)
     display_timezone: str = "Asia/Shanghai"
@@ -90,7 +107,8 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r}") from error
         return value
 
-    @field_validator("allowed_origins", mode="before")
+    @field_validator("allowed_origins", "scheduler_allowed_hosts", "scheduler_job_modules",
+                     mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
@@ -119,6 +137,10 @@ class Settings(BaseSettings):
             )
         if self.effective_presence_backend == "redis" and not self.redis_url:
             raise ValueError("PRESENCE_BACKEND=redis needs REDIS_URL")
+        if self.effective_scheduler_jobstore == "redis" and not self.redis_url:
+            raise ValueError("SCHEDULER_JOBSTORE=redis needs REDIS_URL")
+        if self.effective_scheduler_jobstore == "sqlalchemy" and not self.scheduler_sqlalchemy_url:
+            raise ValueError("SCHEDULER_JOBSTORE=sqlalchemy needs SCHEDULER_SQLALCHEMY_URL")
         return self
 
     @property
@@ -147,6 +169,12 @@ class Settings(BaseSettings):
         if self.session_cookie_secure is not None:
             return self.session_cookie_secure
         return self.app_env == "production"
+
+    @property
+    def effective_scheduler_jobstore(self) -> str:
+        if self.scheduler_jobstore is not None:
+            return self.scheduler_jobstore
+        return "redis" if self.redis_url else "memory"
 
     @property
     def tz(self) -> ZoneInfo:

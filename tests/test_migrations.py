@@ -45,7 +45,9 @@ def test_upgrade_matches_models_and_downgrade_reverts(empty_database_url) -> Non
     upgrade_to_head(settings)
     differences, tables = asyncio.run(_schema_report(empty_database_url))
     assert differences == [], "models and migrations disagree; run alembic revision --autogenerate"
-    assert tables == ["alembic_version", "api_tokens", "blog_tags", "blogs", "tags", "users"]
+    assert tables == [
+        "alembic_version", "api_tokens", "blog_tags", "blogs", "online_snapshots", "tags", "users",
+    ]
 
     downgrade_to_base(settings)
     _, tables = asyncio.run(_schema_report(empty_database_url))

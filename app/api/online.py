@@ -10,7 +10,7 @@ from werkzeug.exceptions import BadRequest
 
 from app.api.common import database, settings
 from app.api.presenters import format_time
-from app.api.schemas import OnlineQuery
+from app.api.schemas import HistoryQuery, OnlineQuery
 from app.envelope import succeed
 from app.presence import PresenceStore
 from app.services import online as online_service
@@ -48,6 +48,22 @@ async def list_online(query_args: OnlineQuery) -> Response:
         "count": len(users),
         "minutes": minutes,
         "users": [{"id": u.id, "name": u.name, "last_seen": shown(u.last_seen)} for u in users],
+    })
+
+
+@blueprint.get("/online/history")
+@validate_querystring(HistoryQuery)
+@tag(["online"])
+async def online_history(query_args: HistoryQuery) -> Response:
+    """`{"hours", "points": [{"time", "count"}]}`: the online count taken every minute by the
+    scheduler's `online_snapshot` job (empty while the scheduler is off), oldest first."""
+    async with database().session() as session:
+        snapshots = await online_service.online_history(session, hours=query_args.hours)
+    tz = settings().tz
+    return succeed({
+        "hours": query_args.hours,
+        "points": [{"time": format_time(s.taken_at, tz), "count": s.online_count}
+                   for s in snapshots],
     })
 
 

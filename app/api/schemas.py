@@ -83,3 +83,9 @@ class PageQuery(BaseModel):
 
     limit: int | None = Field(default=None, ge=1)
     offset: int = Field(default=0, ge=0)
+
+
+class HistoryQuery(BaseModel):
+    """`?hours=` of `/api/v1/online/history`: 1 to 168 (a week), default 24."""
+
+    hours: int = Field(default=24, ge=1, le=168)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import User
+from app.models import OnlineSnapshot, User
 from app.presence import PresenceStore
 from app.services.users import get_user
 
@@ -39,3 +40,13 @@ async def user_last_seen(
     Raises `NotFoundError` for an unknown user."""
     user = await get_user(session, user_id)
     return user, await store.last_seen(user_id)
+
+
+async def online_history(session: AsyncSession, *, hours: int) -> list[OnlineSnapshot]:
+    """The per-minute online counts of the last `hours` hours, oldest first."""
+    since = datetime.now(UTC) - timedelta(hours=hours)
+    rows = await session.scalars(
+        select(OnlineSnapshot).where(OnlineSnapshot.taken_at >= since)
+        .order_by(OnlineSnapshot.taken_at)
+    )
+    return list(rows)

@@ -1,0 +1,230 @@
+"""The Flask-APScheduler 1.11 REST API under `/scheduler` (contract §5), for admins only.
+
+Bare JSON, not the envelope; errors are `{"error_message": "..."}` as Flask-APScheduler sends
+them: 404 `Job X not found`, 409 `Job X already exists.`, 400 for a bad definition, a function
+that is not a registered job function, start when running or shutdown when stopped; 401 (with
+`WWW-Authenticate`) without credentials, 403 for non-admins.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
+from pydantic import BaseModel, ConfigDict
+from quart import Blueprint, Response, current_app, jsonify
+from quart_schema import RequestSchemaValidationError, tag, validate_request
+from werkzeug.exceptions import Forbidden, HTTPException
+
+from app.auth.identity import require_identity
+from app.envelope import describe_validation_error
+from app.scheduler.registry import ForbiddenJobFunction
+from app.scheduler.serialize import JobDefinitionError
+from app.scheduler.service import SchedulerService, SchedulerStateError
+
+blueprint = Blueprint("scheduler", __name__, url_prefix="/scheduler")
+Scalar = str | int | float
+
+
+class JobDefinition(BaseModel):
+    """A job as Flask-APScheduler takes it: `func` ("module:function", registered), `trigger`
+    (`date`, `interval`, `cron`) with its fields, or `crontab` ("*/5 * * * *")."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str | None = None
+    name: str | None = None
+    func: str | None = None
+    args: list[Any] | None = None
+    kwargs: dict[str, Any] | None = None
+    trigger: str | None = None
+    crontab: str | None = None
+    run_date: str | None = None
+    start_date: str | None = None
+    end_date: str | None = None
+    timezone: str | None = None
+    jitter: int | None = None
+    weeks: float | None = None
+    days: float | None = None
+    hours: float | None = None
+    minutes: float | None = None
+    seconds: float | None = None
+    year: Scalar | None = None
+    month: Scalar | None = None
+    day: Scalar | None = None
+    week: Scalar | None = None
+    day_of_week: Scalar | None = None
+    hour: Scalar | None = None
+    minute: Scalar | None = None
+    second: Scalar | None = None
+    misfire_grace_time: int | None = None
+    max_instances: int | None = None
+    coalesce: bool | None = None
+    executor: str | None = None
+    next_run_time: str | None = None
+    replace_existing: bool | None = None
+
+
+def error(status: int, message: str, headers: list[tuple[str, str]] | None = None) -> Response:
+    response = jsonify({"error_message": message})
+    response.status_code = status
+    for key, value in headers or []:
+        response.headers.add(key, value)
+    return response
+
+
+def not_found(job_id: str) -> Response:
+    return error(404, f"Job {job_id} not found")
+
+
+def scheduler() -> SchedulerService:
+    return current_app.extensions["scheduler"]
+
+
+@blueprint.before_request
+async def admins_only() -> None:
+    if not require_identity().actor.is_admin:
+        raise Forbidden("only an admin may use the scheduler API")
+
+
+@blueprint.errorhandler(HTTPException)
+async def http_error(exception: HTTPException) -> Response:
+    headers = [(k, v) for k, v in exception.get_headers() if k.lower() != "content-type"]
+    return error(exception.code or 500, exception.description or exception.name, headers)
+
+
+@blueprint.errorhandler(RequestSchemaValidationError)
+async def invalid_body(exception: RequestSchemaValidationError) -> Response:
+    return error(400, describe_validation_error(exception.validation_error))
+
+
+def definition(data: JobDefinition) -> dict[str, Any]:
+    return data.model_dump(exclude_unset=True)
+
+
+@blueprint.get("")
+@tag(["scheduler"])
+async def get_scheduler_info() -> Response:
+    """`{"current_host", "allowed_hosts", "running", "state", "leader"}`."""
+    return jsonify(await scheduler().info())
+
+
+async def _state_change(action) -> Response:  # noqa: ANN001
+    try:
+        await action()
+    except SchedulerStateError as exception:
+        return error(400, str(exception))
+    return Response(status=204)
+
+
+@blueprint.post("/pause")
+@tag(["scheduler"])
+async def pause_scheduler() -> Response:
+    """Pause job processing on every worker (204)."""
+    return await _state_change(scheduler().pause)
+
+
+@blueprint.post("/resume")
+@tag(["scheduler"])
+async def resume_scheduler() -> Response:
+    """Resume job processing (204)."""
+    return await _state_change(scheduler().resume)
+
+
+@blueprint.post("/start")
+@tag(["scheduler"])
+async def start_scheduler() -> Response:
+    """Start a stopped scheduler (204); 400 when it is running."""
+    return await _state_change(scheduler().start_processing)
+
+
+@blueprint.post("/shutdown")
+@tag(["scheduler"])
+async def shutdown_scheduler() -> Response:
+    """Stop job processing (204); 400 when it is stopped. Running jobs finish."""
+    return await _state_change(scheduler().shutdown)
+
+
+@blueprint.get("/jobs")
+@tag(["scheduler"])
+async def get_jobs() -> Response:
+    return jsonify(await scheduler().get_jobs())
+
+
+@blueprint.post("/jobs")
+@validate_request(JobDefinition)
+@tag(["scheduler"])
+async def add_job(data: JobDefinition) -> Response:
+    """Add a job; 409 if its id exists, 400 for a bad definition or function."""
+    fields = definition(data)
+    try:
+        return jsonify(await scheduler().add_job(fields))
+    except ConflictingIdError:
+        return error(409, f"Job {fields.get('id')} already exists.")
+    except (JobDefinitionError, ForbiddenJobFunction) as exception:
+        return error(400, str(exception))
+
+
+@blueprint.get("/jobs/<job_id>")
+@tag(["scheduler"])
+async def get_job(job_id: str) -> Response:
+    try:
+        return jsonify(await scheduler().get_job(job_id))
+    except JobLookupError:
+        return not_found(job_id)
+
+
+@blueprint.delete("/jobs/<job_id>")
+@tag(["scheduler"])
+async def delete_job(job_id: str) -> Response:
+    try:
+        await scheduler().remove_job(job_id)
+    except JobLookupError:
+        return not_found(job_id)
+    return Response(status=204)
+
+
+@blueprint.patch("/jobs/<job_id>")
+@validate_request(JobDefinition)
+@tag(["scheduler"])
+async def update_job(job_id: str, data: JobDefinition) -> Response:
+    """Change a job's fields; with `trigger` (or `crontab`) it is rescheduled."""
+    try:
+        return jsonify(await scheduler().modify_job(job_id, definition(data)))
+    except JobLookupError:
+        return not_found(job_id)
+    except (JobDefinitionError, ForbiddenJobFunction) as exception:
+        return error(400, str(exception))
+
+
+async def _job_action(job_id: str, action) -> Response:  # noqa: ANN001
+    try:
+        return jsonify(await action(job_id))
+    except JobLookupError:
+        return not_found(job_id)
+
+
+@blueprint.post("/jobs/<job_id>/pause")
+@tag(["scheduler"])
+async def pause_job(job_id: str) -> Response:
+    return await _job_action(job_id, scheduler().pause_job)
+
+
+@blueprint.post("/jobs/<job_id>/resume")
+@tag(["scheduler"])
+async def resume_job(job_id: str) -> Response:
+    return await _job_action(job_id, scheduler().resume_job)
+
+
+@blueprint.post("/jobs/<job_id>/run")
+@tag(["scheduler"])
+async def run_job(job_id: str) -> Response:
+    """Run the job now, once, on this worker; the outcome goes to its run history."""
+    return await _job_action(job_id, scheduler().run_job)
+
+
+@blueprint.get("/jobs/<job_id>/runs")
+@tag(["scheduler"])
+async def job_runs(job_id: str) -> Response:
+    """The last runs, newest first: `[{"scheduled_time", "start", "duration" (s), "outcome"
+    ("success", "error", "missed", "skipped"), "error", "manual", "worker"}]`."""
+    return await _job_action(job_id, scheduler().runs)

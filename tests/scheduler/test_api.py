@@ -1,0 +1,264 @@
+"""The Flask-APScheduler REST API (contract §5), in process with the memory job store."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.scheduler.conftest import ADMIN, USER
+
+PRINT_TEST = "app.scheduler.jobs:print_test"
+
+
+async def add(client, **definition):  # noqa: ANN001, ANN201
+    return await client.post("/scheduler/jobs", json=definition, headers=ADMIN)
+
+
+async def test_scheduler_info(client) -> None:
+    response = await client.get("/scheduler", headers=ADMIN)
+    info = await response.get_json()
+    assert response.status_code == 200
+    assert {"current_host", "allowed_hosts", "running"} <= set(info)
+    assert info["running"] is True and info["allowed_hosts"] == ["*"]
+    assert info["leader"]  # this single process leads
+
+
+async def test_auth(client) -> None:
+    response = await client.get("/scheduler/jobs")
+    assert response.status_code == 401 and response.headers.get_all("WWW-Authenticate")
+    assert "error_message" in await response.get_json()
+    response = await client.get("/scheduler/jobs", headers=USER)
+    assert response.status_code == 403
+    assert (await response.get_json())["error_message"] == "only an admin may use the scheduler API"
+
+
+async def test_add_get_list_patch_delete(client) -> None:
+    response = await add(
+        client, id="tick", func=PRINT_TEST, trigger="interval", seconds=30, args=["a"], kwargs={}
+    )
+    job = await response.get_json()
+    assert response.status_code == 200
+    assert job["id"] == "tick" and job["func"] == PRINT_TEST and job["trigger"] == "interval"
+    assert job["seconds"] == 30 and job["args"] == ["a"] and job["max_instances"] == 1
+    assert job["next_run_time"] and job["misfire_grace_time"] == 30
+
+    assert (await (await client.get("/scheduler/jobs/tick", headers=ADMIN)).get_json()) == job
+    assert [
+        j["id"] for j in await (await client.get("/scheduler/jobs", headers=ADMIN)).get_json()
+    ] == ["tick"]
+
+    patched = await client.patch(
+        "/scheduler/jobs/tick",
+        json={"name": "renamed", "trigger": "interval", "minutes": 5},
+        headers=ADMIN,
+    )
+    body = await patched.get_json()
+    assert patched.status_code == 200 and body["name"] == "renamed" and body["minutes"] == 5
+    assert "seconds" not in body
+
+    assert (await client.delete("/scheduler/jobs/tick", headers=ADMIN)).status_code == 204
+    missing = await client.get("/scheduler/jobs/tick", headers=ADMIN)
+    assert missing.status_code == 404
+    assert await missing.get_json() == {"error_message": "Job tick not found"}
+
+
+async def test_duplicate_id_is_409(client) -> None:
+    await add(client, id="once", func=PRINT_TEST, trigger="interval", hours=1)
+    response = await add(client, id="once", func=PRINT_TEST, trigger="interval", hours=1)
+    assert response.status_code == 409
+    assert await response.get_json() == {"error_message": "Job once already exists."}
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix"),
+    [
+        ("GET", ""),
+        ("DELETE", ""),
+        ("PATCH", ""),
+        ("POST", "/pause"),
+        ("POST", "/resume"),
+        ("POST", "/run"),
+        ("GET", "/runs"),
+    ],
+)
+async def test_unknown_job_is_404(client, method, suffix) -> None:
+    response = await client.open(
+        f"/scheduler/jobs/ghost{suffix}",
+        method=method,
+        json={} if method == "PATCH" else None,
+        headers=ADMIN,
+    )
+    assert response.status_code == 404
+    assert await response.get_json() == {"error_message": "Job ghost not found"}
+
+
+async def test_start_shutdown_pause_resume(client) -> None:
+    async def post(action: str) -> int:
+        return (await client.post(f"/scheduler/{action}", headers=ADMIN)).status_code
+
+    start = await client.post("/scheduler/start", headers=ADMIN)
+    assert start.status_code == 400
+    assert await start.get_json() == {"error_message": "Scheduler is already running"}
+    assert await post("pause") == 204
+    assert (await (await client.get("/scheduler", headers=ADMIN)).get_json())["state"] == "paused"
+    assert await post("resume") == 204
+    assert await post("shutdown") == 204
+    assert (await (await client.get("/scheduler", headers=ADMIN)).get_json())["running"] is False
+    shutdown = await client.post("/scheduler/shutdown", headers=ADMIN)
+    assert shutdown.status_code == 400
+    assert await shutdown.get_json() == {"error_message": "Scheduler is not running"}
+    assert await post("pause") == 400
+    assert await post("start") == 204
+    assert (await (await client.get("/scheduler", headers=ADMIN)).get_json())["running"] is True
+
+
+async def test_pause_resume_and_run_a_job(client) -> None:
+    await add(client, id="j", func=PRINT_TEST, trigger="interval", hours=1, args=["x"])
+    paused = await (await client.post("/scheduler/jobs/j/pause", headers=ADMIN)).get_json()
+    assert paused["next_run_time"] is None
+    resumed = await (await client.post("/scheduler/jobs/j/resume", headers=ADMIN)).get_json()
+    assert resumed["next_run_time"] is not None
+    ran = await client.post("/scheduler/jobs/j/run", headers=ADMIN)
+    assert ran.status_code == 200 and (await ran.get_json())["id"] == "j"
+    runs = await (await client.get("/scheduler/jobs/j/runs", headers=ADMIN)).get_json()
+    assert len(runs) == 1 and runs[0]["outcome"] == "success" and runs[0]["manual"] is True
+    assert runs[0]["duration"] >= 0 and runs[0]["error"] is None
+
+
+@pytest.mark.parametrize(
+    ("definition", "expected"),
+    [
+        (
+            {"func": "os:system", "args": ["touch /tmp/pwned"]},
+            "func: 'os:system' is not a registered job function",
+        ),
+        ({"func": "app.scheduler.jobs:runtime"}, "is not a registered job function"),
+        ({"func": "builtins:eval", "args": ["1"]}, "is not a registered job function"),
+        ({"func": "nocolon"}, 'func: must be a "module:function" reference'),
+        ({}, "func: required"),
+        ({"func": PRINT_TEST, "trigger": "weekly"}, "trigger: 'weekly' is not one of"),
+        ({"func": PRINT_TEST, "trigger": "interval"}, "interval: give weeks"),
+        ({"func": PRINT_TEST, "trigger": "interval", "seconds": -5}, "seconds: must be"),
+        ({"func": PRINT_TEST, "trigger": "cron", "minute": "99"}, "cron:"),
+        ({"func": PRINT_TEST, "trigger": "date", "run_date": "not a date"}, "date:"),
+        (
+            {"func": PRINT_TEST, "trigger": "date", "seconds": 3},
+            "seconds: not a field of the date trigger",
+        ),
+        ({"func": PRINT_TEST, "crontab": "* * *"}, "crontab:"),
+        ({"func": PRINT_TEST, "max_instances": 0}, "max_instances: must be"),
+        ({"func": PRINT_TEST, "bogus": 1}, "bogus: Extra inputs are not permitted"),
+        ({"func": PRINT_TEST, "args": "x"}, "args: Input should be a valid list"),
+    ],
+)
+async def test_bad_definitions_are_400_naming_the_rule(client, definition, expected) -> None:
+    response = await client.post("/scheduler/jobs", json=definition, headers=ADMIN)
+    assert response.status_code == 400, await response.get_data(as_text=True)
+    assert expected in (await response.get_json())["error_message"]
+    assert await (await client.get("/scheduler/jobs", headers=ADMIN)).get_json() == []
+
+
+async def test_each_trigger_kind_and_crontab(client) -> None:
+    date = await (
+        await add(
+            client, id="d", func=PRINT_TEST, trigger="date", run_date="2099-01-01T08:00:00+08:00"
+        )
+    ).get_json()
+    assert date["trigger"] == "date" and date["run_date"].startswith("2099-01-01T08:00:00")
+    cron = await (
+        await add(client, id="c", func=PRINT_TEST, trigger="cron", minute="*/15", hour="9-17")
+    ).get_json()
+    assert (cron["trigger"], cron["minute"], cron["hour"]) == ("cron", "*/15", "9-17")
+    crontab = await (await add(client, id="t", func=PRINT_TEST, crontab="*/5 * * * *")).get_json()
+    assert crontab["trigger"] == "cron" and crontab["minute"] == "*/5"
+    interval = await (
+        await add(client, id="i", func=PRINT_TEST, trigger="interval", weeks=1, days=2, hours=3)
+    ).get_json()
+    assert (interval["weeks"], interval["days"], interval["hours"]) == (1, 2, 3)
+
+
+async def test_interval_and_date_jobs_really_run_with_history(app, client) -> None:
+    await add(client, id="fast", func=PRINT_TEST, trigger="interval", seconds=1)
+    await add(
+        client, id="now", func="app.scheduler.jobs:count_snapshots"
+    )  # no trigger: run once now
+    await asyncio.sleep(3.5)
+    runs = await (await client.get("/scheduler/jobs/fast/runs", headers=ADMIN)).get_json()
+    assert len(runs) >= 2 and all(run["outcome"] == "success" for run in runs)
+    scheduled = [run["scheduled_time"] for run in runs]
+    assert len(set(scheduled)) == len(scheduled)  # once per tick
+    assert (await client.get("/scheduler/jobs/now", headers=ADMIN)).status_code == 404  # ran, gone
+
+
+async def test_failing_job_is_recorded_with_its_error(client) -> None:
+    import tests.scheduler.jobs  # noqa: F401 (registers explode)
+
+    response = await add(client, id="bad", func="tests.scheduler.jobs:explode", trigger="interval",
+                         hours=1)
+    assert response.status_code == 200
+    await client.post("/scheduler/jobs/bad/run", headers=ADMIN)
+    runs = await (await client.get("/scheduler/jobs/bad/runs", headers=ADMIN)).get_json()
+    assert runs[0]["outcome"] == "error" and runs[0]["error"] == "RuntimeError: boom"
+    refused = await add(client, id="b2", func=PRINT_TEST, kwargs={"unexpected": 1})
+    assert refused.status_code == 400
+    assert (await refused.get_json())["error_message"].startswith("args:")
+
+
+async def test_jobs_from_settings_and_builtins(serve_app) -> None:
+    jobs = [{"id": "configured", "func": PRINT_TEST, "trigger": "interval", "minutes": 10}]
+    async with serve_app(scheduler_enabled=True, scheduler_jobs=jobs) as app:
+        ids = {job.id for job in app.extensions["scheduler"].scheduler.get_jobs()}
+        assert ids == {"configured", "online_snapshot", "presence_purge"}
+    with pytest.raises(Exception, match="is not a registered job function"):
+        async with serve_app(
+            scheduler_enabled=True, scheduler_jobs=[{"id": "evil", "func": "os:system"}]
+        ):
+            pass
+
+
+async def test_allow_listed_module(serve_app) -> None:
+    async with serve_app(
+        scheduler_enabled=True,
+        scheduler_builtin_jobs=False,
+        scheduler_job_modules=["app.scheduler.jobs"],
+    ) as app:
+        from tests.auth_helpers import make_user
+
+        await make_user(app, "root", role=1)
+        response = await app.test_client().post(
+            "/scheduler/jobs",
+            headers=ADMIN,
+            json={
+                "id": "m",
+                "func": "app.scheduler.jobs:print_test",
+                "trigger": "interval",
+                "hours": 1,
+            },
+        )
+        assert response.status_code == 200
+
+
+async def test_snapshot_job_feeds_the_online_history(app, client) -> None:
+    from tests.auth_helpers import basic
+
+    await client.get("/api/v1/me", headers=basic("alice", "password-1"))  # alice is online
+    await add(
+        client,
+        id="snap",
+        func="app.scheduler.jobs:snapshot_online_count",
+        trigger="interval",
+        hours=1,
+    )
+    await client.post("/scheduler/jobs/snap/run", headers=ADMIN)
+    history = await (await client.get("/api/v1/online/history?hours=1")).get_json()
+    assert [point["count"] for point in history["data"]["points"]] == [2]  # root and alice
+    bad = await client.get("/api/v1/online/history?hours=0")
+    assert bad.status_code == 400 and (await bad.get_json())["msg"].startswith("hours:")
+    page = await (await client.get("/online")).get_data(as_text=True)
+    assert "history-chart" in page
+
+
+async def test_scheduler_routes_absent_when_disabled(serve_app) -> None:
+    async with serve_app() as app:
+        assert (await app.test_client().get("/scheduler")).status_code == 404
