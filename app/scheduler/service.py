@@ -120,6 +120,7 @@ class SchedulerService:
             timezone=self.timezone,
         )
         self.is_leader = False
+        self._stopping = False
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started: dict[tuple[str, str], float] = {}
@@ -150,15 +151,16 @@ class SchedulerService:
         self._task = asyncio.create_task(self._lead(), name="scheduler-leadership")
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._task
+            # Bounded: a Redis call cut by the cancellation may take a while to unwind.
+            await asyncio.wait({self._task}, timeout=1)
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         if self.is_leader:
             with contextlib.suppress(Exception):
-                await self.leadership.release()
+                await asyncio.wait_for(self.leadership.release(), 1)
         self.is_leader = False
         runtime.set_app(None)
 
@@ -167,13 +169,15 @@ class SchedulerService:
 
     async def _lead(self) -> None:
         """Hold (or try to take) the lease; run jobs only while leading and `running`."""
-        while True:
+        while not self._stopping:
             try:
                 leads = self._host_allowed() and await self.leadership.acquire_or_renew()
                 should_run = leads and await self.state() == RUNNING
             except Exception as error:  # noqa: BLE001 (Redis down: stop running jobs, retry)
                 log.warning("scheduler leadership check failed: %s", type(error).__name__)
                 leads = should_run = False
+            if self._stopping:  # a cancelled Redis call may return instead of raising
+                break
             if leads != self.is_leader:
                 log.info("scheduler leadership %s by %s", "taken" if leads else "lost",
                          self.leadership.identity)

@@ -194,8 +194,9 @@ async def test_interval_and_date_jobs_really_run_with_history(app, client) -> No
 async def test_failing_job_is_recorded_with_its_error(client) -> None:
     import tests.scheduler.jobs  # noqa: F401 (registers explode)
 
-    response = await add(client, id="bad", func="tests.scheduler.jobs:explode", trigger="interval",
-                         hours=1)
+    response = await add(
+        client, id="bad", func="tests.scheduler.jobs:explode", trigger="interval", hours=1
+    )
     assert response.status_code == 200
     await client.post("/scheduler/jobs/bad/run", headers=ADMIN)
     runs = await (await client.get("/scheduler/jobs/bad/runs", headers=ADMIN)).get_json()

@@ -1,0 +1,93 @@
+"""Two workers sharing Redis: one leader, one job store, one state, one run per tick."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.auth_helpers import make_user
+from tests.scheduler.conftest import ADMIN
+
+PRINT_TEST = "app.scheduler.jobs:print_test"
+
+
+@pytest.fixture
+def shared(serve_app, redis_url):  # noqa: ANN201
+    def worker():  # noqa: ANN202
+        return serve_app(
+            scheduler_enabled=True,
+            scheduler_builtin_jobs=False,
+            redis_url=redis_url,
+            scheduler_lease_seconds=2,
+        )
+
+    return worker
+
+
+async def wait_for(predicate, timeout: float = 10) -> None:  # noqa: ANN001
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.1)
+
+
+async def test_one_leader_one_store_one_state(shared) -> None:
+    async with shared() as first, shared() as second:
+        await make_user(first, "root", role=1)
+        a, b = first.extensions["scheduler"], second.extensions["scheduler"]
+
+        async def one_leader() -> bool:
+            return a.is_leader != b.is_leader
+
+        await wait_for(one_leader)
+        leader, follower = (first, second) if a.is_leader else (second, first)
+
+        # A job added through the follower is seen by the leader, and runs there, once a tick.
+        response = await follower.test_client().post(
+            "/scheduler/jobs",
+            headers=ADMIN,
+            json={"id": "tick", "func": PRINT_TEST, "trigger": "interval", "seconds": 1},
+        )
+        assert response.status_code == 200
+        seen = await (
+            await leader.test_client().get("/scheduler/jobs/tick", headers=ADMIN)
+        ).get_json()
+        assert seen["id"] == "tick"
+        await asyncio.sleep(3.5)
+        runs = await (
+            await follower.test_client().get("/scheduler/jobs/tick/runs", headers=ADMIN)
+        ).get_json()
+        scheduled = [run["scheduled_time"] for run in runs]
+        assert len(scheduled) >= 2 and len(set(scheduled)) == len(scheduled)
+        assert {run["worker"] for run in runs} == {
+            leader.extensions["scheduler"].leadership.identity
+        }
+
+        # Pausing through one worker pauses processing everywhere.
+        assert (
+            await follower.test_client().post("/scheduler/pause", headers=ADMIN)
+        ).status_code == 204
+        info = await (await leader.test_client().get("/scheduler", headers=ADMIN)).get_json()
+        assert info["state"] == "paused"
+        await asyncio.sleep(1.5)
+        before = len(await leader.extensions["scheduler"].history.runs("tick"))
+        await asyncio.sleep(2)
+        assert len(await leader.extensions["scheduler"].history.runs("tick")) == before
+        await leader.test_client().post("/scheduler/resume", headers=ADMIN)
+
+
+async def test_follower_takes_over_when_the_leader_stops(shared) -> None:
+    async with shared() as survivor:
+        async with shared() as departing:
+            await wait_for(lambda: _any_leader(survivor, departing))
+        # The departing worker released its lease (or it expires): the survivor leads.
+        await wait_for(lambda: _leads(survivor), timeout=5)
+
+
+async def _any_leader(*apps) -> bool:  # noqa: ANN002
+    return any(app.extensions["scheduler"].is_leader for app in apps)
+
+
+async def _leads(app) -> bool:  # noqa: ANN001
+    return app.extensions["scheduler"].is_leader
