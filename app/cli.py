@@ -56,8 +56,9 @@ def serve_command(bind: str | None, workers: int | None, migrate: bool) -> None:
     config.websocket_max_message_size = settings.ws_max_message_bytes
     if config.workers > 1 and not settings.redis_url:
         logging.getLogger("app").warning(
-            "%d workers without REDIS_URL: presence, chat rooms and rate limits are per worker; "
-            "set REDIS_URL to share them", config.workers,
+            "%d workers without REDIS_URL: presence, chat rooms, rate limits and scheduled jobs "
+            "are per worker (each worker runs the jobs); set REDIS_URL to share them",
+            config.workers,
         )
     sys.exit(run_workers(config))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import time
 from multiprocessing import get_context
@@ -83,12 +84,14 @@ def _worker_main(config: Config, sockets: Sockets, stop: EventType) -> None:
 
     wrapped = load_application(config.application_path, config.wsgi_max_body_size)
     quart_app = wrapped.app
+    supervisor = os.getppid()
 
     async def shutdown_trigger() -> None:
         terminated = asyncio.Event()
         # A SIGTERM sent to this worker alone (e.g. to its process group) also stops it.
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, terminated.set)
-        while not (stop.is_set() or terminated.is_set()):  # noqa: ASYNC110 (a process Event)
+        # So does the supervisor's death (SIGKILL): a worker never outlives it.
+        while not (stop.is_set() or terminated.is_set() or os.getppid() != supervisor):  # noqa: ASYNC110
             await asyncio.sleep(0.1)
         started = time.monotonic()
         for drain in quart_app.extensions.get("drain_hooks", []):

@@ -3,6 +3,7 @@ port, wait until it answers, and stop it with SIGTERM as a container runtime wou
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -98,3 +99,17 @@ def run_server(
         if process.poll() is None:
             process.kill()
             process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # workers left behind by a failed test
+
+
+def run_cli(cwd: Path, env: dict[str, str], *commands: list[str]) -> None:
+    """Run `python -m app <command>` for each command (e.g. ["init-db"]), as a deployment does."""
+    for command in commands:
+        subprocess.run(
+            [sys.executable, "-m", "app", *command],
+            env={**env, "PATH": ""},
+            cwd=cwd,
+            check=True,
+            capture_output=True,
+        )

@@ -5,12 +5,18 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.e2e.server import run_server
+from tests.e2e.server import run_cli, run_server
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -18,11 +24,7 @@ CHROMIUM_ARGS = [
 def site(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("browser")
     env = {"APP_ENV": "development", "MONITOR_INTERVAL": "0.3"}
-    import subprocess
-    import sys
-
-    subprocess.run([sys.executable, "-m", "app", "init-db"], env={**env, "PATH": ""},
-                   cwd=tmp_path, check=True, capture_output=True)
+    run_cli(tmp_path, env, ["init-db"])
     with run_server(tmp_path, env, workers=1) as server:
         yield server
 
@@ -42,8 +44,9 @@ def test_memory_monitor_page(site, browser, tmp_path) -> None:
     page.get_by_role("button", name="开始监控").click()
     expect(page.locator("#status")).to_have_text("连接成功")
     rows = page.locator("#memory-rows tr")
-    page.wait_for_function("document.querySelectorAll('#memory-rows tr').length >= 3",
-                           timeout=10_000)
+    page.wait_for_function(
+        "document.querySelectorAll('#memory-rows tr').length >= 3", timeout=10_000
+    )
     headers = page.locator("#memory-head th").all_inner_texts()
     assert {"total", "available", "percent", "used"} <= set(headers)
     page.screenshot(path=str(tmp_path / "monitor.png"))

@@ -8,19 +8,14 @@ import time
 
 import httpx
 
-from tests.e2e.server import run_server
+from tests.e2e.server import run_cli, run_server
 
 
 def test_embedded_default_runs_with_migrations_and_stops_cleanly(tmp_path) -> None:
     env = {"APP_ENV": "development"}
-    for command in (["init-db"], ["create-admin", "--name", "root", "--password", "s3cret-pass"]):
-        subprocess.run(
-            [sys.executable, "-m", "app", *command],
-            env={**env, "PATH": ""},
-            cwd=tmp_path,
-            check=True,
-            capture_output=True,
-        )
+    run_cli(
+        tmp_path, env, ["init-db"], ["create-admin", "--name", "root", "--password", "s3cret-pass"]
+    )
     assert (tmp_path / "var" / "quart-framework.db").exists()
     with run_server(tmp_path, env, workers=1) as server:
         url = server.base_url + "/api/v1/tag"

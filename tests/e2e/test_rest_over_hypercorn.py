@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.conftest import TEST_SECRET_KEY, _recreate_mysql_database
-from tests.e2e.server import run_server
+from tests.e2e.server import run_cli, run_server
 
 E2E_MYSQL_URL = "mysql+aiomysql://root@127.0.0.1:3306/qf_e2e"
 ADMIN_PASSWORD = "e2e-admin-password"  # noqa: S105
@@ -32,17 +32,9 @@ def e2e_database() -> str:
 def server(e2e_database, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("rest-e2e")
     env = {"APP_ENV": "production", "SECRET_KEY": TEST_SECRET_KEY, "DATABASE_URL": e2e_database}
-    import subprocess
-    import sys
-
-    for command in (["init-db"], ["create-admin", "--name", "root", "--password", ADMIN_PASSWORD]):
-        subprocess.run(  # the README's deployment steps
-            [sys.executable, "-m", "app", *command],
-            env={**env, "PATH": ""},
-            cwd=tmp_path,
-            check=True,
-            capture_output=True,
-        )
+    run_cli(
+        tmp_path, env, ["init-db"], ["create-admin", "--name", "root", "--password", ADMIN_PASSWORD]
+    )
     with run_server(tmp_path, env, workers=2) as running:
         yield running
         assert running.stop() == 0

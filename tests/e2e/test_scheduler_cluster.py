@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import datetime
@@ -16,7 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import REDIS_URL, TEST_SECRET_KEY, _recreate_mysql_database
-from tests.e2e.server import run_server
+from tests.e2e.server import run_cli, run_server
 from tests.e2e.test_websockets import flush_redis
 
 SCHED_MYSQL_URL = "mysql+aiomysql://root@127.0.0.1:3306/qf_sched"
@@ -38,14 +36,7 @@ def env(tmp_path_factory) -> dict[str, str]:
         "SCHEDULER_LEASE_SECONDS": str(LEASE_SECONDS),
     }
     setup = tmp_path_factory.mktemp("sched-setup")
-    for command in (["init-db"], ["create-admin", "--name", ADMIN[0], "--password", ADMIN[1]]):
-        subprocess.run(
-            [sys.executable, "-m", "app", *command],
-            env={**env, "PATH": ""},
-            cwd=setup,
-            check=True,
-            capture_output=True,
-        )
+    run_cli(setup, env, ["init-db"], ["create-admin", "--name", ADMIN[0], "--password", ADMIN[1]])
     return env
 
 

@@ -6,8 +6,6 @@ import asyncio
 import json
 import re
 import signal
-import subprocess
-import sys
 import time
 
 import httpx
@@ -16,7 +14,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.conftest import REDIS_URL, TEST_SECRET_KEY, _recreate_mysql_database
-from tests.e2e.server import run_server
+from tests.e2e.server import run_cli, run_server
 from tests.e2e.slow_client import StalledClient
 
 WS_MYSQL_URL = "mysql+aiomysql://root@127.0.0.1:3306/qf_ws"
@@ -36,14 +34,18 @@ def ws_env(tmp_path_factory) -> dict[str, str]:
     asyncio.run(_recreate_mysql_database(WS_MYSQL_URL))
     flush_redis()
     env = {
-        "APP_ENV": "production", "SECRET_KEY": TEST_SECRET_KEY, "DATABASE_URL": WS_MYSQL_URL,
-        "REDIS_URL": REDIS_URL, "WS_SEND_QUEUE": "64", "WS_RATE_LIMIT": "2000/second",
+        "APP_ENV": "production",
+        "SECRET_KEY": TEST_SECRET_KEY,
+        "DATABASE_URL": WS_MYSQL_URL,
+        "REDIS_URL": REDIS_URL,
+        "WS_SEND_QUEUE": "64",
+        "WS_RATE_LIMIT": "2000/second",
         "MONITOR_INTERVAL": "0.2",
     }
     tmp_path = tmp_path_factory.mktemp("ws-setup")
-    for command in (["init-db"], ["create-admin", "--name", "root", "--password", ADMIN_PASSWORD]):
-        subprocess.run([sys.executable, "-m", "app", *command], env={**env, "PATH": ""},
-                       cwd=tmp_path, check=True, capture_output=True)
+    run_cli(
+        tmp_path, env, ["init-db"], ["create-admin", "--name", "root", "--password", ADMIN_PASSWORD]
+    )
     return env
 
 
@@ -85,22 +87,28 @@ def test_every_endpoint(server) -> None:
             sample = await recv_json(monitor)
             assert sample["event"] == "server_response" and "available" in sample["data"]
 
-        async with connect(ws_url(server, "/websocket")) as a, \
-                connect(ws_url(server, "/websocket")) as b:
+        async with (
+            connect(ws_url(server, "/websocket")) as a,
+            connect(ws_url(server, "/websocket")) as b,
+        ):
             await asyncio.sleep(0.2)
             await a.send("hello")
             assert await asyncio.wait_for(b.recv(), 5) == "hello"
 
-        async with connect(ws_url(server, "/websocket/ann")) as ann, \
-                connect(ws_url(server, "/websocket/bob")) as bob:
+        async with (
+            connect(ws_url(server, "/websocket/ann")) as ann,
+            connect(ws_url(server, "/websocket/bob")) as bob,
+        ):
             await asyncio.sleep(0.2)
             await ann.send(json.dumps({"msg": "secret", "to_user": "bob"}))
             assert await recv_json(bob) == {"from_user": "ann", "msg": "secret"}
             await ann.send(json.dumps({"msg": "x", "to_client": "nobody"}))
             assert (await recv_json(ann))["event"] == "error"
 
-        async with connect(ws_url(server, "/ws/chat")) as ann, \
-                connect(ws_url(server, "/ws/chat")) as bob:
+        async with (
+            connect(ws_url(server, "/ws/chat")) as ann,
+            connect(ws_url(server, "/ws/chat")) as bob,
+        ):
             await join(ann, "e2e", "ann")
             await join(bob, "e2e", "bob")
             assert (await recv_json(ann))["event"] == "presence_diff"
@@ -116,8 +124,10 @@ def test_slow_consumer_is_cut_off_while_a_fast_one_keeps_receiving(server) -> No
     count, size = 3000, 3900  # about 12 MB: more than the kernel buffers of a stalled socket
 
     async def scenario(slow: StalledClient) -> int:
-        async with connect(ws_url(server, "/ws/chat"), max_size=None) as fast, \
-                connect(ws_url(server, "/ws/chat")) as sender:
+        async with (
+            connect(ws_url(server, "/ws/chat"), max_size=None) as fast,
+            connect(ws_url(server, "/ws/chat")) as sender,
+        ):
             await join(fast, "firehose", "fast")
             await join(sender, "firehose", "sender")
             received = 0
@@ -131,8 +141,11 @@ def test_slow_consumer_is_cut_off_while_a_fast_one_keeps_receiving(server) -> No
 
             reader = asyncio.create_task(read_fast())
             for i in range(count):
-                await sender.send(json.dumps({"event": "message", "room": "firehose",
-                                              "text": f"{i:06d}" + "x" * size}))
+                await sender.send(
+                    json.dumps(
+                        {"event": "message", "room": "firehose", "text": f"{i:06d}" + "x" * size}
+                    )
+                )
                 await asyncio.sleep(0.001)  # a steady stream the fast client can follow
             await asyncio.wait_for(reader, 60)
             return received
@@ -150,8 +163,10 @@ def test_slow_consumer_is_cut_off_while_a_fast_one_keeps_receiving(server) -> No
 
 def test_oversized_frame_is_refused_with_1009(server) -> None:
     async def scenario() -> int:
-        async with connect(ws_url(server, "/ws/chat"), max_size=None) as ws, \
-                connect(ws_url(server, "/ws/chat")) as bystander:
+        async with (
+            connect(ws_url(server, "/ws/chat"), max_size=None) as ws,
+            connect(ws_url(server, "/ws/chat")) as bystander,
+        ):
             await join(bystander, "big", "bystander")
             await ws.send("x" * 70_000)
             code = await close_code(ws)
@@ -177,10 +192,12 @@ def test_wrong_origin_is_refused(server) -> None:
 
 
 def test_users_are_identified_by_token_or_session(server) -> None:
-    token = httpx.post(server.base_url + "/api/v1/tokens",
-                       auth=("root", ADMIN_PASSWORD)).json()["data"]["token"]
-    login = httpx.post(server.base_url + "/login",
-                       json={"name": "root", "password": ADMIN_PASSWORD})
+    token = httpx.post(server.base_url + "/api/v1/tokens", auth=("root", ADMIN_PASSWORD)).json()[
+        "data"
+    ]["token"]
+    login = httpx.post(
+        server.base_url + "/login", json={"name": "root", "password": ADMIN_PASSWORD}
+    )
     cookie = login.headers["set-cookie"].split(";", 1)[0]
 
     async def scenario() -> None:
@@ -202,8 +219,9 @@ def test_connections_land_on_both_workers_and_see_each_other(server) -> None:
         try:
             for i, ws in enumerate(clients):
                 await join(ws, "spread", f"c{i}")
-            await clients[0].send(json.dumps({"event": "message", "room": "spread",
-                                              "text": "to all"}))
+            await clients[0].send(
+                json.dumps({"event": "message", "room": "spread", "text": "to all"})
+            )
             seen = 0
             for ws in clients:
                 while True:
@@ -223,8 +241,7 @@ def test_connections_land_on_both_workers_and_see_each_other(server) -> None:
 
 @pytest.fixture
 def strict_server(ws_env, tmp_path):
-    env = {**ws_env, "WS_RATE_LIMIT": "5/second", "WS_FLOOD_STRIKES": "3",
-           "WS_IDLE_TIMEOUT": "5"}
+    env = {**ws_env, "WS_RATE_LIMIT": "5/second", "WS_FLOOD_STRIKES": "3", "WS_IDLE_TIMEOUT": "5"}
     with run_server(tmp_path, env, workers=1) as running:
         yield running
 
@@ -233,8 +250,10 @@ def test_idle_flood_and_garbage(strict_server) -> None:
     async def scenario() -> tuple[int, int, list[str]]:
         async with connect(ws_url(strict_server, "/ws/chat")) as idle:
             idle_code = await close_code(idle)
-        async with connect(ws_url(strict_server, "/ws/chat")) as flooder, \
-                connect(ws_url(strict_server, "/ws/chat")) as polite:
+        async with (
+            connect(ws_url(strict_server, "/ws/chat")) as flooder,
+            connect(ws_url(strict_server, "/ws/chat")) as polite,
+        ):
             await polite.send("garbage")
             errors = [(await recv_json(polite))["msg"]]
             for _ in range(20):
@@ -256,10 +275,12 @@ def test_shutdown_closes_every_websocket_with_1001(ws_env, tmp_path) -> None:
     connections = 600
 
     async def scenario(server) -> tuple[list[int], float]:  # noqa: ANN001
-        clients = await asyncio.gather(*[
-            connect(ws_url(server, "/ws/chat" if i % 2 else "/ws"), open_timeout=30)
-            for i in range(connections)
-        ])
+        clients = await asyncio.gather(
+            *[
+                connect(ws_url(server, "/ws/chat" if i % 2 else "/ws"), open_timeout=30)
+                for i in range(connections)
+            ]
+        )
         await asyncio.sleep(0.5)
         started = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
@@ -288,8 +309,10 @@ def second_server(ws_env, server, tmp_path_factory):
 
 def test_two_servers_share_rooms_private_messages_and_presence(server, second_server) -> None:
     async def scenario() -> None:
-        async with connect(ws_url(server, "/ws/chat")) as ann, \
-                connect(ws_url(second_server, "/ws/chat")) as bob:
+        async with (
+            connect(ws_url(server, "/ws/chat")) as ann,
+            connect(ws_url(second_server, "/ws/chat")) as bob,
+        ):
             await join(ann, "across", "ann")
             state = await join(bob, "across", "bob")
             assert [m["name"] for m in state["members"]] == ["ann", "bob"]  # presence_state
@@ -299,19 +322,28 @@ def test_two_servers_share_rooms_private_messages_and_presence(server, second_se
             await ann.send(json.dumps({"event": "message", "room": "across", "text": "hi bob"}))
             assert (await recv_json(bob))["text"] == "hi bob"
             assert (await recv_json(ann))["text"] == "hi bob"  # the sender's own copy
-            await bob.send(json.dumps({"event": "private", "room": "across", "to": "ann",
-                                       "text": "psst"}))
+            await bob.send(
+                json.dumps({"event": "private", "room": "across", "to": "ann", "text": "psst"})
+            )
             private = await recv_json(ann)
-            assert (private["event"], private["from"], private["text"]) == ("private", "bob", "psst")
+            assert (private["event"], private["from"], private["text"]) == (
+                "private",
+                "bob",
+                "psst",
+            )
 
-            async with connect(ws_url(second_server, "/websocket/carol")) as carol, \
-                    connect(ws_url(server, "/websocket/dave")) as dave:
+            async with (
+                connect(ws_url(second_server, "/websocket/carol")) as carol,
+                connect(ws_url(server, "/websocket/dave")) as dave,
+            ):
                 await asyncio.sleep(0.2)
                 await carol.send(json.dumps({"msg": "hello dave", "to_user": "dave"}))
                 assert await recv_json(dave) == {"from_user": "carol", "msg": "hello dave"}
 
-            async with connect(ws_url(second_server, "/websocket")) as one, \
-                    connect(ws_url(server, "/websocket")) as two:
+            async with (
+                connect(ws_url(second_server, "/websocket")) as one,
+                connect(ws_url(server, "/websocket")) as two,
+            ):
                 await asyncio.sleep(0.2)
                 await one.send("relayed across servers")
                 assert await asyncio.wait_for(two.recv(), 5) == "relayed across servers"
@@ -324,8 +356,9 @@ def test_two_servers_share_rooms_private_messages_and_presence(server, second_se
 
 
 def test_logged_in_websocket_users_are_online_on_every_server(server, second_server) -> None:
-    token = httpx.post(server.base_url + "/api/v1/tokens",
-                       auth=("root", ADMIN_PASSWORD)).json()["data"]["token"]
+    token = httpx.post(server.base_url + "/api/v1/tokens", auth=("root", ADMIN_PASSWORD)).json()[
+        "data"
+    ]["token"]
 
     async def scenario() -> dict:
         async with connect(ws_url(server, f"/ws/chat?token={token}")), httpx.AsyncClient() as http:
