@@ -91,3 +91,47 @@ async def _any_leader(*apps) -> bool:  # noqa: ANN002
 
 async def _leads(app) -> bool:  # noqa: ANN001
     return app.extensions["scheduler"].is_leader
+
+
+async def test_sqlalchemy_job_store_on_a_synchronous_driver(serve_app, mysql_url) -> None:
+    sync_url = mysql_url.replace("+aiomysql", "+pymysql")
+    async with serve_app(
+        scheduler_enabled=True,
+        scheduler_builtin_jobs=False,
+        scheduler_jobstore="sqlalchemy",
+        scheduler_sqlalchemy_url=sync_url,
+    ) as app:
+        await make_user(app, "root", role=1)
+        client = app.test_client()
+        await client.delete("/scheduler/jobs/stored", headers=ADMIN)  # from an earlier run
+        response = await client.post(
+            "/scheduler/jobs",
+            headers=ADMIN,
+            json={"id": "stored", "func": PRINT_TEST, "trigger": "interval", "minutes": 5},
+        )
+        assert response.status_code == 200
+    # A new worker finds the job in the table.
+    async with serve_app(
+        scheduler_enabled=True,
+        scheduler_builtin_jobs=False,
+        scheduler_jobstore="sqlalchemy",
+        scheduler_sqlalchemy_url=sync_url,
+    ) as app:
+        job = await (
+            await app.test_client().get("/scheduler/jobs/stored", headers=ADMIN)
+        ).get_json()
+        assert job["minutes"] == 5
+        await app.test_client().delete("/scheduler/jobs/stored", headers=ADMIN)
+
+
+async def test_hosts_not_allowed_never_lead(shared, serve_app, redis_url) -> None:
+    async with serve_app(
+        scheduler_enabled=True,
+        scheduler_builtin_jobs=False,
+        redis_url=redis_url,
+        scheduler_allowed_hosts=["some-other-host"],
+    ) as app:
+        await asyncio.sleep(1.5)
+        service = app.extensions["scheduler"]
+        assert service.is_leader is False
+        assert (await service.info())["leader"] is None
