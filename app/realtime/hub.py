@@ -16,7 +16,7 @@ from typing import Any
 
 from app.presence import PresenceRecorder
 from app.realtime.broker import Broker
-from app.realtime.connection import GOING_AWAY, Connection
+from app.realtime.connection import GOING_AWAY, Connection, encode
 from app.realtime.rooms import RoomDirectory, member_record
 
 log = logging.getLogger(__name__)
@@ -125,10 +125,11 @@ class Hub:
 
     def deliver(self, message: dict[str, Any]) -> None:
         """Hand a broker message to this worker's matching connections (never blocks)."""
-        to, frame, skip = message["to"], message["frame"], message.get("skip")
+        to, skip = message["to"], message.get("skip")
+        text = encode(message["frame"])  # once per message, not once per receiver
         for connection in self._targets(to):
             if connection.id != skip:
-                connection.send(frame)
+                connection.send(text)
 
     def _targets(self, to: dict[str, Any]) -> list[Connection]:
         kind = to["kind"]
