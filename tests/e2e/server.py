@@ -113,3 +113,28 @@ def run_cli(cwd: Path, env: dict[str, str], *commands: list[str]) -> None:
             check=True,
             capture_output=True,
         )
+
+
+def prepare_deployment(
+    setup_dir: Path, database: str, admin: tuple[str, str], **settings: str
+) -> dict[str, str]:
+    """A production-like environment for real servers: a fresh MySQL database `database` on the
+    test server, the tests' Redis emptied when `REDIS_URL` is among `settings`, migrations
+    applied and an admin created, as a deployment does. Returns the environment."""
+    import asyncio
+
+    from tests.conftest import MYSQL_URL, TEST_SECRET_KEY, _recreate_mysql_database
+
+    url = MYSQL_URL.rsplit("/", 1)[0] + f"/{database}"
+    asyncio.run(_recreate_mysql_database(url))
+    if "REDIS_URL" in settings:
+        from redis import Redis
+
+        client = Redis.from_url(settings["REDIS_URL"])
+        client.flushdb()
+        client.close()
+    env = {"APP_ENV": "production", "SECRET_KEY": TEST_SECRET_KEY, "DATABASE_URL": url, **settings}
+    run_cli(
+        setup_dir, env, ["init-db"], ["create-admin", "--name", admin[0], "--password", admin[1]]
+    )
+    return env

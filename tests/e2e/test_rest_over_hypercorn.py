@@ -7,10 +7,8 @@ import asyncio
 import httpx
 import pytest
 
-from tests.conftest import TEST_SECRET_KEY, _recreate_mysql_database
-from tests.e2e.server import run_cli, run_server
+from tests.e2e.server import prepare_deployment, run_server
 
-E2E_MYSQL_URL = "mysql+aiomysql://root@127.0.0.1:3306/qf_e2e"
 ADMIN_PASSWORD = "e2e-admin-password"  # noqa: S105
 
 
@@ -23,18 +21,9 @@ def admin_token(server) -> str:
 
 
 @pytest.fixture(scope="module")
-def e2e_database() -> str:
-    asyncio.run(_recreate_mysql_database(E2E_MYSQL_URL))
-    return E2E_MYSQL_URL
-
-
-@pytest.fixture(scope="module")
-def server(e2e_database, tmp_path_factory):
+def server(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("rest-e2e")
-    env = {"APP_ENV": "production", "SECRET_KEY": TEST_SECRET_KEY, "DATABASE_URL": e2e_database}
-    run_cli(
-        tmp_path, env, ["init-db"], ["create-admin", "--name", "root", "--password", ADMIN_PASSWORD]
-    )
+    env = prepare_deployment(tmp_path, "qf_e2e", ("root", ADMIN_PASSWORD))
     with run_server(tmp_path, env, workers=2) as running:
         yield running
         assert running.stop() == 0

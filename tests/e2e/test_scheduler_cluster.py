@@ -3,7 +3,6 @@ process, one Redis, one MariaDB; then the leader is killed and another takes ove
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import time
@@ -13,11 +12,9 @@ from datetime import datetime
 import httpx
 import pytest
 
-from tests.conftest import REDIS_URL, TEST_SECRET_KEY, _recreate_mysql_database
-from tests.e2e.server import run_cli, run_server
-from tests.e2e.test_websockets import flush_redis
+from tests.conftest import REDIS_URL
+from tests.e2e.server import prepare_deployment, run_server
 
-SCHED_MYSQL_URL = "mysql+aiomysql://root@127.0.0.1:3306/qf_sched"
 ADMIN = ("root", "sched-admin-password")
 LEASE_SECONDS = 3
 TAKEOVER_BOUND = LEASE_SECONDS + 1 + 1  # lease expiry + one leadership tick + a margin
@@ -25,19 +22,14 @@ TAKEOVER_BOUND = LEASE_SECONDS + 1 + 1  # lease expiry + one leadership tick + a
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory) -> dict[str, str]:
-    asyncio.run(_recreate_mysql_database(SCHED_MYSQL_URL))
-    flush_redis()
-    env = {
-        "APP_ENV": "production",
-        "SECRET_KEY": TEST_SECRET_KEY,
-        "DATABASE_URL": SCHED_MYSQL_URL,
-        "REDIS_URL": REDIS_URL,
-        "SCHEDULER_ENABLED": "true",
-        "SCHEDULER_LEASE_SECONDS": str(LEASE_SECONDS),
-    }
-    setup = tmp_path_factory.mktemp("sched-setup")
-    run_cli(setup, env, ["init-db"], ["create-admin", "--name", ADMIN[0], "--password", ADMIN[1]])
-    return env
+    return prepare_deployment(
+        tmp_path_factory.mktemp("sched-setup"),
+        "qf_sched",
+        ADMIN,
+        REDIS_URL=REDIS_URL,
+        SCHEDULER_ENABLED="true",
+        SCHEDULER_LEASE_SECONDS=str(LEASE_SECONDS),
+    )
 
 
 def runs(base_url: str, job_id: str) -> list[dict]:

@@ -13,40 +13,24 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.conftest import REDIS_URL, TEST_SECRET_KEY, _recreate_mysql_database
-from tests.e2e.server import run_cli, run_server
+from tests.conftest import REDIS_URL
+from tests.e2e.server import prepare_deployment, run_server
 from tests.e2e.slow_client import StalledClient
 
-WS_MYSQL_URL = "mysql+aiomysql://root@127.0.0.1:3306/qf_ws"
 ADMIN_PASSWORD = "ws-admin-password"  # noqa: S105
-
-
-def flush_redis() -> None:
-    from redis import Redis
-
-    client = Redis.from_url(REDIS_URL)
-    client.flushdb()
-    client.close()
 
 
 @pytest.fixture(scope="module")
 def ws_env(tmp_path_factory) -> dict[str, str]:
-    asyncio.run(_recreate_mysql_database(WS_MYSQL_URL))
-    flush_redis()
-    env = {
-        "APP_ENV": "production",
-        "SECRET_KEY": TEST_SECRET_KEY,
-        "DATABASE_URL": WS_MYSQL_URL,
-        "REDIS_URL": REDIS_URL,
-        "WS_SEND_QUEUE": "64",
-        "WS_RATE_LIMIT": "2000/second",
-        "MONITOR_INTERVAL": "0.2",
-    }
-    tmp_path = tmp_path_factory.mktemp("ws-setup")
-    run_cli(
-        tmp_path, env, ["init-db"], ["create-admin", "--name", "root", "--password", ADMIN_PASSWORD]
+    return prepare_deployment(
+        tmp_path_factory.mktemp("ws-setup"),
+        "qf_ws",
+        ("root", ADMIN_PASSWORD),
+        REDIS_URL=REDIS_URL,
+        WS_SEND_QUEUE="64",
+        WS_RATE_LIMIT="2000/second",
+        MONITOR_INTERVAL="0.2",
     )
-    return env
 
 
 @pytest.fixture(scope="module")
