@@ -255,7 +255,7 @@ def test_idle_flood_and_garbage(strict_server) -> None:
 
 def test_shutdown_closes_every_websocket_with_1001(ws_env, tmp_path) -> None:
     """SIGTERM with 600 open websockets on 2 workers: every client gets 1001 at once, and the
-    service exits within hypercorn.toml's graceful_timeout (8 s)."""
+    service exits well within hypercorn.toml's graceful_timeout (8 s)."""
     connections = 600
 
     async def scenario(server) -> tuple[list[int], float, float]:  # noqa: ANN001
@@ -277,9 +277,8 @@ def test_shutdown_closes_every_websocket_with_1001(ws_env, tmp_path) -> None:
         exited_within = time.monotonic() - sigterm_at
     assert codes.count(1001) == connections, {code: codes.count(code) for code in set(codes)}
     assert closed_within < 3, "the 1001 close frames must go out as shutdown starts"
-    # Hypercorn keeps a closed websocket's TCP connection until the client drops it (Python's
-    # websockets client waits 10 s for the server to); such leftovers are cut at graceful_timeout.
-    assert exited_within < 8 + 2
+    print(f"SHUTDOWN closed_within={closed_within:.2f}s exited_within={exited_within:.2f}s")
+    assert exited_within < 8, "the service must exit within graceful_timeout"
     assert server.log().count("worker shutting down: drained") == 2
 
 
