@@ -349,3 +349,18 @@ def test_logged_in_websocket_users_are_online_on_every_server(server, second_ser
 
     online = asyncio.run(scenario())
     assert "root" in [user["name"] for user in online["users"]]
+
+
+def test_compression_is_negotiated_without_context_takeover(server) -> None:
+    """permessage-deflate stays on, but no zlib state is kept between messages (RFC 7692)."""
+
+    async def scenario() -> str:
+        async with connect(ws_url(server, "/ws/chat")) as ws:
+            await ws.send(json.dumps({"event": "ping"}))
+            assert await recv_json(ws) == {"event": "pong"}
+            return ws.response.headers["Sec-WebSocket-Extensions"]
+
+    extensions = asyncio.run(scenario())
+    assert "permessage-deflate" in extensions
+    assert "server_no_context_takeover" in extensions
+    assert "client_no_context_takeover" in extensions
