@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEVELOPMENT_SECRET_KEY = "development-only-secret-key-change-me"  # noqa: S105 (a marker, refused in production)
@@ -22,7 +22,7 @@ class Settings(BaseSettings):
 
     Raises:
         pydantic.ValidationError: a value is malformed, or `SECRET_KEY` is missing or left at
-            the development marker while `APP_ENV=production`.
+            the development marker outside `APP_ENV=development`.
     """
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
@@ -80,7 +80,10 @@ class Settings(BaseSettings):
     scheduler_timezone: str | None = None  # None: DISPLAY_TIMEZONE
     scheduler_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
     scheduler_job_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    scheduler_jobs: list[dict] = Field(default_factory=list)  # JSON, as Flask-APScheduler's JOBS
+    # JSON, as Flask-APScheduler's JOBS (which is accepted as a name too).
+    scheduler_jobs: list[dict] = Field(
+        default_factory=list, validation_alias=AliasChoices("scheduler_jobs", "jobs")
+    )
     scheduler_thread_pool_size: int = Field(default=10, ge=1, le=200)
     scheduler_coalesce: bool = True
     scheduler_max_instances: int = Field(default=1, ge=1)
@@ -128,11 +131,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _secret_key_outside_development(self) -> Settings:
-        if self.app_env == "production" and (
+        if self.app_env != "development" and (
             not self.secret_key or self.secret_key == DEVELOPMENT_SECRET_KEY
         ):
             raise ValueError(
-                "SECRET_KEY must be set to a random value when APP_ENV=production "
+                f"SECRET_KEY must be set to a random value when APP_ENV={self.app_env} "
                 "(for local runs use APP_ENV=development)"
             )
         if self.effective_presence_backend == "redis" and not self.redis_url:

@@ -69,3 +69,16 @@ def test_sqlite_path() -> None:
     assert str(settings.sqlite_path) == "var/x.db"
     memory = Settings(app_env="development", database_url="sqlite+aiosqlite:///:memory:")
     assert memory.sqlite_path is None
+
+
+def test_testing_also_refuses_the_development_key() -> None:
+    with pytest.raises(ValidationError, match="SECRET_KEY"):
+        Settings(app_env="testing")
+
+
+def test_flask_apscheduler_jobs_name_is_accepted(monkeypatch) -> None:
+    monkeypatch.setenv("APP_ENV", "development")
+    monkeypatch.setenv("JOBS", '[{"id": "a", "func": "app.scheduler.jobs:print_test"}]')
+    assert Settings().scheduler_jobs == [{"id": "a", "func": "app.scheduler.jobs:print_test"}]
+    monkeypatch.setenv("SCHEDULER_JOBS", "[]")
+    assert Settings().scheduler_jobs == []  # SCHEDULER_JOBS wins over JOBS
