@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.job import Job
 from apscheduler.triggers.base import BaseTrigger
@@ -152,3 +153,17 @@ def check_job_fields(data: dict[str, Any], *, partial: bool) -> None:
             raise JobDefinitionError(f"{key}: must be a whole number, 1 or more")
     if data.get("executor") not in (None, "default", "threadpool"):
         raise JobDefinitionError("executor: 'default' or 'threadpool'")
+    for key in ("next_run_time", "run_date", "start_date", "end_date"):
+        if data.get(key) is not None:
+            try:
+                datetime.fromisoformat(str(data[key]))
+            except ValueError as error:
+                raise JobDefinitionError(f"{key}: not an ISO 8601 date and time") from error
+    if data.get("timezone") is not None:
+        try:
+            ZoneInfo(str(data["timezone"]))
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise JobDefinitionError(f"timezone: unknown time zone {data['timezone']!r}") from error
+    jitter = data.get("jitter")
+    if jitter is not None and (not isinstance(jitter, int) or isinstance(jitter, bool) or jitter < 0):
+        raise JobDefinitionError("jitter: must be a whole number of seconds, 0 or more")

@@ -276,10 +276,13 @@ class SchedulerService:
         if "func" in changes:
             changes["func"] = check_func(changes["func"], self.settings.scheduler_job_modules)
         trigger = build_trigger(changes, self.timezone)
-        if trigger is not None:
-            self.scheduler.reschedule_job(job_id, trigger=trigger)
-        if changes:
-            self.scheduler.modify_job(job_id, **changes)
+        try:
+            if trigger is not None:
+                self.scheduler.reschedule_job(job_id, trigger=trigger)
+            if changes:
+                self.scheduler.modify_job(job_id, **changes)
+        except (ValueError, TypeError) as error:  # APScheduler checks args against the function
+            raise JobDefinitionError(f"args: {error}") from error
         return self.scheduler.get_job(job_id)
 
     async def modify_job(self, job_id: str, changes: dict[str, Any]) -> dict[str, Any]:

@@ -150,6 +150,16 @@ async def test_pause_resume_and_run_a_job(client) -> None:
         ({"func": PRINT_TEST, "max_instances": 0}, "max_instances: must be"),
         ({"func": PRINT_TEST, "bogus": 1}, "bogus: Extra inputs are not permitted"),
         ({"func": PRINT_TEST, "args": "x"}, "args: Input should be a valid list"),
+        (
+            {"func": PRINT_TEST, "trigger": "interval", "hours": 1, "timezone": "Mars/Base"},
+            "timezone: unknown time zone",
+        ),
+        ({"func": PRINT_TEST, "next_run_time": "garbage"}, "next_run_time: not an ISO 8601"),
+        (
+            {"func": PRINT_TEST, "trigger": "interval", "hours": 1, "start_date": "nope"},
+            "start_date: not an ISO 8601",
+        ),
+        ({"func": PRINT_TEST, "trigger": "interval", "hours": 1, "jitter": -1}, "jitter: must be"),
     ],
 )
 async def test_bad_definitions_are_400_naming_the_rule(client, definition, expected) -> None:
@@ -263,3 +273,21 @@ async def test_snapshot_job_feeds_the_online_history(app, client) -> None:
 async def test_scheduler_routes_absent_when_disabled(serve_app) -> None:
     async with serve_app() as app:
         assert (await app.test_client().get("/scheduler")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"next_run_time": "garbage"}, "next_run_time: not an ISO 8601"),
+        ({"trigger": "interval", "hours": 1, "timezone": "Mars/Base"}, "timezone: unknown"),
+        ({"kwargs": {"unexpected": 1}}, "args:"),
+        ({"id": "other"}, "id: a job's id cannot be changed"),
+    ],
+)
+async def test_bad_changes_are_400_and_change_nothing(client, changes, expected) -> None:
+    await add(client, id="j", func=PRINT_TEST, trigger="interval", hours=1)
+    before = await (await client.get("/scheduler/jobs/j", headers=ADMIN)).get_json()
+    response = await client.patch("/scheduler/jobs/j", json=changes, headers=ADMIN)
+    assert response.status_code == 400
+    assert expected in (await response.get_json())["error_message"]
+    assert await (await client.get("/scheduler/jobs/j", headers=ADMIN)).get_json() == before
