@@ -30,6 +30,7 @@ ID_LENGTH = 36
 USER_NAME_MAX = 64
 TAG_NAME_MAX = 64
 BLOG_TITLE_MAX = 120
+BLOG_CONTEXT_MAX = 1_000_000  # characters; MEDIUMTEXT holds 16 MiB of utf8mb4
 
 MYSQL_TABLE_OPTIONS = {
     "mysql_engine": "InnoDB",
@@ -143,7 +144,9 @@ class Blog(Base):
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
     title: Mapped[str] = mapped_column(String(BLOG_TITLE_MAX))
     # "context" is the original's field name for the body text; kept for its clients.
-    context: Mapped[str] = mapped_column(Text)
+    context: Mapped[str] = mapped_column(
+        Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")  # TEXT holds only 64 KiB
+    )
     user_id: Mapped[str] = mapped_column(
         String(ID_LENGTH), ForeignKey("users.id", ondelete="CASCADE"), index=True
     )

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringConstraints
 
-from app.models import BLOG_TITLE_MAX, TAG_NAME_MAX, USER_NAME_MAX
+from app.models import BLOG_CONTEXT_MAX, BLOG_TITLE_MAX, TAG_NAME_MAX, USER_NAME_MAX
 
 STRICT = ConfigDict(strict=True, extra="ignore")
 
@@ -23,6 +23,7 @@ TagName = Annotated[
 BlogTitle = Annotated[
     StrictStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=BLOG_TITLE_MAX)
 ]
+BlogContext = Annotated[StrictStr, StringConstraints(max_length=BLOG_CONTEXT_MAX)]
 Role = Annotated[StrictInt, Field(ge=0, le=1, description="0 user, 1 admin")]
 ObjectId = Annotated[StrictStr, StringConstraints(min_length=1, max_length=64)]
 Password = Annotated[StrictStr, StringConstraints(min_length=8, max_length=1024)]
@@ -64,7 +65,7 @@ class BlogCreate(BaseModel):
 
     model_config = STRICT
     title: BlogTitle
-    context: StrictStr
+    context: BlogContext
     user_id: ObjectId
     tags: list[ObjectId] = Field(max_length=100, description="tag ids; duplicates are ignored")
 
@@ -74,7 +75,7 @@ class BlogUpdate(BaseModel):
 
     model_config = STRICT
     title: BlogTitle
-    context: StrictStr
+    context: BlogContext
     tags: list[ObjectId] = Field(max_length=100, description="tag ids; duplicates are ignored")
 
 
@@ -82,7 +83,7 @@ class PageQuery(BaseModel):
     """`?limit=&offset=` of the list routes; the upper bound of `limit` is `MAX_PAGE_SIZE`."""
 
     limit: int | None = Field(default=None, ge=1)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=10**9)
 
 
 class HistoryQuery(BaseModel):

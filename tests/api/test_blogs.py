@@ -223,3 +223,15 @@ async def test_unicode_round_trips(client, owner) -> None:
     blog = await create_blog(client, owner["id"], title="实时监控 🚀", context="内存使用情况")
     fetched = await ok(await client.get(f"/api/v1/blog/{blog['id']}"))
     assert fetched["title"] == "实时监控 🚀" and fetched["context"] == "内存使用情况"
+
+
+async def test_long_context_round_trips(client, owner) -> None:
+    context = "é" * 40_000  # 80 KB of UTF-8: more than MySQL's TEXT holds
+    blog = await create_blog(client, owner["id"], context=context)
+    assert (await ok(await client.get(f"/api/v1/blog/{blog['id']}")))["context"] == context
+
+
+async def test_context_over_the_limit_is_400(client, owner) -> None:
+    body = {"title": "t", "context": "x" * 1_000_001, "user_id": owner["id"], "tags": []}
+    msg = await failed(await client.post("/api/v1/blog", json=body), 400, "POST", "/api/v1/blog")
+    assert msg.startswith("context:")

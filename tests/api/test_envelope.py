@@ -77,7 +77,9 @@ async def test_body_that_is_not_an_object_is_400(client, body) -> None:
     )
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=abc", "offset=-1", "limit=1001"])
+@pytest.mark.parametrize(
+    "query", ["limit=0", "limit=abc", "offset=-1", "limit=1001", "offset=99999999999999999999"]
+)
 async def test_bad_paging_is_400_naming_the_parameter(client, query) -> None:
     msg = await failed(await client.get(f"/api/v1/tag?{query}"), 400, "GET", "/api/v1/tag")
     assert msg.startswith(query.split("=")[0] + ":"), msg
