@@ -72,7 +72,8 @@ def failed(
     return response
 
 
-def _field_name(location: tuple[Any, ...]) -> str:
+def field_name(location: tuple[Any, ...]) -> str:
+    """A pydantic error location as people write it: `("tags", 0)` -> `"tags[0]"`."""
     name = ""
     for part in location:
         name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
@@ -92,7 +93,7 @@ def describe_validation_error(error: Exception, *, body: bool = True) -> str:
         return "request body is not valid" if body else "query string is not valid"
     problems = []
     for item in error.errors(include_url=False, include_input=False):
-        field = _field_name(tuple(item["loc"]))
+        field = field_name(tuple(item["loc"]))
         if not field:
             problems.append("request body must be a JSON object" if body else item["msg"])
         else:

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
-from app.envelope import _field_name
+from app.envelope import field_name
 
 STRICT = ConfigDict(strict=True, extra="forbid")
 RoomName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
@@ -99,7 +99,7 @@ def parse_frame(text: str, adapter: TypeAdapter | type[BaseModel]) -> Any:
         location = tuple(first["loc"])
         if isinstance(adapter, TypeAdapter) and location:
             location = location[1:]  # the first element names the union member (the event)
-        field = _field_name(location) or "frame"
+        field = field_name(location) or "frame"
         if first["type"] == "union_tag_invalid" or (field == "event" and "event" in data):
             raise FrameError(f"event: unknown event {data.get('event')!r}") from error
         raise FrameError(f"{field}: {first['msg']}") from error

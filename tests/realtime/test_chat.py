@@ -134,14 +134,14 @@ async def test_logged_in_users_speak_under_their_account_name(serve_app) -> None
 
 
 async def test_open_connections_count_as_online(serve_app) -> None:
+    from app.services.tokens import issue_token
+
     async with serve_app() as app:
         user = await make_user(app, "alice", password="alice-password")
+        async with app.extensions["database"].session() as session:
+            token = await issue_token(session, user.id, ttl_seconds=60)  # no request: not online yet
         client = app.test_client()
-        token = (await (await client.post("/api/v1/tokens", headers={
-            "Authorization": "Basic " + __import__("base64").b64encode(b"alice:alice-password").decode()
-        })).get_json())["data"]["token"]
-        await app.extensions["presence"].store.purge()
-        app.extensions["presence"].store._last_activity.clear()
+        assert (await (await client.get("/api/v1/online")).get_json())["data"]["users"] == []
         async with client.websocket(f"/ws/chat?token={token}") as ws:
             await send_json(ws, {"event": "ping"})
             await receive_json(ws)
