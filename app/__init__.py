@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
 from quart import Quart
 from quart.wrappers import Request
 from quart_schema import QuartSchema
 from werkzeug.exceptions import BadRequest
 
+from app import json_provider
 from app.api import api_v1
-from app.auth.identity import identify_request, identify_websocket
-from app.auth.rate_limit import AuthRateLimiter
+from app.auth.csrf import check_csrf, csrf_token
+from app.auth.identity import VerifiedPasswords, identify_request, identify_websocket
+from app.auth.rate_limit import CredentialGuard
 from app.cli import DATABASE_COMMANDS
 from app.db import Database
 from app.envelope import register_error_handlers
@@ -22,6 +25,7 @@ from app.realtime import chat, monitor
 from app.realtime.setup import close_realtime, open_realtime
 from app.redis_client import create_redis
 from app.request_log import configure_logging, register_request_logging
+from app.security_headers import register_security_headers
 from app.settings import Settings
 from app.web import basics, pages
 
@@ -29,10 +33,25 @@ log = logging.getLogger(__name__)
 
 
 class ApiRequest(Request):
-    """A request whose unparsable JSON body is a 400 with a message, never an empty one."""
+    """A request whose unparsable JSON body is a 400 with a message, never a 500: invalid
+    UTF-8, NaN/Infinity and over-deep nesting included (`app.json_provider`)."""
 
-    def on_json_loading_failed(self, error: Exception) -> None:
-        raise BadRequest(f"request body is not valid JSON ({error})")
+    async def get_json(self, force: bool = False, silent: bool = False,
+                       cache: bool = True) -> Any:
+        if cache and self._cached_json[silent] is not Ellipsis:
+            return self._cached_json[silent]
+        if not (force or self.is_json):
+            return None
+        data = await self.get_data(cache=cache, as_text=False)
+        try:
+            result = json_provider.loads(data)
+        except ValueError as error:
+            if not silent:
+                raise BadRequest(f"request body is not valid JSON ({error})") from None
+            result = None
+        if cache:
+            self._cached_json[silent] = result
+        return result
 
 
 def create_app(settings: Settings | None = None) -> Quart:
@@ -69,9 +88,13 @@ def create_app(settings: Settings | None = None) -> Quart:
         redoc_ui_path=None,
         scalar_ui_path=None,
     )
+    json_provider.use_orjson(app)
     register_request_logging(app)
+    register_security_headers(app, settings)
     register_error_handlers(app)
+    app.jinja_env.globals["csrf_token"] = csrf_token
     app.before_request(identify_request)
+    app.before_request(check_csrf)
     app.before_websocket(identify_websocket)
     app.register_blueprint(api_v1)
     app.register_blueprint(health_blueprint)
@@ -95,7 +118,8 @@ def create_app(settings: Settings | None = None) -> Quart:
         app.extensions["redis"] = redis
         store = create_presence_store(settings, database=database, redis=redis)
         app.extensions["presence"] = PresenceRecorder(store)
-        app.extensions["auth_rate_limiter"] = AuthRateLimiter(settings, redis)
+        app.extensions["credential_guard"] = CredentialGuard(settings, redis)
+        app.extensions["verified_passwords"] = VerifiedPasswords(settings.secret_key)
         await open_realtime(app, settings, redis)
         if settings.scheduler_enabled:
             from app.scheduler.service import SchedulerService
@@ -119,7 +143,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         redis = app.extensions.pop("redis", None)
         if redis is not None:
             await redis.aclose()
-        app.extensions.pop("auth_rate_limiter", None)
+        app.extensions.pop("credential_guard", None)
         database: Database | None = app.extensions.pop("database", None)
         if database is not None:
             await database.dispose()

@@ -11,9 +11,22 @@ import sys
 from pathlib import Path
 
 import click
+from pydantic import ValidationError
 
 from app.db import PROJECT_ROOT, downgrade_to_base, upgrade_to_head
-from app.settings import Settings
+from app.settings import Settings, describe_settings_error
+
+EXIT_CONFIGURATION_ERROR = 2
+
+
+def load_settings() -> Settings:
+    """The settings from the environment; on a bad value, one line naming the variable on
+    stderr and exit code 2 (no traceback)."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        click.echo(describe_settings_error(error), err=True)
+        sys.exit(EXIT_CONFIGURATION_ERROR)
 
 HYPERCORN_CONFIG = PROJECT_ROOT / "hypercorn.toml"
 
@@ -45,7 +58,7 @@ def serve_command(bind: str | None, workers: int | None, migrate: bool) -> None:
     """Serve the app with Hypercorn and hypercorn.toml (the original's `runserver`)."""
     from app.serving import run_workers
 
-    settings = Settings()  # fail here, with a clear message, on a bad configuration
+    settings = load_settings()  # fail here, with one clear line, on a bad configuration
     from app.request_log import configure_logging
 
     configure_logging(settings)
@@ -66,7 +79,7 @@ def serve_command(bind: str | None, workers: int | None, migrate: bool) -> None:
 @click.command("init-db")
 def init_db_command() -> None:
     """Create or upgrade the schema: `alembic upgrade head` (the original's `init_db`)."""
-    settings = Settings()
+    settings = load_settings()
     upgrade_to_head(settings)
     click.echo("database is at the latest migration")
 
@@ -75,7 +88,7 @@ def init_db_command() -> None:
 @click.option("--yes", is_flag=True, help="do not ask for confirmation")
 def clear_db_command(yes: bool) -> None:
     """Drop every table and its data: `alembic downgrade base` (the original's `clear_db`)."""
-    settings = Settings()
+    settings = load_settings()
     if not yes:
         click.confirm("Drop all tables and their data?", abort=True)
     downgrade_to_base(settings)
@@ -95,7 +108,7 @@ def create_admin_command(name: str, password: str) -> None:
 
     if len(password) < 8:
         raise click.BadParameter("at least 8 characters", param_hint="--password")
-    created = asyncio.run(ensure_admin_account(Settings(), name=name, password=password))
+    created = asyncio.run(ensure_admin_account(load_settings(), name=name, password=password))
     click.echo(f"admin {name!r} {'created' if created else 'updated'}")
 
 

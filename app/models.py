@@ -8,6 +8,7 @@ under asyncio. Times are stored as naive UTC (DATETIME(6) on MySQL) and come bac
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime
 
 import uuid6
@@ -24,10 +25,11 @@ from sqlalchemy import (
     TypeDecorator,
 )
 from sqlalchemy.dialects import mysql
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 ID_LENGTH = 36
 USER_NAME_MAX = 64
+NAME_KEY_MAX = 255  # room for NFKC + case folding, which can lengthen a name
 TAG_NAME_MAX = 64
 BLOG_TITLE_MAX = 120
 BLOG_CONTEXT_MAX = 1_000_000  # characters; MEDIUMTEXT holds 16 MiB of utf8mb4
@@ -50,6 +52,12 @@ NAMING_CONVENTION = {
 def new_id() -> str:
     """A new 36-character, time-ordered UUIDv7 string."""
     return str(uuid6.uuid7())
+
+
+def name_key(name: str) -> str:
+    """The form of a user name that uniqueness and look-ups use: NFKC-normalised and case-folded,
+    so "ROOT", "root" and the full-width "ｒｏｏｔ" are one name (Unicode TR 36, §2.4)."""
+    return unicodedata.normalize("NFKC", name).casefold()
 
 
 def utcnow() -> datetime:
@@ -105,12 +113,20 @@ class User(Base):
 
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(USER_NAME_MAX), unique=True)
+    # `name_key(name)`, kept by `_keep_name_key`: unique, so names are unique case-insensitively
+    # on every backend (MySQL's binary collation and SQLite alike).
+    name_key: Mapped[str] = mapped_column(String(NAME_KEY_MAX), unique=True)
     role: Mapped[int] = mapped_column(SmallInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Argon2id PHC string; None for accounts that cannot log in (the original had no passwords).
     password_hash: Mapped[str | None] = mapped_column(String(255), default=None)
     # Written by the database presence backend, at most once a minute per user.
     last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None, index=True)
+
+    @validates("name")
+    def _keep_name_key(self, _key: str, value: str) -> str:
+        self.name_key = name_key(value)
+        return value
 
     blogs: Mapped[list[Blog]] = relationship(
         back_populates="owner",
@@ -163,13 +179,22 @@ class Blog(Base):
     )
 
 
+TOKEN_KIND_BEARER = "bearer"  # noqa: S105 (a kind, not a secret)
+TOKEN_KIND_SESSION = "session"  # noqa: S105
+
+
 class ApiToken(Base):
-    """A bearer token of the API. Only its SHA-256 is stored: a leaked table reveals no token."""
+    """A credential: an API bearer token or a browser login session (`kind`). Only the secret's
+    SHA-256 is stored, so a leaked table reveals no credential; deleting the row revokes it for
+    every worker at once."""
 
     __tablename__ = "api_tokens"
     __table_args__ = MYSQL_TABLE_OPTIONS
 
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(
+        String(16), default=TOKEN_KIND_BEARER, server_default=TOKEN_KIND_BEARER
+    )
     user_id: Mapped[str] = mapped_column(
         String(ID_LENGTH), ForeignKey("users.id", ondelete="CASCADE"), index=True
     )

@@ -21,6 +21,26 @@ access_log = logging.getLogger("app.access")
 REQUEST_ID_HEADER = "X-Request-ID"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
+# C0 controls, DEL, C1 controls and the Unicode line separators, each shown as `\xNN`/`\uNNNN`.
+_CONTROL_ESCAPES = {
+    code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    for code in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]
+}
+
+
+def escape_controls(text: str) -> str:
+    """`text` with control characters escaped, so a request path holding `%0a` cannot forge a
+    second log line."""
+    return text.translate(_CONTROL_ESCAPES)
+
+
+class EscapingFormatter(logging.Formatter):
+    """The text log's formatter: one event, one line (a traceback still follows on its own
+    lines, after the escaped message)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
 
 
 def configure_logging(settings: Settings) -> None:
@@ -31,7 +51,7 @@ def configure_logging(settings: Settings) -> None:
             JsonFormatter("%(asctime)s %(levelname)s %(name)s %(process)d %(message)s")
         )
     else:
-        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+        handler.setFormatter(EscapingFormatter(TEXT_FORMAT))
     logger = logging.getLogger("app")
     logger.handlers[:] = [handler]
     logger.setLevel(settings.log_level.upper())

@@ -10,19 +10,20 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEVELOPMENT_SECRET_KEY = "development-only-secret-key-change-me"  # noqa: S105 (a marker, refused in production)
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/quart-framework.db"
+SECRET_KEY_MIN = 32  # characters; e.g. secrets.token_urlsafe(32) gives 43
 
 
 class Settings(BaseSettings):
     """The service configuration.
 
     Raises:
-        pydantic.ValidationError: a value is malformed, or `SECRET_KEY` is missing or left at
-            the development marker outside `APP_ENV=development`.
+        pydantic.ValidationError: a value is malformed, or `SECRET_KEY` is missing, shorter
+            than 32 characters or left at the development marker outside `APP_ENV=development`.
     """
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
@@ -49,13 +50,18 @@ class Settings(BaseSettings):
     token_ttl_seconds: int = Field(default=3600, ge=60, le=30 * 86400)
     session_cookie_secure: bool | None = None  # None: on, except in development and testing
     permanent_session_lifetime: int = Field(default=7 * 86400, ge=60)
+    # Failed credential checks allowed per account name, and per client address (docs/security.md).
     auth_rate_limit: str = "10/minute"
+    auth_address_rate_limit: str = "30/minute"
 
     # Presence: None picks redis when REDIS_URL is set, else memory.
     presence_backend: Literal["redis", "database", "memory"] | None = None
     online_last_minutes: int = Field(default=5, ge=1, le=1440)
     presence_database_max_minutes: int = Field(default=30 * 1440, ge=1)
-    presence_key_prefix: str = ""
+    # Prefix of every Redis key of this service (PRESENCE_KEY_PREFIX is its old name).
+    redis_key_prefix: str = Field(
+        default="", validation_alias=AliasChoices("redis_key_prefix", "presence_key_prefix")
+    )
 
     # Proxies in front of the service whose X-Forwarded-For is trusted (0: use the peer address).
     forwarded_allow_hops: int = Field(default=0, ge=0, le=10)
@@ -94,6 +100,9 @@ class Settings(BaseSettings):
 
     upload_folder: Path = Path("var/uploads")
     upload_max_bytes: int = Field(default=1024 * 1024, ge=1)
+    upload_folder_max_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
+    # Strict-Transport-Security max-age in production (0: header off, e.g. no TLS in front).
+    hsts_max_age: int = Field(default=365 * 86400, ge=0)
     display_timezone: str = "Asia/Shanghai"
     max_page_size: int = Field(default=1000, ge=1, le=100_000)
     max_content_length: int = Field(default=1024 * 1024, ge=1024)
@@ -118,7 +127,7 @@ class Settings(BaseSettings):
             return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
         return value
 
-    @field_validator("auth_rate_limit", "ws_rate_limit")
+    @field_validator("auth_rate_limit", "auth_address_rate_limit", "ws_rate_limit")
     @classmethod
     def _valid_rate_limit(cls, value: str) -> str:
         from limits import parse
@@ -132,11 +141,11 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _secret_key_outside_development(self) -> Settings:
         if self.app_env != "development" and (
-            not self.secret_key or self.secret_key == DEVELOPMENT_SECRET_KEY
+            self.secret_key == DEVELOPMENT_SECRET_KEY or len(self.secret_key) < SECRET_KEY_MIN
         ):
             raise ValueError(
-                f"SECRET_KEY must be set to a random value when APP_ENV={self.app_env} "
-                "(for local runs use APP_ENV=development)"
+                f"SECRET_KEY must be a random value of at least {SECRET_KEY_MIN} characters when "
+                f"APP_ENV={self.app_env} (for local runs use APP_ENV=development)"
             )
         if self.effective_presence_backend == "redis" and not self.redis_url:
             raise ValueError("PRESENCE_BACKEND=redis needs REDIS_URL")
@@ -182,3 +191,14 @@ class Settings(BaseSettings):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.display_timezone)
+
+
+def describe_settings_error(error: ValidationError) -> str:
+    """One line naming each bad variable: `SECRET_KEY: must be a random value of …`."""
+    problems = []
+    for item in error.errors(include_url=False, include_input=False):
+        variable = "_".join(str(part) for part in item["loc"]).upper() or "settings"
+        message = item["msg"].removeprefix("Value error, ")
+        problems.append(message if variable == "SETTINGS" or not item["loc"] else
+                        f"{variable}: {message}")
+    return "configuration error: " + "; ".join(problems)

@@ -16,6 +16,11 @@ def basic(name: str, password: str) -> dict[str, str]:
     return {"Authorization": f"Basic {encoded}"}
 
 
+# What a browser sends with a form or fetch of this site (the test client's host is localhost);
+# cookie-authenticated writes need it (CSRF rule, docs/security.md).
+SAME_ORIGIN = {"Origin": "http://localhost"}
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 

@@ -6,19 +6,51 @@ must be JSON strings. Unknown fields are ignored, as the original ignored them.
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+)
 
-from app.models import BLOG_CONTEXT_MAX, BLOG_TITLE_MAX, TAG_NAME_MAX, USER_NAME_MAX
+from app.models import (
+    BLOG_CONTEXT_MAX,
+    BLOG_TITLE_MAX,
+    NAME_KEY_MAX,
+    TAG_NAME_MAX,
+    USER_NAME_MAX,
+    name_key,
+)
 
 STRICT = ConfigDict(strict=True, extra="ignore")
 
+
+
+def printable_name(value: str) -> str:
+    """Refuse control, format (e.g. bidi overrides), private-use and unassigned characters
+    (Unicode category C): they make names that look like other names or break logs."""
+    if any(unicodedata.category(char).startswith("C") for char in value):
+        raise ValueError("must not contain control or invisible characters")
+    if len(name_key(value)) > NAME_KEY_MAX:
+        raise ValueError("is too long once normalised")
+    return value
+
+
 UserName = Annotated[
-    StrictStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=USER_NAME_MAX)
+    StrictStr,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=USER_NAME_MAX),
+    AfterValidator(printable_name),
 ]
 TagName = Annotated[
-    StrictStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=TAG_NAME_MAX)
+    StrictStr,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=TAG_NAME_MAX),
+    AfterValidator(printable_name),
 ]
 BlogTitle = Annotated[
     StrictStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=BLOG_TITLE_MAX)

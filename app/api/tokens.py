@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, Response, current_app, request
+from quart import Blueprint, Response
 from quart_schema import tag
 
 from app.api.common import database, settings
 from app.auth.identity import require_identity, unauthorized
-from app.auth.rate_limit import AuthRateLimiter
 from app.envelope import succeed
 from app.services import tokens as token_service
 
 blueprint = Blueprint("tokens", __name__)
-
-
-def rate_limiter() -> AuthRateLimiter:
-    return current_app.extensions["auth_rate_limiter"]
 
 
 @blueprint.post("/tokens")
@@ -24,9 +19,9 @@ async def issue_token() -> Response:
     """Exchange Basic credentials (or a logged-in session) for a bearer token.
 
     `data` is `{"token": str, "expires_in": seconds}`. 401 without valid credentials; 429 with
-    `Retry-After` past `AUTH_RATE_LIMIT` attempts per client.
+    `Retry-After` once the address or the account has used its budget of failed attempts
+    (`AUTH_ADDRESS_RATE_LIMIT`, `AUTH_RATE_LIMIT`; counted when the Basic credentials are checked).
     """
-    await rate_limiter().hit("tokens", request.remote_addr or "-")
     identity = require_identity()
     if identity.method == "bearer":
         raise unauthorized("Authorization: use Basic credentials (not a token) to obtain a token")
@@ -41,8 +36,8 @@ async def issue_token() -> Response:
 async def revoke_token() -> Response:
     """Revoke the bearer token this request is authenticated with, on every worker at once."""
     identity = require_identity()
-    if identity.token is None:
+    if identity.method != "bearer" or identity.credential is None:
         raise unauthorized("Authorization: send the Bearer token to revoke")
     async with database().session() as session:
-        await token_service.revoke_token(session, identity.token)
+        await token_service.revoke_token(session, identity.credential)
     return succeed("successfully revoked.")

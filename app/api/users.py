@@ -15,7 +15,7 @@ from app.api.common import (
 )
 from app.api.presenters import blog_json, user_json
 from app.api.schemas import PageQuery, UserIn
-from app.auth.identity import require_identity
+from app.auth.identity import current_identity, require_identity
 from app.envelope import succeed
 from app.services import users as user_service
 
@@ -62,11 +62,25 @@ async def replace_user(user_id: str, data: UserIn) -> Response:
     """Replace name and role (and the password, if given). 404 if unknown, 403 for another
     user's account or a role change by a non-admin, 409 if the name is another user's."""
     actor = write_actor()
+    identity = current_identity()
+    keep = identity.credential if identity is not None and identity.user_id == user_id else None
     async with database().session() as session:
         user = await user_service.replace_user(
-            session, user_id, name=data.name, role=data.role, password=data.password, actor=actor
+            session, user_id, name=data.name, role=data.role, password=data.password, actor=actor,
+            keep_credential=keep,
         )
     return succeed(user_json(user))
+
+
+@blueprint.delete("/user/<user_id>/sessions")
+@tag(["users", "auth"])
+async def revoke_sessions(user_id: str) -> Response:
+    """End every login session and bearer token of the user, on every worker at once (the
+    user themself or an admin). `data` is `{"revoked": n}`. 404 if unknown, 403 otherwise."""
+    actor = require_identity().actor
+    async with database().session() as session:
+        revoked = await user_service.revoke_credentials(session, user_id, actor=actor)
+    return succeed({"revoked": revoked})
 
 
 @blueprint.delete("/user/<user_id>")

@@ -3,18 +3,28 @@
 `identify_request` runs before every request. With an `Authorization` header the credentials
 must be right (else 401, even on reads); without one, a logged-in session identifies the user.
 An identified user is marked online here, and nowhere else.
+
+Every credential check reports to the `CredentialGuard` (rate_limit.py): failures are limited
+per client address and per account, and a password is checked only while both have budget.
+Sessions are server-side records (`services.tokens`, kind "session"): the signed cookie holds
+only the session's secret, so logout and revocation end a session for every worker at once.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from dataclasses import dataclass
 
+from cachetools import TTLCache
 from quart import current_app, g, request, session, websocket
 from werkzeug.datastructures import Authorization, WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
 
-from app.models import User
+from app.auth.passwords import verify_password
+from app.auth.rate_limit import CredentialGuard
+from app.models import TOKEN_KIND_SESSION, User, name_key
 from app.presence import PresenceRecorder
 from app.services import accounts, tokens
 from app.services.permissions import Actor
@@ -22,20 +32,23 @@ from app.services.permissions import Actor
 log = logging.getLogger(__name__)
 
 REALM = "quart-framework"
-SESSION_USER_KEY = "user_id"
+SESSION_KEY = "sid"  # the session cookie's field holding the session secret
+VERIFIED_PASSWORDS_MAX = 4096
+VERIFIED_PASSWORDS_SECONDS = 300
 
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """The request's user, and how it was authenticated: "basic", "bearer" or "session"."""
+    """The request's user, and how it was authenticated: "basic", "bearer" or "session".
+    `credential` is the bearer token or the session secret (None for Basic)."""
 
     actor: Actor
     method: str
-    token: str | None = None
+    credential: str | None = None
 
     @classmethod
-    def of(cls, user: User, method: str, token: str | None = None) -> Identity:
-        return cls(Actor(user.id, user.name, user.role), method, token)
+    def of(cls, user: User, method: str, credential: str | None = None) -> Identity:
+        return cls(Actor(user.id, user.name, user.role), method, credential)
 
     @property
     def user_id(self) -> str:
@@ -53,36 +66,94 @@ def unauthorized(message: str) -> Unauthorized:
     )
 
 
+class VerifiedPasswords:
+    """Passwords this worker verified recently, so an API client sending Basic credentials on
+    every request costs one Argon2 run per `VERIFIED_PASSWORDS_SECONDS`, not one per request.
+
+    Holds HMAC-SHA256(SECRET_KEY, password) under the name, with the password hash it matched:
+    a changed password (new hash) no longer matches, and no password is kept in memory.
+    """
+
+    def __init__(self, secret_key: str) -> None:
+        self._key = secret_key.encode()
+        self._entries: TTLCache[tuple[str, bytes], str] = TTLCache(
+            maxsize=VERIFIED_PASSWORDS_MAX, ttl=VERIFIED_PASSWORDS_SECONDS
+        )
+
+    def _entry(self, name: str, password: str) -> tuple[str, bytes]:
+        return name_key(name), hmac.new(self._key, password.encode(), hashlib.sha256).digest()
+
+    def matches(self, name: str, password: str, password_hash: str | None) -> bool:
+        return password_hash is not None and self._entries.get(
+            self._entry(name, password)
+        ) == password_hash
+
+    def remember(self, name: str, password: str, password_hash: str) -> None:
+        self._entries[self._entry(name, password)] = password_hash
+
+
+def _client_address() -> str:
+    if websocket:
+        return websocket.remote_addr or "-"
+    return request.remote_addr or "-"
+
+
+async def authenticate_password(name: str, password: str) -> User | None:
+    """The user named `name` (case-insensitively) if `password` is theirs, else None.
+
+    Raises `TooManyAttempts` (429) when the client address or the account has used its budget
+    of failures; a wrong name costs the same time as a wrong password.
+    """
+    guard: CredentialGuard = current_app.extensions["credential_guard"]
+    verified: VerifiedPasswords = current_app.extensions["verified_passwords"]
+    address = _client_address()
+    async with current_app.extensions["database"].session() as db:
+        user = await accounts.find_by_name(db, name)
+    if user is not None and verified.matches(name, password, user.password_hash):
+        return user
+    async with guard.password_check(address, name):
+        if await verify_password(user.password_hash if user else None, password):
+            assert user is not None and user.password_hash is not None
+            verified.remember(name, password, user.password_hash)
+            return user
+        await guard.record_failure(address, name)
+    return None
+
+
 async def _from_authorization_header(credentials: Authorization | None) -> Identity:
     if credentials is None:
         raise unauthorized("Authorization: malformed header; use Basic or Bearer")
-    database = current_app.extensions["database"]
-    async with database.session() as db:
-        if credentials.type == "basic":
-            user = await accounts.user_with_password(
-                db, credentials.username or "", credentials.password or ""
-            )
-            if user is None:
-                raise unauthorized("Authorization: wrong user name or password")
-            return Identity.of(user, "basic")
-        if credentials.type == "bearer" and credentials.token:
-            user = await tokens.user_for_token(db, credentials.token)
-            if user is None:
-                raise unauthorized("Authorization: the token is unknown, expired or revoked")
-            return Identity.of(user, "bearer", credentials.token)
+    if credentials.type == "basic":
+        user = await authenticate_password(credentials.username or "", credentials.password or "")
+        if user is None:
+            raise unauthorized("Authorization: wrong user name or password")
+        return Identity.of(user, "basic")
+    if credentials.type == "bearer" and credentials.token:
+        return await _from_bearer_token(credentials.token)
     raise unauthorized(f"Authorization: unsupported scheme {credentials.type!r}")
 
 
+async def _from_bearer_token(token: str) -> Identity:
+    async with current_app.extensions["database"].session() as db:
+        user = await tokens.user_for_token(db, token)
+    if user is None:
+        guard: CredentialGuard = current_app.extensions["credential_guard"]
+        await guard.ensure_allowed(_client_address())  # 429 once this address is over
+        await guard.record_failure(_client_address())
+        raise unauthorized("Authorization: the token is unknown, expired or revoked")
+    return Identity.of(user, "bearer", token)
+
+
 async def _from_session() -> Identity | None:
-    user_id = session.get(SESSION_USER_KEY)
-    if not isinstance(user_id, str):
+    secret = session.get(SESSION_KEY)
+    if not isinstance(secret, str):
         return None
     async with current_app.extensions["database"].session() as db:
-        user = await db.get(User, user_id)
-    if user is None:  # the account was deleted since login
-        session.clear()
+        user = await tokens.user_for_token(db, secret, kind=TOKEN_KIND_SESSION)
+    if user is None:  # logged out elsewhere, revoked, expired, or the account was deleted
+        session.pop(SESSION_KEY, None)
         return None
-    return Identity.of(user, "session")
+    return Identity.of(user, "session", secret)
 
 
 async def identify_request() -> None:
@@ -90,7 +161,7 @@ async def identify_request() -> None:
     g.identity = None
     if "Authorization" in request.headers:
         g.identity = await _from_authorization_header(request.authorization)
-    elif SESSION_USER_KEY in session:
+    elif SESSION_KEY in session:
         g.identity = await _from_session()
     if g.identity is not None:
         recorder: PresenceRecorder = current_app.extensions["presence"]
@@ -105,8 +176,8 @@ async def identify_websocket() -> None:
     if "Authorization" in websocket.headers:
         g.identity = await _from_authorization_header(websocket.authorization)
     elif token:
-        g.identity = await _from_authorization_header(Authorization("bearer", token=token))
-    elif SESSION_USER_KEY in session:
+        g.identity = await _from_bearer_token(token)
+    elif SESSION_KEY in session:
         g.identity = await _from_session()
     if g.identity is not None:
         await current_app.extensions["presence"].mark(g.identity.user_id)
@@ -124,12 +195,21 @@ def require_identity() -> Identity:
     return identity
 
 
-def login_session(user: User) -> None:
-    """Start a fresh, permanent (PERMANENT_SESSION_LIFETIME) session for `user`."""
-    session.clear()
-    session[SESSION_USER_KEY] = user.id
+async def login_session(user: User) -> None:
+    """Start a fresh server-side session for `user`, lasting PERMANENT_SESSION_LIFETIME, and
+    put its secret in the (new) signed cookie. A session of the previous cookie is ended."""
+    await logout_session()
+    lifetime = int(current_app.permanent_session_lifetime.total_seconds())
+    async with current_app.extensions["database"].session() as db:
+        secret = await tokens.start_session(db, user.id, ttl_seconds=lifetime)
+    session[SESSION_KEY] = secret
     session.permanent = True
 
 
-def logout_session() -> None:
+async def logout_session() -> None:
+    """End this cookie's session for every worker (its record is deleted) and clear the cookie."""
+    secret = session.get(SESSION_KEY)
+    if isinstance(secret, str):
+        async with current_app.extensions["database"].session() as db:
+            await tokens.revoke_token(db, secret)
     session.clear()

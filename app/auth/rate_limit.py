@@ -1,16 +1,31 @@
-"""Rate limits of the login and token endpoints, per client address (the `limits` library).
+"""The one limiter of credential checks: failed attempts per client address and per account.
 
-The counters live in Redis when `REDIS_URL` is set, so every worker and container shares them;
-otherwise in this process (the embedded single-process mode). A moving window of
-`AUTH_RATE_LIMIT` (e.g. "10/minute") hits per endpoint and client. If Redis fails, the limit is
-not enforced (logged): logging in stays possible while Redis is down.
+Every password check (Basic on any route, `POST /login`, hence `POST /api/v1/tokens`) and every
+bearer-token check (the `Authorization` header or a websocket's `?token=`) reports here. The
+counters are moving windows of the `limits` library, in Redis when `REDIS_URL` is set (shared by
+every worker and container, under the deployment's key prefix), otherwise in this process.
+
+- Only **failures** are counted: a right password never uses the budget.
+- A password check asks `ensure_allowed` **before** Argon2 runs, so a flood of guesses past the
+  limit costs one Redis round trip each and no hashing. Within one worker the checks of one
+  address, and of one account, run one at a time, so concurrent guesses cannot all pass the
+  test before the first failure is counted: across W workers at most limit + W - 1 failures
+  get through in a window.
+- A bearer token is 256 random bits: it is looked up first (one indexed query), and only a
+  failed look-up is counted (per address), so a good token costs no limiter round trip.
+- If the counter store fails, the limit is not enforced (logged): logging in stays possible
+  while Redis is down.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import math
 import time
+import weakref
+from collections.abc import AsyncIterator
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
@@ -18,48 +33,91 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import Redis
 from werkzeug.exceptions import TooManyRequests
 
+from app.models import name_key
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
+ADDRESS_SCOPE = "address"
+ACCOUNT_SCOPE = "account"
+
 
 class TooManyAttempts(TooManyRequests):
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"too many attempts; retry after {retry_after} s")
+    """429 with `Retry-After` (seconds), answered in the envelope."""
+
+    def __init__(self, retry_after: int, what: str) -> None:
+        super().__init__(f"too many failed sign-in attempts for this {what}; "
+                         f"retry after {retry_after} s")
         self.retry_after_seconds = retry_after
 
-    def get_headers(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+    def get_headers(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201 (werkzeug's signature)
         return [*super().get_headers(*args, **kwargs), ("Retry-After", str(self.retry_after_seconds))]
 
 
-class AuthRateLimiter:
-    """Counts attempts per `(scope, client)`; `hit` raises 429 with `Retry-After` past the limit."""
+class CredentialGuard:
+    """Counts failed credential checks per client address (`AUTH_ADDRESS_RATE_LIMIT`) and per
+    account name (`AUTH_RATE_LIMIT`, case-insensitive as names are)."""
 
     def __init__(self, settings: Settings, redis: Redis | None) -> None:
-        self.item: RateLimitItem = parse(settings.auth_rate_limit)
+        self.per_account: RateLimitItem = parse(settings.auth_rate_limit)
+        self.per_address: RateLimitItem = parse(settings.auth_address_rate_limit)
         self.storage: Storage
         if redis is not None:
             # Shares the worker's connection pool: closed with the app's Redis client.
             self.storage = RedisStorage(
                 "async+redis://",
                 implementation="redispy",
-                key_prefix=f"{settings.presence_key_prefix}rate-limit",
+                key_prefix=f"{settings.redis_key_prefix}auth-failures",
                 connection_pool=redis.connection_pool,
             )
         else:
             self.storage = MemoryStorage()
         self.limiter = MovingWindowRateLimiter(self.storage)
+        # Held while a password is checked; dropped when nobody holds them (no growth).
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
-    async def hit(self, scope: str, client: str) -> None:
-        """Count one attempt. Raises `TooManyAttempts` (429) once the limit is reached."""
-        try:
-            allowed = await self.limiter.hit(self.item, scope, client)
-            if allowed:
+    def _keys(self, address: str, account: str | None) -> list[tuple[RateLimitItem, str, str]]:
+        keys = [(self.per_address, ADDRESS_SCOPE, address)]
+        if account:
+            keys.append((self.per_account, ACCOUNT_SCOPE, name_key(account)))
+        return keys
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    @contextlib.asynccontextmanager
+    async def password_check(self, address: str, account: str) -> AsyncIterator[None]:
+        """Serialise this worker's checks of `address` and of `account`, and refuse one that
+        is over a limit. Raises `TooManyAttempts` before the body runs."""
+        # One order for every caller (address, then account): no deadlock.
+        address_lock = self._lock(f"{ADDRESS_SCOPE}/{address}")
+        account_lock = self._lock(f"{ACCOUNT_SCOPE}/{name_key(account)}")
+        async with address_lock, account_lock:
+            await self.ensure_allowed(address, account)
+            yield
+
+    async def ensure_allowed(self, address: str, account: str | None = None) -> None:
+        """Raise `TooManyAttempts` if `address` or `account` has no failures left."""
+        for item, scope, key in self._keys(address, account):
+            try:
+                if await self.limiter.test(item, scope, key):
+                    continue
+                stats = await self.limiter.get_window_stats(item, scope, key)
+            except Exception as error:  # noqa: BLE001 (fail open: see module docstring)
+                log.warning("credential limiter store failed (%s); not enforcing",
+                            type(error).__name__)
                 return
-            stats = await self.limiter.get_window_stats(self.item, scope, client)
-        except TooManyAttempts:
-            raise
-        except Exception as error:  # noqa: BLE001 (fail open: see module docstring)
-            log.warning("rate-limit store failed (%s); not enforcing", type(error).__name__)
-            return
-        raise TooManyAttempts(max(1, math.ceil(stats.reset_time - time.time())))
+            raise TooManyAttempts(max(1, math.ceil(stats.reset_time - time.time())), scope)
+
+    async def record_failure(self, address: str, account: str | None = None) -> None:
+        """Count one failed check against `address` (and `account`)."""
+        for item, scope, key in self._keys(address, account):
+            try:
+                await self.limiter.hit(item, scope, key)
+            except Exception as error:  # noqa: BLE001 (fail open)
+                log.warning("credential limiter store failed (%s); not counting",
+                            type(error).__name__)
+                return

@@ -55,7 +55,7 @@ def create_presence_store(
         assert redis is not None  # Settings refuses PRESENCE_BACKEND=redis without REDIS_URL
         return RedisPresenceStore(
             redis, window_minutes=settings.online_last_minutes,
-            key_prefix=settings.presence_key_prefix, clock=clock,
+            key_prefix=settings.redis_key_prefix, clock=clock,
         )
     if backend == "database":
         from app.presence.database_store import DatabasePresenceStore

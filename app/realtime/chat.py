@@ -14,11 +14,10 @@ import re
 
 from quart import Blueprint, current_app, render_template
 from quart_schema import hide
-from sqlalchemy import select
 from werkzeug.exceptions import BadRequest
 
 from app.auth.identity import current_identity
-from app.models import User, new_id
+from app.models import new_id
 from app.realtime.connection import Connection
 from app.realtime.handshake import check_origin
 from app.realtime.hub import NICKNAME_ROOM
@@ -36,6 +35,7 @@ from app.realtime.protocol import (
 )
 from app.realtime.rooms import member_record
 from app.realtime.session import current_hub, new_connection, run_connection
+from app.services import accounts
 
 blueprint = Blueprint("chat", __name__)
 NICKNAME = re.compile(r"^[^\x00-\x1f\x7f/]{1,32}$")
@@ -133,7 +133,7 @@ def presence_names(members: list[dict]) -> list[dict]:
 
 async def _nickname_is_an_account(nickname: str) -> bool:
     async with current_app.extensions["database"].session() as session:
-        return await session.scalar(select(User.id).where(User.name == nickname)) is not None
+        return await accounts.name_is_taken(session, nickname)
 
 
 async def _join(connection: Connection, frame: Join) -> None:

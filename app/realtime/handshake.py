@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from quart import current_app, websocket
 from werkzeug.exceptions import Forbidden
+
+from app.auth.csrf import same_origin
 
 
 def origin_allowed(origin: str | None, *, host: str, scheme: str, allowed: list[str]) -> bool:
@@ -17,12 +17,9 @@ def origin_allowed(origin: str | None, *, host: str, scheme: str, allowed: list[
     """
     if origin is None:
         return True
-    origin = origin.rstrip("/").lower()
     if allowed:
-        return origin in {entry.lower() for entry in allowed}
-    parts = urlsplit(origin)
-    same_scheme = {"ws": "http", "wss": "https"}.get(scheme, scheme)
-    return parts.scheme == same_scheme and parts.netloc == host.lower()
+        return origin.rstrip("/").lower() in {entry.lower() for entry in allowed}
+    return same_origin(origin, host=host, scheme=scheme)
 
 
 def check_origin() -> None:

@@ -23,9 +23,9 @@ async def open_realtime(app: Quart, settings: Settings, redis: Redis | None) -> 
     broker: Broker
     directory: RoomDirectory
     if redis is not None:
-        broker = RedisBroker(redis, channel=f"{settings.presence_key_prefix}hub")
+        broker = RedisBroker(redis, channel=f"{settings.redis_key_prefix}hub")
         directory = RedisRoomDirectory(redis, stale_after=stale_after,
-                                       prefix=settings.presence_key_prefix)
+                                       prefix=settings.redis_key_prefix)
     else:
         broker = InProcessBroker()
         directory = MemoryRoomDirectory(stale_after=stale_after)

@@ -74,7 +74,7 @@ def _jobstore(settings: Settings) -> Any:
         from redis.connection import parse_url
 
         options = parse_url(settings.redis_url)
-        prefix = settings.presence_key_prefix
+        prefix = settings.redis_key_prefix
         return RedisJobStore(jobs_key=f"{prefix}scheduler:jobs",
                              run_times_key=f"{prefix}scheduler:run_times",
                              socket_timeout=settings.redis_timeout * 5, **options)
@@ -100,7 +100,7 @@ class SchedulerService:
         self.timezone = settings.scheduler_timezone or settings.display_timezone
         self.host_name = socket.gethostname()
         self.allowed_hosts = settings.scheduler_allowed_hosts
-        prefix = settings.presence_key_prefix
+        prefix = settings.redis_key_prefix
         self._state_key = f"{prefix}scheduler:state"
         self._local_state = RUNNING
         if redis is not None:

@@ -1,17 +1,18 @@
-"""Checking a user's name and password."""
+"""Finding accounts by name. Names are unique case-insensitively (`models.name_key`)."""
 
 from __future__ import annotations
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth.passwords import verify_password
-from app.models import User
+from app.models import User, name_key
 
 
-async def user_with_password(session: AsyncSession, name: str, password: str) -> User | None:
-    """The user named `name` if `password` is theirs, else None (same cost either way)."""
-    user = await session.scalar(select(User).where(User.name == name))
-    if await verify_password(user.password_hash if user else None, password):
-        return user
-    return None
+async def find_by_name(session: AsyncSession, name: str) -> User | None:
+    """The user whose name equals `name` case-insensitively, else None (one indexed query)."""
+    return await session.scalar(select(User).where(User.name_key == name_key(name)))
+
+
+async def name_is_taken(session: AsyncSession, name: str) -> bool:
+    """Whether an account's name equals `name` case-insensitively."""
+    return await session.scalar(select(User.id).where(User.name_key == name_key(name))) is not None

@@ -6,8 +6,9 @@ from sqlalchemy import select
 
 from app.auth.passwords import hash_password
 from app.db import Database
-from app.models import User
+from app.models import User, name_key
 from app.services.permissions import ADMIN_ROLE
+from app.services.tokens import revoke_user_credentials
 from app.settings import Settings
 
 
@@ -16,13 +17,15 @@ async def ensure_admin_account(settings: Settings, *, name: str, password: str) 
     database = Database(settings)
     try:
         async with database.session() as session:
-            user = await session.scalar(select(User).where(User.name == name))
+            user = await session.scalar(select(User).where(User.name_key == name_key(name)))
             created = user is None
             if user is None:
                 user = User(name=name)
                 session.add(user)
             user.role = ADMIN_ROLE
             user.password_hash = await hash_password(password)
+            if not created:  # a reset password ends the old sessions and tokens
+                await revoke_user_credentials(session, user.id, commit=False)
             await session.commit()
         return created
     finally:

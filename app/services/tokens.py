@@ -1,6 +1,8 @@
-"""API bearer tokens: random 256-bit secrets; only their SHA-256 is stored.
+"""Credentials of a user: API bearer tokens and browser login sessions.
 
-Revocation deletes the row, so every worker and container sees it at the next request.
+Both are random 256-bit secrets of which only the SHA-256 is stored (`ApiToken`, with a
+`kind`). Revoking deletes the row, so every worker and container sees it at the next request:
+that is how logout, a password or role change, and an admin's revocation take effect at once.
 """
 
 from __future__ import annotations
@@ -12,15 +14,18 @@ from datetime import timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import ApiToken, User, utcnow
+from app.models import TOKEN_KIND_BEARER, TOKEN_KIND_SESSION, ApiToken, User, utcnow
 
 
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def issue_token(session: AsyncSession, user_id: str, *, ttl_seconds: int) -> str:
-    """A new token for `user_id`, valid `ttl_seconds`. Also drops the user's expired tokens."""
+async def issue_token(
+    session: AsyncSession, user_id: str, *, ttl_seconds: int, kind: str = TOKEN_KIND_BEARER
+) -> str:
+    """A new credential of `kind` for `user_id`, valid `ttl_seconds`; returns the secret.
+    Also drops the user's expired credentials."""
     now = utcnow()
     token = secrets.token_urlsafe(32)
     await session.execute(
@@ -29,6 +34,7 @@ async def issue_token(session: AsyncSession, user_id: str, *, ttl_seconds: int) 
     session.add(
         ApiToken(
             token_hash=token_digest(token),
+            kind=kind,
             user_id=user_id,
             created_at=now,
             expires_at=now + timedelta(seconds=ttl_seconds),
@@ -38,19 +44,46 @@ async def issue_token(session: AsyncSession, user_id: str, *, ttl_seconds: int) 
     return token
 
 
-async def user_for_token(session: AsyncSession, token: str) -> User | None:
-    """The user owning an unexpired, unrevoked `token`, else None (one indexed query)."""
+async def start_session(session: AsyncSession, user_id: str, *, ttl_seconds: int) -> str:
+    """A new login session for `user_id`; returns its secret (kept in the signed cookie)."""
+    return await issue_token(session, user_id, ttl_seconds=ttl_seconds, kind=TOKEN_KIND_SESSION)
+
+
+async def user_for_token(
+    session: AsyncSession, token: str, *, kind: str = TOKEN_KIND_BEARER
+) -> User | None:
+    """The user owning an unexpired, unrevoked credential `token` of `kind`, else None (one
+    indexed query)."""
     return await session.scalar(
         select(User)
         .join(ApiToken, ApiToken.user_id == User.id)
-        .where(ApiToken.token_hash == token_digest(token), ApiToken.expires_at > utcnow())
+        .where(
+            ApiToken.token_hash == token_digest(token),
+            ApiToken.kind == kind,
+            ApiToken.expires_at > utcnow(),
+        )
     )
 
 
 async def revoke_token(session: AsyncSession, token: str) -> bool:
-    """Delete `token`; whether it existed."""
+    """Delete the credential `token` (a bearer token or a session); whether it existed."""
     result = await session.execute(
         delete(ApiToken).where(ApiToken.token_hash == token_digest(token))
     )
     await session.commit()
     return result.rowcount > 0
+
+
+async def revoke_user_credentials(
+    session: AsyncSession, user_id: str, *, keep: str | None = None, commit: bool = True
+) -> int:
+    """Delete every token and session of `user_id` except the credential `keep` (the one the
+    request came with, so a user changing their own password stays signed in there).
+    Returns how many were revoked."""
+    statement = delete(ApiToken).where(ApiToken.user_id == user_id)
+    if keep is not None:
+        statement = statement.where(ApiToken.token_hash != token_digest(keep))
+    result = await session.execute(statement)
+    if commit:
+        await session.commit()
+    return result.rowcount

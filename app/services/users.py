@@ -13,9 +13,10 @@ from sqlalchemy.orm import selectinload
 
 from app.auth.passwords import hash_password
 from app.errors import ConflictError, ForbiddenError, NotFoundError
-from app.models import Blog, User
+from app.models import Blog, User, name_key
 from app.services.pagination import Page, paginate
 from app.services.permissions import Actor, ensure_admin, ensure_self_or_admin
+from app.services.tokens import revoke_user_credentials
 
 USER_NOT_FOUND = "User's id does not exist."  # the original's wording, kept for its clients
 
@@ -27,7 +28,7 @@ def _name_taken(name: str) -> ConflictError:
 async def _ensure_name_free(
     session: AsyncSession, name: str, *, except_id: str | None = None
 ) -> None:
-    owner_id = await session.scalar(select(User.id).where(User.name == name))
+    owner_id = await session.scalar(select(User.id).where(User.name_key == name_key(name)))
     if owner_id is not None and owner_id != except_id:
         raise _name_taken(name)
 
@@ -95,8 +96,12 @@ async def replace_user(
     role: int,
     password: str | None = None,
     actor: Actor | None = None,
+    keep_credential: str | None = None,
 ) -> User:
     """Replace name and role, and the password when one is given (else it is kept).
+
+    A new password or role ends every session and token of the user but `keep_credential`
+    (the one the request came with, when the user changes their own account).
 
     Raises `NotFoundError`; `ForbiddenError` unless `actor` is this user or an admin, or when a
     non-admin changes a role; `ConflictError` if `name` is another user's.
@@ -106,11 +111,24 @@ async def replace_user(
     if actor is not None and not actor.is_admin and role != user.role:
         raise ForbiddenError("role: only an admin may change a role")
     await _ensure_name_free(session, name, except_id=user_id)
+    credentials_change = password is not None or role != user.role
     user.name, user.role = name, role
     if password is not None:
         user.password_hash = await hash_password(password)
+    if credentials_change:
+        await revoke_user_credentials(session, user_id, keep=keep_credential, commit=False)
     await _commit_or_conflict(session, name)
     return user
+
+
+async def revoke_credentials(
+    session: AsyncSession, user_id: str, *, actor: Actor | None = None
+) -> int:
+    """End every session and token of `user_id`; returns how many. Raises `NotFoundError`, or
+    `ForbiddenError` unless `actor` is this user or an admin."""
+    await get_user(session, user_id)
+    ensure_self_or_admin(actor, user_id, "revoke this user's sessions")
+    return await revoke_user_credentials(session, user_id)
 
 
 async def delete_user(session: AsyncSession, user_id: str, *, actor: Actor | None = None) -> None:

@@ -11,6 +11,8 @@ set here live under their own key, so they can never forge a login.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
 import secrets
 from datetime import datetime
@@ -20,9 +22,10 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from quart import Blueprint, Response, current_app, request, send_from_directory, session
 from quart_schema import hide, validate_querystring
-from werkzeug.exceptions import BadRequest, NotFound, RequestEntityTooLarge
+from werkzeug.exceptions import BadRequest, HTTPException, NotFound, RequestEntityTooLarge
 from werkzeug.utils import secure_filename
 
+from app.auth.identity import require_identity
 from app.envelope import succeed
 
 blueprint = Blueprint("basics", __name__)
@@ -30,6 +33,13 @@ blueprint = Blueprint("basics", __name__)
 SESSION_NAMESPACE = "basics"  # never the login's key: see the module docstring
 STORED_NAME = re.compile(r"^[0-9a-f]{32}(\.[a-z0-9]{1,10})?$")
 UPLOAD_CHUNK = 64 * 1024
+
+
+class InsufficientStorage(HTTPException):
+    """507 (RFC 4918 §11.5): the upload folder has reached `UPLOAD_FOLDER_MAX_BYTES`."""
+
+    code = 507
+    description = "insufficient storage"
 
 
 def upload_folder() -> Path:
@@ -94,14 +104,24 @@ async def params_form() -> Response:
                     for key, values in form.lists()})
 
 
+def folder_size(folder: Path) -> int:
+    """Bytes held by the files directly in `folder` (uploads are stored flat)."""
+    with os.scandir(folder) as entries:
+        return sum(entry.stat().st_size for entry in entries if entry.is_file())
+
+
 @blueprint.post("/params/file")
 @hide
 async def params_file() -> Response:
     """Store the multipart field `file` under a generated name in `UPLOAD_FOLDER`.
 
     `data`: `{"stored_as", "size" (bytes), "filename" (the client's name, sanitised, shown only)}`.
-    400 without a file, 413 over `UPLOAD_MAX_BYTES`.
+    401 for anonymous clients when `API_AUTH=required`; 400 without a file; 413 over
+    `UPLOAD_MAX_BYTES`; 507 when the folder would grow past `UPLOAD_FOLDER_MAX_BYTES`.
     """
+    settings = current_app.extensions["settings"]
+    if settings.api_auth == "required":
+        require_identity()
     files = await request.files
     upload = files.get("file")
     if upload is None or not upload.filename:
@@ -110,8 +130,17 @@ async def params_file() -> Response:
     suffix = Path(shown_name).suffix.lower()
     extension = suffix if re.fullmatch(r"\.[a-z0-9]{1,10}", suffix) else ""
     stored_as = secrets.token_hex(16) + extension
-    limit = current_app.extensions["settings"].upload_max_bytes
-    target = upload_folder() / stored_as
+    limit = settings.upload_max_bytes
+    folder = upload_folder()
+    upload.stream.seek(0, os.SEEK_END)
+    incoming = upload.stream.tell()
+    upload.stream.seek(0)
+    used = await asyncio.to_thread(folder_size, folder)
+    if used + incoming > settings.upload_folder_max_bytes:
+        raise InsufficientStorage(
+            f"file: the upload folder is full ({settings.upload_folder_max_bytes} bytes)"
+        )
+    target = folder / stored_as
     size = 0
     try:
         with target.open("xb") as output:
@@ -134,11 +163,16 @@ class DownloadQuery(BaseModel):
 @validate_querystring(DownloadQuery)
 @hide
 async def download(query_args: DownloadQuery) -> Response:
-    """Send an uploaded file as an attachment (`Content-Disposition: attachment`)."""
+    """Send an uploaded file as an attachment (`Content-Disposition: attachment`), always as
+    `application/octet-stream` with `nosniff`: a stored file never renders in the browser."""
     folder = upload_folder()
     if not (folder / query_args.name).is_file():
         raise NotFound("name: no such file")
-    return await send_from_directory(folder, query_args.name, as_attachment=True)
+    response = await send_from_directory(
+        folder, query_args.name, as_attachment=True, mimetype="application/octet-stream"
+    )
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 class ResponseQuery(BaseModel):

@@ -11,9 +11,13 @@ from quart_schema import hide
 from app.api.online import presence_store, shown
 from app.api.presenters import user_json
 from app.api.schemas import LoginIn
-from app.auth.identity import current_identity, login_session, logout_session
+from app.auth.identity import (
+    authenticate_password,
+    current_identity,
+    login_session,
+    logout_session,
+)
 from app.envelope import describe_validation_error, failed, succeed
-from app.services import accounts
 from app.services import online as online_service
 
 blueprint = Blueprint("pages", __name__)
@@ -22,11 +26,19 @@ WRONG_CREDENTIALS = "wrong user name or password"
 
 
 def safe_next(target: str | None, default: str = "/online") -> str:
-    """A same-site path to go to after login; anything else (other hosts, `//x`) is refused."""
-    if not target:
+    r"""A path of this site to go to after login, else `default`.
+
+    Refused: anything with a scheme or host, `//host`, any backslash (browsers read `/\host`
+    as `//host`), and control characters or spaces (browsers drop tabs and newlines, so a tab
+    between two slashes would become `//host`).
+    """
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return default
+    if "\\" in target or any(char.isspace() or ord(char) < 0x20 or ord(char) == 0x7F
+                              for char in target):
         return default
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+    if parts.scheme or parts.netloc:
         return default
     return target
 
@@ -44,8 +56,8 @@ async def login_form() -> str:
 async def login() -> Response | tuple[str, int]:
     """Log in with `name` and `password`, as JSON (answers in the envelope) or as a form
     (redirects to `?next=` or `/online`). Sets the signed session cookie. 401 on wrong
-    credentials, 429 past `AUTH_RATE_LIMIT` attempts per client."""
-    await current_app.extensions["auth_rate_limiter"].hit("login", request.remote_addr or "-")
+    credentials, 429 with `Retry-After` once the address or the account has used its budget of
+    failed attempts (`AUTH_ADDRESS_RATE_LIMIT`, `AUTH_RATE_LIMIT`)."""
     wants_json = request.is_json
     raw = await request.get_json() if wants_json else (await request.form).to_dict()
     try:
@@ -55,15 +67,14 @@ async def login() -> Response | tuple[str, int]:
             return failed(400, describe_validation_error(error))
         return await render_template("login.html", error="name and password are required",
                                      identity=None), 400
-    async with current_app.extensions["database"].session() as session:
-        user = await accounts.user_with_password(session, credentials.name, credentials.password)
+    user = await authenticate_password(credentials.name, credentials.password)
     if user is None:
         if wants_json:
             return failed(401, WRONG_CREDENTIALS)
         page = await render_template("login.html", error=WRONG_CREDENTIALS, name=credentials.name,
                                      next=request.args.get("next"), identity=None)
         return page, 401
-    login_session(user)
+    await login_session(user)
     await current_app.extensions["presence"].mark(user.id)
     if wants_json:
         return succeed(user_json(user))
@@ -73,8 +84,9 @@ async def login() -> Response | tuple[str, int]:
 @blueprint.post("/logout")
 @hide
 async def logout() -> Response:
-    """Clear the session. JSON clients get the envelope; forms go back to `/login`."""
-    logout_session()
+    """End this session for every worker and clear the cookie. JSON clients get the envelope;
+    forms go back to `/login`."""
+    await logout_session()
     if request.accept_mimetypes.best == "application/json" or request.is_json:
         return succeed("logged out.")
     return redirect("/login", 303)

@@ -1,17 +1,22 @@
-"""Login and token endpoints are rate-limited per client, across workers when Redis is set."""
+"""Failed credential checks are limited per account and per client address, on every route that
+checks credentials, across workers when Redis is set; right passwords never use the budget."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from tests.auth_helpers import basic, make_user
+from app.auth import identity
+from app.auth.passwords import verify_password
+from tests.auth_helpers import basic, bearer, make_user
 from tests.helpers import failed
 
 
-async def attempt_logins(client, count: int) -> list[int]:  # noqa: ANN001
+async def attempt_logins(client, count: int, name: str = "alice") -> list[int]:  # noqa: ANN001
     statuses = []
     for _ in range(count):
-        response = await client.post("/login", json={"name": "alice", "password": "wrong"})
+        response = await client.post("/login", json={"name": name, "password": "wrong"})
         statuses.append(response.status_code)
     return statuses
 
@@ -22,21 +27,83 @@ async def test_login_is_limited_in_memory(serve_app) -> None:
         assert await attempt_logins(client, 3) == [401, 401, 401]
         response = await client.post("/login", json={"name": "alice", "password": "wrong"})
         msg = await failed(response, 429, "POST", "/login")
-        assert "too many attempts" in msg
+        assert "too many failed sign-in attempts for this account" in msg
         assert 1 <= int(response.headers["Retry-After"]) <= 60
 
 
-async def test_token_endpoint_is_limited_separately(serve_app) -> None:
+async def test_every_route_shares_the_account_budget(serve_app) -> None:
+    async with serve_app(auth_rate_limit="3/minute") as app:
+        await make_user(app, "alice", password="alice-password")
+        client = app.test_client()
+        wrong = basic("alice", "wrong")
+        assert (await client.get("/api/v1/tag", headers=wrong)).status_code == 401
+        assert (await client.post("/api/v1/tokens", headers=wrong)).status_code == 401
+        assert await attempt_logins(client, 1) == [401]
+        # The budget is spent: every way in now answers 429, before any password is checked.
+        for response in (
+            await client.get("/api/v1/user", headers=wrong),
+            await client.post("/api/v1/tokens", headers=basic("ALICE", "wrong")),
+            await client.post("/login", json={"name": "Alice", "password": "x"}),
+        ):
+            assert response.status_code == 429
+            assert response.headers["Retry-After"].isdigit()
+
+
+async def test_right_passwords_never_use_the_budget(serve_app) -> None:
     async with serve_app(auth_rate_limit="2/minute") as app:
         await make_user(app, "alice", password="alice-password")
         client = app.test_client()
-        await attempt_logins(client, 3)
-        for _ in range(2):
+        for _ in range(10):
+            response = await client.get("/api/v1/me", headers=basic("alice", "alice-password"))
+            assert response.status_code == 200
+        for _ in range(3):
             response = await client.post("/api/v1/tokens", headers=basic("alice", "alice-password"))
             assert response.status_code == 200
-        response = await client.post("/api/v1/tokens", headers=basic("alice", "alice-password"))
-        await failed(response, 429, "POST", "/api/v1/tokens")
-        assert response.headers["Retry-After"].isdigit()
+
+
+async def test_the_address_budget_covers_many_accounts(serve_app) -> None:
+    async with serve_app(auth_rate_limit="5/minute", auth_address_rate_limit="4/minute") as app:
+        client = app.test_client()
+        statuses = [
+            (await client.get("/api/v1/tag", headers=basic(f"user{n}", "wrong"))).status_code
+            for n in range(5)
+        ]
+        assert statuses == [401, 401, 401, 401, 429]
+
+
+async def test_a_refused_guess_costs_no_hashing(serve_app, monkeypatch) -> None:
+    async with serve_app(auth_rate_limit="2/minute") as app:
+        client = app.test_client()
+        assert await attempt_logins(client, 2) == [401, 401]
+        calls = []
+
+        async def counting_verify(*args: object) -> bool:
+            calls.append(args)
+            return await verify_password(*args)
+
+        monkeypatch.setattr(identity, "verify_password", counting_verify)
+        assert await attempt_logins(client, 5) == [429] * 5
+        assert calls == []
+
+
+async def test_concurrent_guesses_cannot_overshoot_the_limit(serve_app) -> None:
+    async with serve_app(auth_rate_limit="3/minute") as app:
+        client = app.test_client()
+        responses = await asyncio.gather(*(
+            client.get("/api/v1/tag", headers=basic("alice", f"guess{n}")) for n in range(12)
+        ))
+        statuses = sorted(response.status_code for response in responses)
+        assert statuses == [401] * 3 + [429] * 9
+
+
+async def test_bearer_failures_are_limited_per_address(serve_app) -> None:
+    async with serve_app(auth_address_rate_limit="3/minute") as app:
+        client = app.test_client()
+        statuses = [
+            (await client.get("/api/v1/tag", headers=bearer(f"guess-{n}"))).status_code
+            for n in range(4)
+        ]
+        assert statuses == [401, 401, 401, 429]
 
 
 @pytest.mark.parametrize("database_url", ["mysql"], indirect=True)

@@ -8,7 +8,7 @@ from http.cookies import SimpleCookie
 
 import pytest
 
-from tests.auth_helpers import make_user
+from tests.auth_helpers import SAME_ORIGIN, make_user
 from tests.helpers import failed, ok
 
 
@@ -67,7 +67,9 @@ async def test_form_login_redirects_to_a_safe_next(app, client) -> None:
     response = await client.post("/login?next=/chat", form=form)
     assert response.status_code == 303 and response.headers["Location"] == "/chat"
     for hostile in ("https://evil.example/", "//evil.example/x", "javascript:alert(1)"):
-        response = await client.post("/login", form=form, query_string={"next": hostile})
+        response = await client.post(
+            "/login", form=form, query_string={"next": hostile}, headers=SAME_ORIGIN
+        )
         assert response.headers["Location"] == "/online", hostile
 
 
@@ -98,16 +100,17 @@ async def test_logout_ends_the_session(app, client) -> None:
     await make_user(app, "alice", password="alice-password")
     await ok(await client.post("/login", json={"name": "alice", "password": "alice-password"}))
     await ok(await client.get("/api/v1/me"))
-    assert await ok(await client.post("/logout", json={})) == "logged out."
+    assert await ok(await client.post("/logout", json={}, headers=SAME_ORIGIN)) == "logged out."
     await failed(await client.get("/api/v1/me"), 401, "GET", "/api/v1/me")
-    response = await client.post("/logout", form={})
+    response = await client.post("/logout", form={}, headers=SAME_ORIGIN)
     assert response.status_code == 303 and response.headers["Location"] == "/login"
 
 
 async def test_session_of_a_deleted_user_is_anonymous(app, client) -> None:
     user = await make_user(app, "alice", password="alice-password")
     await ok(await client.post("/login", json={"name": "alice", "password": "alice-password"}))
-    await ok(await client.delete(f"/api/v1/user/{user.id}"))  # self-delete, with the session
+    # self-delete, with the session
+    await ok(await client.delete(f"/api/v1/user/{user.id}", headers=SAME_ORIGIN))
     await failed(await client.get("/api/v1/me"), 401, "GET", "/api/v1/me")
 
 

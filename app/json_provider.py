@@ -1,0 +1,57 @@
+"""JSON in and out through orjson: fast, strict on input, always valid on output.
+
+Input (request bodies, websocket frames): invalid UTF-8, `NaN`/`Infinity` and nesting deeper
+than 1024 levels are errors (`ValueError`), found in bounded time and memory, never a
+`RecursionError`. Output: keys sorted (as the original's), non-finite floats become `null`,
+so no response is invalid JSON (RFC 8259 §6 has no NaN).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from pydantic_core import to_jsonable_python
+from quart import Quart, Response
+from quart.json.provider import DefaultJSONProvider
+
+DUMP_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
+def _default(value: Any) -> Any:
+    try:
+        return DefaultJSONProvider.default(value)
+    except TypeError:
+        return to_jsonable_python(value)  # pydantic models and the like (quart-schema's rule)
+
+
+def loads(data: str | bytes) -> Any:
+    """Parse JSON text. Raises `ValueError` (orjson.JSONDecodeError) for anything RFC 8259
+    refuses, invalid UTF-8, NaN/Infinity, or nesting deeper than 1024."""
+    return orjson.loads(data)
+
+
+def dumps(value: Any) -> bytes:
+    """UTF-8 JSON of `value`, keys sorted, NaN and Infinity as null."""
+    return orjson.dumps(value, default=_default, option=DUMP_OPTIONS)
+
+
+class OrjsonProvider(DefaultJSONProvider):
+    """Quart's JSON provider on orjson (`app.json`)."""
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        if kwargs.get("indent"):
+            return orjson.dumps(obj, default=_default,
+                                option=DUMP_OPTIONS | orjson.OPT_INDENT_2).decode()
+        return dumps(obj).decode()
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        return loads(s)
+
+    def response(self, *args: Any, **kwargs: Any) -> Response:
+        obj = self._prepare_response_obj(args, kwargs)
+        return self._app.response_class(dumps(obj) + b"\n", mimetype=self.mimetype)
+
+
+def use_orjson(app: Quart) -> None:
+    app.json = OrjsonProvider(app)
