@@ -22,12 +22,13 @@ from app.envelope import register_error_handlers
 from app.health import blueprint as health_blueprint
 from app.presence import PresenceRecorder, create_presence_store
 from app.realtime import chat, monitor
+from app.realtime.asgi import DrainWebsocketReceive
 from app.realtime.setup import close_realtime, open_realtime
 from app.redis_client import create_redis
 from app.request_log import configure_logging, register_request_logging
 from app.security_headers import register_security_headers
 from app.settings import Settings
-from app.web import basics, pages
+from app.web import basics, docs, pages
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         app,
         info={"title": "quart-framework", "version": "0.1.0"},
         openapi_path="/openapi.json",
-        swagger_ui_path="/docs",
+        swagger_ui_path=None,  # served by app.web.docs, without a CDN
         redoc_ui_path=None,
         scalar_ui_path=None,
     )
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     app.register_blueprint(api_v1)
     app.register_blueprint(health_blueprint)
     app.register_blueprint(pages.blueprint)
+    app.register_blueprint(docs.blueprint)
     app.register_blueprint(basics.blueprint)
     app.register_blueprint(monitor.blueprint)
     app.register_blueprint(chat.blueprint)
@@ -148,6 +150,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         if database is not None:
             await database.dispose()
 
+    app.asgi_app = DrainWebsocketReceive(app.asgi_app)  # type: ignore[method-assign]
     if settings.forwarded_allow_hops:
         from hypercorn.middleware import ProxyFixMiddleware
 

@@ -95,12 +95,73 @@ def limit_websocket_compression() -> None:
     )
 
 
+def close_refused_frames() -> None:
+    """Answer a frame wsproto refuses with a close frame carrying its code (RFC 6455 §7.4.1:
+    1007 for a text frame that is not UTF-8, 1002 for a protocol error).
+
+    wsproto reports such a frame as a `CloseConnection` event while the connection is still
+    OPEN; Hypercorn replies to a `CloseConnection` only in the REMOTE_CLOSING state, so it
+    dropped the TCP connection without a close frame (the client saw 1006). Marking the state
+    REMOTE_CLOSING, as a close frame from the client would, makes Hypercorn send the reply.
+    """
+    from wsproto.connection import Connection, ConnectionState
+    from wsproto.events import CloseConnection
+
+    if getattr(Connection.events, "closes_refused_frames", False):
+        return
+    original_events = Connection.events
+
+    def events(self: Connection):  # noqa: ANN202 (a generator of wsproto events)
+        for event in original_events(self):
+            if isinstance(event, CloseConnection) and self._state is ConnectionState.OPEN:
+                self._state = ConnectionState.REMOTE_CLOSING
+            yield event
+
+    events.closes_refused_frames = True  # type: ignore[attr-defined]
+    Connection.events = events  # type: ignore[method-assign]
+
+
+def close_ended_websockets() -> None:
+    """Close the TCP connection as soon as a websocket over HTTP/1.1 has ended (RFC 6455 §7.1.1:
+    the server closes the connection after the close handshake).
+
+    Hypercorn leaves it open until the client closes it: a client that never reads or never
+    answers the close frame kept its connection task alive, and with it every graceful shutdown,
+    until `graceful_timeout` ran out.
+    """
+    import h11
+    from hypercorn.events import Closed
+    from hypercorn.protocol.h11 import H11Protocol
+
+    if getattr(H11Protocol._maybe_recycle, "closes_ended_websockets", False):
+        return
+    original_maybe_recycle = H11Protocol._maybe_recycle
+
+    async def maybe_recycle(self: H11Protocol) -> None:
+        if self.connection.our_state is h11.SWITCHED_PROTOCOL:
+            await self._close_stream()
+            await self.send(Closed())
+            return
+        await original_maybe_recycle(self)
+
+    maybe_recycle.closes_ended_websockets = True  # type: ignore[attr-defined]
+    H11Protocol._maybe_recycle = maybe_recycle  # type: ignore[method-assign]
+
+
+def patch_hypercorn() -> None:
+    """Every change this service makes to Hypercorn's and wsproto's websocket handling; each is
+    checked against the installed versions by tests/test_serving_patches.py."""
+    limit_websocket_compression()
+    close_refused_frames()
+    close_ended_websockets()
+
+
 def _worker_main(config: Config, sockets: Sockets, stop: EventType) -> None:
     import uvloop
     from hypercorn.asyncio.run import worker_serve
     from hypercorn.utils import load_application
 
-    limit_websocket_compression()
+    patch_hypercorn()
     wrapped = load_application(config.application_path, config.wsgi_max_body_size)
     quart_app = wrapped.app
     supervisor = os.getppid()

@@ -82,3 +82,24 @@ def test_flask_apscheduler_jobs_name_is_accepted(monkeypatch) -> None:
     assert Settings().scheduler_jobs == [{"id": "a", "func": "app.scheduler.jobs:print_test"}]
     monkeypatch.setenv("SCHEDULER_JOBS", "[]")
     assert Settings().scheduler_jobs == []  # SCHEDULER_JOBS wins over JOBS
+
+
+@pytest.mark.parametrize("app_env", ["production", "testing"])
+def test_a_secret_key_shorter_than_32_characters_is_refused(monkeypatch, app_env) -> None:
+    monkeypatch.setenv("APP_ENV", app_env)
+    monkeypatch.setenv("SECRET_KEY", "s" * 31)
+    with pytest.raises(ValidationError, match="at least 32 characters"):
+        Settings()
+    monkeypatch.setenv("SECRET_KEY", "s" * 32)
+    assert Settings().secret_key == "s" * 32
+
+
+def test_a_settings_error_is_one_line_naming_the_variable(monkeypatch) -> None:
+    from app.settings import describe_settings_error
+
+    monkeypatch.setenv("APP_ENV", "development")
+    monkeypatch.setenv("DB_POOL_SIZE", "many")
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    line = describe_settings_error(caught.value)
+    assert "\n" not in line and line.startswith("configuration error: DB_POOL_SIZE: ")

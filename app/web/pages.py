@@ -43,6 +43,24 @@ def safe_next(target: str | None, default: str = "/online") -> str:
     return target
 
 
+FAVICON_SVG = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
+    '<rect width="16" height="16" rx="3" fill="#1565c0"/>'
+    '<text x="8" y="12" font-size="11" text-anchor="middle" fill="#fff" '
+    'font-family="sans-serif">Q</text></svg>'
+)
+
+
+@blueprint.get("/favicon.ico")
+@hide
+async def favicon() -> Response:
+    """The site's icon (SVG), so browsers' automatic request is not a 404."""
+    response = Response(FAVICON_SVG, mimetype="image/svg+xml")
+    response.cache_control.public = True
+    response.cache_control.max_age = 86400
+    return response
+
+
 @blueprint.get("/login")
 @hide
 async def login_form() -> str:

@@ -124,3 +124,20 @@ async def test_a_stopped_redis_does_not_block_logins(serve_app) -> None:
             "/login", json={"name": "alice", "password": "alice-password"}
         )
         assert response.status_code == 200
+
+
+async def test_websocket_token_guesses_share_the_address_budget(serve_app) -> None:
+    from quart.testing.connections import WebsocketResponseError
+
+    async with serve_app(auth_address_rate_limit="2/minute") as app:
+        client = app.test_client()
+        statuses = []
+        for n in range(3):
+            with pytest.raises(WebsocketResponseError) as refused:
+                async with client.websocket(f"/ws/chat?token=guess-{n}") as ws:
+                    await ws.receive()
+            statuses.append(refused.value.response.status_code)
+        assert statuses == [401, 401, 429]
+        # The same address is now refused on HTTP routes too.
+        response = await client.get("/api/v1/tag", headers=basic("alice", "wrong"))
+        assert response.status_code == 429

@@ -4,19 +4,25 @@ protocol) over a plain socket with a tiny receive buffer, so the server's writes
 from __future__ import annotations
 
 import socket
+import struct
 import time
 
 from websockets.client import ClientProtocol
-from websockets.frames import Close
+from websockets.frames import Close, Frame, Opcode
 from websockets.uri import parse_uri
 
 
 class StalledClient:
-    def __init__(self, url: str) -> None:
+    """Arguments:
+        url: the websocket's ws:// address.
+        receive_buffer: the socket's receive buffer in bytes (small: the server's writes back up).
+    """
+
+    def __init__(self, url: str, receive_buffer: int = 4096) -> None:
         uri = parse_uri(url)
-        self.protocol = ClientProtocol(uri)
+        self.protocol = ClientProtocol(uri, max_size=None)
         self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
         self.sock.connect((uri.host, uri.port))
         self.sock.settimeout(10)
         self.protocol.send_request(self.protocol.connect())
@@ -37,6 +43,22 @@ class StalledClient:
     def send_text(self, text: str) -> None:
         self.protocol.send_text(text.encode())
         self._flush()
+
+    def send_burst(self, texts: list[str]) -> None:
+        """Send every frame in one write, as a flooding client does."""
+        for text in texts:
+            self.protocol.send_text(text.encode())
+        self._flush()
+
+    def send_raw_text(self, payload: bytes) -> None:
+        """A text frame with `payload` as it is: it need not be UTF-8 (RFC 6455 says it must)."""
+        self.protocol.send_frame(Frame(Opcode.TEXT, payload))
+        self._flush()
+
+    def abort(self) -> None:
+        """Drop the connection with a TCP reset, no close frame."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.sock.close()
 
     def read_until_closed(self, timeout: float = 30) -> int | None:
         """Drain everything the server sent and return its close code (None if it never closed)."""

@@ -24,7 +24,8 @@ CHROMIUM_ARGS = [
 def site(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("browser")
     env = {"APP_ENV": "development", "MONITOR_INTERVAL": "0.3"}
-    run_cli(tmp_path, env, ["init-db"])
+    run_cli(tmp_path, env, ["init-db"],
+            ["create-admin", "--name", "browser-admin", "--password", "browser-password"])
     with run_server(tmp_path, env, workers=1) as server:
         yield server
 
@@ -44,9 +45,7 @@ def test_memory_monitor_page(site, browser, tmp_path) -> None:
     page.get_by_role("button", name="开始监控").click()
     expect(page.locator("#status")).to_have_text("连接成功")
     rows = page.locator("#memory-rows tr")
-    page.wait_for_function(
-        "document.querySelectorAll('#memory-rows tr').length >= 3", timeout=10_000
-    )
+    expect(rows.nth(2)).to_be_attached(timeout=10_000)  # at least 3 samples
     headers = page.locator("#memory-head th").all_inner_texts()
     assert {"total", "available", "percent", "used"} <= set(headers)
     page.screenshot(path=str(tmp_path / "monitor.png"))
@@ -84,3 +83,45 @@ def test_two_browsers_chat(site, browser, tmp_path) -> None:
     bob_context.close()
     expect(ann.locator("#members li")).to_have_text(["ann"])
     ann_context.close()
+
+
+PAGES = ["/", "/chat", "/online", "/login", "/docs"]
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_pages_run_under_their_csp_without_leaving_the_host(site, browser, path) -> None:
+    """Every page loads with no console error (a CSP violation is one), no failed request and
+    no request to another host; /docs renders the API's operations from local assets."""
+    page = browser.new_page()
+    problems: list[str] = []
+    page.on("console", lambda message: message.type in ("error", "warning")
+            and problems.append(f"console {message.type}: {message.text}"))
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page.on("requestfailed", lambda request: problems.append(f"failed: {request.url}"))
+    page.on("request", lambda request: request.url.startswith(site.base_url)
+            or request.url.startswith("data:") or problems.append(f"foreign: {request.url}"))
+    response = page.goto(site.base_url + path)
+    assert response is not None and response.status == 200
+    assert "nonce-" in response.headers["content-security-policy"]
+    if path == "/docs":
+        page.wait_for_selector(".opblock", timeout=15_000)
+        assert page.locator(".opblock").count() > 10
+    else:
+        page.wait_for_load_state("networkidle")
+    page.close()
+    assert problems == []
+
+
+def test_form_login_and_logout_in_the_browser(site, browser) -> None:
+    """The login form (CSRF token, same-origin POST) signs in; the logout form signs out."""
+    page = browser.new_page()
+    page.goto(site.base_url + "/login?next=/chat")
+    page.fill("input[name=name]", "browser-admin")
+    page.fill("input[name=password]", "browser-password")
+    page.click("button[type=submit]")
+    expect(page).to_have_url(site.base_url + "/chat")
+    expect(page.locator("nav")).to_contain_text("signed in as browser-admin")
+    page.click("nav button[type=submit]")
+    expect(page).to_have_url(site.base_url + "/login")
+    expect(page.locator("nav")).to_contain_text("Log in")
+    page.close()

@@ -364,3 +364,67 @@ def test_compression_is_negotiated_without_context_takeover(server) -> None:
     assert "permessage-deflate" in extensions
     assert "server_no_context_takeover" in extensions
     assert "client_no_context_takeover" in extensions
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:  # noqa: ANN001
+    """Poll `predicate` until it is true or `timeout` seconds pass; its last value."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
+def test_hostile_frames_and_floods_end_every_connection_in_time(ws_env, tmp_path) -> None:
+    """Invalid UTF-8 gets 1007; three floods (unread, aborted, stalled reader) each get 1008 (or
+    1013 when the stalled reader's queue fills first) without the client reading or sending
+    again; a polite client is unaffected; every connection task ends, and SIGTERM still stops
+    the service within graceful_timeout (8 s)."""
+    env = {**ws_env, "WS_RATE_LIMIT": "20/second", "WS_FLOOD_STRIKES": "5"}
+    ping = json.dumps({"event": "ping"})
+    with run_server(tmp_path, env, workers=2) as server:
+        url = ws_url(server, "/ws/chat")
+        garbled = StalledClient(url, receive_buffer=1 << 20)
+        garbled.send_raw_text(b'{"event": "ping", "x": "\xff\xfe"}')
+        assert garbled.read_until_closed(timeout=5) == 1007
+        garbled.close()
+
+        unread = StalledClient(url, receive_buffer=1 << 20)
+        unread.send_burst([ping] * 300)
+        sent_at = time.monotonic()
+        assert unread.read_until_closed(timeout=5) == 1008
+        unread_closed_in = time.monotonic() - sent_at
+
+        aborted = StalledClient(url)
+        aborted.send_burst([ping] * 300)
+        aborted.abort()
+
+        stalled = StalledClient(url)
+        join_frame = {"event": "join", "room": "flood", "nickname": "stalled"}
+        stalled.send_burst([json.dumps(join_frame)] + [
+            json.dumps({"event": "message", "room": "flood", "text": "x" * 1000})
+        ] * 300)
+        assert stalled.read_until_closed(timeout=5) in (1008, 1013)
+
+        async def polite_round_trip() -> str:
+            async with connect(url) as polite:
+                await polite.send(ping)
+                return (await recv_json(polite))["event"]
+
+        assert asyncio.run(polite_round_trip()) == "pong"
+        for client in (unread, stalled):
+            client.close()
+
+        def every_connection_ended() -> bool:
+            log = server.log()
+            return log.count("websocket /ws/chat opened") == log.count("websocket /ws/chat closed")
+
+        assert wait_for(every_connection_ended, timeout=5), server.log()[-3000:]
+        started = time.monotonic()
+        assert server.stop() == 0
+        stopped_in = time.monotonic() - started
+    print(f"FLOODS unread_closed_in={unread_closed_in:.2f}s shutdown_in={stopped_in:.2f}s")
+    assert unread_closed_in < 2
+    assert stopped_in < 8, "the service must exit within graceful_timeout"
+    assert "did not stop in time" not in server.log()

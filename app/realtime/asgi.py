@@ -1,0 +1,51 @@
+"""ASGI middleware that keeps consuming a websocket's incoming messages after the app is done.
+
+Hypercorn hands a websocket's messages to the app through a queue of `max_app_queue_size` (10)
+and waits while it is full. Quart stops reading that queue when its handler returns, so after a
+handler closes a flooding client, Hypercorn's read loop waited forever on the full queue: it no
+longer saw the client abort, and the connection task held every graceful shutdown to its
+timeout. Here the incoming messages are read by a task of their own: while the app runs it
+gets each one; afterwards they are dropped until the server reports the disconnect, which ends
+the task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+ASGIApp = Any  # (scope, receive, send) -> Awaitable[None]
+
+_draining: set[asyncio.Task[None]] = set()  # referenced until done (asyncio keeps weak refs)
+
+
+class DrainWebsocketReceive:
+    """Wrap `app` so a websocket's `receive` never stalls the server once the app returned."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            await self.app(scope, receive, send)
+            return
+        inbox: asyncio.Queue[dict] = asyncio.Queue()
+        app_done = asyncio.Event()
+
+        async def pump() -> None:
+            while True:
+                message = await receive()
+                if not app_done.is_set():
+                    inbox.put_nowait(message)
+                if message["type"] == "websocket.disconnect":
+                    return
+
+        task = asyncio.ensure_future(pump())
+        _draining.add(task)
+        task.add_done_callback(_draining.discard)
+        try:
+            await self.app(scope, inbox.get, send)
+        finally:
+            app_done.set()
+            while not inbox.empty():
+                inbox.get_nowait()
