@@ -9,7 +9,7 @@ from sqlalchemy import event, pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.db import _enable_sqlite_integrity
+from app.db import enable_sqlite_integrity
 from app.models import Base
 from app.settings import DEFAULT_DATABASE_URL
 
@@ -56,7 +56,7 @@ async def run_async_migrations() -> None:
     connect_args = {"charset": "utf8mb4"} if url.startswith(("mysql", "mariadb")) else {}
     engine = create_async_engine(url, poolclass=pool.NullPool, connect_args=connect_args)
     if engine.dialect.name == "sqlite":
-        event.listen(engine.sync_engine, "connect", _enable_sqlite_integrity)
+        event.listen(engine.sync_engine, "connect", enable_sqlite_integrity)
     async with engine.connect() as connection:
         if connection.dialect.name in ("mysql", "mariadb"):
             # Containers that start together migrate one at a time; the later ones find head.

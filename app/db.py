@@ -6,6 +6,8 @@ Production runs MySQL/MariaDB through aiomysql; the embedded default is SQLite t
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,14 +24,37 @@ from sqlalchemy.ext.asyncio import (
 from app.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger(__name__)
 
 
-def _enable_sqlite_integrity(dbapi_connection, _record) -> None:  # noqa: ANN001
-    # SQLite ignores foreign keys (and so ON DELETE CASCADE) unless asked, per connection.
+class DatabaseTimeoutError(Exception):
+    """A unit of database work took longer than `DB_TIMEOUT` (a hung or overloaded server).
+    Its connections were discarded, not returned to the pool. Answered as 503."""
+
+
+def enable_sqlite_integrity(dbapi_connection, _record) -> None:  # noqa: ANN001
+    """Foreign keys and a busy timeout on each new SQLite connection (the app and Alembic):
+    SQLite ignores foreign keys (and so ON DELETE CASCADE) unless asked, per connection."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
+
+
+def _limit_statement_time(engine: AsyncEngine, seconds: float):  # noqa: ANN202
+    """A `connect` listener setting the server-side statement limit of each new connection:
+    MariaDB's `max_statement_time` (seconds, every statement), MySQL's `max_execution_time`
+    (milliseconds, SELECT only)."""
+
+    def on_connect(dbapi_connection, _record) -> None:  # noqa: ANN001
+        cursor = dbapi_connection.cursor()
+        if engine.dialect.is_mariadb:
+            cursor.execute(f"SET SESSION max_statement_time = {float(seconds)}")
+        else:
+            cursor.execute(f"SET SESSION max_execution_time = {int(seconds * 1000)}")
+        cursor.close()
+
+    return on_connect
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -46,12 +71,15 @@ def create_engine(settings: Settings) -> AsyncEngine:
         if sqlite_path is not None:
             sqlite_path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, echo=settings.db_echo)
-        event.listen(engine.sync_engine, "connect", _enable_sqlite_integrity)
+        event.listen(engine.sync_engine, "connect", enable_sqlite_integrity)
         return engine
-    connect_args = {}
-    if url.get_backend_name() in ("mysql", "mariadb") and "charset" not in url.query:
+    connect_args: dict[str, object] = {}
+    is_mysql = url.get_backend_name() in ("mysql", "mariadb")
+    if is_mysql and "charset" not in url.query:
         connect_args["charset"] = "utf8mb4"
-    return create_async_engine(
+    if is_mysql:
+        connect_args["connect_timeout"] = settings.db_connect_timeout
+    engine = create_async_engine(
         url,
         echo=settings.db_echo,
         pool_size=settings.db_pool_size,
@@ -61,6 +89,10 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_pre_ping=settings.db_pool_pre_ping,
         connect_args=connect_args,
     )
+    if is_mysql:
+        event.listen(engine.sync_engine, "connect",
+                     _limit_statement_time(engine, settings.db_statement_timeout))
+    return engine
 
 
 class Database:
@@ -74,6 +106,7 @@ class Database:
         self.engine = create_engine(settings)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         self._is_sqlite = settings.is_sqlite
+        self.timeout = settings.db_timeout
 
     async def connect(self) -> None:
         """Open one connection to fail fast on a wrong URL; switch SQLite to WAL journaling."""
@@ -84,10 +117,34 @@ class Database:
                 await connection.execute(text("SELECT 1"))
 
     @asynccontextmanager
-    async def session(self) -> AsyncIterator[AsyncSession]:
-        """A session for one unit of work; rolled back if the block raises."""
-        async with self.sessionmaker() as session:
-            yield session
+    async def session(self, time_limit: float | None = None) -> AsyncIterator[AsyncSession]:
+        """A session for one unit of work; rolled back if the block raises.
+
+        The whole block (waiting for a pooled connection, every statement, the commit) must
+        end within `time_limit` seconds (default `DB_TIMEOUT`). Raises `DatabaseTimeoutError`
+        otherwise; the session's connections are then closed at the socket and dropped from
+        the pool (a hung server would never answer their rollback).
+        """
+        limit = time_limit or self.timeout
+        session = self.sessionmaker()
+        deadline = asyncio.timeout(limit)
+        try:
+            async with deadline:
+                yield session
+        except TimeoutError as error:
+            if not deadline.expired():  # a TimeoutError of the block's own, not ours
+                raise
+            log.warning("database work exceeded %.1f s; discarding its connections", limit)
+            await session.invalidate()
+            raise DatabaseTimeoutError(f"database work exceeded {limit} s") from error
+        finally:
+            await session.close()
+
+    async def ping(self, time_limit: float) -> None:
+        """`SELECT 1` within `time_limit` seconds. Raises `DatabaseTimeoutError` or the
+        driver's error."""
+        async with self.session(time_limit) as session:
+            await session.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
         await self.engine.dispose()

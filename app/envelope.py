@@ -23,10 +23,12 @@ from quart import (
     websocket,
 )
 from quart_schema import RequestSchemaValidationError
+from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
+from app.db import DatabaseTimeoutError
 from app.errors import (
     ConflictError,
     ForbiddenError,
@@ -134,6 +136,17 @@ async def _on_database_unavailable(error: Exception) -> Response:
     )
 
 
+async def _on_redis_unavailable(error: Exception) -> Response:
+    # One line, no traceback: the circuit breaker logs the outage once (app.redis_client).
+    log.warning("redis unavailable (request id %s): %s", g.get("request_id"),
+                type(error).__name__)
+    return failed(
+        503,
+        "a shared store (Redis) is unavailable, try again later",
+        {"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
 async def _on_unexpected_error(error: Exception) -> Response:
     request_id = g.get("request_id")
     log.error("unhandled error (request id %s)", request_id, exc_info=error)
@@ -147,4 +160,6 @@ def register_error_handlers(app: Quart) -> None:
     app.register_error_handler(ServiceError, _on_service_error)
     app.register_error_handler(PoolTimeoutError, _on_database_unavailable)
     app.register_error_handler(OperationalError, _on_database_unavailable)
+    app.register_error_handler(DatabaseTimeoutError, _on_database_unavailable)
+    app.register_error_handler(RedisError, _on_redis_unavailable)
     app.register_error_handler(Exception, _on_unexpected_error)

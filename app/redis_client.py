@@ -1,24 +1,164 @@
-"""The worker's Redis client (redis-py asyncio; hiredis parses replies when installed)."""
+"""The worker's Redis client (redis-py asyncio; hiredis parses replies when installed).
+
+Every Redis call is bounded and a failing Redis is contained (docs/operations.md):
+- each command times out after `REDIS_TIMEOUT` seconds (connect and read), with no retries
+  (redis-py's default retries with back-off multiplied that wait several times over);
+- connections come from a bounded pool (`REDIS_MAX_CONNECTIONS` per worker) that callers
+  wait on for up to `REDIS_POOL_TIMEOUT` seconds, so a burst queues instead of failing;
+- a circuit breaker: the first call that fails to reach Redis opens it, and while it is open
+  every call fails at once with `RedisUnavailable` (a `redis.exceptions.ConnectionError`, so
+  every existing Redis error path handles it), instead of each waiting out the timeout. A
+  background probe pings Redis every `REDIS_PROBE_SECONDS` and closes it when Redis answers.
+"""
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.client import Pipeline
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.settings import Settings
 
+log = logging.getLogger(__name__)
 
-def create_redis(settings: Settings) -> Redis | None:
+# A command that did not reach Redis or got no answer; a reply error (WRONGTYPE…) is not one.
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
+
+
+def _is_pool_wait(error: BaseException) -> bool:
+    """A wait for a free pooled connection that ran out: load here, not a Redis failure."""
+    return isinstance(error, RedisConnectionError) and isinstance(
+        error.__cause__, asyncio.TimeoutError
+    ) and "No connection available" in str(error)
+
+
+class RedisUnavailable(RedisConnectionError):  # noqa: N818 (reads as a state, like the others)
+    """Redis is known to be down (the circuit is open); raised at once, without I/O."""
+
+
+class RedisCircuit:
+    """Whether Redis is reachable, as last seen by this worker.
+
+    Arguments:
+        probe: an awaitable factory that pings Redis (raises when it cannot).
+        probe_seconds: how often the open circuit tries the probe.
+    """
+
+    def __init__(self, probe: Any, probe_seconds: float) -> None:
+        self._probe = probe
+        self.probe_seconds = probe_seconds
+        self.failures = 0  # times the circuit opened
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def check(self) -> None:
+        """Raise `RedisUnavailable` while the circuit is open."""
+        if self.is_open:
+            raise RedisUnavailable("Redis is unavailable (circuit open)")
+
+    def record_failure(self, error: BaseException) -> None:
+        """Open the circuit after a call could not reach Redis."""
+        if self.is_open or _is_pool_wait(error):
+            return
+        self.failures += 1
+        log.warning("redis unreachable (%s); failing fast, probing every %.1f s",
+                    type(error).__name__, self.probe_seconds)
+        self._task = asyncio.get_running_loop().create_task(self._recover(), name="redis-probe")
+
+    async def _recover(self) -> None:
+        while True:
+            await asyncio.sleep(self.probe_seconds)
+            with contextlib.suppress(*UNREACHABLE):
+                await self._probe()
+                log.info("redis reachable again")
+                return
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+
+
+class GuardedPipeline(Pipeline):
+    """A pipeline whose `execute` goes through the client's circuit."""
+
+    circuit: RedisCircuit
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        self.circuit.check()
+        try:
+            return await super().execute(raise_on_error)
+        except UNREACHABLE as error:
+            self.circuit.record_failure(error)
+            raise
+
+
+class GuardedRedis(Redis):
+    """`redis.asyncio.Redis` whose commands and pipelines go through a `RedisCircuit`."""
+
+    circuit: RedisCircuit
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.circuit.check()
+        try:
+            return await super().execute_command(*args, **options)
+        except UNREACHABLE as error:
+            self.circuit.record_failure(error)
+            raise
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
+        pipeline = GuardedPipeline(
+            self.connection_pool, self.response_callbacks, transaction, shard_hint
+        )
+        pipeline.circuit = self.circuit
+        return pipeline
+
+    async def ping_unguarded(self) -> bool:
+        """PING that ignores the circuit (its probe)."""
+        return bool(await super().execute_command("PING"))
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await self.circuit.close()
+        await super().aclose(close_connection_pool)
+
+
+def redis_options(settings: Settings) -> dict[str, Any]:
+    """Connection options shared by every Redis client of the service (the sync one of the
+    scheduler's job store too): bounded connect and reads, no retries."""
+    return {
+        "socket_timeout": settings.redis_timeout,
+        "socket_connect_timeout": settings.redis_timeout,
+        "retry": Retry(NoBackoff(), 0),
+    }
+
+
+def create_redis(settings: Settings) -> GuardedRedis | None:
     """A client for `REDIS_URL`, or None when it is unset (the embedded, single-process mode).
 
-    Connects lazily; every command times out after `REDIS_TIMEOUT` seconds, so a stopped or
-    unreachable Redis costs a bounded wait, never a hung request.
+    Connects lazily; see the module docstring for the bounds.
     """
     if not settings.redis_url:
         return None
-    return Redis.from_url(
+    pool = BlockingConnectionPool.from_url(
         settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        timeout=settings.redis_pool_timeout,
         decode_responses=True,
-        socket_timeout=settings.redis_timeout,
-        socket_connect_timeout=settings.redis_timeout,
         health_check_interval=30,
+        **redis_options(settings),
     )
+    client = GuardedRedis(connection_pool=pool)
+    client.circuit = RedisCircuit(client.ping_unguarded, settings.redis_probe_seconds)
+    return client

@@ -40,10 +40,19 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(default=10.0, gt=0, le=300)
     db_pool_recycle: int = Field(default=1800, ge=-1)
     db_pool_pre_ping: bool = True
+    # Bounds on database work (docs/operations.md): opening a connection, one statement (server
+    # side: MariaDB max_statement_time / MySQL max_execution_time), and one unit of work (a
+    # `Database.session()` block, client side: what holds a hung server to a bound).
+    db_connect_timeout: float = Field(default=3.0, gt=0, le=60)
+    db_statement_timeout: float = Field(default=5.0, gt=0, le=3600)
+    db_timeout: float = Field(default=5.0, gt=0, le=3600)
     db_echo: bool = False
 
     redis_url: str | None = None
     redis_timeout: float = Field(default=1.0, gt=0, le=30)
+    redis_max_connections: int = Field(default=50, ge=2, le=10_000)
+    redis_pool_timeout: float = Field(default=5.0, gt=0, le=60)
+    redis_probe_seconds: float = Field(default=1.0, gt=0, le=60)
 
     # Authentication (README "Auth modes"). `open` restores the original's anonymous writes.
     api_auth: Literal["required", "open"] = "required"
@@ -77,6 +86,7 @@ class Settings(BaseSettings):
     ws_room_heartbeat: float = Field(default=10.0, gt=0)
     monitor_interval: float = Field(default=2.0, gt=0)
     chat_history: int = Field(default=50, ge=0, le=10_000)
+    chat_history_seconds: int = Field(default=86400, ge=60)  # kept after a room's last message
 
     # Scheduler (README "Scheduler"; Flask-APScheduler's SCHEDULER_* names where they exist).
     scheduler_enabled: bool = False

@@ -16,7 +16,7 @@ async def test_liveness(client) -> None:
 async def test_readiness_with_a_working_database(client) -> None:
     response = await client.get("/readyz")
     assert response.status_code == 200
-    assert await response.get_json() == {"status": "ok", "database": "up"}
+    assert await response.get_json() == {"status": "ok", "database": "up", "redis": "off"}
 
 
 @pytest.mark.parametrize("database_url", ["mysql"], indirect=True)
@@ -28,5 +28,7 @@ async def test_readiness_is_503_when_no_connection_can_be_had(database_url) -> N
         async with app.extensions["database"].engine.connect():
             response = await app.test_client().get("/readyz")
         assert response.status_code == 503
-        assert await response.get_json() == {"status": "unavailable", "database": "down"}
+        assert await response.get_json() == {
+            "status": "unavailable", "database": "down", "redis": "off"
+        }
         assert (await app.test_client().get("/readyz")).status_code == 200

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
@@ -50,19 +51,28 @@ class InProcessBroker:
 
 class RedisBroker:
     """Redis pub/sub on one channel; each worker also receives its own messages, so ordering is
-    the same for everyone."""
+    the same for everyone.
+
+    Pub/sub channels are global to a Redis server (not per database), so the channel name
+    carries the deployment's namespace (`setup.hub_channel`). A lost subscription is made
+    again with back-off until Redis answers; messages that could not be published meanwhile are
+    counted in `undelivered` (and logged when the subscription is back).
+    """
 
     def __init__(self, redis: Redis, channel: str) -> None:
         self.redis = redis
         self.channel = channel
+        self.undelivered = 0
         self._task: asyncio.Task | None = None
-        self._subscribed = asyncio.Event()
+        self._first_attempt = asyncio.Event()
+        self._undelivered_logged = 0
 
     async def start(self, deliver: Deliver) -> None:
         self._task = asyncio.create_task(self._listen(deliver), name="redis-broker")
-        # Wait for the first subscription, so nothing published after start() is missed.
+        # Wait for the first subscription, so nothing published after start() is missed, but
+        # not for a Redis that is down: the worker serves without it and subscribes later.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._subscribed.wait(), timeout=5)
+            await asyncio.wait_for(self._first_attempt.wait(), timeout=5)
 
     async def _listen(self, deliver: Deliver) -> None:
         backoff = 0.2
@@ -70,7 +80,12 @@ class RedisBroker:
             try:
                 async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(self.channel)
-                    self._subscribed.set()
+                    self._first_attempt.set()
+                    if self.undelivered > self._undelivered_logged:
+                        log.warning("broker subscribed again; %d messages could not be "
+                                    "published while Redis was unavailable",
+                                    self.undelivered - self._undelivered_logged)
+                        self._undelivered_logged = self.undelivered
                     backoff = 0.2
                     while True:
                         # The client's socket timeout must not end an idle subscription.
@@ -84,13 +99,19 @@ class RedisBroker:
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # noqa: BLE001 (reconnect on any Redis failure)
+                self._first_attempt.set()
                 log.warning("broker subscription lost (%s); retrying in %.1f s",
                             type(error).__name__, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
     async def publish(self, message: dict[str, Any]) -> None:
-        await self.redis.publish(self.channel, json.dumps(message, ensure_ascii=False))
+        """Raises a `redis.exceptions.RedisError` when Redis is unavailable (counted)."""
+        try:
+            await self.redis.publish(self.channel, json.dumps(message, ensure_ascii=False))
+        except RedisError:
+            self.undelivered += 1
+            raise
 
     async def close(self) -> None:
         if self._task is not None:

@@ -10,6 +10,7 @@ Everything crosses workers and containers through the hub's broker.
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 from quart import Blueprint, current_app, render_template
@@ -154,22 +155,40 @@ async def _join(connection: Connection, frame: Join) -> None:
                                   ref="join")
             return
         connection.name = frame.nickname
-    if not await hub.join(connection, frame.room):
-        if not connection.rooms and connection.user_id is None:
+    try:
+        joined = await hub.join(connection, frame.room)
+    except Exception:
+        joined = False
+        raise
+    finally:
+        if not joined and not connection.rooms and connection.user_id is None:
             connection.name = None
+    if not joined:
         connection.send_error(f"nickname: {frame.nickname!r} is taken in {frame.room!r}",
                               ref="join")
         return
-    members = await hub.directory.members(frame.room)
-    connection.send({"event": "presence_state", "room": frame.room,
+    try:
+        await _welcome(connection, frame.room)
+    except Exception:
+        # Release the name at once (not after three missed heartbeats), then report.
+        with contextlib.suppress(Exception):
+            await hub.leave(connection, frame.room)
+        raise
+
+
+async def _welcome(connection: Connection, room: str) -> None:
+    """After a join: the room's state and history to the newcomer, the join to the others."""
+    hub = current_hub()
+    members = await hub.directory.members(room)
+    connection.send({"event": "presence_state", "room": room,
                      "you": connection.name, "members": presence_names(members)})
-    connection.send({"event": "history", "room": frame.room,
-                     "messages": await hub.directory.history(frame.room)})
+    connection.send({"event": "history", "room": room,
+                     "messages": await hub.directory.history(room)})
     others = [m for m in members if m["name"] == connection.name and m["conn"] != connection.id]
     if not others:
         await hub.publish(
-            {"kind": "room", "room": frame.room},
-            {"event": "presence_diff", "room": frame.room,
+            {"kind": "room", "room": room},
+            {"event": "presence_diff", "room": room,
              "joins": [{"name": connection.name, "user_id": connection.user_id}], "leaves": []},
             skip=connection.id,
         )

@@ -17,6 +17,7 @@ from typing import Any
 
 from limits import RateLimitItem
 from limits.strategies import FixedWindowRateLimiter
+from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ MESSAGE_TOO_BIG = 1009
 INTERNAL_ERROR = 1011
 TRY_AGAIN_LATER = 1013
 CLOSE_TIMEOUT_SECONDS = 2.0
+STORE_UNAVAILABLE = "temporarily unavailable (the shared store is down); try again later"
 
 FrameHandler = Callable[["Connection", str], Awaitable[None]]
 
@@ -100,7 +102,11 @@ class Connection:
             if isinstance(data, bytes):
                 self.send_error("binary frames are not supported; send text")
                 continue
-            await on_text(self, data)
+            try:
+                await on_text(self, data)
+            except RedisError:
+                # The shared store is down: this frame failed, the connection lives on.
+                self.send_error(STORE_UNAVAILABLE, code="unavailable")
 
     async def serve(self, on_text: FrameHandler, rules: ReadRules) -> None:
         """Read and write until the client leaves or `close()` is called; then close the socket.

@@ -94,10 +94,17 @@ class Hub:
         return f"user:{connection.user_id}" if connection.user_id else f"conn:{connection.id}"
 
     async def join(self, connection: Connection, room: str) -> bool:
-        """Add the connection to `room` under its name; False if another owner has the name."""
-        if not await self.directory.claim_name(room, connection.name, self.owner(connection)):
-            return False
-        await self.directory.add_member(room, self._record(connection))
+        """Add the connection to `room` under its name; False if another owner has the name.
+        If the shared store fails, whatever the join may have recorded is released (best
+        effort) and the error is raised."""
+        owner = self.owner(connection)
+        try:
+            if not await self.directory.join_member(room, self._record(connection), owner):
+                return False
+        except Exception:
+            with contextlib.suppress(Exception):
+                await self.directory.remove_member(room, connection.id, connection.name, owner)
+            raise
         connection.rooms.add(room)
         self.rooms[room].add(connection)
         return True

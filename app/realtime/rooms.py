@@ -5,6 +5,11 @@ per room: a name belongs to one owner ("user:<id>" for accounts, so a user's tab
 "conn:<id>" for anonymous nicknames) while that owner has a connection in the room. Workers
 refresh their members' `seen` every `WS_ROOM_HEARTBEAT` seconds; members of a worker that died
 are dropped after three missed heartbeats, and their names become free again.
+
+Joining is one atomic step (`join_member`: claim the name and add the member), so two workers
+cannot both take a freed name. In Redis a room's member and name records expire once nobody
+has refreshed them for the stale bound (an empty room leaves nothing behind), and its history
+`CHAT_HISTORY_SECONDS` after its last message.
 """
 
 from __future__ import annotations
@@ -22,10 +27,14 @@ def member_record(conn: str, name: str, user_id: str | None, seen: float) -> dic
 
 
 class RoomDirectory(Protocol):
-    async def claim_name(self, room: str, name: str, owner: str) -> bool:
-        """Reserve `name` in `room` for `owner`; False if a live member of another owner has it."""
+    clock: Any  # () -> epoch seconds
 
-    async def add_member(self, room: str, member: dict[str, Any]) -> None: ...
+    async def join_member(self, room: str, member: dict[str, Any], owner: str) -> bool:
+        """Add `member` to `room` under its name, reserved for `owner`, in one atomic step;
+        False (nothing changed) if a live member of another owner has the name."""
+
+    async def add_member(self, room: str, member: dict[str, Any]) -> None:
+        """Add `member` without a name claim (the seed's nickname chat)."""
 
     async def remove_member(self, room: str, conn: str, name: str, owner: str) -> bool:
         """Remove a connection; True when no connection of that name is left in the room."""
@@ -59,13 +68,15 @@ class MemoryRoomDirectory:
             del members[conn]
         return members
 
-    async def claim_name(self, room: str, name: str, owner: str) -> bool:
+    async def join_member(self, room: str, member: dict[str, Any], owner: str) -> bool:
+        name = member["name"]
         holder = self._names[room].get(name)
         if holder not in (None, owner) and any(
             m["name"] == name for m in self._live(room).values()
         ):
             return False
         self._names[room][name] = owner
+        self._members[room][member["conn"]] = member
         return True
 
     async def add_member(self, room: str, member: dict[str, Any]) -> None:
@@ -99,16 +110,44 @@ class MemoryRoomDirectory:
         return list(self._history.get(room, ()))
 
 
+# KEYS: names, members. ARGV: name, owner, conn, member JSON, oldest live `seen`, TTL (s).
+# A name held by another owner is taken over only when no live member carries it.
+JOIN_SCRIPT = """
+local holder = redis.call('HGET', KEYS[1], ARGV[1])
+if holder and holder ~= ARGV[2] then
+  for _, text in ipairs(redis.call('HVALS', KEYS[2])) do
+    local member = cjson.decode(text)
+    if member['name'] == ARGV[1] and tonumber(member['seen']) >= tonumber(ARGV[5]) then
+      return 0
+    end
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+return 1
+"""
+
+
 class RedisRoomDirectory:
     """Rooms in Redis: `room/<r>/members` (hash conn -> member JSON), `room/<r>/names` (hash
-    name -> owner), `room/<r>/history` (a list capped at `CHAT_HISTORY`, newest first)."""
+    name -> owner), both expiring `stale_after` seconds after the last join or heartbeat, and
+    `room/<r>/history` (a list capped at `CHAT_HISTORY`, newest first, expiring
+    `history_seconds` after the last message)."""
 
     def __init__(self, redis: Redis, *, stale_after: float, prefix: str = "",
-                 clock=time.time) -> None:  # noqa: ANN001
+                 history_seconds: int = 86400, clock=time.time) -> None:  # noqa: ANN001
         self.redis = redis
         self.stale_after = stale_after
         self.prefix = prefix
+        self.history_seconds = history_seconds
         self.clock = clock
+        self._join = redis.register_script(JOIN_SCRIPT)
+
+    @property
+    def _ttl(self) -> int:
+        return max(1, int(self.stale_after + 1))
 
     def _key(self, room: str, kind: str) -> str:
         return f"{self.prefix}room/{room}/{kind}"
@@ -124,20 +163,20 @@ class RedisRoomDirectory:
             await self.redis.hdel(self._key(room, "members"), *[conn for conn, _ in stale])
         return [member for _, member in live]
 
-    async def claim_name(self, room: str, name: str, owner: str) -> bool:
-        key = self._key(room, "names")
-        if await self.redis.hsetnx(key, name, owner):
-            return True
-        holder = await self.redis.hget(key, name)
-        if holder == owner:
-            return True
-        if any(member["name"] == name for member in await self._live(room)):
-            return False
-        await self.redis.hset(key, name, owner)  # the holder left or its worker died
-        return True
+    async def join_member(self, room: str, member: dict[str, Any], owner: str) -> bool:
+        joined = await self._join(
+            keys=[self._key(room, "names"), self._key(room, "members")],
+            args=[member["name"], owner, member["conn"], json.dumps(member),
+                  self.clock() - self.stale_after, self._ttl],
+        )
+        return bool(joined)
 
     async def add_member(self, room: str, member: dict[str, Any]) -> None:
-        await self.redis.hset(self._key(room, "members"), member["conn"], json.dumps(member))
+        key = self._key(room, "members")
+        async with self.redis.pipeline(transaction=True) as pipeline:
+            pipeline.hset(key, member["conn"], json.dumps(member))
+            pipeline.expire(key, self._ttl)
+            await pipeline.execute()
 
     async def remove_member(self, room: str, conn: str, name: str, owner: str) -> bool:
         await self.redis.hdel(self._key(room, "members"), conn)
@@ -153,9 +192,13 @@ class RedisRoomDirectory:
     async def refresh(self, room: str, members: list[dict[str, Any]]) -> None:
         now = self.clock()
         if members:
-            await self.redis.hset(self._key(room, "members"), mapping={
-                member["conn"]: json.dumps({**member, "seen": now}) for member in members
-            })
+            async with self.redis.pipeline(transaction=True) as pipeline:
+                pipeline.hset(self._key(room, "members"), mapping={
+                    member["conn"]: json.dumps({**member, "seen": now}) for member in members
+                })
+                pipeline.expire(self._key(room, "members"), self._ttl)
+                pipeline.expire(self._key(room, "names"), self._ttl)
+                await pipeline.execute()
 
     async def append_history(self, room: str, message: dict[str, Any], keep: int) -> None:
         if keep:
@@ -163,6 +206,7 @@ class RedisRoomDirectory:
             async with self.redis.pipeline(transaction=True) as pipeline:
                 pipeline.lpush(key, json.dumps(message, ensure_ascii=False))
                 pipeline.ltrim(key, 0, keep - 1)
+                pipeline.expire(key, self.history_seconds)
                 await pipeline.execute()
 
     async def history(self, room: str) -> list[dict[str, Any]]:

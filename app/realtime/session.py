@@ -8,8 +8,15 @@ import time
 from collections.abc import Awaitable, Callable
 
 from quart import current_app, websocket
+from redis.exceptions import RedisError
 
-from app.realtime.connection import Connection, FrameHandler, ReadRules
+from app.realtime.connection import (
+    STORE_UNAVAILABLE,
+    TRY_AGAIN_LATER,
+    Connection,
+    FrameHandler,
+    ReadRules,
+)
 from app.realtime.hub import Hub
 
 log = logging.getLogger("app.access")
@@ -46,7 +53,10 @@ async def run_connection(
     log.info("websocket %s opened id=%s", websocket.path, connection.id)
     try:
         if on_open is not None:
-            await on_open(connection)
+            try:
+                await on_open(connection)
+            except RedisError:
+                connection.close(TRY_AGAIN_LATER, STORE_UNAVAILABLE)
         await connection.serve(on_text, read_rules())
     finally:
         read_rules().forget(connection)

@@ -16,6 +16,13 @@ from app.settings import Settings
 STALE_HEARTBEATS = 3
 
 
+def hub_channel(redis: Redis, prefix: str) -> str:
+    """The hub's pub/sub channel: `<prefix>db<N>:hub`. Channels are global to a Redis server,
+    so two deployments on one server (other db numbers or prefixes) never share one."""
+    database = redis.connection_pool.connection_kwargs.get("db", 0)
+    return f"{prefix}db{database}:hub"
+
+
 async def open_realtime(app: Quart, settings: Settings, redis: Redis | None) -> None:
     """Start the hub (and its broker subscription) and register its drain hook, which sends
     every websocket 1001 when the worker starts shutting down (`app.serving`)."""
@@ -23,9 +30,10 @@ async def open_realtime(app: Quart, settings: Settings, redis: Redis | None) -> 
     broker: Broker
     directory: RoomDirectory
     if redis is not None:
-        broker = RedisBroker(redis, channel=f"{settings.redis_key_prefix}hub")
+        broker = RedisBroker(redis, channel=hub_channel(redis, settings.redis_key_prefix))
         directory = RedisRoomDirectory(redis, stale_after=stale_after,
-                                       prefix=settings.redis_key_prefix)
+                                       prefix=settings.redis_key_prefix,
+                                       history_seconds=settings.chat_history_seconds)
     else:
         broker = InProcessBroker()
         directory = MemoryRoomDirectory(stale_after=stale_after)

@@ -73,11 +73,19 @@ def _jobstore(settings: Settings) -> Any:
         from apscheduler.jobstores.redis import RedisJobStore
         from redis.connection import parse_url
 
+        from app.redis_client import redis_options
+
         options = parse_url(settings.redis_url)
         prefix = settings.redis_key_prefix
+        # APScheduler's Redis job store is synchronous (calls run in threads): the same bounds
+        # as the async client (REDIS_TIMEOUT for connect and reads, no retries).
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        sync_options = {**redis_options(settings), "retry": Retry(NoBackoff(), 0)}
         return RedisJobStore(jobs_key=f"{prefix}scheduler:jobs",
                              run_times_key=f"{prefix}scheduler:run_times",
-                             socket_timeout=settings.redis_timeout * 5, **options)
+                             **sync_options, **options)
     if kind == "sqlalchemy":
         from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 
