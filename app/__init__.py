@@ -17,7 +17,7 @@ from app.auth.csrf import check_csrf, csrf_token
 from app.auth.identity import VerifiedPasswords, identify_request, identify_websocket
 from app.auth.rate_limit import CredentialGuard
 from app.cli import DATABASE_COMMANDS
-from app.db import Database
+from app.db import Database, start_database_deadline
 from app.envelope import register_error_handlers
 from app.health import blueprint as health_blueprint
 from app.presence import PresenceRecorder, create_presence_store
@@ -94,6 +94,11 @@ def create_app(settings: Settings | None = None) -> Quart:
     register_security_headers(app, settings)
     register_error_handlers(app)
     app.jinja_env.globals["csrf_token"] = csrf_token
+
+    @app.before_request
+    async def bound_database_work() -> None:
+        start_database_deadline(settings.db_timeout)
+
     app.before_request(identify_request)
     app.before_request(check_csrf)
     app.before_websocket(identify_websocket)

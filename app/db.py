@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from sqlalchemy import event, text
@@ -25,6 +26,16 @@ from app.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger(__name__)
+
+
+# The loop time by which the current request's database work must be done (set per request by
+# `start_database_deadline`): all of a request's sessions share one `DB_TIMEOUT`, not one each.
+_deadline: ContextVar[float | None] = ContextVar("database_deadline", default=None)
+
+
+def start_database_deadline(seconds: float) -> None:
+    """Bound all database work of the current task (a request) to `seconds` from now."""
+    _deadline.set(asyncio.get_running_loop().time() + seconds)
 
 
 class DatabaseTimeoutError(Exception):
@@ -121,11 +132,17 @@ class Database:
         """A session for one unit of work; rolled back if the block raises.
 
         The whole block (waiting for a pooled connection, every statement, the commit) must
-        end within `time_limit` seconds (default `DB_TIMEOUT`). Raises `DatabaseTimeoutError`
+        end within `time_limit` seconds (default `DB_TIMEOUT`), and within what is left of the
+        request's deadline (`start_database_deadline`). Raises `DatabaseTimeoutError`
         otherwise; the session's connections are then closed at the socket and dropped from
         the pool (a hung server would never answer their rollback).
         """
         limit = time_limit or self.timeout
+        deadline_at = _deadline.get()
+        if deadline_at is not None:
+            limit = min(limit, deadline_at - asyncio.get_running_loop().time())
+            if limit <= 0:
+                raise DatabaseTimeoutError("the request's database time is used up")
         session = self.sessionmaker()
         deadline = asyncio.timeout(limit)
         try:

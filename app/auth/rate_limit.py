@@ -30,10 +30,10 @@ from collections.abc import AsyncIterator
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
-from redis.asyncio import Redis
 from werkzeug.exceptions import TooManyRequests
 
 from app.models import name_key
+from app.redis_client import UNREACHABLE, GuardedRedis
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,10 +58,11 @@ class CredentialGuard:
     """Counts failed credential checks per client address (`AUTH_ADDRESS_RATE_LIMIT`) and per
     account name (`AUTH_RATE_LIMIT`, case-insensitive as names are)."""
 
-    def __init__(self, settings: Settings, redis: Redis | None) -> None:
+    def __init__(self, settings: Settings, redis: GuardedRedis | None) -> None:
         self.per_account: RateLimitItem = parse(settings.auth_rate_limit)
         self.per_address: RateLimitItem = parse(settings.auth_address_rate_limit)
         self.storage: Storage
+        self.redis = redis
         if redis is not None:
             # Shares the worker's connection pool: closed with the app's Redis client.
             self.storage = RedisStorage(
@@ -99,25 +100,36 @@ class CredentialGuard:
             await self.ensure_allowed(address, account)
             yield
 
+    def _store_down(self) -> bool:
+        """Whether the worker's Redis circuit is open: then the limit is skipped at once."""
+        return self.redis is not None and self.redis.circuit.is_open
+
+    def _store_failed(self, error: Exception, what: str) -> None:
+        if self.redis is not None and isinstance(error, UNREACHABLE):
+            self.redis.circuit.record_failure(error)
+        log.warning("credential limiter store failed (%s); not %s", type(error).__name__, what)
+
     async def ensure_allowed(self, address: str, account: str | None = None) -> None:
         """Raise `TooManyAttempts` if `address` or `account` has no failures left."""
+        if self._store_down():
+            return
         for item, scope, key in self._keys(address, account):
             try:
                 if await self.limiter.test(item, scope, key):
                     continue
                 stats = await self.limiter.get_window_stats(item, scope, key)
             except Exception as error:  # noqa: BLE001 (fail open: see module docstring)
-                log.warning("credential limiter store failed (%s); not enforcing",
-                            type(error).__name__)
+                self._store_failed(error, "enforcing")
                 return
             raise TooManyAttempts(max(1, math.ceil(stats.reset_time - time.time())), scope)
 
     async def record_failure(self, address: str, account: str | None = None) -> None:
         """Count one failed check against `address` (and `account`)."""
+        if self._store_down():
+            return
         for item, scope, key in self._keys(address, account):
             try:
                 await self.limiter.hit(item, scope, key)
             except Exception as error:  # noqa: BLE001 (fail open)
-                log.warning("credential limiter store failed (%s); not counting",
-                            type(error).__name__)
+                self._store_failed(error, "counting")
                 return

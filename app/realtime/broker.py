@@ -81,11 +81,7 @@ class RedisBroker:
                 async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(self.channel)
                     self._first_attempt.set()
-                    if self.undelivered > self._undelivered_logged:
-                        log.warning("broker subscribed again; %d messages could not be "
-                                    "published while Redis was unavailable",
-                                    self.undelivered - self._undelivered_logged)
-                        self._undelivered_logged = self.undelivered
+                    self._report_undelivered()
                     backoff = 0.2
                     while True:
                         # The client's socket timeout must not end an idle subscription.
@@ -112,6 +108,14 @@ class RedisBroker:
         except RedisError:
             self.undelivered += 1
             raise
+        self._report_undelivered()
+
+    def _report_undelivered(self) -> None:
+        """Log, once Redis answers again, how many messages the outage cost."""
+        if self.undelivered > self._undelivered_logged:
+            log.warning("%d messages could not be published while Redis was unavailable",
+                        self.undelivered - self._undelivered_logged)
+            self._undelivered_logged = self.undelivered
 
     async def close(self) -> None:
         if self._task is not None:

@@ -11,10 +11,12 @@ Everything crosses workers and containers through the hub's broker.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 
 from quart import Blueprint, current_app, render_template
 from quart_schema import hide
+from redis.exceptions import RedisError
 from werkzeug.exceptions import BadRequest
 
 from app.auth.identity import current_identity
@@ -39,6 +41,7 @@ from app.realtime.session import current_hub, new_connection, run_connection
 from app.services import accounts
 
 blueprint = Blueprint("chat", __name__)
+log = logging.getLogger(__name__)
 NICKNAME = re.compile(r"^[^\x00-\x1f\x7f/]{1,32}$")
 RELAY = {"kind": "endpoint", "endpoint": "relay"}
 NICKNAME_CHAT = {"kind": "endpoint", "endpoint": "nickname"}
@@ -222,9 +225,14 @@ async def _chat_frame(connection: Connection, text: str) -> None:
     elif isinstance(frame, Message):
         message = {"event": "message", "id": new_id(), "room": frame.room,
                    "from": connection.name, "text": frame.text, "ts": timestamp()}
-        await hub.directory.append_history(frame.room, message,
-                                           current_app.extensions["settings"].chat_history)
+        # Deliver first: a message that reached the room is not reported as failed because
+        # its history entry could not be written.
         await hub.publish({"kind": "room", "room": frame.room}, message)
+        try:
+            await hub.directory.append_history(frame.room, message,
+                                               current_app.extensions["settings"].chat_history)
+        except RedisError as error:
+            log.warning("chat history not written (%s)", type(error).__name__)
     elif isinstance(frame, Private):
         members = await hub.directory.members(frame.room)
         if not any(member["name"] == frame.to for member in members):

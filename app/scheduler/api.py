@@ -14,10 +14,12 @@ from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
 from pydantic import BaseModel, ConfigDict
 from quart import Blueprint, Response, current_app, jsonify
 from quart_schema import RequestSchemaValidationError, tag, validate_request
+from redis.exceptions import RedisError
 from werkzeug.exceptions import Forbidden, HTTPException
 
 from app.auth.identity import require_identity
 from app.envelope import describe_validation_error
+from app.redis_client import UNREACHABLE
 from app.scheduler.registry import ForbiddenJobFunction
 from app.scheduler.serialize import JobDefinitionError
 from app.scheduler.service import SchedulerService, SchedulerStateError
@@ -84,6 +86,29 @@ def scheduler() -> SchedulerService:
 async def admins_only() -> None:
     if not require_identity().actor.is_admin:
         raise Forbidden("only an admin may use the scheduler API")
+
+
+STORE_UNAVAILABLE = "the scheduler's store (Redis) is unavailable; try again later"
+RETRY_AFTER_SECONDS = "5"
+
+
+@blueprint.before_request
+async def store_reachable() -> Response | None:
+    """503 at once while this worker knows Redis is down (its circuit is open)."""
+    redis = current_app.extensions.get("redis")
+    if redis is not None and redis.circuit.is_open:
+        return error(503, STORE_UNAVAILABLE, [("Retry-After", RETRY_AFTER_SECONDS)])
+    return None
+
+
+@blueprint.errorhandler(RedisError)
+async def store_failed(exception: RedisError) -> Response:
+    """A job-store or lease call that failed (bounded by REDIS_TIMEOUT): 503, and the worker's
+    circuit opens so the next calls answer at once."""
+    redis = current_app.extensions.get("redis")
+    if redis is not None and isinstance(exception, UNREACHABLE):
+        redis.circuit.record_failure(exception)
+    return error(503, STORE_UNAVAILABLE, [("Retry-After", RETRY_AFTER_SECONDS)])
 
 
 @blueprint.errorhandler(HTTPException)

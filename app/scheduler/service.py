@@ -182,7 +182,9 @@ class SchedulerService:
                 leads = self._host_allowed() and await self.leadership.acquire_or_renew()
                 should_run = leads and await self.state() == RUNNING
             except Exception as error:  # noqa: BLE001 (Redis down: stop running jobs, retry)
-                log.warning("scheduler leadership check failed: %s", type(error).__name__)
+                if self.is_leader:  # once per outage, not once a tick
+                    log.warning("scheduler leadership check failed (%s): stepping down",
+                                type(error).__name__)
                 leads = should_run = False
             if self._stopping:  # a cancelled Redis call may return instead of raising
                 break

@@ -60,6 +60,23 @@ class StalledClient:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.sock.close()
 
+    def read_text(self, timeout: float = 10) -> str:
+        """The next text frame from the server."""
+        deadline = time.monotonic() + timeout
+        self.sock.settimeout(0.5)
+        while time.monotonic() < deadline:
+            for event in self.protocol.events_received():
+                if getattr(event, "opcode", None) == Opcode.TEXT:
+                    return event.data.decode()
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            if not data:
+                break
+            self.protocol.receive_data(data)
+        raise AssertionError("no text frame from the server")
+
     def read_until_closed(self, timeout: float = 30) -> int | None:
         """Drain everything the server sent and return its close code (None if it never closed)."""
         deadline = time.monotonic() + timeout
