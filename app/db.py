@@ -7,6 +7,7 @@ Production runs MySQL/MariaDB through aiomysql; the embedded default is SQLite t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -152,10 +153,10 @@ class Database:
             if not deadline.expired():  # a TimeoutError of the block's own, not ours
                 raise
             log.warning("database work exceeded %.1f s; discarding its connections", limit)
-            await session.invalidate()
+            await _discard(session)
             raise DatabaseTimeoutError(f"database work exceeded {limit} s") from error
         finally:
-            await session.close()
+            await _release(session)
 
     async def ping(self, time_limit: float) -> None:
         """`SELECT 1` within `time_limit` seconds. Raises `DatabaseTimeoutError` or the
@@ -165,6 +166,27 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+CLEANUP_SECONDS = 1.0
+
+
+async def _release(session: AsyncSession) -> None:
+    """Close `session` (its connections are rolled back and go back to the pool) within
+    `CLEANUP_SECONDS`; a server that hangs in that rollback gets them discarded instead."""
+    try:
+        async with asyncio.timeout(CLEANUP_SECONDS):
+            await session.close()
+    except TimeoutError:
+        await _discard(session)
+
+
+async def _discard(session: AsyncSession) -> None:
+    """Close the session's connections at the socket, without a round trip, and drop them
+    from the pool (SQLAlchemy's invalidate)."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(CLEANUP_SECONDS):
+            await session.invalidate()
 
 
 def alembic_config(database_url: str):  # noqa: ANN201 (alembic.config.Config, imported lazily)

@@ -180,13 +180,11 @@ async def _join(connection: Connection, frame: Join) -> None:
 
 
 async def _welcome(connection: Connection, room: str) -> None:
-    """After a join: the room's state and history to the newcomer, the join to the others."""
+    """After a join: the join to the others, then the room's state and history to the
+    newcomer. Everything that can fail comes first, so a failed join sends no state."""
     hub = current_hub()
     members = await hub.directory.members(room)
-    connection.send({"event": "presence_state", "room": room,
-                     "you": connection.name, "members": presence_names(members)})
-    connection.send({"event": "history", "room": room,
-                     "messages": await hub.directory.history(room)})
+    history = await hub.directory.history(room)
     others = [m for m in members if m["name"] == connection.name and m["conn"] != connection.id]
     if not others:
         await hub.publish(
@@ -195,6 +193,9 @@ async def _welcome(connection: Connection, room: str) -> None:
              "joins": [{"name": connection.name, "user_id": connection.user_id}], "leaves": []},
             skip=connection.id,
         )
+    connection.send({"event": "presence_state", "room": room,
+                     "you": connection.name, "members": presence_names(members)})
+    connection.send({"event": "history", "room": room, "messages": history})
 
 
 async def _announce_leave(connection: Connection, room: str) -> None:

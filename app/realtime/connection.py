@@ -18,6 +18,10 @@ from typing import Any
 from limits import RateLimitItem
 from limits.strategies import FixedWindowRateLimiter
 from redis.exceptions import RedisError
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from app.db import DatabaseTimeoutError
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +32,8 @@ INTERNAL_ERROR = 1011
 TRY_AGAIN_LATER = 1013
 CLOSE_TIMEOUT_SECONDS = 2.0
 STORE_UNAVAILABLE = "temporarily unavailable (the shared store is down); try again later"
+# Failures of a shared store (Redis, the database) that a frame's handler may meet.
+STORE_ERRORS = (RedisError, DatabaseTimeoutError, OperationalError, PoolTimeoutError)
 
 FrameHandler = Callable[["Connection", str], Awaitable[None]]
 
@@ -104,8 +110,8 @@ class Connection:
                 continue
             try:
                 await on_text(self, data)
-            except RedisError:
-                # The shared store is down: this frame failed, the connection lives on.
+            except STORE_ERRORS:
+                # Redis or the database is down: this frame failed, the connection lives on.
                 self.send_error(STORE_UNAVAILABLE, code="unavailable")
 
     async def serve(self, on_text: FrameHandler, rules: ReadRules) -> None:

@@ -8,9 +8,9 @@ import time
 from collections.abc import Awaitable, Callable
 
 from quart import current_app, websocket
-from redis.exceptions import RedisError
 
 from app.realtime.connection import (
+    STORE_ERRORS,
     STORE_UNAVAILABLE,
     TRY_AGAIN_LATER,
     Connection,
@@ -55,7 +55,7 @@ async def run_connection(
         if on_open is not None:
             try:
                 await on_open(connection)
-            except RedisError:
+            except STORE_ERRORS:
                 connection.close(TRY_AGAIN_LATER, STORE_UNAVAILABLE)
         await connection.serve(on_text, read_rules())
     finally:

@@ -148,3 +148,13 @@ async def test_openapi_documents_the_routes(client) -> None:
     assert "BlogCreate" in str(spec["paths"]["/api/v1/blog"]["post"])
     docs = await client.get("/docs")
     assert docs.status_code == 200 and "openapi.json" in await docs.get_data(as_text=True)
+
+
+def test_json_output_is_always_valid_json() -> None:
+    """NaN and Infinity have no JSON form (RFC 8259 §6): responses carry null instead."""
+    from app.json_provider import dumps, loads
+
+    assert dumps({"b": float("nan"), "a": float("-inf")}) == b'{"a":null,"b":null}'
+    for text in (b'{"x": NaN}', b"[Infinity]", b'"\xff"', b"[" * 2000 + b"]" * 2000):
+        with pytest.raises(ValueError):
+            loads(text)

@@ -139,6 +139,9 @@ def test_a_killed_database_gives_503_at_once_and_recovers_after_restart(stack) -
     mariadb.kill()
     users, users_took = timed("GET", f"{api}/api/v1/user")
     ready, ready_took = timed("GET", f"{api}/readyz")
+    # A nickname join checks the accounts table: an error frame, the connection lives on.
+    join_reply = asyncio.run(chat_join_reply(api.replace("http://", "ws://") + "/ws/chat"))
+    assert join_reply["event"] == "error" and "unavailable" in join_reply["msg"], join_reply
     assert_503_envelope(users)
     assert ready.status_code == 503
     assert users_took < 1.5 and ready_took < 1.5
@@ -311,7 +314,7 @@ def test_faults_under_load_lose_no_write_and_give_no_500(stack, dependency) -> N
     assert statuses[200] > 0
     # Within the service every request ends within DB_TIMEOUT (its database work's bound). At
     # the client, the load generator's own queueing on this 2-core machine comes on top.
-    assert max(served_in) < DB_TIMEOUT + 0.5
+    assert max(served_in) < DB_TIMEOUT + 1  # + the bounded clean-up (db.CLEANUP_SECONDS)
     assert slowest < DB_TIMEOUT + 3 * MARGIN
     assert written <= stored, sorted(written - stored)[:10]
 
