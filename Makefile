@@ -30,6 +30,8 @@ $(CHROMIUM):
 
 lint: $(STAMP)
 	$(BIN)/ruff check app tests alembic bench
+	$(BIN)/ruff format --check app tests alembic bench
+	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
 
 clean:

@@ -37,8 +37,7 @@ class ApiRequest(Request):
     """A request whose unparsable JSON body is a 400 with a message, never a 500: invalid
     UTF-8, NaN/Infinity and over-deep nesting included (`app.json_provider`)."""
 
-    async def get_json(self, force: bool = False, silent: bool = False,
-                       cache: bool = True) -> Any:
+    async def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
         if cache and self._cached_json[silent] is not Ellipsis:
             return self._cached_json[silent]
         if not (force or self.is_json):
@@ -155,7 +154,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         if database is not None:
             await database.dispose()
 
-    app.asgi_app = DrainWebsocketReceive(app.asgi_app)  # type: ignore[method-assign]
+    app.asgi_app = DrainWebsocketReceive(app.asgi_app)  # type: ignore[method-assign, assignment]
     if settings.forwarded_allow_hops:
         from hypercorn.middleware import ProxyFixMiddleware
 

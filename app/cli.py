@@ -28,12 +28,13 @@ def load_settings() -> Settings:
         click.echo(describe_settings_error(error), err=True)
         sys.exit(EXIT_CONFIGURATION_ERROR)
 
+
 HYPERCORN_CONFIG = PROJECT_ROOT / "hypercorn.toml"
 
 
 def hypercorn_config(
     config_path: Path = HYPERCORN_CONFIG, *, bind: str | None = None, workers: int | None = None
-):  # noqa: ANN201 (hypercorn.config.Config)
+):
     """`hypercorn.toml` with the environment's overrides: `BIND` (comma-separated addresses)
     and `WEB_CONCURRENCY` (worker processes); explicit arguments win over both."""
     from hypercorn.config import Config
@@ -97,8 +98,13 @@ def clear_db_command(yes: bool) -> None:
 
 @click.command("create-admin")
 @click.option("--name", prompt=True, help="the admin's user name")
-@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
-              help="at least 8 characters (prompted, hidden, when left out)")
+@click.option(
+    "--password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    help="at least 8 characters (prompted, hidden, when left out)",
+)
 def create_admin_command(name: str, password: str) -> None:
     """Create an admin (role 1) with a password, or make an existing user one and reset their
     password. The first admin of a service with API_AUTH=required comes from here."""

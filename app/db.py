@@ -44,7 +44,7 @@ class DatabaseTimeoutError(Exception):
     Its connections were discarded, not returned to the pool. Answered as 503."""
 
 
-def enable_sqlite_integrity(dbapi_connection, _record) -> None:  # noqa: ANN001
+def enable_sqlite_integrity(dbapi_connection, _record) -> None:
     """Foreign keys and a busy timeout on each new SQLite connection (the app and Alembic):
     SQLite ignores foreign keys (and so ON DELETE CASCADE) unless asked, per connection."""
     cursor = dbapi_connection.cursor()
@@ -53,14 +53,14 @@ def enable_sqlite_integrity(dbapi_connection, _record) -> None:  # noqa: ANN001
     cursor.close()
 
 
-def _limit_statement_time(engine: AsyncEngine, seconds: float):  # noqa: ANN202
+def _limit_statement_time(engine: AsyncEngine, seconds: float):
     """A `connect` listener setting the server-side statement limit of each new connection:
     MariaDB's `max_statement_time` (seconds, every statement), MySQL's `max_execution_time`
     (milliseconds, SELECT only)."""
 
-    def on_connect(dbapi_connection, _record) -> None:  # noqa: ANN001
+    def on_connect(dbapi_connection, _record) -> None:
         cursor = dbapi_connection.cursor()
-        if engine.dialect.is_mariadb:
+        if getattr(engine.dialect, "is_mariadb", False):
             cursor.execute(f"SET SESSION max_statement_time = {float(seconds)}")
         else:
             cursor.execute(f"SET SESSION max_execution_time = {int(seconds * 1000)}")
@@ -102,8 +102,11 @@ def create_engine(settings: Settings) -> AsyncEngine:
         connect_args=connect_args,
     )
     if is_mysql:
-        event.listen(engine.sync_engine, "connect",
-                     _limit_statement_time(engine, settings.db_statement_timeout))
+        event.listen(
+            engine.sync_engine,
+            "connect",
+            _limit_statement_time(engine, settings.db_statement_timeout),
+        )
     return engine
 
 
@@ -189,7 +192,7 @@ async def _discard(session: AsyncSession) -> None:
             await session.invalidate()
 
 
-def alembic_config(database_url: str):  # noqa: ANN201 (alembic.config.Config, imported lazily)
+def alembic_config(database_url: str):
     """An Alembic `Config` for this project's migrations against `database_url`."""
     from alembic.config import Config
 

@@ -9,7 +9,7 @@ field and the rule; no SQL, no traceback and no exception text ever reaches a cl
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
 from quart import (
@@ -50,7 +50,9 @@ RETRY_AFTER_SECONDS = 5
 
 def succeed(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """A success envelope around `data` (any JSON-serialisable value)."""
-    response = current_app.json.response({"code": 0, "data": data, "status": "succeed"})
+    response = cast(
+        Response, current_app.json.response({"code": 0, "data": data, "status": "succeed"})
+    )
     response.status_code = status
     if headers:
         response.headers.update(headers)
@@ -62,14 +64,19 @@ def failed(
 ) -> Response:
     """An error envelope: `code` is the HTTP status, `request` is `METHOD path` (no query).
     A refused websocket handshake answers the same way, as `GET path`."""
-    origin = f"{request.method} {request.path}" if has_request_context() else (
-        f"GET {websocket.path}" if has_websocket_context() else "-"
+    origin = (
+        f"{request.method} {request.path}"
+        if has_request_context()
+        else (f"GET {websocket.path}" if has_websocket_context() else "-")
     )
-    response = current_app.json.response(
-        {"code": status, "msg": msg, "request": origin, "status": "failed"}
+    response = cast(
+        Response,
+        current_app.json.response(
+            {"code": status, "msg": msg, "request": origin, "status": "failed"}
+        ),
     )
     response.status_code = status
-    for key, value in (headers.items() if isinstance(headers, dict) else headers or []):
+    for key, value in headers.items() if isinstance(headers, dict) else headers or []:
         response.headers.add(key, value)  # add, not set: WWW-Authenticate may repeat
     return response
 
@@ -138,8 +145,7 @@ async def _on_database_unavailable(error: Exception) -> Response:
 
 async def _on_redis_unavailable(error: Exception) -> Response:
     # One line, no traceback: the circuit breaker logs the outage once (app.redis_client).
-    log.warning("redis unavailable (request id %s): %s", g.get("request_id"),
-                type(error).__name__)
+    log.warning("redis unavailable (request id %s): %s", g.get("request_id"), type(error).__name__)
     return failed(
         503,
         "a shared store (Redis) is unavailable, try again later",

@@ -41,8 +41,9 @@ class OrjsonProvider(DefaultJSONProvider):
 
     def dumps(self, obj: Any, **kwargs: Any) -> str:
         if kwargs.get("indent"):
-            return orjson.dumps(obj, default=_default,
-                                option=DUMP_OPTIONS | orjson.OPT_INDENT_2).decode()
+            return orjson.dumps(
+                obj, default=_default, option=DUMP_OPTIONS | orjson.OPT_INDENT_2
+            ).decode()
         return dumps(obj).decode()
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
@@ -50,7 +51,7 @@ class OrjsonProvider(DefaultJSONProvider):
 
     def response(self, *args: Any, **kwargs: Any) -> Response:
         obj = self._prepare_response_obj(args, kwargs)
-        return self._app.response_class(dumps(obj) + b"\n", mimetype=self.mimetype)
+        return Response(dumps(obj) + b"\n", mimetype=self.mimetype)
 
 
 def use_orjson(app: Quart) -> None:

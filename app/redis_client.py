@@ -35,12 +35,14 @@ UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.Timeout
 
 def _is_pool_wait(error: BaseException) -> bool:
     """A wait for a free pooled connection that ran out: load here, not a Redis failure."""
-    return isinstance(error, RedisConnectionError) and isinstance(
-        error.__cause__, asyncio.TimeoutError
-    ) and "No connection available" in str(error)
+    return (
+        isinstance(error, RedisConnectionError)
+        and isinstance(error.__cause__, asyncio.TimeoutError)
+        and "No connection available" in str(error)
+    )
 
 
-class RedisUnavailable(RedisConnectionError):  # noqa: N818 (reads as a state, like the others)
+class RedisUnavailable(RedisConnectionError):
     """Redis is known to be down (the circuit is open); raised at once, without I/O."""
 
 
@@ -72,8 +74,11 @@ class RedisCircuit:
         if self.is_open or _is_pool_wait(error):
             return
         self.failures += 1
-        log.warning("redis unreachable (%s); failing fast, probing every %.1f s",
-                    type(error).__name__, self.probe_seconds)
+        log.warning(
+            "redis unreachable (%s); failing fast, probing every %.1f s",
+            type(error).__name__,
+            self.probe_seconds,
+        )
         self._task = asyncio.get_running_loop().create_task(self._recover(), name="redis-probe")
 
     async def _recover(self) -> None:

@@ -38,7 +38,7 @@ class EscapingFormatter(logging.Formatter):
     """The text log's formatter: one event, one line (a traceback still follows on its own
     lines, after the escaped message)."""
 
-    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+    def formatMessage(self, record: logging.LogRecord) -> str:
         record.message = escape_controls(record.message)
         return super().formatMessage(record)
 

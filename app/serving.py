@@ -90,7 +90,7 @@ def limit_websocket_compression() -> None:
     from hypercorn.protocol import ws_stream
     from wsproto.extensions import PerMessageDeflate
 
-    ws_stream.PerMessageDeflate = partial(  # type: ignore[attr-defined]
+    ws_stream.PerMessageDeflate = partial(  # type: ignore[misc, assignment]
         PerMessageDeflate, server_no_context_takeover=True, client_no_context_takeover=True
     )
 
@@ -111,7 +111,7 @@ def close_refused_frames() -> None:
         return
     original_events = Connection.events
 
-    def events(self: Connection):  # noqa: ANN202 (a generator of wsproto events)
+    def events(self: Connection):
         for event in original_events(self):
             if isinstance(event, CloseConnection) and self._state is ConnectionState.OPEN:
                 self._state = ConnectionState.REMOTE_CLOSING
@@ -163,7 +163,7 @@ def _worker_main(config: Config, sockets: Sockets, stop: EventType) -> None:
 
     patch_hypercorn()
     wrapped = load_application(config.application_path, config.wsgi_max_body_size)
-    quart_app = wrapped.app
+    quart_app = wrapped.app  # type: ignore[attr-defined]  # hypercorn's ASGIWrapper
     supervisor = os.getppid()
 
     async def shutdown_trigger() -> None:
@@ -177,7 +177,7 @@ def _worker_main(config: Config, sockets: Sockets, stop: EventType) -> None:
         for drain in quart_app.extensions.get("drain_hooks", []):
             try:
                 await drain()
-            except Exception:  # noqa: BLE001 (one failing hook must not block the others)
+            except Exception:
                 log.exception("drain hook failed")
         logging.getLogger("app").info(
             "worker shutting down: drained in %.2f s", time.monotonic() - started

@@ -91,7 +91,9 @@ class Settings(BaseSettings):
     # Scheduler (README "Scheduler"; Flask-APScheduler's SCHEDULER_* names where they exist).
     scheduler_enabled: bool = False
     scheduler_api_enabled: bool = True
-    scheduler_jobstore: Literal["memory", "redis", "sqlalchemy"] | None = None  # None: redis if REDIS_URL
+    scheduler_jobstore: Literal["memory", "redis", "sqlalchemy"] | None = (
+        None  # None: redis if REDIS_URL
+    )
     scheduler_sqlalchemy_url: str | None = None  # a synchronous driver, e.g. mysql+pymysql://…
     scheduler_timezone: str | None = None  # None: DISPLAY_TIMEZONE
     scheduler_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
@@ -129,8 +131,9 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r}") from error
         return value
 
-    @field_validator("allowed_origins", "scheduler_allowed_hosts", "scheduler_job_modules",
-                     mode="before")
+    @field_validator(
+        "allowed_origins", "scheduler_allowed_hosts", "scheduler_job_modules", mode="before"
+    )
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
@@ -209,6 +212,7 @@ def describe_settings_error(error: ValidationError) -> str:
     for item in error.errors(include_url=False, include_input=False):
         variable = "_".join(str(part) for part in item["loc"]).upper() or "settings"
         message = item["msg"].removeprefix("Value error, ")
-        problems.append(message if variable == "SETTINGS" or not item["loc"] else
-                        f"{variable}: {message}")
+        problems.append(
+            message if variable == "SETTINGS" or not item["loc"] else f"{variable}: {message}"
+        )
     return "configuration error: " + "; ".join(problems)

@@ -9,7 +9,7 @@ from websockets.asyncio.server import broadcast, serve
 CLIENTS = set()
 
 
-async def handler(websocket) -> None:  # noqa: ANN001
+async def handler(websocket) -> None:
     CLIENTS.add(websocket)
     try:
         async for message in websocket:

@@ -35,7 +35,7 @@ async def run(url: str, receivers: int, messages: int, chat: bool) -> dict[str, 
                 while True:
                     await asyncio.wait_for(ws.recv(), 0.05)
 
-        async def receive(ws) -> None:  # noqa: ANN001
+        async def receive(ws) -> None:
             got = 0
             while got < messages:
                 raw = await ws.recv()

@@ -16,7 +16,7 @@ from websockets.asyncio.client import connect
 from bench.common import baseline_server, service, tree_rss
 
 
-async def hold(url: str, count: int, join: bool, measure) -> int:  # noqa: ANN001
+async def hold(url: str, count: int, join: bool, measure) -> int:
     # Warm up: the first connections pay for lazy imports and caches, not for themselves.
     warm = [await connect(url) for _ in range(50)]
     for ws in warm:

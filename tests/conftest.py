@@ -28,7 +28,7 @@ from app.settings import Settings
 MYSQL_URL = os.environ.get("TEST_MYSQL_URL", "mysql+aiomysql://root@127.0.0.1:3306/qf_test")
 # Database 15 of the local Redis is the tests'; it is flushed before each test that uses it.
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-TEST_SECRET_KEY = "test-secret-key-not-for-production"  # noqa: S105
+TEST_SECRET_KEY = "test-secret-key-not-for-production"
 BACKENDS = ("sqlite", "mysql")
 
 
@@ -47,7 +47,7 @@ async def _recreate_mysql_database(url: str) -> None:
             await connection.execute(
                 text(f"CREATE DATABASE `{parsed.database}` CHARACTER SET utf8mb4")
             )
-    except Exception as error:  # noqa: BLE001 (reported as a test failure, with the cause)
+    except Exception as error:
         pytest.fail(
             f"MariaDB/MySQL is required at {parsed.render_as_string()} and is not reachable "
             f"({type(error).__name__}: {error}). Start it (see README) or set TEST_MYSQL_URL.",
@@ -110,7 +110,7 @@ def redis_url() -> str:
     client = Redis.from_url(REDIS_URL, socket_connect_timeout=3)
     try:
         client.flushdb()
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         pytest.fail(
             f"Redis is required at {REDIS_URL} and is not reachable ({error}).", pytrace=False
         )
@@ -128,7 +128,7 @@ async def app(settings: Settings) -> AsyncIterator[Quart]:
 
 
 @pytest.fixture
-def serve_app(database_url: str):  # noqa: ANN201
+def serve_app(database_url: str):
     """`async with serve_app(**settings) as app`: more served apps over this test's database,
     e.g. two "workers" sharing it, or one with other settings. Auth is required by default."""
 
@@ -142,7 +142,7 @@ def serve_app(database_url: str):  # noqa: ANN201
 
 
 @pytest.fixture
-def client(app: Quart):  # noqa: ANN201 (Quart's test client class)
+def client(app: Quart):
     return app.test_client()
 
 
@@ -153,7 +153,7 @@ class QueryCounter:
         self.count = 0
         self.statements: list[str] = []
 
-    def __call__(self, _conn, _cursor, statement, *_args) -> None:  # noqa: ANN001
+    def __call__(self, _conn, _cursor, statement, *_args) -> None:
         self.count += 1
         self.statements.append(statement)
 

@@ -9,7 +9,7 @@ ID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a
 TIME_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 
 
-async def ok(response, status: int = 200) -> Any:  # noqa: ANN001
+async def ok(response, status: int = 200) -> Any:
     """Assert a success envelope with `status`; return its `data`."""
     body = await response.get_json()
     assert response.status_code == status, body
@@ -18,7 +18,7 @@ async def ok(response, status: int = 200) -> Any:  # noqa: ANN001
     return body["data"]
 
 
-async def failed(response, status: int, method: str, path: str) -> str:  # noqa: ANN001
+async def failed(response, status: int, method: str, path: str) -> str:
     """Assert an error envelope with `status` for `METHOD path`; return its `msg`."""
     body = await response.get_json()
     assert response.status_code == status, body
@@ -42,15 +42,15 @@ async def failed(response, status: int, method: str, path: str) -> str:  # noqa:
     return body["msg"]
 
 
-async def create_user(client, name: str = "alice", role: int = 0) -> dict:  # noqa: ANN001
+async def create_user(client, name: str = "alice", role: int = 0) -> dict:
     return await ok(await client.post("/api/v1/user", json={"name": name, "role": role}))
 
 
-async def create_tag(client, name: str = "python") -> dict:  # noqa: ANN001
+async def create_tag(client, name: str = "python") -> dict:
     return await ok(await client.post("/api/v1/tag", json={"name": name}))
 
 
-async def create_blog(client, user_id: str, tags: list[str] | None = None, **fields) -> dict:  # noqa: ANN001
+async def create_blog(client, user_id: str, tags: list[str] | None = None, **fields) -> dict:
     body = {"title": "Hello", "context": "First post", "user_id": user_id, "tags": tags or []}
     body.update(fields)
     return await ok(await client.post("/api/v1/blog", json=body))

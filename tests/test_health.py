@@ -29,6 +29,8 @@ async def test_readiness_is_503_when_no_connection_can_be_had(database_url) -> N
             response = await app.test_client().get("/readyz")
         assert response.status_code == 503
         assert await response.get_json() == {
-            "status": "unavailable", "database": "down", "redis": "off"
+            "status": "unavailable",
+            "database": "down",
+            "redis": "off",
         }
         assert (await app.test_client().get("/readyz")).status_code == 200

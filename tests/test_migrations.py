@@ -15,7 +15,7 @@ from app.models import Base
 from tests.conftest import _recreate_mysql_database, make_settings
 
 
-def _differences(sync_connection) -> list:  # noqa: ANN001
+def _differences(sync_connection) -> list:
     context = MigrationContext.configure(sync_connection, opts={"compare_type": True})
     return compare_metadata(context, Base.metadata)
 
@@ -46,7 +46,13 @@ def test_upgrade_matches_models_and_downgrade_reverts(empty_database_url) -> Non
     differences, tables = asyncio.run(_schema_report(empty_database_url))
     assert differences == [], "models and migrations disagree; run alembic revision --autogenerate"
     assert tables == [
-        "alembic_version", "api_tokens", "blog_tags", "blogs", "online_snapshots", "tags", "users",
+        "alembic_version",
+        "api_tokens",
+        "blog_tags",
+        "blogs",
+        "online_snapshots",
+        "tags",
+        "users",
     ]
 
     downgrade_to_base(settings)

@@ -28,8 +28,9 @@ def test_a_text_frame_that_is_not_utf8_is_answered_with_close_1007() -> None:
     server = Connection(ConnectionType.SERVER)
     server.receive_data(masked_text_frame(b"\xff\xfe"))
     events = list(server.events())
-    assert events == [CloseConnection(code=CloseReason.INVALID_FRAME_PAYLOAD_DATA,
-                                      reason=events[0].reason)]
+    assert events == [
+        CloseConnection(code=CloseReason.INVALID_FRAME_PAYLOAD_DATA, reason=events[0].reason)
+    ]
     # Hypercorn answers a CloseConnection only in this state (ws_stream._handle_events).
     assert server.state is ConnectionState.REMOTE_CLOSING
     reply = server.send(events[0].response())
@@ -44,7 +45,8 @@ def test_hypercorn_internals_the_patches_use_are_there() -> None:
     assert hasattr(h11, "SWITCHED_PROTOCOL")
     # permessage-deflate is negotiated through this name (limit_websocket_compression).
     assert ws_stream.PerMessageDeflate.keywords == {
-        "server_no_context_takeover": True, "client_no_context_takeover": True,
+        "server_no_context_takeover": True,
+        "client_no_context_takeover": True,
     }
     # A websocket's messages reach the app through spawn_app's bounded queue (app/realtime/asgi.py).
     from hypercorn.asyncio.task_group import TaskGroup

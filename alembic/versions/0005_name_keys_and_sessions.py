@@ -25,8 +25,12 @@ def _name_key(name: str) -> str:
 def upgrade() -> None:
     with op.batch_alter_table("users") as batch_op:
         batch_op.add_column(sa.Column("name_key", sa.String(length=255), nullable=True))
-    users = sa.table("users", sa.column("id", sa.String), sa.column("name", sa.String),
-                     sa.column("name_key", sa.String))
+    users = sa.table(
+        "users",
+        sa.column("id", sa.String),
+        sa.column("name", sa.String),
+        sa.column("name_key", sa.String),
+    )
     bind = op.get_bind()
     for user_id, name in bind.execute(sa.select(users.c.id, users.c.name)).all():
         bind.execute(users.update().where(users.c.id == user_id).values(name_key=_name_key(name)))

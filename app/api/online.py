@@ -44,11 +44,13 @@ async def list_online(query_args: OnlineQuery) -> Response:
             users = await online_service.online_users(session, store, minutes)
         except ValueError as error:
             raise BadRequest(str(error)) from error
-    return succeed({
-        "count": len(users),
-        "minutes": minutes,
-        "users": [{"id": u.id, "name": u.name, "last_seen": shown(u.last_seen)} for u in users],
-    })
+    return succeed(
+        {
+            "count": len(users),
+            "minutes": minutes,
+            "users": [{"id": u.id, "name": u.name, "last_seen": shown(u.last_seen)} for u in users],
+        }
+    )
 
 
 @blueprint.get("/online/history")
@@ -60,11 +62,14 @@ async def online_history(query_args: HistoryQuery) -> Response:
     async with database().session() as session:
         snapshots = await online_service.online_history(session, hours=query_args.hours)
     tz = settings().tz
-    return succeed({
-        "hours": query_args.hours,
-        "points": [{"time": format_time(s.taken_at, tz), "count": s.online_count}
-                   for s in snapshots],
-    })
+    return succeed(
+        {
+            "hours": query_args.hours,
+            "points": [
+                {"time": format_time(s.taken_at, tz), "count": s.online_count} for s in snapshots
+            ],
+        }
+    )
 
 
 @blueprint.get("/online/<user_id>")

@@ -31,7 +31,6 @@ from app.models import (
 STRICT = ConfigDict(strict=True, extra="ignore")
 
 
-
 def printable_name(value: str) -> str:
     """Refuse control, format (e.g. bidi overrides), private-use and unassigned characters
     (Unicode category C): they make names that look like other names or break logs."""

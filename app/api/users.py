@@ -66,7 +66,12 @@ async def replace_user(user_id: str, data: UserIn) -> Response:
     keep = identity.credential if identity is not None and identity.user_id == user_id else None
     async with database().session() as session:
         user = await user_service.replace_user(
-            session, user_id, name=data.name, role=data.role, password=data.password, actor=actor,
+            session,
+            user_id,
+            name=data.name,
+            role=data.role,
+            password=data.password,
+            actor=actor,
             keep_credential=keep,
         )
     return succeed(user_json(user))

@@ -56,7 +56,8 @@ async def _token_matches() -> bool:
         return False
     sent = request.headers.get(CSRF_HEADER)
     if sent is None and request.mimetype in (
-        "application/x-www-form-urlencoded", "multipart/form-data"
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
     ):
         sent = (await request.form).get(CSRF_FIELD)
     return sent is not None and hmac.compare_digest(sent, expected)

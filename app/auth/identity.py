@@ -84,9 +84,10 @@ class VerifiedPasswords:
         return name_key(name), hmac.new(self._key, password.encode(), hashlib.sha256).digest()
 
     def matches(self, name: str, password: str, password_hash: str | None) -> bool:
-        return password_hash is not None and self._entries.get(
-            self._entry(name, password)
-        ) == password_hash
+        return (
+            password_hash is not None
+            and self._entries.get(self._entry(name, password)) == password_hash
+        )
 
     def remember(self, name: str, password: str, password_hash: str) -> None:
         self._entries[self._entry(name, password)] = password_hash

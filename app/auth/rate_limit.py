@@ -46,12 +46,16 @@ class TooManyAttempts(TooManyRequests):
     """429 with `Retry-After` (seconds), answered in the envelope."""
 
     def __init__(self, retry_after: int, what: str) -> None:
-        super().__init__(f"too many failed sign-in attempts for this {what}; "
-                         f"retry after {retry_after} s")
+        super().__init__(
+            f"too many failed sign-in attempts for this {what}; retry after {retry_after} s"
+        )
         self.retry_after_seconds = retry_after
 
-    def get_headers(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201 (werkzeug's signature)
-        return [*super().get_headers(*args, **kwargs), ("Retry-After", str(self.retry_after_seconds))]
+    def get_headers(self, *args, **kwargs):
+        return [
+            *super().get_headers(*args, **kwargs),
+            ("Retry-After", str(self.retry_after_seconds)),
+        ]
 
 
 class CredentialGuard:
@@ -69,7 +73,7 @@ class CredentialGuard:
                 "async+redis://",
                 implementation="redispy",
                 key_prefix=f"{settings.redis_key_prefix}auth-failures",
-                connection_pool=redis.connection_pool,
+                connection_pool=redis.connection_pool,  # type: ignore[arg-type]
             )
         else:
             self.storage = MemoryStorage()
@@ -118,7 +122,7 @@ class CredentialGuard:
                 if await self.limiter.test(item, scope, key):
                     continue
                 stats = await self.limiter.get_window_stats(item, scope, key)
-            except Exception as error:  # noqa: BLE001 (fail open: see module docstring)
+            except Exception as error:
                 self._store_failed(error, "enforcing")
                 return
             raise TooManyAttempts(max(1, math.ceil(stats.reset_time - time.time())), scope)
@@ -130,6 +134,6 @@ class CredentialGuard:
         for item, scope, key in self._keys(address, account):
             try:
                 await self.limiter.hit(item, scope, key)
-            except Exception as error:  # noqa: BLE001 (fail open)
+            except Exception as error:
                 self._store_failed(error, "counting")
                 return

@@ -54,8 +54,10 @@ def create_presence_store(
 
         assert redis is not None  # Settings refuses PRESENCE_BACKEND=redis without REDIS_URL
         return RedisPresenceStore(
-            redis, window_minutes=settings.online_last_minutes,
-            key_prefix=settings.redis_key_prefix, clock=clock,
+            redis,
+            window_minutes=settings.online_last_minutes,
+            key_prefix=settings.redis_key_prefix,
+            clock=clock,
         )
     if backend == "database":
         from app.presence.database_store import DatabasePresenceStore
@@ -81,8 +83,9 @@ class PresenceRecorder:
     one per request.
     """
 
-    def __init__(self, store: PresenceStore, *, backoff_seconds: float = 5.0,
-                 clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self, store: PresenceStore, *, backoff_seconds: float = 5.0, clock: Clock = time.monotonic
+    ) -> None:
         self.store = store
         self.backoff_seconds = backoff_seconds
         self.clock = clock
@@ -96,10 +99,13 @@ class PresenceRecorder:
             return
         try:
             await self.store.mark(user_id)
-        except Exception as error:  # noqa: BLE001 (presence is best effort by design)
+        except Exception as error:
             self.failures += 1
             self._retry_at = self.clock() + self.backoff_seconds
             logging.getLogger(__name__).warning(
                 "presence store %s failed (%s: %s); skipping marks for %.0f s",
-                type(self.store).__name__, type(error).__name__, error, self.backoff_seconds,
+                type(self.store).__name__,
+                type(error).__name__,
+                error,
+                self.backoff_seconds,
             )

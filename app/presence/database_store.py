@@ -59,7 +59,7 @@ class DatabasePresenceStore:
             rows = await session.execute(
                 select(User.id, User.last_seen).where(User.last_seen >= since)
             )
-            return {user_id: seen.timestamp() for user_id, seen in rows}
+            return {user_id: seen.timestamp() for user_id, seen in rows if seen is not None}
 
     async def last_seen(self, user_id: str) -> float | None:
         async with self.database.session() as session:

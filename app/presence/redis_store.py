@@ -49,7 +49,7 @@ class RedisPresenceStore:
         check_window(minutes, self)
         current = int(self.clock()) // 60
         keys = [self.bucket_key(current - offset) for offset in range(minutes)]
-        user_ids = sorted(await self.redis.sunion(keys))
+        user_ids = sorted(str(user_id) for user_id in await self.redis.sunion(keys))
         if not user_ids:
             return {}
         stamps = await self.redis.mget([self.activity_key(user_id) for user_id in user_ids])

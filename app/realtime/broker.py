@@ -90,14 +90,17 @@ class RedisBroker:
                             continue
                         try:
                             deliver(json.loads(item["data"]))
-                        except Exception:  # noqa: BLE001 (one bad message must not stop the rest)
+                        except Exception:
                             log.exception("undeliverable broker message")
             except asyncio.CancelledError:
                 raise
-            except Exception as error:  # noqa: BLE001 (reconnect on any Redis failure)
+            except Exception as error:
                 self._first_attempt.set()
-                log.warning("broker subscription lost (%s); retrying in %.1f s",
-                            type(error).__name__, backoff)
+                log.warning(
+                    "broker subscription lost (%s); retrying in %.1f s",
+                    type(error).__name__,
+                    backoff,
+                )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
@@ -113,8 +116,10 @@ class RedisBroker:
     def _report_undelivered(self) -> None:
         """Log, once Redis answers again, how many messages the outage cost."""
         if self.undelivered > self._undelivered_logged:
-            log.warning("%d messages could not be published while Redis was unavailable",
-                        self.undelivered - self._undelivered_logged)
+            log.warning(
+                "%d messages could not be published while Redis was unavailable",
+                self.undelivered - self._undelivered_logged,
+            )
             self._undelivered_logged = self.undelivered
 
     async def close(self) -> None:

@@ -102,14 +102,17 @@ async def _nickname_frame(connection: Connection, text: str) -> None:
 async def _nickname_open(connection: Connection) -> None:
     hub = current_hub()
     await hub.directory.add_member(
-        NICKNAME_ROOM, member_record(connection.id, connection.name, connection.user_id,
-                                     hub.directory.clock())
+        NICKNAME_ROOM,
+        member_record(
+            connection.id, connection.room_name, connection.user_id, hub.directory.clock()
+        ),
     )
 
 
 async def _nickname_close(connection: Connection, _rooms: list[str]) -> None:
-    await current_hub().directory.remove_member(NICKNAME_ROOM, connection.id, connection.name,
-                                                f"conn:{connection.id}")
+    await current_hub().directory.remove_member(
+        NICKNAME_ROOM, connection.id, connection.room_name, f"conn:{connection.id}"
+    )
 
 
 @blueprint.websocket("/websocket/<nickname>")
@@ -118,10 +121,10 @@ async def nickname_socket(nickname: str) -> None:
     nickname = nickname.strip()
     if not NICKNAME.match(nickname):
         raise BadRequest("nickname: 1 to 32 characters, no control characters")
-    connection = new_connection("nickname", name=nickname,
-                                user_id=identity_fields()["user_id"])
-    await run_connection(connection, _nickname_frame, on_open=_nickname_open,
-                         on_close=_nickname_close)
+    connection = new_connection("nickname", name=nickname, user_id=identity_fields()["user_id"])
+    await run_connection(
+        connection, _nickname_frame, on_open=_nickname_open, on_close=_nickname_close
+    )
 
 
 # /ws/chat: rooms, presence and history ----------------------------------------------------
@@ -130,8 +133,7 @@ async def nickname_socket(nickname: str) -> None:
 def presence_names(members: list[dict]) -> list[dict]:
     seen: dict[str, dict] = {}
     for member in members:
-        seen.setdefault(member["name"], {"name": member["name"],
-                                         "user_id": member["user_id"]})
+        seen.setdefault(member["name"], {"name": member["name"], "user_id": member["user_id"]})
     return sorted(seen.values(), key=lambda entry: entry["name"])
 
 
@@ -147,15 +149,17 @@ async def _join(connection: Connection, frame: Join) -> None:
         return
     if connection.user_id is None:
         if frame.nickname is None:
-            connection.send_error("nickname: required for anonymous clients (or log in)",
-                                  ref="join")
+            connection.send_error(
+                "nickname: required for anonymous clients (or log in)", ref="join"
+            )
             return
         if connection.name not in (None, frame.nickname):
             connection.send_error("nickname: one nickname per connection", ref="join")
             return
         if await _nickname_is_an_account(frame.nickname):
-            connection.send_error(f"nickname: {frame.nickname!r} is an account's name; log in",
-                                  ref="join")
+            connection.send_error(
+                f"nickname: {frame.nickname!r} is an account's name; log in", ref="join"
+            )
             return
         connection.name = frame.nickname
     try:
@@ -167,8 +171,9 @@ async def _join(connection: Connection, frame: Join) -> None:
         if not joined and not connection.rooms and connection.user_id is None:
             connection.name = None
     if not joined:
-        connection.send_error(f"nickname: {frame.nickname!r} is taken in {frame.room!r}",
-                              ref="join")
+        connection.send_error(
+            f"nickname: {frame.nickname!r} is taken in {frame.room!r}", ref="join"
+        )
         return
     try:
         await _welcome(connection, frame.room)
@@ -189,20 +194,34 @@ async def _welcome(connection: Connection, room: str) -> None:
     if not others:
         await hub.publish(
             {"kind": "room", "room": room},
-            {"event": "presence_diff", "room": room,
-             "joins": [{"name": connection.name, "user_id": connection.user_id}], "leaves": []},
+            {
+                "event": "presence_diff",
+                "room": room,
+                "joins": [{"name": connection.name, "user_id": connection.user_id}],
+                "leaves": [],
+            },
             skip=connection.id,
         )
-    connection.send({"event": "presence_state", "room": room,
-                     "you": connection.name, "members": presence_names(members)})
+    connection.send(
+        {
+            "event": "presence_state",
+            "room": room,
+            "you": connection.name,
+            "members": presence_names(members),
+        }
+    )
     connection.send({"event": "history", "room": room, "messages": history})
 
 
 async def _announce_leave(connection: Connection, room: str) -> None:
     await current_hub().publish(
         {"kind": "room", "room": room},
-        {"event": "presence_diff", "room": room, "joins": [],
-         "leaves": [{"name": connection.name, "user_id": connection.user_id}]},
+        {
+            "event": "presence_diff",
+            "room": room,
+            "joins": [],
+            "leaves": [{"name": connection.name, "user_id": connection.user_id}],
+        },
     )
 
 
@@ -224,14 +243,21 @@ async def _chat_frame(connection: Connection, text: str) -> None:
             await _announce_leave(connection, frame.room)
         connection.send({"event": "left", "room": frame.room})
     elif isinstance(frame, Message):
-        message = {"event": "message", "id": new_id(), "room": frame.room,
-                   "from": connection.name, "text": frame.text, "ts": timestamp()}
+        message = {
+            "event": "message",
+            "id": new_id(),
+            "room": frame.room,
+            "from": connection.name,
+            "text": frame.text,
+            "ts": timestamp(),
+        }
         # Deliver first: a message that reached the room is not reported as failed because
         # its history entry could not be written.
         await hub.publish({"kind": "room", "room": frame.room}, message)
         try:
-            await hub.directory.append_history(frame.room, message,
-                                               current_app.extensions["settings"].chat_history)
+            await hub.directory.append_history(
+                frame.room, message, current_app.extensions["settings"].chat_history
+            )
         except RedisError as error:
             log.warning("chat history not written (%s)", type(error).__name__)
     elif isinstance(frame, Private):
@@ -239,9 +265,15 @@ async def _chat_frame(connection: Connection, text: str) -> None:
         if not any(member["name"] == frame.to for member in members):
             connection.send_error(f"to: {frame.to!r} is not in {frame.room!r}", ref="private")
             return
-        message = {"event": "private", "id": new_id(), "room": frame.room,
-                   "from": connection.name, "to": frame.to, "text": frame.text,
-                   "ts": timestamp()}
+        message = {
+            "event": "private",
+            "id": new_id(),
+            "room": frame.room,
+            "from": connection.name,
+            "to": frame.to,
+            "text": frame.text,
+            "ts": timestamp(),
+        }
         await hub.publish({"kind": "names", "room": frame.room, "names": [frame.to]}, message)
         if frame.to != connection.name:
             connection.send(message)  # the sender's copy

@@ -53,8 +53,15 @@ class Connection:
         queue_size: frames waiting to be written before the client counts as too slow.
     """
 
-    def __init__(self, websocket: Any, *, endpoint: str, name: str | None = None,
-                 user_id: str | None = None, queue_size: int = 256) -> None:
+    def __init__(
+        self,
+        websocket: Any,
+        *,
+        endpoint: str,
+        name: str | None = None,
+        user_id: str | None = None,
+        queue_size: int = 256,
+    ) -> None:
         self.id = uuid.uuid4().hex
         self.websocket = websocket
         self.endpoint = endpoint
@@ -65,6 +72,14 @@ class Connection:
         self.close_reason: tuple[int, str] | None = None
         self._closing = asyncio.Event()
         self.last_received = time.monotonic()
+
+    @property
+    def room_name(self) -> str:
+        """The name this connection has in rooms; set before any join (a nickname or the
+        account's name). Raises `RuntimeError` if it is not."""
+        if self.name is None:
+            raise RuntimeError("the connection has no name yet")
+        return self.name
 
     @property
     def is_closing(self) -> bool:
@@ -101,7 +116,9 @@ class Connection:
             self.last_received = time.monotonic()
             size = len(data) if isinstance(data, bytes) else len(data.encode())
             if size > rules.max_message_bytes:
-                self.close(MESSAGE_TOO_BIG, f"frames are limited to {rules.max_message_bytes} bytes")
+                self.close(
+                    MESSAGE_TOO_BIG, f"frames are limited to {rules.max_message_bytes} bytes"
+                )
                 return
             if not rules.allow(self):
                 continue
@@ -123,18 +140,22 @@ class Connection:
         try:
             while True:
                 idle_left = self.last_received + rules.idle_timeout - time.monotonic()
-                done, _ = await asyncio.wait({writer, reader, closing}, timeout=max(idle_left, 0),
-                                             return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    {writer, reader, closing},
+                    timeout=max(idle_left, 0),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
                 if done:
                     break
                 if time.monotonic() - self.last_received >= rules.idle_timeout:
-                    self.close(POLICY_VIOLATION,
-                               f"idle for {rules.idle_timeout:.0f} s: send a ping")
+                    self.close(
+                        POLICY_VIOLATION, f"idle for {rules.idle_timeout:.0f} s: send a ping"
+                    )
                     break
             for task in done:
                 if task is not closing and not task.cancelled() and task.exception() is not None:
                     error = task.exception()
-                    if not _is_disconnect(error):
+                    if error is not None and not _is_disconnect(error):
                         log.error("websocket %s failed", self.endpoint, exc_info=error)
                         self.close(INTERNAL_ERROR, "server error")
         finally:
@@ -162,8 +183,14 @@ class ReadRules:
     such frames in a row it is closed with 1008.
     """
 
-    def __init__(self, *, max_message_bytes: int, idle_timeout: float, rate: RateLimitItem,
-                 flood_strikes: int) -> None:
+    def __init__(
+        self,
+        *,
+        max_message_bytes: int,
+        idle_timeout: float,
+        rate: RateLimitItem,
+        flood_strikes: int,
+    ) -> None:
         from limits.storage import MemoryStorage
 
         self.max_message_bytes = max_message_bytes

@@ -25,6 +25,10 @@ def origin_allowed(origin: str | None, *, host: str, scheme: str, allowed: list[
 def check_origin() -> None:
     """Refuse the handshake (HTTP 403) from a page of another origin."""
     settings = current_app.extensions["settings"]
-    if not origin_allowed(websocket.headers.get("Origin"), host=websocket.host,
-                          scheme=websocket.scheme, allowed=settings.allowed_origins):
+    if not origin_allowed(
+        websocket.headers.get("Origin"),
+        host=websocket.host,
+        scheme=websocket.scheme,
+        allowed=settings.allowed_origins,
+    ):
         raise Forbidden("Origin: not allowed to open websockets here")

@@ -35,8 +35,14 @@ class Hub:
         heartbeat_seconds: how often this worker refreshes its room members and presence.
     """
 
-    def __init__(self, broker: Broker, directory: RoomDirectory, presence: PresenceRecorder,
-                 *, heartbeat_seconds: float) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        directory: RoomDirectory,
+        presence: PresenceRecorder,
+        *,
+        heartbeat_seconds: float,
+    ) -> None:
         self.broker = broker
         self.directory = directory
         self.presence = presence
@@ -103,7 +109,7 @@ class Hub:
                 return False
         except Exception:
             with contextlib.suppress(Exception):
-                await self.directory.remove_member(room, connection.id, connection.name, owner)
+                await self.directory.remove_member(room, connection.id, connection.room_name, owner)
             raise
         connection.rooms.add(room)
         self.rooms[room].add(connection)
@@ -116,17 +122,19 @@ class Hub:
         if not self.rooms[room]:
             del self.rooms[room]
         return await self.directory.remove_member(
-            room, connection.id, connection.name, self.owner(connection)
+            room, connection.id, connection.room_name, self.owner(connection)
         )
 
     def _record(self, connection: Connection) -> dict[str, Any]:
-        return member_record(connection.id, connection.name, connection.user_id,
-                             self.directory.clock())
+        return member_record(
+            connection.id, connection.room_name, connection.user_id, self.directory.clock()
+        )
 
     # Fan-out --------------------------------------------------------------------------------
 
-    async def publish(self, to: dict[str, Any], frame: dict[str, Any] | str,
-                      skip: str | None = None) -> None:
+    async def publish(
+        self, to: dict[str, Any], frame: dict[str, Any] | str, skip: str | None = None
+    ) -> None:
         """Deliver `frame` to the connections matching `to`, on every worker."""
         await self.broker.publish({"to": to, "frame": frame, "skip": skip})
 
@@ -146,8 +154,11 @@ class Hub:
             return list(self.rooms.get(to["room"], ()))
         if kind == "names":
             names = set(to["names"])
-            pool = (self.rooms.get(to["room"], ()) if "room" in to
-                    else self.by_endpoint.get(to["endpoint"], ()))
+            pool = (
+                self.rooms.get(to["room"], ())
+                if "room" in to
+                else self.by_endpoint.get(to["endpoint"], ())
+            )
             return [c for c in pool if c.name in names]
         return []
 
@@ -161,5 +172,5 @@ class Hub:
                     await self.directory.refresh(room, [self._record(c) for c in members])
                 for user_id in {c.user_id for c in self.connections.values() if c.user_id}:
                     await self.presence.mark(user_id)
-            except Exception as error:  # noqa: BLE001 (retried at the next beat)
+            except Exception as error:
                 log.warning("hub heartbeat failed: %s", type(error).__name__)

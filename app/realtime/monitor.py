@@ -102,5 +102,8 @@ async def memory_socket() -> None:
 @hide
 async def monitor_page() -> str:
     """实时监控内存使用情况: start/stop buttons, a table of fields, and a live chart."""
-    return await render_template("monitor.html", identity=current_identity(),
-                                 interval=current_app.extensions["settings"].monitor_interval)
+    return await render_template(
+        "monitor.html",
+        identity=current_identity(),
+        interval=current_app.extensions["settings"].monitor_interval,
+    )

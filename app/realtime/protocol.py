@@ -13,8 +13,10 @@ from app.envelope import field_name
 STRICT = ConfigDict(strict=True, extra="forbid")
 RoomName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Nickname = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32,
-                           pattern=r"^[^\x00-\x1f\x7f]+$")
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=32, pattern=r"^[^\x00-\x1f\x7f]+$"
+    ),
 ]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=4000)]
 

@@ -54,7 +54,7 @@ class RoomDirectory(Protocol):
 class MemoryRoomDirectory:
     """Rooms of this process (the embedded default)."""
 
-    def __init__(self, *, stale_after: float, clock=time.time) -> None:  # noqa: ANN001
+    def __init__(self, *, stale_after: float, clock=time.time) -> None:
         self.stale_after = stale_after
         self.clock = clock
         self._members: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
@@ -136,8 +136,15 @@ class RedisRoomDirectory:
     `room/<r>/history` (a list capped at `CHAT_HISTORY`, newest first, expiring
     `history_seconds` after the last message)."""
 
-    def __init__(self, redis: Redis, *, stale_after: float, prefix: str = "",
-                 history_seconds: int = 86400, clock=time.time) -> None:  # noqa: ANN001
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        stale_after: float,
+        prefix: str = "",
+        history_seconds: int = 86400,
+        clock=time.time,
+    ) -> None:
         self.redis = redis
         self.stale_after = stale_after
         self.prefix = prefix
@@ -155,10 +162,11 @@ class RedisRoomDirectory:
     async def _live(self, room: str) -> list[dict[str, Any]]:
         raw = await self.redis.hgetall(self._key(room, "members"))
         limit = self.clock() - self.stale_after
-        live, stale = [], []
+        live: list[tuple[str, dict[str, Any]]] = []
+        stale: list[tuple[str, dict[str, Any]]] = []
         for conn, text in raw.items():
             member = json.loads(text)
-            (live if member["seen"] >= limit else stale).append((conn, member))
+            (live if member["seen"] >= limit else stale).append((str(conn), member))
         if stale:
             await self.redis.hdel(self._key(room, "members"), *[conn for conn, _ in stale])
         return [member for _, member in live]
@@ -166,8 +174,14 @@ class RedisRoomDirectory:
     async def join_member(self, room: str, member: dict[str, Any], owner: str) -> bool:
         joined = await self._join(
             keys=[self._key(room, "names"), self._key(room, "members")],
-            args=[member["name"], owner, member["conn"], json.dumps(member),
-                  self.clock() - self.stale_after, self._ttl],
+            args=[
+                member["name"],
+                owner,
+                member["conn"],
+                json.dumps(member),
+                self.clock() - self.stale_after,
+                self._ttl,
+            ],
         )
         return bool(joined)
 
@@ -193,9 +207,12 @@ class RedisRoomDirectory:
         now = self.clock()
         if members:
             async with self.redis.pipeline(transaction=True) as pipeline:
-                pipeline.hset(self._key(room, "members"), mapping={
-                    member["conn"]: json.dumps({**member, "seen": now}) for member in members
-                })
+                pipeline.hset(
+                    self._key(room, "members"),
+                    mapping={
+                        member["conn"]: json.dumps({**member, "seen": now}) for member in members
+                    },
+                )
                 pipeline.expire(self._key(room, "members"), self._ttl)
                 pipeline.expire(self._key(room, "names"), self._ttl)
                 await pipeline.execute()

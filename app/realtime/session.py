@@ -30,11 +30,17 @@ def read_rules() -> ReadRules:
     return current_app.extensions["ws_read_rules"]
 
 
-def new_connection(endpoint: str, *, name: str | None = None,
-                   user_id: str | None = None) -> Connection:
+def new_connection(
+    endpoint: str, *, name: str | None = None, user_id: str | None = None
+) -> Connection:
     settings = current_app.extensions["settings"]
-    return Connection(websocket._get_current_object(), endpoint=endpoint, name=name,
-                      user_id=user_id, queue_size=settings.ws_send_queue)
+    return Connection(
+        websocket._get_current_object(),  # type: ignore[attr-defined]
+        endpoint=endpoint,
+        name=name,
+        user_id=user_id,
+        queue_size=settings.ws_send_queue,
+    )
 
 
 async def run_connection(
@@ -62,12 +68,17 @@ async def run_connection(
         read_rules().forget(connection)
         cleanup = asyncio.ensure_future(_unregister(hub, connection, on_close))
         code = connection.close_reason[0] if connection.close_reason else "client"
-        log.info("websocket %s closed %s %.1fs id=%s", websocket.path, code,
-                 time.monotonic() - started, connection.id)
+        log.info(
+            "websocket %s closed %s %.1fs id=%s",
+            websocket.path,
+            code,
+            time.monotonic() - started,
+            connection.id,
+        )
         await asyncio.shield(cleanup)
 
 
-async def _unregister(hub: Hub, connection: Connection, on_close) -> None:  # noqa: ANN001
+async def _unregister(hub: Hub, connection: Connection, on_close) -> None:
     left = await hub.unregister(connection)
     if on_close is not None:
         await on_close(connection, left)

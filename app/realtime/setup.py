@@ -31,14 +31,18 @@ async def open_realtime(app: Quart, settings: Settings, redis: Redis | None) -> 
     directory: RoomDirectory
     if redis is not None:
         broker = RedisBroker(redis, channel=hub_channel(redis, settings.redis_key_prefix))
-        directory = RedisRoomDirectory(redis, stale_after=stale_after,
-                                       prefix=settings.redis_key_prefix,
-                                       history_seconds=settings.chat_history_seconds)
+        directory = RedisRoomDirectory(
+            redis,
+            stale_after=stale_after,
+            prefix=settings.redis_key_prefix,
+            history_seconds=settings.chat_history_seconds,
+        )
     else:
         broker = InProcessBroker()
         directory = MemoryRoomDirectory(stale_after=stale_after)
-    hub = Hub(broker, directory, app.extensions["presence"],
-              heartbeat_seconds=settings.ws_room_heartbeat)
+    hub = Hub(
+        broker, directory, app.extensions["presence"], heartbeat_seconds=settings.ws_room_heartbeat
+    )
     await hub.start()
     app.extensions["hub"] = hub
     app.extensions["memory_monitor"] = MemoryMonitor(settings.monitor_interval)

@@ -133,7 +133,7 @@ async def get_scheduler_info() -> Response:
     return jsonify(await scheduler().info())
 
 
-async def _state_change(action) -> Response:  # noqa: ANN001
+async def _state_change(action) -> Response:
     try:
         await action()
     except SchedulerStateError as exception:
@@ -221,7 +221,7 @@ async def update_job(job_id: str, data: JobDefinition) -> Response:
         return error(400, str(exception))
 
 
-async def _job_action(job_id: str, action) -> Response:  # noqa: ANN001
+async def _job_action(job_id: str, action) -> Response:
     try:
         return jsonify(await action(job_id))
     except JobLookupError:

@@ -62,7 +62,8 @@ class RedisLeadership:
         return bool(await self.redis.set(self.key, self.identity, nx=True, px=self.lease_ms))
 
     async def leader(self) -> str | None:
-        return await self.redis.get(self.key)
+        holder = await self.redis.get(self.key)
+        return None if holder is None else str(holder)
 
     async def release(self) -> None:
         await self.redis.eval(RELEASE, 1, self.key, self.identity)

@@ -36,7 +36,11 @@ def check_func(func: object, allowed_modules: list[str]) -> str:
     if func in REGISTERED:
         return func
     module_name, _, attribute = func.partition(":")
-    if module_name in allowed_modules and attribute.isidentifier() and not attribute.startswith("_"):
+    if (
+        module_name in allowed_modules
+        and attribute.isidentifier()
+        and not attribute.startswith("_")
+    ):
         module = importlib.import_module(module_name)
         if callable(getattr(module, attribute, None)):
             return func

@@ -8,7 +8,7 @@ _app: Quart | None = None
 
 
 def set_app(app: Quart | None) -> None:
-    global _app  # noqa: PLW0603 (one app per worker process)
+    global _app
     _app = app
 
 

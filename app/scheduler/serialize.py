@@ -17,13 +17,45 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 TRIGGER_FIELDS = {
     "date": ("run_date", "timezone"),
-    "interval": ("weeks", "days", "hours", "minutes", "seconds", "start_date", "end_date",
-                 "timezone", "jitter"),
-    "cron": ("year", "month", "day", "week", "day_of_week", "hour", "minute", "second",
-             "start_date", "end_date", "timezone", "jitter"),
+    "interval": (
+        "weeks",
+        "days",
+        "hours",
+        "minutes",
+        "seconds",
+        "start_date",
+        "end_date",
+        "timezone",
+        "jitter",
+    ),
+    "cron": (
+        "year",
+        "month",
+        "day",
+        "week",
+        "day_of_week",
+        "hour",
+        "minute",
+        "second",
+        "start_date",
+        "end_date",
+        "timezone",
+        "jitter",
+    ),
 }
-JOB_FIELDS = {"id", "name", "func", "args", "kwargs", "misfire_grace_time", "max_instances",
-              "coalesce", "executor", "next_run_time", "replace_existing"}
+JOB_FIELDS = {
+    "id",
+    "name",
+    "func",
+    "args",
+    "kwargs",
+    "misfire_grace_time",
+    "max_instances",
+    "coalesce",
+    "executor",
+    "next_run_time",
+    "replace_existing",
+}
 ALL_TRIGGER_FIELDS = {field for fields in TRIGGER_FIELDS.values() for field in fields}
 
 
@@ -48,8 +80,13 @@ def trigger_to_dict(trigger: BaseTrigger) -> dict[str, Any]:
         weeks, days = divmod(trigger.interval.days, 7)
         minutes, seconds = divmod(trigger.interval.seconds, 60)
         hours, minutes = divmod(minutes, 60)
-        for name, value in (("weeks", weeks), ("days", days), ("hours", hours),
-                            ("minutes", minutes), ("seconds", seconds)):
+        for name, value in (
+            ("weeks", weeks),
+            ("days", days),
+            ("hours", hours),
+            ("minutes", minutes),
+            ("seconds", seconds),
+        ):
             if value > 0:
                 data[name] = value
     elif isinstance(trigger, CronTrigger):
@@ -117,8 +154,11 @@ def build_trigger(data: dict[str, Any], timezone: Any) -> BaseTrigger | None:
             if not any(args.get(unit) for unit in units):
                 raise JobDefinitionError("interval: give weeks, days, hours, minutes or seconds")
             for unit in units:
-                if unit in args and (not isinstance(args[unit], int | float)
-                                     or isinstance(args[unit], bool) or args[unit] < 0):
+                if unit in args and (
+                    not isinstance(args[unit], int | float)
+                    or isinstance(args[unit], bool)
+                    or args[unit] < 0
+                ):
                     raise JobDefinitionError(f"{unit}: must be a number of {unit}, 0 or more")
             return IntervalTrigger(**args)
         return CronTrigger(**args)
@@ -136,9 +176,13 @@ def check_job_fields(data: dict[str, Any], *, partial: bool) -> None:
     if not partial and "func" not in data:
         raise JobDefinitionError("func: required")
     checks = {
-        "id": (str, "a string"), "name": (str, "a string"), "args": (list, "a list"),
-        "kwargs": (dict, "an object"), "coalesce": (bool, "true or false"),
-        "replace_existing": (bool, "true or false"), "executor": (str, "a string"),
+        "id": (str, "a string"),
+        "name": (str, "a string"),
+        "args": (list, "a list"),
+        "kwargs": (dict, "an object"),
+        "coalesce": (bool, "true or false"),
+        "replace_existing": (bool, "true or false"),
+        "executor": (str, "a string"),
     }
     for key, (kind, words) in checks.items():
         if key in data and not isinstance(data[key], kind):
@@ -147,8 +191,10 @@ def check_job_fields(data: dict[str, Any], *, partial: bool) -> None:
         raise JobDefinitionError("id: 1 to 191 characters")
     for key in ("max_instances", "misfire_grace_time"):
         value = data.get(key)
-        if key in data and value is not None and (
-            not isinstance(value, int) or isinstance(value, bool) or value < 1
+        if (
+            key in data
+            and value is not None
+            and (not isinstance(value, int) or isinstance(value, bool) or value < 1)
         ):
             raise JobDefinitionError(f"{key}: must be a whole number, 1 or more")
     if data.get("executor") not in (None, "default", "threadpool"):
@@ -165,5 +211,7 @@ def check_job_fields(data: dict[str, Any], *, partial: bool) -> None:
         except (ZoneInfoNotFoundError, ValueError) as error:
             raise JobDefinitionError(f"timezone: unknown time zone {data['timezone']!r}") from error
     jitter = data.get("jitter")
-    if jitter is not None and (not isinstance(jitter, int) or isinstance(jitter, bool) or jitter < 0):
+    if jitter is not None and (
+        not isinstance(jitter, int) or isinstance(jitter, bool) or jitter < 0
+    ):
         raise JobDefinitionError("jitter: must be a whole number of seconds, 0 or more")

@@ -51,12 +51,21 @@ log = logging.getLogger(__name__)
 RUNNING, PAUSED, STOPPED = "running", "paused", "stopped"
 TICK_SECONDS = 1.0
 BUILTIN_JOBS = [
-    {"id": "online_snapshot", "name": "online count snapshot",
-     "func": "app.scheduler.jobs:snapshot_online_count", "trigger": "cron", "second": 0},
+    {
+        "id": "online_snapshot",
+        "name": "online count snapshot",
+        "func": "app.scheduler.jobs:snapshot_online_count",
+        "trigger": "cron",
+        "second": 0,
+    },
 ]
-MEMORY_PURGE_JOB = {"id": "presence_purge", "name": "presence purge",
-                    "func": "app.scheduler.jobs:purge_presence", "trigger": "interval",
-                    "minutes": 1}
+MEMORY_PURGE_JOB = {
+    "id": "presence_purge",
+    "name": "presence purge",
+    "func": "app.scheduler.jobs:purge_presence",
+    "trigger": "interval",
+    "minutes": 1,
+}
 
 
 class SchedulerStateError(Exception):
@@ -83,14 +92,18 @@ def _jobstore(settings: Settings) -> Any:
         from redis.retry import Retry
 
         sync_options = {**redis_options(settings), "retry": Retry(NoBackoff(), 0)}
-        return RedisJobStore(jobs_key=f"{prefix}scheduler:jobs",
-                             run_times_key=f"{prefix}scheduler:run_times",
-                             **sync_options, **options)
+        return RedisJobStore(
+            jobs_key=f"{prefix}scheduler:jobs",
+            run_times_key=f"{prefix}scheduler:run_times",
+            **sync_options,
+            **options,
+        )
     if kind == "sqlalchemy":
         from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 
-        return SQLAlchemyJobStore(url=settings.scheduler_sqlalchemy_url,
-                                  tablename="apscheduler_jobs")
+        return SQLAlchemyJobStore(
+            url=settings.scheduler_sqlalchemy_url, tablename="apscheduler_jobs"
+        )
     return MemoryJobStore()
 
 
@@ -112,19 +125,28 @@ class SchedulerService:
         self._state_key = f"{prefix}scheduler:state"
         self._local_state = RUNNING
         if redis is not None:
-            self.leadership = RedisLeadership(redis, key=f"{prefix}scheduler:leader",
-                                              lease_seconds=settings.scheduler_lease_seconds)
-            self.history = RedisRunHistory(redis, keep=settings.scheduler_history, prefix=prefix)
+            self.leadership: RedisLeadership | LocalLeadership = RedisLeadership(
+                redis,
+                key=f"{prefix}scheduler:leader",
+                lease_seconds=settings.scheduler_lease_seconds,
+            )
+            self.history: RedisRunHistory | MemoryRunHistory = RedisRunHistory(
+                redis, keep=settings.scheduler_history, prefix=prefix
+            )
         else:
             self.leadership = LocalLeadership()
             self.history = MemoryRunHistory(settings.scheduler_history)
         self.scheduler = AsyncIOScheduler(
             jobstores={"default": _jobstore(settings)},
-            executors={"default": AsyncIOExecutor(),
-                       "threadpool": ThreadPoolExecutor(settings.scheduler_thread_pool_size)},
-            job_defaults={"coalesce": settings.scheduler_coalesce,
-                          "max_instances": settings.scheduler_max_instances,
-                          "misfire_grace_time": settings.scheduler_misfire_grace_time},
+            executors={
+                "default": AsyncIOExecutor(),
+                "threadpool": ThreadPoolExecutor(settings.scheduler_thread_pool_size),
+            },
+            job_defaults={
+                "coalesce": settings.scheduler_coalesce,
+                "max_instances": settings.scheduler_max_instances,
+                "misfire_grace_time": settings.scheduler_misfire_grace_time,
+            },
             timezone=self.timezone,
         )
         self.is_leader = False
@@ -142,7 +164,10 @@ class SchedulerService:
         self._loop = asyncio.get_running_loop()
         self.scheduler.add_listener(
             self._on_event,
-            EVENT_JOB_SUBMITTED | EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED
+            EVENT_JOB_SUBMITTED
+            | EVENT_JOB_EXECUTED
+            | EVENT_JOB_ERROR
+            | EVENT_JOB_MISSED
             | EVENT_JOB_MAX_INSTANCES,
         )
         self.scheduler.start(paused=True)
@@ -155,7 +180,9 @@ class SchedulerService:
             try:
                 await asyncio.to_thread(self._add, dict(definition), if_missing=True)
             except (JobDefinitionError, ValueError) as error:
-                raise ValueError(f"SCHEDULER_JOBS: job {definition.get('id')!r}: {error}") from error
+                raise ValueError(
+                    f"SCHEDULER_JOBS: job {definition.get('id')!r}: {error}"
+                ) from error
         self._task = asyncio.create_task(self._lead(), name="scheduler-leadership")
 
     async def stop(self) -> None:
@@ -181,16 +208,21 @@ class SchedulerService:
             try:
                 leads = self._host_allowed() and await self.leadership.acquire_or_renew()
                 should_run = leads and await self.state() == RUNNING
-            except Exception as error:  # noqa: BLE001 (Redis down: stop running jobs, retry)
+            except Exception as error:
                 if self.is_leader:  # once per outage, not once a tick
-                    log.warning("scheduler leadership check failed (%s): stepping down",
-                                type(error).__name__)
+                    log.warning(
+                        "scheduler leadership check failed (%s): stepping down",
+                        type(error).__name__,
+                    )
                 leads = should_run = False
             if self._stopping:  # a cancelled Redis call may return instead of raising
                 break
             if leads != self.is_leader:
-                log.info("scheduler leadership %s by %s", "taken" if leads else "lost",
-                         self.leadership.identity)
+                log.info(
+                    "scheduler leadership %s by %s",
+                    "taken" if leads else "lost",
+                    self.leadership.identity,
+                )
             self.is_leader = leads
             paused = self.scheduler.state == 2  # apscheduler.schedulers.base.STATE_PAUSED
             if should_run and paused:
@@ -206,7 +238,7 @@ class SchedulerService:
     async def state(self) -> str:
         if self.redis is None:
             return self._local_state
-        return await self.redis.get(self._state_key) or RUNNING
+        return str(await self.redis.get(self._state_key) or RUNNING)
 
     async def _set_state(self, state: str) -> None:
         if self.redis is None:
@@ -218,9 +250,13 @@ class SchedulerService:
         """`{"current_host", "allowed_hosts", "running"}` (Flask-APScheduler), plus `leader` and
         `state`."""
         state = await self.state()
-        return {"current_host": self.host_name, "allowed_hosts": self.allowed_hosts,
-                "running": state != STOPPED, "state": state,
-                "leader": await self.leadership.leader()}
+        return {
+            "current_host": self.host_name,
+            "allowed_hosts": self.allowed_hosts,
+            "running": state != STOPPED,
+            "state": state,
+            "leader": await self.leadership.leader(),
+        }
 
     async def pause(self) -> None:
         if await self.state() == STOPPED:
@@ -325,13 +361,20 @@ class SchedulerService:
                 await function(*job.args, **job.kwargs)
             else:
                 await asyncio.to_thread(function, *job.args, **job.kwargs)
-        except Exception as error:  # noqa: BLE001 (the job's failure is recorded, not raised)
+        except Exception as error:
             outcome, error_text = "error", f"{type(error).__name__}: {error}"
-        await self.history.record(job_id, {
-            "scheduled_time": None, "start": started.isoformat(),
-            "duration": round(time.perf_counter() - clock, 6), "outcome": outcome,
-            "error": error_text, "manual": True, "worker": self.leadership.identity,
-        })
+        await self.history.record(
+            job_id,
+            {
+                "scheduled_time": None,
+                "start": started.isoformat(),
+                "duration": round(time.perf_counter() - clock, 6),
+                "outcome": outcome,
+                "error": error_text,
+                "manual": True,
+                "worker": self.leadership.identity,
+            },
+        )
         return job_to_dict(job)
 
     async def runs(self, job_id: str) -> list[dict[str, Any]]:
@@ -350,8 +393,12 @@ class SchedulerService:
             return
         scheduled = event.scheduled_run_time.isoformat()
         started = self._started.pop((event.job_id, scheduled), None)
-        outcome = {EVENT_JOB_EXECUTED: "success", EVENT_JOB_ERROR: "error",
-                   EVENT_JOB_MISSED: "missed", EVENT_JOB_MAX_INSTANCES: "skipped"}[event.code]
+        outcome = {
+            EVENT_JOB_EXECUTED: "success",
+            EVENT_JOB_ERROR: "error",
+            EVENT_JOB_MISSED: "missed",
+            EVENT_JOB_MAX_INSTANCES: "skipped",
+        }[event.code]
         error = event.exception
         run = {
             "scheduled_time": scheduled,
@@ -367,5 +414,9 @@ class SchedulerService:
 
     def _record_soon(self, job_id: str, run: dict[str, Any]) -> None:
         task = asyncio.ensure_future(self.history.record(job_id, run))
-        task.add_done_callback(lambda t: t.exception() and log.warning(
-            "run history not recorded: %s", t.exception()))
+        task.add_done_callback(_log_history_failure)
+
+
+def _log_history_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("run history not recorded: %s", task.exception())

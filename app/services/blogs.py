@@ -17,11 +17,12 @@ from app.errors import InvalidReferenceError, NotFoundError
 from app.models import Blog, Tag, User, utcnow
 from app.services.pagination import Page, paginate
 from app.services.permissions import Actor, ensure_self_or_admin
+from app.services.rows import rowcount
 
 BLOG_NOT_FOUND = "Blog's id does not exist."
 
 
-def _with_owner_and_tags():  # noqa: ANN202 (a loader option tuple)
+def _with_owner_and_tags():
     return (joinedload(Blog.owner), selectinload(Blog.tags))
 
 
@@ -121,6 +122,6 @@ async def delete_blog(session: AsyncSession, blog_id: str, *, actor: Actor | Non
             raise NotFoundError(BLOG_NOT_FOUND)
         ensure_self_or_admin(actor, owner_id, "delete this blog")
     result = await session.execute(delete(Blog).where(Blog.id == blog_id))
-    if result.rowcount == 0:
+    if rowcount(result) == 0:
         raise NotFoundError(BLOG_NOT_FOUND)
     await session.commit()

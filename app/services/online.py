@@ -20,7 +20,9 @@ class OnlineUser:
     last_seen: float  # epoch seconds
 
 
-async def online_users(session: AsyncSession, store: PresenceStore, minutes: int) -> list[OnlineUser]:
+async def online_users(
+    session: AsyncSession, store: PresenceStore, minutes: int
+) -> list[OnlineUser]:
     """Users active in the last `minutes` minutes, most recent first (deleted users left out).
 
     Raises `ValueError` naming `minutes` when the window is wider than the store can answer.
@@ -46,7 +48,8 @@ async def online_history(session: AsyncSession, *, hours: int) -> list[OnlineSna
     """The per-minute online counts of the last `hours` hours, oldest first."""
     since = datetime.now(UTC) - timedelta(hours=hours)
     rows = await session.scalars(
-        select(OnlineSnapshot).where(OnlineSnapshot.taken_at >= since)
+        select(OnlineSnapshot)
+        .where(OnlineSnapshot.taken_at >= since)
         .order_by(OnlineSnapshot.taken_at)
     )
     return list(rows)

@@ -10,6 +10,7 @@ from app.errors import NotFoundError
 from app.models import Blog, Tag
 from app.services.pagination import Page, paginate
 from app.services.permissions import Actor, ensure_admin
+from app.services.rows import rowcount
 
 TAG_NOT_FOUND = "Tag's id does not exist."
 
@@ -66,6 +67,6 @@ async def delete_tag(session: AsyncSession, tag_id: str, *, actor: Actor | None 
         await get_tag(session, tag_id)
         ensure_admin(actor, "delete tags")
     result = await session.execute(delete(Tag).where(Tag.id == tag_id))
-    if result.rowcount == 0:
+    if rowcount(result) == 0:
         raise NotFoundError(TAG_NOT_FOUND)
     await session.commit()

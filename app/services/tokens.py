@@ -15,6 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import TOKEN_KIND_BEARER, TOKEN_KIND_SESSION, ApiToken, User, utcnow
+from app.services.rows import rowcount
 
 
 def token_digest(token: str) -> str:
@@ -71,7 +72,7 @@ async def revoke_token(session: AsyncSession, token: str) -> bool:
         delete(ApiToken).where(ApiToken.token_hash == token_digest(token))
     )
     await session.commit()
-    return result.rowcount > 0
+    return rowcount(result) > 0
 
 
 async def revoke_user_credentials(
@@ -86,4 +87,4 @@ async def revoke_user_credentials(
     result = await session.execute(statement)
     if commit:
         await session.commit()
-    return result.rowcount
+    return rowcount(result)

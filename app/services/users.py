@@ -16,6 +16,7 @@ from app.errors import ConflictError, ForbiddenError, NotFoundError
 from app.models import Blog, User, name_key
 from app.services.pagination import Page, paginate
 from app.services.permissions import Actor, ensure_admin, ensure_self_or_admin
+from app.services.rows import rowcount
 from app.services.tokens import revoke_user_credentials
 
 USER_NOT_FOUND = "User's id does not exist."  # the original's wording, kept for its clients
@@ -138,6 +139,6 @@ async def delete_user(session: AsyncSession, user_id: str, *, actor: Actor | Non
         await get_user(session, user_id)  # 404 before 403: ids are not secrets here
         ensure_self_or_admin(actor, user_id, "delete this user")
     result = await session.execute(delete(User).where(User.id == user_id))
-    if result.rowcount == 0:
+    if rowcount(result) == 0:
         raise NotFoundError(USER_NOT_FOUND)
     await session.commit()

@@ -100,8 +100,9 @@ async def params_form() -> Response:
     if request.mimetype not in ("application/x-www-form-urlencoded", "multipart/form-data"):
         raise BadRequest("request body must be a form (application/x-www-form-urlencoded)")
     form = await request.form
-    return succeed({key: (values if len(values) > 1 else values[0])
-                    for key, values in form.lists()})
+    return succeed(
+        {key: (values if len(values) > 1 else values[0]) for key, values in form.lists()}
+    )
 
 
 def folder_size(folder: Path) -> int:

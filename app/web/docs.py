@@ -17,10 +17,15 @@ from werkzeug.exceptions import NotFound
 blueprint = Blueprint("docs", __name__)
 
 ASSETS = Path(swagger_ui_path)
-SERVED_ASSETS = frozenset({
-    "swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js",
-    "favicon-32x32.png", "favicon-16x16.png",
-})
+SERVED_ASSETS = frozenset(
+    {
+        "swagger-ui.css",
+        "swagger-ui-bundle.js",
+        "swagger-ui-standalone-preset.js",
+        "favicon-32x32.png",
+        "favicon-16x16.png",
+    }
+)
 
 
 @blueprint.get("/docs")

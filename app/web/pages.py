@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 from quart import Blueprint, Response, current_app, redirect, render_template, request
+from quart.typing import ResponseReturnValue
 from quart_schema import hide
 
 from app.api.online import presence_store, shown
@@ -34,8 +35,9 @@ def safe_next(target: str | None, default: str = "/online") -> str:
     """
     if not target or not target.startswith("/") or target.startswith("//"):
         return default
-    if "\\" in target or any(char.isspace() or ord(char) < 0x20 or ord(char) == 0x7F
-                              for char in target):
+    if "\\" in target or any(
+        char.isspace() or ord(char) < 0x20 or ord(char) == 0x7F for char in target
+    ):
         return default
     parts = urlsplit(target)
     if parts.scheme or parts.netloc:
@@ -71,7 +73,7 @@ async def login_form() -> str:
 
 @blueprint.post("/login")
 @hide
-async def login() -> Response | tuple[str, int]:
+async def login() -> ResponseReturnValue:
     """Log in with `name` and `password`, as JSON (answers in the envelope) or as a form
     (redirects to `?next=` or `/online`). Sets the signed session cookie. 401 on wrong
     credentials, 429 with `Retry-After` once the address or the account has used its budget of
@@ -83,14 +85,20 @@ async def login() -> Response | tuple[str, int]:
     except ValidationError as error:
         if wants_json:
             return failed(400, describe_validation_error(error))
-        return await render_template("login.html", error="name and password are required",
-                                     identity=None), 400
+        return await render_template(
+            "login.html", error="name and password are required", identity=None
+        ), 400
     user = await authenticate_password(credentials.name, credentials.password)
     if user is None:
         if wants_json:
             return failed(401, WRONG_CREDENTIALS)
-        page = await render_template("login.html", error=WRONG_CREDENTIALS, name=credentials.name,
-                                     next=request.args.get("next"), identity=None)
+        page = await render_template(
+            "login.html",
+            error=WRONG_CREDENTIALS,
+            name=credentials.name,
+            next=request.args.get("next"),
+            identity=None,
+        )
         return page, 401
     await login_session(user)
     await current_app.extensions["presence"].mark(user.id)
@@ -101,7 +109,7 @@ async def login() -> Response | tuple[str, int]:
 
 @blueprint.post("/logout")
 @hide
-async def logout() -> Response:
+async def logout() -> ResponseReturnValue:
     """End this session for every worker and clear the cookie. JSON clients get the envelope;
     forms go back to `/login`."""
     await logout_session()

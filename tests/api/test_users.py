@@ -156,24 +156,40 @@ async def test_bad_put_body_changes_nothing(client) -> None:
 @pytest.mark.parametrize("other", ["ROOT", "Root", "ｒｏｏｔ"])  # the last is full-width
 async def test_names_are_unique_case_insensitively(client, other) -> None:
     user = await create_user(client, "root")
-    msg = await failed(await client.post("/api/v1/user", json={"name": other, "role": 0}),
-                       409, "POST", "/api/v1/user")
+    msg = await failed(
+        await client.post("/api/v1/user", json={"name": other, "role": 0}),
+        409,
+        "POST",
+        "/api/v1/user",
+    )
     assert msg.startswith("name:")
     second = await create_user(client, "bob")
-    await failed(await client.put(f"/api/v1/user/{second['id']}", json={"name": other, "role": 0}),
-                 409, "PUT", f"/api/v1/user/{second['id']}")
+    await failed(
+        await client.put(f"/api/v1/user/{second['id']}", json={"name": other, "role": 0}),
+        409,
+        "PUT",
+        f"/api/v1/user/{second['id']}",
+    )
     # Renaming oneself in another case is allowed: it is the same name.
-    assert (await ok(await client.put(f"/api/v1/user/{user['id']}",
-                                      json={"name": "Root", "role": 0})))["name"] == "Root"
+    assert (
+        await ok(await client.put(f"/api/v1/user/{user['id']}", json={"name": "Root", "role": 0}))
+    )["name"] == "Root"
 
 
-@pytest.mark.parametrize("name", ["nul\x00name", "bell\x07", "new\nline", "rtl\u202eoverride",
-                                  "zero\u200bwidth", "del\x7f"])
+@pytest.mark.parametrize(
+    "name",
+    ["nul\x00name", "bell\x07", "new\nline", "rtl\u202eoverride", "zero\u200bwidth", "del\x7f"],
+)
 async def test_control_and_invisible_characters_are_refused_in_names(client, name) -> None:
-    msg = await failed(await client.post("/api/v1/user", json={"name": name, "role": 0}),
-                       400, "POST", "/api/v1/user")
+    msg = await failed(
+        await client.post("/api/v1/user", json={"name": name, "role": 0}),
+        400,
+        "POST",
+        "/api/v1/user",
+    )
     assert msg.startswith("name:") and "control or invisible" in msg
-    msg = await failed(await client.post("/api/v1/tag", json={"name": name}),
-                       400, "POST", "/api/v1/tag")
+    msg = await failed(
+        await client.post("/api/v1/tag", json={"name": name}), 400, "POST", "/api/v1/tag"
+    )
     assert msg.startswith("name:")
     assert await ok(await client.get("/api/v1/user")) == []

@@ -26,7 +26,7 @@ async def people(app) -> dict:
     return {"alice": alice.id, "bob": bob.id}
 
 
-async def blog_of(client, headers, user_id) -> dict:  # noqa: ANN001
+async def blog_of(client, headers, user_id) -> dict:
     body = {"title": "t", "context": "c", "user_id": user_id, "tags": []}
     return await ok(await client.post("/api/v1/blog", json=body, headers=headers))
 

@@ -13,7 +13,7 @@ from tests.auth_helpers import basic, bearer, make_user
 from tests.helpers import failed
 
 
-async def attempt_logins(client, count: int, name: str = "alice") -> list[int]:  # noqa: ANN001
+async def attempt_logins(client, count: int, name: str = "alice") -> list[int]:
     statuses = []
     for _ in range(count):
         response = await client.post("/login", json={"name": name, "password": "wrong"})
@@ -89,9 +89,9 @@ async def test_a_refused_guess_costs_no_hashing(serve_app, monkeypatch) -> None:
 async def test_concurrent_guesses_cannot_overshoot_the_limit(serve_app) -> None:
     async with serve_app(auth_rate_limit="3/minute") as app:
         client = app.test_client()
-        responses = await asyncio.gather(*(
-            client.get("/api/v1/tag", headers=basic("alice", f"guess{n}")) for n in range(12)
-        ))
+        responses = await asyncio.gather(
+            *(client.get("/api/v1/tag", headers=basic("alice", f"guess{n}")) for n in range(12))
+        )
         statuses = sorted(response.status_code for response in responses)
         assert statuses == [401] * 3 + [429] * 9
 

@@ -18,13 +18,13 @@ async def app(serve_app):
         yield app
 
 
-def lifetime_seconds(morsel) -> float:  # noqa: ANN001
+def lifetime_seconds(morsel) -> float:
     """Seconds from now until the cookie's `Expires`."""
     expires = parsedate_to_datetime(morsel["expires"])
     return (expires - datetime.now(UTC)).total_seconds()
 
 
-def session_cookie(response) -> SimpleCookie:  # noqa: ANN001
+def session_cookie(response) -> SimpleCookie:
     header = next(h for h in response.headers.get_all("Set-Cookie") if h.startswith("session="))
     cookie = SimpleCookie()
     cookie.load(header)

@@ -23,7 +23,7 @@ from tests.e2e.server import free_port
 START_TIMEOUT = 30.0
 
 
-def _wait_until(ready, timeout: float, what: str) -> None:  # noqa: ANN001
+def _wait_until(ready, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not ready():
         if time.monotonic() > deadline:
@@ -47,8 +47,9 @@ class OwnServer:
     def start(self) -> None:
         assert self.log_path is not None
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                self.command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         _wait_until(self._answers, START_TIMEOUT, self.name)
         self.history.append("started")
 
@@ -87,8 +88,21 @@ def own_redis(tmp_path: Path) -> Iterator[OwnServer]:
     data.mkdir()
     server = OwnServer(
         name="redis-server",
-        command=["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--dir", str(data), "--daemonize", "no"],
+        command=[
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(data),
+            "--daemonize",
+            "no",
+        ],
         port=port,
         ready_command=["redis-cli", "-p", str(port), "ping"],
         log_path=data / "redis.log",
@@ -107,20 +121,42 @@ def own_mariadb(tmp_path: Path) -> Iterator[OwnServer]:
     base = tmp_path / f"mariadb-{port}"
     base.mkdir()
     subprocess.run(
-        ["mariadb-install-db", "--no-defaults", f"--datadir={base / 'data'}", "--user=root",
-         "--auth-root-authentication-method=normal", "--skip-test-db"],
-        check=True, capture_output=True,
+        [
+            "mariadb-install-db",
+            "--no-defaults",
+            f"--datadir={base / 'data'}",
+            "--user=root",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+        ],
+        check=True,
+        capture_output=True,
     )
     server = OwnServer(
         name="mariadbd",
-        command=["/usr/sbin/mariadbd", "--no-defaults", f"--datadir={base / 'data'}",
-                 f"--port={port}", "--bind-address=127.0.0.1", f"--socket={base / 'sock'}",
-                 f"--pid-file={base / 'pid'}", "--user=root", "--skip-log-bin",
-                 "--innodb-buffer-pool-size=32M", "--skip-name-resolve",
-                 f"--log-error={base / 'error.log'}"],
+        command=[
+            "/usr/sbin/mariadbd",
+            "--no-defaults",
+            f"--datadir={base / 'data'}",
+            f"--port={port}",
+            "--bind-address=127.0.0.1",
+            f"--socket={base / 'sock'}",
+            f"--pid-file={base / 'pid'}",
+            "--user=root",
+            "--skip-log-bin",
+            "--innodb-buffer-pool-size=32M",
+            "--skip-name-resolve",
+            f"--log-error={base / 'error.log'}",
+        ],
         port=port,
-        ready_command=["mysqladmin", "--protocol=tcp", "-h127.0.0.1", f"-P{port}", "-uroot",
-                       "ping"],
+        ready_command=[
+            "mysqladmin",
+            "--protocol=tcp",
+            "-h127.0.0.1",
+            f"-P{port}",
+            "-uroot",
+            "ping",
+        ],
         log_path=base / "stdout.log",
     )
     server.start()

@@ -14,8 +14,8 @@ from websockets.uri import parse_uri
 
 class StalledClient:
     """Arguments:
-        url: the websocket's ws:// address.
-        receive_buffer: the socket's receive buffer in bytes (small: the server's writes back up).
+    url: the websocket's ws:// address.
+    receive_buffer: the socket's receive buffer in bytes (small: the server's writes back up).
     """
 
     def __init__(self, url: str, receive_buffer: int = 4096) -> None:

@@ -24,8 +24,12 @@ CHROMIUM_ARGS = [
 def site(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("browser")
     env = {"APP_ENV": "development", "MONITOR_INTERVAL": "0.3"}
-    run_cli(tmp_path, env, ["init-db"],
-            ["create-admin", "--name", "browser-admin", "--password", "browser-password"])
+    run_cli(
+        tmp_path,
+        env,
+        ["init-db"],
+        ["create-admin", "--name", "browser-admin", "--password", "browser-password"],
+    )
     with run_server(tmp_path, env, workers=1) as server:
         yield server
 
@@ -94,12 +98,23 @@ def test_pages_run_under_their_csp_without_leaving_the_host(site, browser, path)
     no request to another host; /docs renders the API's operations from local assets."""
     page = browser.new_page()
     problems: list[str] = []
-    page.on("console", lambda message: message.type in ("error", "warning")
-            and problems.append(f"console {message.type}: {message.text}"))
+    page.on(
+        "console",
+        lambda message: (
+            message.type in ("error", "warning")
+            and problems.append(f"console {message.type}: {message.text}")
+        ),
+    )
     page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
     page.on("requestfailed", lambda request: problems.append(f"failed: {request.url}"))
-    page.on("request", lambda request: request.url.startswith(site.base_url)
-            or request.url.startswith("data:") or problems.append(f"foreign: {request.url}"))
+    page.on(
+        "request",
+        lambda request: (
+            request.url.startswith(site.base_url)
+            or request.url.startswith("data:")
+            or problems.append(f"foreign: {request.url}")
+        ),
+    )
     response = page.goto(site.base_url + path)
     assert response is not None and response.status == 200
     assert "nonce-" in response.headers["content-security-policy"]

@@ -52,11 +52,26 @@ def deployment_env(mariadb: OwnServer, redis: OwnServer, **settings: str) -> dic
 
 
 def prepare(tmp_path: Path, env: dict[str, str], mariadb: OwnServer) -> None:
-    subprocess.run(["mysql", "--protocol=tcp", "-h127.0.0.1", f"-P{mariadb.port}", "-uroot",
-                    "-e", "CREATE DATABASE faults CHARACTER SET utf8mb4"], check=True)
+    subprocess.run(
+        [
+            "mysql",
+            "--protocol=tcp",
+            "-h127.0.0.1",
+            f"-P{mariadb.port}",
+            "-uroot",
+            "-e",
+            "CREATE DATABASE faults CHARACTER SET utf8mb4",
+        ],
+        check=True,
+    )
     for command in (["init-db"], ["create-admin", "--name", ADMIN[0], "--password", ADMIN[1]]):
-        subprocess.run([sys.executable, "-m", "app", *command], env={**env, "PATH": ""},
-                       cwd=tmp_path, check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "app", *command],
+            env={**env, "PATH": ""},
+            cwd=tmp_path,
+            check=True,
+            capture_output=True,
+        )
 
 
 @pytest.fixture
@@ -68,7 +83,7 @@ def stack(tmp_path) -> Iterator[tuple[RunningServer, OwnServer, OwnServer]]:
             yield server, mariadb, redis
 
 
-def timed(method: str, url: str, **options) -> tuple[httpx.Response, float]:  # noqa: ANN003
+def timed(method: str, url: str, **options) -> tuple[httpx.Response, float]:
     started = time.monotonic()
     response = httpx.request(method, url, timeout=30, **options)
     return response, time.monotonic() - started
@@ -87,7 +102,7 @@ def assert_503_envelope(response: httpx.Response) -> None:
     assert response.headers["Retry-After"].isdigit()
 
 
-def poll(check, timeout: float) -> float:  # noqa: ANN001
+def poll(check, timeout: float) -> float:
     """Seconds until `check()` is true (polled every 0.1 s); fails after `timeout`."""
     started = time.monotonic()
     while not check():
@@ -97,7 +112,7 @@ def poll(check, timeout: float) -> float:  # noqa: ANN001
     return time.monotonic() - started
 
 
-def answers(url: str, status: int = 200, **options) -> bool:  # noqa: ANN003
+def answers(url: str, status: int = 200, **options) -> bool:
     try:
         return httpx.get(url, timeout=5, **options).status_code == status
     except httpx.HTTPError:
@@ -128,9 +143,11 @@ def test_a_hung_database_gives_503_within_its_bound_and_recovers(stack) -> None:
     assert users_took < DB_TIMEOUT + MARGIN and write_took < DB_TIMEOUT + MARGIN
     assert ready_took < 2 and health_took < 0.5
     recovered_in = poll(lambda: answers(f"{api}/api/v1/user", headers=token), timeout=15)
-    print(f"\nFAULT mariadb hung: GET 503 in {users_took:.2f}s, POST 503 in {write_took:.2f}s, "
-          f"readyz 503 in {ready_took:.2f}s, healthz 200 in {health_took:.3f}s; "
-          f"recovered {recovered_in:.2f}s after SIGCONT")
+    print(
+        f"\nFAULT mariadb hung: GET 503 in {users_took:.2f}s, POST 503 in {write_took:.2f}s, "
+        f"readyz 503 in {ready_took:.2f}s, healthz 200 in {health_took:.3f}s; "
+        f"recovered {recovered_in:.2f}s after SIGCONT"
+    )
 
 
 def test_a_killed_database_gives_503_at_once_and_recovers_after_restart(stack) -> None:
@@ -147,8 +164,10 @@ def test_a_killed_database_gives_503_at_once_and_recovers_after_restart(stack) -
     assert users_took < 1.5 and ready_took < 1.5
     mariadb.start()
     recovered_in = poll(lambda: answers(f"{api}/api/v1/user"), timeout=15)
-    print(f"\nFAULT mariadb killed: GET 503 in {users_took:.2f}s, readyz 503 in {ready_took:.2f}s;"
-          f" recovered {recovered_in:.2f}s after restart")
+    print(
+        f"\nFAULT mariadb killed: GET 503 in {users_took:.2f}s, readyz 503 in {ready_took:.2f}s;"
+        f" recovered {recovered_in:.2f}s after restart"
+    )
 
 
 # Redis -------------------------------------------------------------------------------------
@@ -201,20 +220,32 @@ def test_redis_faults_leave_crud_login_and_tokens_alone(stack, fault) -> None:
         assert first.status_code == 200 and first_took < REDIS_TIMEOUT * 2 + MARGIN
         crud_latencies(api, token, 20)  # both workers have met the outage
         during = crud_latencies(api, token, 200)
-        login, login_took = timed("POST", f"{api}/login", json={"name": ADMIN[0],
-                                                                 "password": ADMIN[1]})
+        login, login_took = timed(
+            "POST", f"{api}/login", json={"name": ADMIN[0], "password": ADMIN[1]}
+        )
         issued, issued_took = timed("POST", f"{api}/api/v1/tokens", auth=ADMIN)
         online, online_took = timed("GET", f"{api}/api/v1/online", headers=token)
         jobs, jobs_took = timed("GET", f"{api}/scheduler/jobs", auth=ADMIN)
-        added, added_took = timed("POST", f"{api}/scheduler/jobs", auth=ADMIN, json={
-            "id": "during", "func": "app.scheduler.jobs:print_test", "trigger": "interval",
-            "seconds": 60})
+        added, added_took = timed(
+            "POST",
+            f"{api}/scheduler/jobs",
+            auth=ADMIN,
+            json={
+                "id": "during",
+                "func": "app.scheduler.jobs:print_test",
+                "trigger": "interval",
+                "seconds": 60,
+            },
+        )
         join_started = time.monotonic()
         join_reply = asyncio.run(chat_join_reply(ws_url))
         join_took = time.monotonic() - join_started
         member.send_text(json.dumps({"event": "message", "room": "faults", "text": "lost?"}))
-        message_reply = next(frame for frame in iter(lambda: json.loads(member.read_text()), None)
-                             if frame["event"] == "error")
+        message_reply = next(
+            frame
+            for frame in iter(lambda: json.loads(member.read_text()), None)
+            if frame["event"] == "error"
+        )
     finally:
         redis.resume() if fault == "hung" else redis.start()
     assert login.status_code == 200 and issued.status_code == 200
@@ -239,14 +270,15 @@ def test_redis_faults_leave_crud_login_and_tokens_alone(stack, fault) -> None:
     )
     member.close()
     # The hub reports what it could not publish, once it is subscribed again.
-    poll(lambda: "could not be published while Redis was unavailable" in server.log(),
-         timeout=15)
-    print(f"\nFAULT redis {fault}: CRUD p99 {normal_p99 * 1000:.1f} ms normal, "
-          f"{during_p99 * 1000:.1f} ms during; first request {first_took:.2f}s; login "
-          f"{login_took * 1000:.0f} ms, token {issued_took * 1000:.0f} ms; online 503 in "
-          f"{online_took:.2f}s; scheduler 503 in {jobs_took:.2f}s/{added_took:.2f}s; chat join "
-          f"error frame in {join_took:.2f}s; recovered: online {recovered_online:.2f}s, "
-          f"scheduler {recovered_jobs:.2f}s, chat {recovered_chat:.2f}s")
+    poll(lambda: "could not be published while Redis was unavailable" in server.log(), timeout=15)
+    print(
+        f"\nFAULT redis {fault}: CRUD p99 {normal_p99 * 1000:.1f} ms normal, "
+        f"{during_p99 * 1000:.1f} ms during; first request {first_took:.2f}s; login "
+        f"{login_took * 1000:.0f} ms, token {issued_took * 1000:.0f} ms; online 503 in "
+        f"{online_took:.2f}s; scheduler 503 in {jobs_took:.2f}s/{added_took:.2f}s; chat join "
+        f"error frame in {join_took:.2f}s; recovered: online {recovered_online:.2f}s, "
+        f"scheduler {recovered_jobs:.2f}s, chat {recovered_chat:.2f}s"
+    )
 
 
 async def load(api: str, token: dict[str, str], seconds: float, clients: int) -> list[tuple]:
@@ -265,12 +297,26 @@ async def load(api: str, token: dict[str, str], seconds: float, clients: int) ->
                 started = time.monotonic()
                 if count % 2:
                     response = await http.post("/api/v1/tag", json={"name": name})
-                    results.append(("write", response.status_code,
-                                    time.monotonic() - started, name, started - began))
+                    results.append(
+                        (
+                            "write",
+                            response.status_code,
+                            time.monotonic() - started,
+                            name,
+                            started - began,
+                        )
+                    )
                 else:
                     response = await http.get("/api/v1/user", params={"limit": 5})
-                    results.append(("read", response.status_code,
-                                    time.monotonic() - started, None, started - began))
+                    results.append(
+                        (
+                            "read",
+                            response.status_code,
+                            time.monotonic() - started,
+                            None,
+                            started - began,
+                        )
+                    )
 
     await asyncio.gather(*(client(n) for n in range(clients)))
     return results
@@ -301,15 +347,31 @@ def test_faults_under_load_lose_no_write_and_give_no_500(stack, dependency) -> N
     slowest = max(took for _, _, took, _, _ in results)
     written = {name for kind, status, _, name, _ in results if kind == "write" and status == 200}
     poll(lambda: answers(f"{api}/api/v1/tag"), timeout=15)
-    stored = set(subprocess.run(
-        ["mysql", "--protocol=tcp", "-h127.0.0.1", f"-P{mariadb.port}", "-uroot", "-N", "-B",
-         "-e", "SELECT name FROM faults.tags"], check=True, capture_output=True, text=True,
-    ).stdout.split())
+    stored = set(
+        subprocess.run(
+            [
+                "mysql",
+                "--protocol=tcp",
+                "-h127.0.0.1",
+                f"-P{mariadb.port}",
+                "-uroot",
+                "-N",
+                "-B",
+                "-e",
+                "SELECT name FROM faults.tags",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+    )
     served_in = server_durations(server.log())
-    print(f"\nFAULT under load, {dependency} hung 3 s then restarted: {len(results)} requests, "
-          f"statuses {dict(statuses)}, slowest {max(served_in):.2f}s in the service "
-          f"({slowest:.2f}s at the client), {len(written)} writes answered 200, all stored: "
-          f"{written <= stored}")
+    print(
+        f"\nFAULT under load, {dependency} hung 3 s then restarted: {len(results)} requests, "
+        f"statuses {dict(statuses)}, slowest {max(served_in):.2f}s in the service "
+        f"({slowest:.2f}s at the client), {len(written)} writes answered 200, all stored: "
+        f"{written <= stored}"
+    )
     assert set(statuses) <= {200, 503}, statuses
     assert statuses[200] > 0
     # Within the service every request ends within DB_TIMEOUT (its database work's bound). At
@@ -321,8 +383,14 @@ def test_faults_under_load_lose_no_write_and_give_no_500(stack, dependency) -> N
 
 def server_durations(log: str) -> list[float]:
     """Seconds each /api/v1 request took inside the service, from its access-log lines."""
-    return [float(ms) / 1000 for ms in re.findall(r"app\.access \[\d+\] \w+ /api/v1/\S* "
-                                                  r"\d{3} ([\d.]+)ms", log)]
+    return [
+        float(ms) / 1000
+        for ms in re.findall(
+            r"app\.access \[\d+\] \w+ /api/v1/\S* "
+            r"\d{3} ([\d.]+)ms",
+            log,
+        )
+    ]
 
 
 # Redis pool and namespaces ---------------------------------------------------------------
@@ -333,29 +401,41 @@ def test_a_burst_of_joins_waits_for_pooled_connections_instead_of_failing(tmp_pa
     connections each: every join succeeds (callers wait for a connection; none gets an error)."""
     clients = 300
     with own_redis(tmp_path) as redis:
-        env = {"APP_ENV": "development", "REDIS_URL": f"redis://127.0.0.1:{redis.port}/0",
-               "REDIS_MAX_CONNECTIONS": "4", "WS_SEND_QUEUE": "2048",
-               "WS_RATE_LIMIT": "1000/second"}
-        subprocess.run([sys.executable, "-m", "app", "init-db"], env={**env, "PATH": ""},
-                       cwd=tmp_path, check=True, capture_output=True)
+        env = {
+            "APP_ENV": "development",
+            "REDIS_URL": f"redis://127.0.0.1:{redis.port}/0",
+            "REDIS_MAX_CONNECTIONS": "4",
+            "WS_SEND_QUEUE": "2048",
+            "WS_RATE_LIMIT": "1000/second",
+        }
+        subprocess.run(
+            [sys.executable, "-m", "app", "init-db"],
+            env={**env, "PATH": ""},
+            cwd=tmp_path,
+            check=True,
+            capture_output=True,
+        )
         with run_server(tmp_path, env, workers=2, ready_path="/healthz") as server:
             url = server.base_url.replace("http://", "ws://") + "/ws/chat"
 
             async def join_all() -> tuple[Counter, float]:
-                sockets = await asyncio.gather(*(connect(url, open_timeout=30, max_queue=None)
-                                                 for _ in range(clients)))
+                sockets = await asyncio.gather(
+                    *(connect(url, open_timeout=30, max_queue=None) for _ in range(clients))
+                )
 
-                async def join(ws, number: int) -> str:  # noqa: ANN001
-                    await ws.send(json.dumps({"event": "join", "room": "burst",
-                                              "nickname": f"n{number}"}))
+                async def join(ws, number: int) -> str:
+                    await ws.send(
+                        json.dumps({"event": "join", "room": "burst", "nickname": f"n{number}"})
+                    )
                     while True:
                         frame = json.loads(await asyncio.wait_for(ws.recv(), 60))
                         if frame["event"] in ("presence_state", "error"):
                             return frame["event"]
 
                 started = time.monotonic()
-                outcomes = Counter(await asyncio.gather(
-                    *(join(ws, n) for n, ws in enumerate(sockets))))
+                outcomes = Counter(
+                    await asyncio.gather(*(join(ws, n) for n, ws in enumerate(sockets)))
+                )
                 took = time.monotonic() - started
                 await asyncio.gather(*(ws.close() for ws in sockets))
                 return outcomes, took
@@ -376,54 +456,80 @@ def test_two_deployments_on_one_redis_server_share_nothing(tmp_path) -> None:
             for database in (1, 2):
                 folder = tmp_path / f"deployment-{database}"
                 folder.mkdir()
-                env = {"APP_ENV": "development",
-                       "REDIS_URL": f"redis://127.0.0.1:{redis.port}/{database}",
-                       "SCHEDULER_ENABLED": "true", "SCHEDULER_BUILTIN_JOBS": "false",
-                       "AUTH_RATE_LIMIT": "3/minute"}
-                for command in (["init-db"], ["create-admin", "--name", "root", "--password",
-                                              "deployment-password"]):
-                    subprocess.run([sys.executable, "-m", "app", *command],
-                                   env={**env, "PATH": ""}, cwd=folder, check=True,
-                                   capture_output=True)
-                servers.append(stack.enter_context(
-                    run_server(folder, env, workers=1, ready_path="/healthz")))
+                env = {
+                    "APP_ENV": "development",
+                    "REDIS_URL": f"redis://127.0.0.1:{redis.port}/{database}",
+                    "SCHEDULER_ENABLED": "true",
+                    "SCHEDULER_BUILTIN_JOBS": "false",
+                    "AUTH_RATE_LIMIT": "3/minute",
+                }
+                for command in (
+                    ["init-db"],
+                    ["create-admin", "--name", "root", "--password", "deployment-password"],
+                ):
+                    subprocess.run(
+                        [sys.executable, "-m", "app", *command],
+                        env={**env, "PATH": ""},
+                        cwd=folder,
+                        check=True,
+                        capture_output=True,
+                    )
+                servers.append(
+                    stack.enter_context(run_server(folder, env, workers=1, ready_path="/healthz"))
+                )
             first, second = servers
 
             async def chat() -> list[dict]:
                 urls = [s.base_url.replace("http://", "ws://") + "/ws/chat" for s in servers]
                 async with connect(urls[0]) as ann, connect(urls[1]) as bob:
                     for ws, name in ((ann, "ann"), (bob, "bob")):
-                        await ws.send(json.dumps({"event": "join", "room": "lobby",
-                                                  "nickname": name}))
+                        await ws.send(
+                            json.dumps({"event": "join", "room": "lobby", "nickname": name})
+                        )
                         assert json.loads(await ws.recv())["members"] == [
-                            {"name": name, "user_id": None}]
+                            {"name": name, "user_id": None}
+                        ]
                         assert json.loads(await ws.recv())["event"] == "history"
-                    await ann.send(json.dumps({"event": "message", "room": "lobby",
-                                               "text": "only on the first"}))
+                    await ann.send(
+                        json.dumps(
+                            {"event": "message", "room": "lobby", "text": "only on the first"}
+                        )
+                    )
                     assert json.loads(await ann.recv())["text"] == "only on the first"
-                    await bob.send(json.dumps({"event": "message", "room": "lobby",
-                                               "text": "only on the second"}))
+                    await bob.send(
+                        json.dumps(
+                            {"event": "message", "room": "lobby", "text": "only on the second"}
+                        )
+                    )
                     # Bob's next frame is his own message: Ann's never reached his service.
                     return [json.loads(await asyncio.wait_for(bob.recv(), 5))]
 
             assert [frame["text"] for frame in asyncio.run(chat())] == ["only on the second"]
 
             httpx.get(f"{first.base_url}/api/v1/me", auth=("root", "deployment-password"))
-            online = [httpx.get(f"{s.base_url}/api/v1/online", timeout=5).json()["data"]["count"]
-                      for s in servers]
+            online = [
+                httpx.get(f"{s.base_url}/api/v1/online", timeout=5).json()["data"]["count"]
+                for s in servers
+            ]
             assert online == [1, 0]
 
             for _ in range(3):
                 httpx.get(f"{first.base_url}/api/v1/tag", auth=("root", "wrong"))
-            assert httpx.get(f"{first.base_url}/api/v1/tag",
-                             auth=("root", "wrong")).status_code == 429
-            assert httpx.get(f"{second.base_url}/api/v1/tag",
-                             auth=("root", "wrong")).status_code == 401
+            assert (
+                httpx.get(f"{first.base_url}/api/v1/tag", auth=("root", "wrong")).status_code == 429
+            )
+            assert (
+                httpx.get(f"{second.base_url}/api/v1/tag", auth=("root", "wrong")).status_code
+                == 401
+            )
 
             def leaders() -> list[str | None]:
-                return [httpx.get(f"{s.base_url}/scheduler", timeout=5,
-                                  auth=("root", "deployment-password")).json()["leader"]
-                        for s in servers]
+                return [
+                    httpx.get(
+                        f"{s.base_url}/scheduler", timeout=5, auth=("root", "deployment-password")
+                    ).json()["leader"]
+                    for s in servers
+                ]
 
             poll(lambda: all(leaders()), timeout=10)  # each deployment elects its own leader
             assert len(set(leaders())) == 2
@@ -434,15 +540,26 @@ def test_the_scheduler_leader_steps_down_while_redis_is_hung(stack) -> None:
     when it cannot renew, a leader runs the job again after Redis returns, no tick runs twice."""
     server, _, redis = stack
     api = server.base_url
-    created = httpx.post(f"{api}/scheduler/jobs", auth=ADMIN, timeout=10, json={
-        "id": "tick", "func": "app.scheduler.jobs:print_test", "trigger": "interval",
-        "seconds": 1})
+    created = httpx.post(
+        f"{api}/scheduler/jobs",
+        auth=ADMIN,
+        timeout=10,
+        json={
+            "id": "tick",
+            "func": "app.scheduler.jobs:print_test",
+            "trigger": "interval",
+            "seconds": 1,
+        },
+    )
     assert created.status_code == 200, created.text
 
     def ticks() -> list[str]:
         response = httpx.get(f"{api}/scheduler/jobs/tick/runs", auth=ADMIN, timeout=10)
-        return [run["scheduled_time"] for run in response.json() if not run["manual"]] \
-            if response.status_code == 200 else []
+        return (
+            [run["scheduled_time"] for run in response.json() if not run["manual"]]
+            if response.status_code == 200
+            else []
+        )
 
     poll(lambda: len(ticks()) >= 2, timeout=15)
     ran_before = len(ticks())
@@ -452,9 +569,11 @@ def test_the_scheduler_leader_steps_down_while_redis_is_hung(stack) -> None:
     redis.resume()
     resumed_in = poll(lambda: len(ticks()) >= ran_before + 3, timeout=20)
     runs = ticks()
-    print(f"\nFAULT redis hung 4 s under the scheduler: leader stepped down "
-          f"({'logged' if 'stepping down' in server.log() else 'not logged'}); {ran_before} runs "
-          f"before, 3 more {resumed_in:.2f}s after SIGCONT; {len(runs)} runs, "
-          f"{len(set(runs))} distinct ticks")
+    print(
+        f"\nFAULT redis hung 4 s under the scheduler: leader stepped down "
+        f"({'logged' if 'stepping down' in server.log() else 'not logged'}); {ran_before} runs "
+        f"before, 3 more {resumed_in:.2f}s after SIGCONT; {len(runs)} runs, "
+        f"{len(set(runs))} distinct ticks"
+    )
     assert "stepping down" in server.log()
     assert len(runs) == len(set(runs)), "a tick ran twice"

@@ -9,7 +9,7 @@ import pytest
 
 from tests.e2e.server import prepare_deployment, run_server
 
-ADMIN_PASSWORD = "e2e-admin-password"  # noqa: S105
+ADMIN_PASSWORD = "e2e-admin-password"
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def server(tmp_path_factory):
         assert running.stop() == 0
 
 
-def data(response: httpx.Response, status: int = 200):  # noqa: ANN201
+def data(response: httpx.Response, status: int = 200):
     body = response.json()
     assert response.status_code == status, body
     assert body["status"] == "succeed" and body["code"] == 0

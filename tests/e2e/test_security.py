@@ -40,7 +40,7 @@ def server(tmp_path_factory):
         yield running
 
 
-def client(server, address: str = "127.0.0.1", **options) -> httpx.Client:  # noqa: ANN001
+def client(server, address: str = "127.0.0.1", **options) -> httpx.Client:
     """A client whose connections come from `address` (any 127.0.0.N reaches the server)."""
     return httpx.Client(
         base_url=server.base_url,
@@ -50,11 +50,11 @@ def client(server, address: str = "127.0.0.1", **options) -> httpx.Client:  # no
     )
 
 
-def same_origin(server) -> dict[str, str]:  # noqa: ANN001
+def same_origin(server) -> dict[str, str]:
     return {"Origin": server.base_url}
 
 
-def make_user(server, name: str, password: str, role: int = 0) -> str:  # noqa: ANN001
+def make_user(server, name: str, password: str, role: int = 0) -> str:
     with client(server) as admin:
         response = admin.post(
             "/api/v1/user", json={"name": name, "role": role, "password": password}, auth=ADMIN
@@ -98,8 +98,7 @@ def test_the_eleventh_wrong_password_is_429_from_any_address_and_route(server) -
 
 def test_one_address_gets_30_failures_a_minute_over_all_accounts(server) -> None:
     with client(server, "127.0.0.50") as http:
-        statuses = [wrong_attempt(http, ROUTES[n % 3], f"spray-{n}").status_code
-                    for n in range(30)]
+        statuses = [wrong_attempt(http, ROUTES[n % 3], f"spray-{n}").status_code for n in range(30)]
         assert statuses == [401] * 30
         assert_429(wrong_attempt(http, "basic", "spray-30"))
     with client(server, "127.0.0.51") as http:  # another address is not affected
@@ -113,20 +112,20 @@ def test_right_passwords_are_never_throttled(server) -> None:
             assert http.get("/api/v1/me", auth=("steady", "steady-password")).status_code == 200
 
 
-def login(server, name: str, password: str, address: str = "127.0.0.1") -> httpx.Client:  # noqa: ANN001
+def login(server, name: str, password: str, address: str = "127.0.0.1") -> httpx.Client:
     http = client(server, address)
     response = http.post("/login", json={"name": name, "password": password})
     assert response.status_code == 200, response.text
     return http
 
 
-def copy_of(server, http: httpx.Client) -> httpx.Client:  # noqa: ANN001
+def copy_of(server, http: httpx.Client) -> httpx.Client:
     other = client(server)
     other.cookies.update(http.cookies)
     return other
 
 
-def token_for(server, name: str, password: str) -> str:  # noqa: ANN001
+def token_for(server, name: str, password: str) -> str:
     with client(server) as http:
         response = http.post("/api/v1/tokens", auth=(name, password))
         assert response.status_code == 200, response.text
@@ -153,20 +152,25 @@ def test_a_password_or_role_change_ends_other_sessions_and_tokens(server) -> Non
     token = token_for(server, "dave", "dave-password")
     bearer = {"Authorization": f"Bearer {token}"}
     with client(server) as admin:
-        response = admin.put(f"/api/v1/user/{user_id}", auth=ADMIN,
-                             json={"name": "dave", "role": 0, "password": "dave-new-password"})
+        response = admin.put(
+            f"/api/v1/user/{user_id}",
+            auth=ADMIN,
+            json={"name": "dave", "role": 0, "password": "dave-new-password"},
+        )
         assert response.status_code == 200
         assert not is_signed_in(browser)
         assert admin.get("/api/v1/me", headers=bearer).status_code == 401
 
         browser = login(server, "dave", "dave-new-password")
         token = token_for(server, "dave", "dave-new-password")
-        response = admin.put(f"/api/v1/user/{user_id}", auth=ADMIN,
-                             json={"name": "dave", "role": 1})  # a role change
+        response = admin.put(
+            f"/api/v1/user/{user_id}", auth=ADMIN, json={"name": "dave", "role": 1}
+        )  # a role change
         assert response.status_code == 200
         assert not is_signed_in(browser)
-        assert admin.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code \
-            == 401
+        assert (
+            admin.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+        )
 
 
 def test_a_user_changing_their_own_password_stays_signed_in_there_only(server) -> None:
@@ -174,8 +178,11 @@ def test_a_user_changing_their_own_password_stays_signed_in_there_only(server) -
     here = login(server, "erin", "erin-password")
     elsewhere = login(server, "erin", "erin-password")
     token = token_for(server, "erin", "erin-password")
-    response = here.put(f"/api/v1/user/{user_id}", headers=same_origin(server),
-                        json={"name": "erin", "role": 0, "password": "erin-new-password"})
+    response = here.put(
+        f"/api/v1/user/{user_id}",
+        headers=same_origin(server),
+        json={"name": "erin", "role": 0, "password": "erin-new-password"},
+    )
     assert response.status_code == 200, response.text
     assert is_signed_in(here)
     assert not is_signed_in(elsewhere)
@@ -190,11 +197,11 @@ def test_an_admin_revokes_every_session_and_token_of_a_user(server) -> None:
         response = admin.delete(f"/api/v1/user/{user_id}/sessions", auth=ADMIN)
         assert response.json() == {"code": 0, "data": {"revoked": 2}, "status": "succeed"}
         assert not is_signed_in(browser)
-        assert admin.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code \
-            == 401
+        assert (
+            admin.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+        )
         other = make_user(server, "grace", "grace-password")
-        response = admin.delete(f"/api/v1/user/{other}/sessions",
-                                auth=("frank", "frank-password"))
+        response = admin.delete(f"/api/v1/user/{other}/sessions", auth=("frank", "frank-password"))
         assert response.status_code == 403
 
 
@@ -216,16 +223,31 @@ def test_cookie_only_writes_must_be_same_origin(server) -> None:
     created = browser.post("/api/v1/tag", json=tag, headers=same_origin(server))
     assert created.status_code == 200
     tag_id = created.json()["data"]["id"]
-    assert browser.post("/api/v1/tag", json={"name": "by-fetch-metadata"},
-                        headers={"Sec-Fetch-Site": "same-origin"}).status_code == 200
-    assert browser.post("/api/v1/tag", json={"name": "by-token"},
-                        headers={"X-CSRF-Token": csrf_token_of(browser)}).status_code == 200
+    assert (
+        browser.post(
+            "/api/v1/tag",
+            json={"name": "by-fetch-metadata"},
+            headers={"Sec-Fetch-Site": "same-origin"},
+        ).status_code
+        == 200
+    )
+    assert (
+        browser.post(
+            "/api/v1/tag",
+            json={"name": "by-token"},
+            headers={"X-CSRF-Token": csrf_token_of(browser)},
+        ).status_code
+        == 200
+    )
     assert browser.delete(f"/api/v1/tag/{tag_id}", headers=FOREIGN).status_code == 403
     # Bearer and Basic requests carry no ambient credential: no Origin rule applies.
     token = token_for(server, "heidi", "heidi-password")
     with client(server) as api:
-        response = api.post("/api/v1/tag", json={"name": "by-bearer"},
-                            headers={**FOREIGN, "Authorization": f"Bearer {token}"})
+        response = api.post(
+            "/api/v1/tag",
+            json={"name": "by-bearer"},
+            headers={**FOREIGN, "Authorization": f"Bearer {token}"},
+        )
         assert response.status_code == 200
 
 
@@ -240,36 +262,57 @@ def test_scheduler_controls_refuse_a_foreign_origin_with_the_admin_cookie(server
 
 def test_login_from_a_foreign_origin_is_refused(server) -> None:
     with client(server) as http:
-        response = http.post("/login", headers=FOREIGN,
-                             data={"name": "root", "password": ADMIN[1]})
+        response = http.post("/login", headers=FOREIGN, data={"name": "root", "password": ADMIN[1]})
         assert response.status_code == 403
         assert "session" not in http.cookies
 
 
-@pytest.mark.parametrize("target", [
-    "/%5Cevil.example", "//evil.example", "/%5C/evil.example", "/%09/evil.example",
-    "https://evil.example/", "javascript:alert(1)", "/%0d%0aSet-Cookie:%20x=1", "evil.example",
-])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/%5Cevil.example",
+        "//evil.example",
+        "/%5C/evil.example",
+        "/%09/evil.example",
+        "https://evil.example/",
+        "javascript:alert(1)",
+        "/%0d%0aSet-Cookie:%20x=1",
+        "evil.example",
+    ],
+)
 def test_login_next_accepts_only_a_path_of_this_site(server, target) -> None:
     with client(server) as http:
-        response = http.post(f"/login?next={target}", data={"name": "root", "password": ADMIN[1]},
-                             headers=same_origin(server))
+        response = http.post(
+            f"/login?next={target}",
+            data={"name": "root", "password": ADMIN[1]},
+            headers=same_origin(server),
+        )
         assert response.status_code == 303
         assert response.headers["Location"] == "/online", target
 
 
 def test_login_next_keeps_a_path_of_this_site(server) -> None:
     with client(server) as http:
-        response = http.post("/login?next=/chat%3Froom%3Dlobby",
-                             data={"name": "root", "password": ADMIN[1]},
-                             headers=same_origin(server))
+        response = http.post(
+            "/login?next=/chat%3Froom%3Dlobby",
+            data={"name": "root", "password": ADMIN[1]},
+            headers=same_origin(server),
+        )
         assert response.headers["Location"] == "/chat?room=lobby"
 
 
 def test_every_response_has_its_security_headers(server) -> None:
     with client(server) as http:
-        for path in ("/api/v1/user", "/healthz", "/openapi.json", "/no-such-page", "/login",
-                     "/docs", "/chat", "/"):
+        for path in (
+            "/api/v1/user",
+            "/healthz",
+            "/openapi.json",
+            "/no-such-page",
+            "/login",
+            "/docs",
+            "/chat",
+            "/",
+        ):
             response = http.get(path)
             headers = response.headers
             assert headers["X-Content-Type-Options"] == "nosniff", path
@@ -294,8 +337,11 @@ def test_uploads_need_a_user_a_folder_budget_and_download_as_attachments(server)
         assert anonymous.status_code == 401
         stored = []
         for _ in range(2):
-            response = http.post("/params/file", auth=ADMIN,
-                                 files={"file": ("page.html", b"<script>alert(1)</script>" * 60)})
+            response = http.post(
+                "/params/file",
+                auth=ADMIN,
+                files={"file": ("page.html", b"<script>alert(1)</script>" * 60)},
+            )
             assert response.status_code == 200, response.text
             stored.append(response.json()["data"]["stored_as"])
         full = http.post("/params/file", auth=ADMIN, files={"file": ("more.txt", b"y" * 1500)})
@@ -320,8 +366,12 @@ HOSTILE_BODIES = {
 def test_hostile_json_bodies_are_400_in_the_envelope(server, path, kind) -> None:
     with client(server) as http:
         started = time.monotonic()
-        response = http.post(path, content=HOSTILE_BODIES[kind], auth=ADMIN,
-                             headers={"Content-Type": "application/json"})
+        response = http.post(
+            path,
+            content=HOSTILE_BODIES[kind],
+            auth=ADMIN,
+            headers={"Content-Type": "application/json"},
+        )
         elapsed = time.monotonic() - started
     body = response.json()
     assert response.status_code == 400, body
@@ -346,7 +396,10 @@ def test_a_short_secret_key_is_refused_in_one_line(tmp_path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "app", "serve"],
         env={"APP_ENV": "production", "SECRET_KEY": "abc", "PATH": ""},
-        cwd=tmp_path, capture_output=True, text=True, timeout=30,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0, result.stderr

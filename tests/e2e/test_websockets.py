@@ -17,7 +17,7 @@ from tests.conftest import REDIS_URL
 from tests.e2e.server import prepare_deployment, run_server
 from tests.e2e.slow_client import StalledClient
 
-ADMIN_PASSWORD = "ws-admin-password"  # noqa: S105
+ADMIN_PASSWORD = "ws-admin-password"
 
 
 @pytest.fixture(scope="module")
@@ -39,15 +39,15 @@ def server(ws_env, tmp_path_factory):
         yield running
 
 
-def ws_url(server, path: str) -> str:  # noqa: ANN001
+def ws_url(server, path: str) -> str:
     return server.base_url.replace("http://", "ws://") + path
 
 
-async def recv_json(ws, timeout: float = 5) -> dict:  # noqa: ANN001
+async def recv_json(ws, timeout: float = 5) -> dict:
     return json.loads(await asyncio.wait_for(ws.recv(), timeout))
 
 
-async def join(ws, room: str, nickname: str) -> dict:  # noqa: ANN001
+async def join(ws, room: str, nickname: str) -> dict:
     await ws.send(json.dumps({"event": "join", "room": room, "nickname": nickname}))
     state = await recv_json(ws)
     assert state["event"] == "presence_state", state
@@ -55,7 +55,7 @@ async def join(ws, room: str, nickname: str) -> dict:  # noqa: ANN001
     return state
 
 
-async def close_code(ws, timeout: float = 10) -> int:  # noqa: ANN001
+async def close_code(ws, timeout: float = 10) -> int:
     """Read until the server closes; the close code it sent."""
     try:
         while True:
@@ -258,7 +258,7 @@ def test_shutdown_closes_every_websocket_with_1001(ws_env, tmp_path) -> None:
     service exits well within hypercorn.toml's graceful_timeout (8 s)."""
     connections = 600
 
-    async def scenario(server) -> tuple[list[int], float, float]:  # noqa: ANN001
+    async def scenario(server) -> tuple[list[int], float, float]:
         clients = await asyncio.gather(
             *[
                 connect(ws_url(server, "/ws/chat" if i % 2 else "/ws"), open_timeout=30)
@@ -366,7 +366,7 @@ def test_compression_is_negotiated_without_context_takeover(server) -> None:
     assert "client_no_context_takeover" in extensions
 
 
-def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:  # noqa: ANN001
+def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
     """Poll `predicate` until it is true or `timeout` seconds pass; its last value."""
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -402,9 +402,10 @@ def test_hostile_frames_and_floods_end_every_connection_in_time(ws_env, tmp_path
 
         stalled = StalledClient(url)
         join_frame = {"event": "join", "room": "flood", "nickname": "stalled"}
-        stalled.send_burst([json.dumps(join_frame)] + [
-            json.dumps({"event": "message", "room": "flood", "text": "x" * 1000})
-        ] * 300)
+        stalled.send_burst(
+            [json.dumps(join_frame)]
+            + [json.dumps({"event": "message", "room": "flood", "text": "x" * 1000})] * 300
+        )
         assert stalled.read_until_closed(timeout=5) in (1008, 1013)
 
         async def polite_round_trip() -> str:

@@ -32,7 +32,7 @@ async def user_ids(database) -> list[str]:
 def count_updates(database: Database) -> list[str]:
     updates: list[str] = []
 
-    def on_execute(_conn, _cursor, statement, *_args) -> None:  # noqa: ANN001
+    def on_execute(_conn, _cursor, statement, *_args) -> None:
         if statement.lstrip().upper().startswith("UPDATE"):
             updates.append(statement)
 

@@ -35,11 +35,11 @@ async def test_mark_is_one_executed_pipeline(store, redis) -> None:
     executed = []
     original = redis.pipeline
 
-    def counting_pipeline(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def counting_pipeline(*args, **kwargs):
         pipeline = original(*args, **kwargs)
         real_execute = pipeline.execute
 
-        async def execute(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        async def execute(*a, **k):
             executed.append(len(pipeline.command_stack))
             return await real_execute(*a, **k)
 

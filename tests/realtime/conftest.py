@@ -15,11 +15,11 @@ def database_url(request, tmp_path, sqlite_template) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"
 
 
-async def receive_json(ws, timeout: float = 5) -> dict:  # noqa: ANN001
+async def receive_json(ws, timeout: float = 5) -> dict:
     import asyncio
 
     return json.loads(await asyncio.wait_for(ws.receive(), timeout))
 
 
-async def send_json(ws, frame: dict) -> None:  # noqa: ANN001
+async def send_json(ws, frame: dict) -> None:
     await ws.send(json.dumps(frame))

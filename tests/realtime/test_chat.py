@@ -10,7 +10,7 @@ from tests.auth_helpers import make_user
 from tests.realtime.conftest import receive_json, send_json
 
 
-async def join(ws, room: str, nickname: str | None = None) -> tuple[dict, dict]:  # noqa: ANN001
+async def join(ws, room: str, nickname: str | None = None) -> tuple[dict, dict]:
     frame = {"event": "join", "room": room}
     if nickname is not None:
         frame["nickname"] = nickname
@@ -21,15 +21,22 @@ async def join(ws, room: str, nickname: str | None = None) -> tuple[dict, dict]:
 async def test_join_message_and_presence(client) -> None:
     async with client.websocket("/ws/chat") as ann, client.websocket("/ws/chat") as bob:
         state, history = await join(ann, "lobby", "ann")
-        assert state == {"event": "presence_state", "room": "lobby", "you": "ann",
-                         "members": [{"name": "ann", "user_id": None}]}
+        assert state == {
+            "event": "presence_state",
+            "room": "lobby",
+            "you": "ann",
+            "members": [{"name": "ann", "user_id": None}],
+        }
         assert history == {"event": "history", "room": "lobby", "messages": []}
 
         state, _ = await join(bob, "lobby", "bob")
         assert [m["name"] for m in state["members"]] == ["ann", "bob"]
-        assert await receive_json(ann) == {"event": "presence_diff", "room": "lobby",
-                                           "joins": [{"name": "bob", "user_id": None}],
-                                           "leaves": []}
+        assert await receive_json(ann) == {
+            "event": "presence_diff",
+            "room": "lobby",
+            "joins": [{"name": "bob", "user_id": None}],
+            "leaves": [],
+        }
 
         await send_json(bob, {"event": "message", "room": "lobby", "text": "hello"})
         to_ann, to_bob = await receive_json(ann), await receive_json(bob)
@@ -72,8 +79,11 @@ async def test_nicknames_are_unique_per_room(client) -> None:
         await join(first, "lobby", "ann")
         await send_json(second, {"event": "join", "room": "lobby", "nickname": "ann"})
         error = await receive_json(second)
-        assert error == {"event": "error", "msg": "nickname: 'ann' is taken in 'lobby'",
-                         "ref": "join"}
+        assert error == {
+            "event": "error",
+            "msg": "nickname: 'ann' is taken in 'lobby'",
+            "ref": "join",
+        }
         state, _ = await join(second, "other-room", "ann")  # another room: free
         assert state["you"] == "ann"
     async with client.websocket("/ws/chat") as third:  # freed when they left
@@ -82,8 +92,11 @@ async def test_nicknames_are_unique_per_room(client) -> None:
 
 
 async def test_private_messages(client) -> None:
-    async with client.websocket("/ws/chat") as ann, client.websocket("/ws/chat") as bob, \
-            client.websocket("/ws/chat") as eve:
+    async with (
+        client.websocket("/ws/chat") as ann,
+        client.websocket("/ws/chat") as bob,
+        client.websocket("/ws/chat") as eve,
+    ):
         await join(ann, "lobby", "ann")
         await join(bob, "lobby", "bob")
         await join(eve, "lobby", "eve")
@@ -93,8 +106,11 @@ async def test_private_messages(client) -> None:
         assert to_bob == echo and to_bob["event"] == "private"
         assert (to_bob["from"], to_bob["to"], to_bob["text"]) == ("ann", "bob", "psst")
         await send_json(ann, {"event": "private", "room": "lobby", "to": "zed", "text": "?"})
-        assert await receive_json(ann) == {"event": "error", "ref": "private",
-                                           "msg": "to: 'zed' is not in 'lobby'"}
+        assert await receive_json(ann) == {
+            "event": "error",
+            "ref": "private",
+            "msg": "to: 'zed' is not in 'lobby'",
+        }
         with pytest.raises(asyncio.TimeoutError):
             await receive_json(eve, timeout=0.3)  # eve saw nothing
 
@@ -139,7 +155,9 @@ async def test_open_connections_count_as_online(serve_app) -> None:
     async with serve_app() as app:
         user = await make_user(app, "alice", password="alice-password")
         async with app.extensions["database"].session() as session:
-            token = await issue_token(session, user.id, ttl_seconds=60)  # no request: not online yet
+            token = await issue_token(
+                session, user.id, ttl_seconds=60
+            )  # no request: not online yet
         client = app.test_client()
         assert (await (await client.get("/api/v1/online")).get_json())["data"]["users"] == []
         async with client.websocket(f"/ws/chat?token={token}") as ws:

@@ -6,8 +6,19 @@ import pytest
 
 from tests.realtime.conftest import receive_json, send_json
 
-LINUX_FIELDS = {"active", "available", "buffers", "cached", "free", "inactive", "percent",
-                "shared", "slab", "total", "used"}
+LINUX_FIELDS = {
+    "active",
+    "available",
+    "buffers",
+    "cached",
+    "free",
+    "inactive",
+    "percent",
+    "shared",
+    "slab",
+    "total",
+    "used",
+}
 
 
 @pytest.fixture
@@ -30,8 +41,11 @@ async def test_connect_then_samples(client) -> None:
 
 async def test_one_sample_per_tick_serves_every_client(app, client) -> None:
     monitor = app.extensions["memory_monitor"]
-    async with client.websocket("/ws") as a, client.websocket("/ws") as b, \
-            client.websocket("/ws") as c:
+    async with (
+        client.websocket("/ws") as a,
+        client.websocket("/ws") as b,
+        client.websocket("/ws") as c,
+    ):
         for ws in (a, b, c):
             await receive_json(ws)
         before = monitor.samples_taken

@@ -13,10 +13,11 @@ from tests.realtime.conftest import receive_json, send_json
 STALE_AFTER = 30.0
 
 
-def directory(redis_url: str, **options) -> tuple[Redis, RedisRoomDirectory]:  # noqa: ANN003
+def directory(redis_url: str, **options) -> tuple[Redis, RedisRoomDirectory]:
     client = Redis.from_url(redis_url, decode_responses=True)
-    return client, RedisRoomDirectory(client, stale_after=STALE_AFTER, history_seconds=600,
-                                      **options)
+    return client, RedisRoomDirectory(
+        client, stale_after=STALE_AFTER, history_seconds=600, **options
+    )
 
 
 async def test_room_records_expire_once_nobody_refreshes_them(redis_url) -> None:
@@ -43,10 +44,10 @@ async def test_concurrent_claims_of_one_name_from_two_clients_have_one_winner(re
         for round_number in range(50):
             room = f"race-{round_number}"
             results = await asyncio.gather(
-                first.join_member(room, member_record("a", "same", None, first.clock()),
-                                  "conn:a"),
-                second.join_member(room, member_record("b", "same", None, second.clock()),
-                                   "conn:b"),
+                first.join_member(room, member_record("a", "same", None, first.clock()), "conn:a"),
+                second.join_member(
+                    room, member_record("b", "same", None, second.clock()), "conn:b"
+                ),
             )
             assert sorted(results) == [False, True], (round_number, results)
             assert len(await first.members(room)) == 1

@@ -11,7 +11,7 @@ from tests.scheduler.conftest import ADMIN, USER
 PRINT_TEST = "app.scheduler.jobs:print_test"
 
 
-async def add(client, **definition):  # noqa: ANN001, ANN201
+async def add(client, **definition):
     return await client.post("/scheduler/jobs", json=definition, headers=ADMIN)
 
 

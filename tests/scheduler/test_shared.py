@@ -13,8 +13,8 @@ PRINT_TEST = "app.scheduler.jobs:print_test"
 
 
 @pytest.fixture
-def shared(serve_app, redis_url):  # noqa: ANN201
-    def worker():  # noqa: ANN202
+def shared(serve_app, redis_url):
+    def worker():
         return serve_app(
             scheduler_enabled=True,
             scheduler_builtin_jobs=False,
@@ -25,7 +25,7 @@ def shared(serve_app, redis_url):  # noqa: ANN201
     return worker
 
 
-async def wait_for(predicate, timeout: float = 10) -> None:  # noqa: ANN001
+async def wait_for(predicate, timeout: float = 10) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not await predicate():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
@@ -85,11 +85,11 @@ async def test_follower_takes_over_when_the_leader_stops(shared) -> None:
         await wait_for(lambda: _leads(survivor), timeout=5)
 
 
-async def _any_leader(*apps) -> bool:  # noqa: ANN002
+async def _any_leader(*apps) -> bool:
     return any(app.extensions["scheduler"].is_leader for app in apps)
 
 
-async def _leads(app) -> bool:  # noqa: ANN001
+async def _leads(app) -> bool:
     return app.extensions["scheduler"].is_leader
 
 

@@ -29,7 +29,7 @@ def database_url(request, tmp_path, sqlite_template) -> str:  # these routes tou
     return f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"
 
 
-def cookies_of(response) -> dict[str, str]:  # noqa: ANN001
+def cookies_of(response) -> dict[str, str]:
     jar = SimpleCookie()
     for header in response.headers.get_all("Set-Cookie"):
         jar.load(header)
@@ -75,7 +75,7 @@ async def test_form(client) -> None:
     await failed(await client.post("/params/form", json={"a": 1}), 400, "POST", "/params/form")
 
 
-async def upload(client, filename: str, content: bytes):  # noqa: ANN201, ANN001
+async def upload(client, filename: str, content: bytes):
     return await client.post(
         "/params/file",
         files={"file": FileStorage(io.BytesIO(content), filename=filename)},
