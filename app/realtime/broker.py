@@ -88,6 +88,7 @@ class RedisBroker:
                         item = await pubsub.get_message(timeout=1.0)
                         if item is None or item.get("type") != "message":
                             continue
+                        self._report_undelivered()  # a message arrived: Redis is back
                         try:
                             deliver(json.loads(item["data"]))
                         except Exception:
