@@ -18,6 +18,7 @@ import time
 from multiprocessing import get_context
 from multiprocessing.connection import wait
 from multiprocessing.synchronize import Event as EventType
+from typing import Any
 
 from hypercorn.config import Config, Sockets
 
@@ -148,12 +149,77 @@ def close_ended_websockets() -> None:
     H11Protocol._maybe_recycle = maybe_recycle  # type: ignore[method-assign]
 
 
+# Below hypercorn.toml's graceful_timeout (8 s); at most the ~64 KiB StreamWriter buffer is
+# left to flush by then, so only a peer slower than ~13 KB/s is cut short.
+CONNECTION_CLOSE_SECONDS = 5.0
+
+
+def bound_connection_close() -> None:
+    """Give a closing TCP connection at most `CONNECTION_CLOSE_SECONDS` to flush what is left
+    to send, then abort it.
+
+    Hypercorn closes a connection with `writer.close()` and waits for `wait_closed()`, which
+    lasts until the peer has read everything still buffered: a client that stopped reading
+    (a stalled websocket reader) kept that task, and every graceful shutdown, waiting until
+    `graceful_timeout` ran out.
+    """
+    from hypercorn.asyncio.tcp_server import TCPServer
+
+    if getattr(TCPServer._close, "bounded", False):
+        return
+    original_close = TCPServer._close
+
+    async def close(self: TCPServer) -> None:
+        async with asyncio.timeout(CONNECTION_CLOSE_SECONDS):
+            await original_close(self)  # it swallows the timeout's cancellation
+        self.writer.transport.abort()  # a no-op once the connection is closed
+
+    close.bounded = True  # type: ignore[attr-defined]
+    close.__wrapped__ = original_close  # type: ignore[attr-defined]
+    TCPServer._close = close  # type: ignore[method-assign]
+
+
 def patch_hypercorn() -> None:
     """Every change this service makes to Hypercorn's and wsproto's websocket handling; each is
     checked against the installed versions by tests/test_serving_patches.py."""
     limit_websocket_compression()
     close_refused_frames()
     close_ended_websockets()
+    bound_connection_close()
+
+
+async def _report_lingering(config: Config) -> None:
+    """Halfway through `graceful_timeout`, log the tasks still holding the shutdown (their
+    coroutine and where it waits): what an operator needs to find a stuck connection."""
+    await asyncio.sleep(config.graceful_timeout / 2)
+    current = asyncio.current_task()
+    for task in asyncio.all_tasks():
+        if task is current:
+            continue
+        log.warning("shutdown still waiting on task %s: %s", task.get_name(), _awaiting(task))
+    # A connection's task awaits Hypercorn's TCPServer, whose coroutine a task does not show.
+    import gc
+    import inspect
+
+    for held in gc.get_objects():
+        if inspect.iscoroutine(held) and held.cr_frame is not None and (
+            held.__qualname__ == "TCPServer.run"
+        ):
+            log.warning("shutdown still waiting on a connection: %s", _awaiting(held))
+
+
+def _awaiting(task: asyncio.Task[Any] | Any) -> str:
+    """Where a task (or coroutine) waits: its chain of awaited coroutines, outermost first."""
+    chain: list[str] = []
+    awaited: Any = task.get_coro() if isinstance(task, asyncio.Task) else task
+    while awaited is not None and len(chain) < 20:
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+        if frame is not None:
+            chain.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    if awaited is not None or not chain:
+        chain.append(repr(awaited))
+    return " -> ".join(chain)
 
 
 def _worker_main(config: Config, sockets: Sockets, stop: EventType) -> None:
@@ -182,5 +248,8 @@ def _worker_main(config: Config, sockets: Sockets, stop: EventType) -> None:
         logging.getLogger("app").info(
             "worker shutting down: drained in %.2f s", time.monotonic() - started
         )
+        watch = asyncio.get_running_loop().create_task(_report_lingering(config))
+        lingering.add(watch)
 
+    lingering: set[asyncio.Task[None]] = set()
     uvloop.run(worker_serve(wrapped, config, sockets=sockets, shutdown_trigger=shutdown_trigger))

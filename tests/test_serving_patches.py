@@ -43,6 +43,11 @@ def test_hypercorn_internals_the_patches_use_are_there() -> None:
     assert getattr(hypercorn_h11.H11Protocol._maybe_recycle, "closes_ended_websockets", False)
     assert callable(hypercorn_h11.H11Protocol._close_stream)
     assert hasattr(h11, "SWITCHED_PROTOCOL")
+    from hypercorn.asyncio.tcp_server import TCPServer
+
+    assert getattr(TCPServer._close, "bounded", False)
+    # What bound_connection_close relies on: _close swallows its own cancellation.
+    assert "asyncio.CancelledError" in inspect.getsource(TCPServer._close.__wrapped__)
     # permessage-deflate is negotiated through this name (limit_websocket_compression).
     assert ws_stream.PerMessageDeflate.keywords == {
         "server_no_context_takeover": True,

@@ -6,16 +6,19 @@ handler closes a flooding client, Hypercorn's read loop waited forever on the fu
 longer saw the client abort, and the connection task held every graceful shutdown to its
 timeout. Here the incoming messages are read by a task of their own: while the app runs it
 gets each one; afterwards they are dropped until the server reports the disconnect, which ends
-the task.
+the task, once nothing more arrives (a disconnect seen while writing can come before the
+last frames already read).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 ASGIApp = Any  # (scope, receive, send) -> Awaitable[None]
 
+AFTER_DISCONNECT_SECONDS = 1.0
 _draining: set[asyncio.Task[None]] = set()  # referenced until done (asyncio keeps weak refs)
 
 
@@ -38,7 +41,12 @@ class DrainWebsocketReceive:
                 if not app_done.is_set():
                     inbox.put_nowait(message)
                 if message["type"] == "websocket.disconnect":
-                    return
+                    break
+            # A disconnect noticed while writing can come before the last frames already read:
+            # keep taking them until the server has had nothing to hand over for a while.
+            with contextlib.suppress(TimeoutError):
+                while True:
+                    await asyncio.wait_for(receive(), AFTER_DISCONNECT_SECONDS)
 
         task = asyncio.ensure_future(pump())
         _draining.add(task)

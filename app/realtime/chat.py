@@ -143,6 +143,13 @@ async def _nickname_is_an_account(nickname: str) -> bool:
 
 
 async def _join(connection: Connection, frame: Join) -> None:
+    # A burst of joins is admitted a few at a time: each then runs at full speed, within its
+    # store timeouts, instead of all of them starving each other past those timeouts.
+    async with current_hub().join_slots:
+        await _join_admitted(connection, frame)
+
+
+async def _join_admitted(connection: Connection, frame: Join) -> None:
     hub = current_hub()
     if frame.room in connection.rooms:
         connection.send_error(f"room: already in {frame.room!r}", ref="join")
@@ -192,16 +199,7 @@ async def _welcome(connection: Connection, room: str) -> None:
     history = await hub.directory.history(room)
     others = [m for m in members if m["name"] == connection.name and m["conn"] != connection.id]
     if not others:
-        await hub.publish(
-            {"kind": "room", "room": room},
-            {
-                "event": "presence_diff",
-                "room": room,
-                "joins": [{"name": connection.name, "user_id": connection.user_id}],
-                "leaves": [],
-            },
-            skip=connection.id,
-        )
+        await hub.announce_presence(room, joined=presence_entry(connection), skip=connection.id)
     connection.send(
         {
             "event": "presence_state",
@@ -211,18 +209,15 @@ async def _welcome(connection: Connection, room: str) -> None:
         }
     )
     connection.send({"event": "history", "room": room, "messages": history})
+    hub.welcomed(connection, room)
+
+
+def presence_entry(connection: Connection) -> dict[str, str | None]:
+    return {"name": connection.room_name, "user_id": connection.user_id}
 
 
 async def _announce_leave(connection: Connection, room: str) -> None:
-    await current_hub().publish(
-        {"kind": "room", "room": room},
-        {
-            "event": "presence_diff",
-            "room": room,
-            "joins": [],
-            "leaves": [{"name": connection.name, "user_id": connection.user_id}],
-        },
-    )
+    await current_hub().announce_presence(room, left=presence_entry(connection))
 
 
 async def _chat_frame(connection: Connection, text: str) -> None:

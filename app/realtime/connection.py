@@ -68,6 +68,8 @@ class Connection:
         self.name = name
         self.user_id = user_id
         self.rooms: set[str] = set()
+        # Room traffic held while this connection is being welcomed to the room (Hub.welcomed).
+        self.held: dict[str, list[str]] = {}
         self.queue: asyncio.Queue[str] = asyncio.Queue(queue_size)
         self.close_reason: tuple[int, str] | None = None
         self._closing = asyncio.Event()

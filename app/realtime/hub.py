@@ -23,6 +23,24 @@ log = logging.getLogger(__name__)
 
 NICKNAME_ROOM = "~nickname-chat"  # the seed endpoint's members; chat rooms cannot start with "~"
 DRAIN_SECONDS = 5.0
+PRESENCE_BATCH_SECONDS = 0.05
+JOIN_CONCURRENCY = 16  # joins of this worker in progress at once (chat._join)
+
+
+class PresenceBatch:
+    """A room's joins and leaves held back for one batching window, kept as their net effect:
+    a name that leaves and comes back within the window is no change, and so is one that
+    comes and goes."""
+
+    def __init__(self) -> None:
+        self.joins: dict[str, dict[str, Any]] = {}
+        self.leaves: dict[str, dict[str, Any]] = {}
+
+    def add(self, joined: dict[str, Any] | None, left: dict[str, Any] | None) -> None:
+        if joined is not None and self.leaves.pop(joined["name"], None) is None:
+            self.joins[joined["name"]] = joined
+        if left is not None and self.joins.pop(left["name"], None) is None:
+            self.leaves[left["name"]] = left
 
 
 class Hub:
@@ -51,6 +69,9 @@ class Hub:
         self.connections: dict[str, Connection] = {}
         self.by_endpoint: dict[str, set[Connection]] = defaultdict(set)
         self.rooms: dict[str, set[Connection]] = defaultdict(set)
+        self.join_slots = asyncio.Semaphore(JOIN_CONCURRENCY)
+        self._presence: dict[str, PresenceBatch] = {}
+        self._presence_tasks: set[asyncio.Task[None]] = set()
         self._heartbeat: asyncio.Task | None = None
         self._empty = asyncio.Event()
         self._empty.set()
@@ -61,6 +82,8 @@ class Hub:
 
     async def stop(self) -> None:
         await self.close_all(GOING_AWAY, "server shutting down")
+        for task in list(self._presence_tasks):
+            task.cancel()
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             with contextlib.suppress(BaseException):
@@ -112,12 +135,21 @@ class Hub:
                 await self.directory.remove_member(room, connection.id, connection.room_name, owner)
             raise
         connection.rooms.add(room)
+        connection.held[room] = []  # room traffic waits until the joiner has the room's state
         self.rooms[room].add(connection)
         return True
+
+    def welcomed(self, connection: Connection, room: str) -> None:
+        """The joiner has been sent the room's state: pass on what arrived meanwhile, in order.
+        (So `presence_state` is always a joiner's first frame of a room, and nothing published
+        between the state's read and now is lost.)"""
+        for frame in connection.held.pop(room, []):
+            connection.send(frame)
 
     async def leave(self, connection: Connection, room: str) -> bool:
         """Remove the connection from `room`; True when its name has left the room entirely."""
         connection.rooms.discard(room)
+        connection.held.pop(room, None)
         self.rooms[room].discard(connection)
         if not self.rooms[room]:
             del self.rooms[room]
@@ -138,13 +170,69 @@ class Hub:
         """Deliver `frame` to the connections matching `to`, on every worker."""
         await self.broker.publish({"to": to, "frame": frame, "skip": skip})
 
+    async def announce_presence(
+        self,
+        room: str,
+        *,
+        joined: dict[str, Any] | None = None,
+        left: dict[str, Any] | None = None,
+        skip: str | None = None,
+    ) -> None:
+        """Tell `room` that a name joined or left (`{"name", "user_id"}`), as Phoenix and
+        Centrifugo do: the first change in a quiet room is published at once; changes within
+        the next `PRESENCE_BATCH_SECONDS` are merged into one `presence_diff`, so a burst of N
+        joins costs each member a few frames, not N. Raises the broker's error only for the
+        change published at once (the caller's join or leave then fails)."""
+        batch = self._presence.get(room)
+        if batch is not None:
+            batch.add(joined, left)
+            return
+        self._presence[room] = PresenceBatch()
+        task = asyncio.create_task(self._flush_presence(room))
+        self._presence_tasks.add(task)
+        task.add_done_callback(self._presence_tasks.discard)
+        await self.publish(
+            {"kind": "room", "room": room},
+            presence_diff(room, [joined] if joined else [], [left] if left else []),
+            skip=skip,
+        )
+
+    async def _flush_presence(self, room: str) -> None:
+        await asyncio.sleep(PRESENCE_BATCH_SECONDS)
+        batch = self._presence.pop(room)
+        if not (batch.joins or batch.leaves):
+            return
+        frame = presence_diff(room, list(batch.joins.values()), list(batch.leaves.values()))
+        try:
+            await self.publish({"kind": "room", "room": room}, frame)
+        except Exception as error:  # counted by the broker
+            log.warning("presence batch for %s not published: %s", room, type(error).__name__)
+
     def deliver(self, message: dict[str, Any]) -> None:
         """Hand a broker message to this worker's matching connections (never blocks)."""
-        to, skip = message["to"], message.get("skip")
-        text = encode(message["frame"])  # once per message, not once per receiver
-        for connection in self._targets(to):
-            if connection.id != skip:
-                connection.send(text)
+        to, skip, frame = message["to"], message.get("skip"), message["frame"]
+        targets = [c for c in self._targets(to) if c.id != skip]
+        room = to.get("room")
+        if isinstance(frame, dict) and frame.get("event") == "presence_diff":
+            self._deliver_presence(targets, frame, room)
+            return
+        text = encode(frame)  # once per message, not once per receiver
+        for connection in targets:
+            _send_or_hold(connection, text, room)
+
+    @staticmethod
+    def _deliver_presence(
+        targets: list[Connection], frame: dict[str, Any], room: str | None
+    ) -> None:
+        """A presence diff without the receiver's own join (a batch may hold it)."""
+        text = encode(frame)
+        for connection in targets:
+            if any(entry["name"] == connection.name for entry in frame["joins"]):
+                joins = [entry for entry in frame["joins"] if entry["name"] != connection.name]
+                if joins or frame["leaves"]:
+                    _send_or_hold(connection, encode({**frame, "joins": joins}), room)
+            else:
+                _send_or_hold(connection, text, room)
 
     def _targets(self, to: dict[str, Any]) -> list[Connection]:
         kind = to["kind"]
@@ -174,3 +262,18 @@ class Hub:
                     await self.presence.mark(user_id)
             except Exception as error:
                 log.warning("hub heartbeat failed: %s", type(error).__name__)
+
+
+def _send_or_hold(connection: Connection, text: str, room: str | None) -> None:
+    held = connection.held.get(room) if room is not None else None
+    if held is None:
+        connection.send(text)
+    else:
+        held.append(text)
+
+
+def presence_diff(
+    room: str, joins: list[dict[str, Any]], leaves: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The `presence_diff` frame (docs/websockets.md)."""
+    return {"event": "presence_diff", "room": room, "joins": joins, "leaves": leaves}

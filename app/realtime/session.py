@@ -50,14 +50,17 @@ async def run_connection(
     on_open: Callable[[Connection], Awaitable[None]] | None = None,
     on_close: Callable[[Connection, list[str]], Awaitable[None]] | None = None,
 ) -> None:
-    """Accept, register with the hub, serve frames with `on_text`, then unregister and run
-    `on_close(connection, rooms_left)`, even when the server cancels the handler."""
+    """Register with the hub, accept, serve frames with `on_text`, then unregister and run
+    `on_close(connection, rooms_left)`, even when the server cancels the handler.
+
+    Registering first means a broadcast made while the handshake completes is queued for this
+    connection (its writer starts with `serve`), not missed."""
     hub = current_hub()
-    await websocket.accept()
     await hub.register(connection)
     started = time.monotonic()
-    log.info("websocket %s opened id=%s", websocket.path, connection.id)
     try:
+        await websocket.accept()
+        log.info("websocket %s opened id=%s", websocket.path, connection.id)
         if on_open is not None:
             try:
                 await on_open(connection)
