@@ -202,8 +202,10 @@ async def _report_lingering(config: Config) -> None:
     import inspect
 
     for held in gc.get_objects():
-        if inspect.iscoroutine(held) and held.cr_frame is not None and (
-            held.__qualname__ == "TCPServer.run"
+        if (
+            inspect.iscoroutine(held)
+            and held.cr_frame is not None
+            and (held.__qualname__ == "TCPServer.run")
         ):
             log.warning("shutdown still waiting on a connection: %s", _awaiting(held))
 
