@@ -150,6 +150,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         if redis is not None:
             await redis.aclose()
         app.extensions.pop("credential_guard", None)
+        app.extensions.pop("verified_passwords", None)
         database: Database | None = app.extensions.pop("database", None)
         if database is not None:
             await database.dispose()

@@ -149,19 +149,19 @@ def close_ended_websockets() -> None:
     H11Protocol._maybe_recycle = maybe_recycle  # type: ignore[method-assign]
 
 
-# Below hypercorn.toml's graceful_timeout (8 s); at most the ~64 KiB StreamWriter buffer is
-# left to flush by then, so only a peer slower than ~13 KB/s is cut short.
-CONNECTION_CLOSE_SECONDS = 5.0
+CONNECTION_CLOSE_SECONDS = 60.0  # how long a closing connection may take to flush
+SHUTDOWN_CLOSE_SECONDS = 1.0  # the same, once the worker is shutting down
 
 
 def bound_connection_close() -> None:
     """Give a closing TCP connection at most `CONNECTION_CLOSE_SECONDS` to flush what is left
-    to send, then abort it.
+    to send (`SHUTDOWN_CLOSE_SECONDS` once the worker shuts down), then abort it.
 
     Hypercorn closes a connection with `writer.close()` and waits for `wait_closed()`, which
     lasts until the peer has read everything still buffered: a client that stopped reading
-    (a stalled websocket reader) kept that task, and every graceful shutdown, waiting until
-    `graceful_timeout` ran out.
+    (a stalled websocket reader) kept that task, and so every graceful shutdown, waiting until
+    `graceful_timeout` ran out. A slow reader still gets its last frames (its 1013 close
+    included) as long as it reads within the bound.
     """
     from hypercorn.asyncio.tcp_server import TCPServer
 
@@ -170,9 +170,21 @@ def bound_connection_close() -> None:
     original_close = TCPServer._close
 
     async def close(self: TCPServer) -> None:
-        async with asyncio.timeout(CONNECTION_CLOSE_SECONDS):
-            await original_close(self)  # it swallows the timeout's cancellation
-        self.writer.transport.abort()  # a no-op once the connection is closed
+        closing = asyncio.ensure_future(original_close(self))
+        shutting_down = asyncio.ensure_future(self.context.terminated.wait())
+        try:
+            await asyncio.wait(
+                {closing, shutting_down},
+                timeout=CONNECTION_CLOSE_SECONDS,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if not closing.done() and shutting_down.done():
+                await asyncio.wait({closing}, timeout=SHUTDOWN_CLOSE_SECONDS)
+        finally:
+            shutting_down.cancel()
+        if not closing.done():
+            self.writer.transport.abort()  # the peer never read: drop what is left
+            await asyncio.wait({closing}, timeout=SHUTDOWN_CLOSE_SECONDS)
 
     close.bounded = True  # type: ignore[attr-defined]
     close.__wrapped__ = original_close  # type: ignore[attr-defined]

@@ -46,8 +46,11 @@ def test_hypercorn_internals_the_patches_use_are_there() -> None:
     from hypercorn.asyncio.tcp_server import TCPServer
 
     assert getattr(TCPServer._close, "bounded", False)
-    # What bound_connection_close relies on: _close swallows its own cancellation.
-    assert "asyncio.CancelledError" in inspect.getsource(TCPServer._close.__wrapped__)
+    # What bound_connection_close relies on: the connection's writer, and the worker's
+    # terminated event it watches.
+    source = inspect.getsource(TCPServer._close.__wrapped__)
+    assert "self.writer.close()" in source and "wait_closed()" in source
+    assert "self.context.terminated.wait()" in inspect.getsource(TCPServer._idle_timeout)
     # permessage-deflate is negotiated through this name (limit_websocket_compression).
     assert ws_stream.PerMessageDeflate.keywords == {
         "server_no_context_takeover": True,

@@ -75,6 +75,26 @@ class OwnServer:
         self.process.wait(10)
         self.history.append("killed")
 
+    def sql(self, statement: str) -> str:
+        """Run `statement` with the mysql client (a mariadbd of this test); its tab-separated
+        output without headers."""
+        return subprocess.run(
+            [
+                "mysql",
+                "--protocol=tcp",
+                "-h127.0.0.1",
+                f"-P{self.port}",
+                "-uroot",
+                "-N",
+                "-B",
+                "-e",
+                statement,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.kill()

@@ -60,14 +60,12 @@ class StalledClient:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.sock.close()
 
-    def read_text(self, timeout: float = 10) -> str:
-        """The next text frame from the server."""
+    def _events(self, timeout: float):
+        """The server's frames as they arrive, until `timeout` seconds pass or it hangs up."""
         deadline = time.monotonic() + timeout
         self.sock.settimeout(0.5)
         while time.monotonic() < deadline:
-            for event in self.protocol.events_received():
-                if getattr(event, "opcode", None) == Opcode.TEXT:
-                    return event.data.decode()
+            yield from self.protocol.events_received()
             try:
                 data = self.sock.recv(65536)
             except TimeoutError:
@@ -75,24 +73,20 @@ class StalledClient:
             if not data:
                 break
             self.protocol.receive_data(data)
+        yield from self.protocol.events_received()
+
+    def read_text(self, timeout: float = 10) -> str:
+        """The next text frame from the server."""
+        for event in self._events(timeout):
+            if getattr(event, "opcode", None) == Opcode.TEXT:
+                return event.data.decode()
         raise AssertionError("no text frame from the server")
 
     def read_until_closed(self, timeout: float = 30) -> int | None:
         """Drain everything the server sent and return its close code (None if it never closed)."""
-        deadline = time.monotonic() + timeout
-        self.sock.settimeout(1)
-        while time.monotonic() < deadline:
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                continue
-            if not data:
-                break
-            self.protocol.receive_data(data)
-            for event in self.protocol.events_received():
-                if isinstance(event, Close) or getattr(event, "opcode", None) == 8:
-                    close = Close.parse(event.data)
-                    return close.code
+        for event in self._events(timeout):
+            if getattr(event, "opcode", None) == Opcode.CLOSE:
+                return Close.parse(event.data).code
         return self.protocol.close_rcvd.code if self.protocol.close_rcvd else None
 
     def close(self) -> None:

@@ -11,8 +11,6 @@ import contextlib
 import json
 import re
 import statistics
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -24,7 +22,7 @@ from websockets.asyncio.client import connect
 
 from tests.conftest import TEST_SECRET_KEY
 from tests.e2e.dependencies import OwnServer, own_mariadb, own_redis
-from tests.e2e.server import RunningServer, run_server
+from tests.e2e.server import RunningServer, run_cli, run_server
 from tests.e2e.slow_client import StalledClient
 
 ADMIN = ("root", "faults-admin-password")
@@ -52,26 +50,10 @@ def deployment_env(mariadb: OwnServer, redis: OwnServer, **settings: str) -> dic
 
 
 def prepare(tmp_path: Path, env: dict[str, str], mariadb: OwnServer) -> None:
-    subprocess.run(
-        [
-            "mysql",
-            "--protocol=tcp",
-            "-h127.0.0.1",
-            f"-P{mariadb.port}",
-            "-uroot",
-            "-e",
-            "CREATE DATABASE faults CHARACTER SET utf8mb4",
-        ],
-        check=True,
+    mariadb.sql("CREATE DATABASE faults CHARACTER SET utf8mb4")
+    run_cli(
+        tmp_path, env, ["init-db"], ["create-admin", "--name", ADMIN[0], "--password", ADMIN[1]]
     )
-    for command in (["init-db"], ["create-admin", "--name", ADMIN[0], "--password", ADMIN[1]]):
-        subprocess.run(
-            [sys.executable, "-m", "app", *command],
-            env={**env, "PATH": ""},
-            cwd=tmp_path,
-            check=True,
-            capture_output=True,
-        )
 
 
 @pytest.fixture
@@ -347,24 +329,7 @@ def test_faults_under_load_lose_no_write_and_give_no_500(stack, dependency) -> N
     slowest = max(took for _, _, took, _, _ in results)
     written = {name for kind, status, _, name, _ in results if kind == "write" and status == 200}
     poll(lambda: answers(f"{api}/api/v1/tag"), timeout=15)
-    stored = set(
-        subprocess.run(
-            [
-                "mysql",
-                "--protocol=tcp",
-                "-h127.0.0.1",
-                f"-P{mariadb.port}",
-                "-uroot",
-                "-N",
-                "-B",
-                "-e",
-                "SELECT name FROM faults.tags",
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.split()
-    )
+    stored = set(mariadb.sql("SELECT name FROM faults.tags").split())
     served_in = server_durations(server.log())
     print(
         f"\nFAULT under load, {dependency} hung 3 s then restarted: {len(results)} requests, "
@@ -408,13 +373,7 @@ def test_a_burst_of_joins_waits_for_pooled_connections_instead_of_failing(tmp_pa
             "WS_SEND_QUEUE": "2048",
             "WS_RATE_LIMIT": "1000/second",
         }
-        subprocess.run(
-            [sys.executable, "-m", "app", "init-db"],
-            env={**env, "PATH": ""},
-            cwd=tmp_path,
-            check=True,
-            capture_output=True,
-        )
+        run_cli(tmp_path, env, ["init-db"])
         with run_server(tmp_path, env, workers=2, ready_path="/healthz") as server:
             url = server.base_url.replace("http://", "ws://") + "/ws/chat"
 
@@ -463,17 +422,12 @@ def test_two_deployments_on_one_redis_server_share_nothing(tmp_path) -> None:
                     "SCHEDULER_BUILTIN_JOBS": "false",
                     "AUTH_RATE_LIMIT": "3/minute",
                 }
-                for command in (
+                run_cli(
+                    folder,
+                    env,
                     ["init-db"],
                     ["create-admin", "--name", "root", "--password", "deployment-password"],
-                ):
-                    subprocess.run(
-                        [sys.executable, "-m", "app", *command],
-                        env={**env, "PATH": ""},
-                        cwd=folder,
-                        check=True,
-                        capture_output=True,
-                    )
+                )
                 servers.append(
                     stack.enter_context(run_server(folder, env, workers=1, ready_path="/healthz"))
                 )
