@@ -141,3 +141,30 @@ async def test_websocket_token_guesses_share_the_address_budget(serve_app) -> No
         # The same address is now refused on HTTP routes too.
         response = await client.get("/api/v1/tag", headers=basic("alice", "wrong"))
         assert response.status_code == 429
+
+
+async def test_an_unknown_name_costs_the_same_argon2_run_as_a_wrong_password(
+    serve_app, monkeypatch
+) -> None:
+    """No user enumeration by timing: both run one Argon2id verification with the same
+    parameters (the unknown name's against a dummy hash)."""
+    from argon2 import extract_parameters
+
+    from app.auth.passwords import _DUMMY_HASH, HASHER
+
+    async with serve_app() as app:
+        await make_user(app, "alice", password="alice-password")
+        verified: list[str | None] = []
+
+        async def counting_verify(password_hash: str | None, password: str) -> bool:
+            verified.append(password_hash)
+            return await verify_password(password_hash, password)
+
+        monkeypatch.setattr(identity, "verify_password", counting_verify)
+        client = app.test_client()
+        for name in ("alice", "nobody"):
+            response = await client.get("/api/v1/tag", headers=basic(name, "wrong"))
+            assert response.status_code == 401
+        assert len(verified) == 2 and verified[1] is None
+        assert extract_parameters(verified[0]) == extract_parameters(_DUMMY_HASH)
+        assert extract_parameters(_DUMMY_HASH).memory_cost == HASHER.memory_cost
