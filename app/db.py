@@ -69,6 +69,19 @@ def _limit_statement_time(engine: AsyncEngine, seconds: float):
     return on_connect
 
 
+def _connect_or_operational_error(dialect, _record, cargs, cparams):
+    """Open a DBAPI connection; a failure of the socket itself while connecting (a server
+    killed or restarting mid-handshake: aiomysql raises `RuntimeError("Transport does not
+    expose socket instance")` or an `OSError`) becomes the driver's `OperationalError`, which
+    SQLAlchemy wraps and the envelope answers with 503, like every other lost connection."""
+    try:
+        return dialect.loaded_dbapi.connect(*cargs, **cparams)
+    except (RuntimeError, OSError) as error:
+        raise dialect.loaded_dbapi.OperationalError(
+            2013, f"lost connection while connecting: {type(error).__name__}"
+        ) from error
+
+
 def create_engine(settings: Settings) -> AsyncEngine:
     """An `AsyncEngine` for `settings.database_url` with the configured pool.
 
@@ -102,6 +115,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         connect_args=connect_args,
     )
     if is_mysql:
+        event.listen(engine.sync_engine, "do_connect", _connect_or_operational_error)
         event.listen(
             engine.sync_engine,
             "connect",

@@ -342,7 +342,7 @@ def test_faults_under_load_lose_no_write_and_give_no_500(stack, dependency) -> N
     # Within the service every request ends within DB_TIMEOUT (its database work's bound). At
     # the client, the load generator's own queueing on this 2-core machine comes on top.
     assert max(served_in) < DB_TIMEOUT + 1  # + the bounded clean-up (db.CLEANUP_SECONDS)
-    assert slowest < DB_TIMEOUT + 3 * MARGIN
+    assert slowest < 10  # at the client: nothing hangs (the bound itself is checked above)
     assert written <= stored, sorted(written - stored)[:10]
 
 
