@@ -1,24 +1,33 @@
-# quart-framework service image: Hypercorn (hypercorn.toml) serving app.asgi:app.
+# quart-framework service image: Hypercorn serving app.asgi:app, installed from a wheel.
 # Build: docker build -t quart-framework .
 # Run:   docker run -p 8000:8000 -e SECRET_KEY=... -e DATABASE_URL=mysql+aiomysql://... quart-framework
-FROM python:3.11-slim-bookworm
 
+# Build stage: the wheel, which carries the templates, migrations and hypercorn.toml
+# (pyproject.toml maps them into the package).
+FROM python:3.11-slim-bookworm AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md alembic.ini hypercorn.toml ./
+COPY app ./app
+COPY alembic ./alembic
+COPY templates ./templates
+RUN pip wheel --no-deps --wheel-dir /wheels .
+
+# Runtime stage: the pinned dependencies of requirements.lock, then the wheel; no source tree.
+FROM python:3.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-WORKDIR /srv/quart-framework
-
 # Dependencies first, so that a code change does not reinstall them.
-COPY pyproject.toml README.md ./
-COPY app ./app
-RUN pip install .
+COPY requirements.lock /tmp/requirements.lock
+RUN pip install --requirement /tmp/requirements.lock
+COPY --from=build /wheels /tmp/wheels
+RUN pip install --no-deps /tmp/wheels/quart_framework-*.whl
 
-COPY alembic.ini hypercorn.toml ./
-COPY alembic ./alembic
-COPY templates ./templates
-
+WORKDIR /srv/quart-framework
 RUN groupadd --system --gid 10001 quart \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /srv/quart-framework quart \
     && mkdir -p var \
@@ -37,4 +46,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
 
 # Migrations run first (serialised by a MySQL lock when several containers start together).
-CMD ["python", "-m", "app", "serve", "--migrate"]
+CMD ["quart-framework", "serve", "--migrate"]

@@ -6,20 +6,35 @@ STAMP  := $(VENV)/.installed
 # Browser tests drive Debian's Chromium (never a downloaded browser build).
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test lint clean
+.PHONY: run test lint lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstall when the dependencies change.
-$(STAMP): pyproject.toml | $(BIN)/python
+# Reinstall when the dependencies change: exactly the pinned versions of the lock file (the
+# image installs requirements.lock, its runtime subset), then this project itself.
+$(STAMP): pyproject.toml requirements-dev.lock | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -r requirements-dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
 ## Set up, migrate the SQLite file in var/ and serve on http://127.0.0.1:8000 (Ctrl-C stops).
-run: $(STAMP)
-	APP_ENV=$${APP_ENV:-development} $(BIN)/python -m app serve --migrate
+run: $(STAMP) .env
+	$(BIN)/python -m app serve --migrate
+
+# The development default for every command run from the checkout (serve, init-db, clear-db,
+# create-admin): settings read .env; written once, with a random key, never overwritten.
+.env:
+	printf 'APP_ENV=development\nSECRET_KEY=%s\n' \
+	  "$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(32))')" > $@
+
+## Refresh the lock files from pyproject.toml (keeps current pins; `make lock UPGRADE=--upgrade`
+## moves every pin to the newest allowed release).
+lock: $(STAMP)
+	$(BIN)/uv pip compile --quiet $(UPGRADE) --python-version 3.11 pyproject.toml -o requirements.lock
+	$(BIN)/uv pip compile --quiet $(UPGRADE) --python-version 3.11 pyproject.toml --extra dev \
+	  -o requirements-dev.lock
 
 ## Set up and run the whole suite (needs MariaDB on 127.0.0.1:3306 and Redis on 6379).
 test: $(STAMP) lint $(CHROMIUM)

@@ -47,8 +47,12 @@ def do_run_migrations(connection: Connection) -> None:
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
     )
+    migration_context = context.get_context()
+    before = migration_context.get_current_revision()
     with context.begin_transaction():
         context.run_migrations()
+    # Read back by app.db for the CLI's message (before, after).
+    config.attributes["revisions"] = (before, migration_context.get_current_revision())
 
 
 async def run_async_migrations() -> None:

@@ -26,6 +26,7 @@ from app.realtime.asgi import DrainWebsocketReceive
 from app.realtime.setup import close_realtime, open_realtime
 from app.redis_client import create_redis
 from app.request_log import configure_logging, register_request_logging
+from app.resources import resource_path
 from app.security_headers import register_security_headers
 from app.settings import Settings
 from app.web import basics, docs, pages
@@ -66,7 +67,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     settings = settings or Settings()
     configure_logging(settings)
 
-    app = Quart(__name__, template_folder="../templates")
+    app = Quart(__name__, template_folder=str(resource_path("templates")))
     app.request_class = ApiRequest
     app.config.update(
         SECRET_KEY=settings.secret_key,

@@ -13,7 +13,8 @@ from pathlib import Path
 import click
 from pydantic import ValidationError
 
-from app.db import PROJECT_ROOT, downgrade_to_base, upgrade_to_head
+from app.db import downgrade_to_base, upgrade_to_head
+from app.resources import resource_path
 from app.settings import Settings, describe_settings_error
 
 EXIT_CONFIGURATION_ERROR = 2
@@ -29,7 +30,7 @@ def load_settings() -> Settings:
         sys.exit(EXIT_CONFIGURATION_ERROR)
 
 
-HYPERCORN_CONFIG = PROJECT_ROOT / "hypercorn.toml"
+HYPERCORN_CONFIG = resource_path("hypercorn.toml")
 
 
 def hypercorn_config(
@@ -64,7 +65,7 @@ def serve_command(bind: str | None, workers: int | None, migrate: bool) -> None:
 
     configure_logging(settings)
     if migrate:
-        upgrade_to_head(settings)
+        logging.getLogger("app").info("%s", upgrade_to_head(settings).describe())
     config = hypercorn_config(bind=bind, workers=workers)
     # Hypercorn refuses larger frames with 1009 before the app sees them.
     config.websocket_max_message_size = settings.ws_max_message_bytes
@@ -81,8 +82,7 @@ def serve_command(bind: str | None, workers: int | None, migrate: bool) -> None:
 def init_db_command() -> None:
     """Create or upgrade the schema: `alembic upgrade head` (the original's `init_db`)."""
     settings = load_settings()
-    upgrade_to_head(settings)
-    click.echo("database is at the latest migration")
+    click.echo(upgrade_to_head(settings).describe())
 
 
 @click.command("clear-db")
@@ -92,8 +92,8 @@ def clear_db_command(yes: bool) -> None:
     settings = load_settings()
     if not yes:
         click.confirm("Drop all tables and their data?", abort=True)
-    downgrade_to_base(settings)
-    click.echo("all tables dropped; run init-db to recreate them")
+    outcome = downgrade_to_base(settings)
+    click.echo(f"{outcome.describe()}: all tables dropped; run init-db to recreate them")
 
 
 @click.command("create-admin")

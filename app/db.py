@@ -12,7 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from pathlib import Path
+from dataclasses import dataclass
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
@@ -23,9 +23,9 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from app.resources import resource_path
 from app.settings import Settings
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger(__name__)
 
 
@@ -210,25 +210,45 @@ def alembic_config(database_url: str):
     """An Alembic `Config` for this project's migrations against `database_url`."""
     from alembic.config import Config
 
-    config = Config(str(PROJECT_ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(PROJECT_ROOT / "alembic"))
+    config = Config(str(resource_path("alembic.ini")))
+    config.set_main_option("script_location", str(resource_path("alembic")))
     config.attributes["database_url"] = database_url
     return config
 
 
-def upgrade_to_head(settings: Settings) -> None:
-    """Apply every Alembic migration (`alembic upgrade head`). Synchronous: call it outside a
-    running event loop (the CLI, a test fixture)."""
+@dataclass(frozen=True)
+class MigrationOutcome:
+    """The schema revision before and after a migration command (None: no schema)."""
+
+    before: str | None
+    after: str | None
+
+    def describe(self) -> str:
+        """One line for people, e.g. `database migrated from (empty) to 0005`."""
+        if self.before == self.after:
+            return f"database already at {self.after or '(empty)'}; nothing to do"
+        return f"database migrated from {self.before or '(empty)'} to {self.after or '(empty)'}"
+
+
+def _migrate(settings: Settings, direction: str, target: str) -> MigrationOutcome:
     from alembic import command
 
+    config = alembic_config(settings.database_url)
+    getattr(command, direction)(config, target)
+    # alembic/env.py records what it found and left (a lock can make another process do it).
+    before, after = config.attributes.get("revisions", (None, None))
+    return MigrationOutcome(before=before, after=after)
+
+
+def upgrade_to_head(settings: Settings) -> MigrationOutcome:
+    """Apply every Alembic migration (`alembic upgrade head`). Synchronous: call it outside a
+    running event loop (the CLI, a test fixture)."""
     sqlite_path = settings.sqlite_path
     if sqlite_path is not None:
         sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-    command.upgrade(alembic_config(settings.database_url), "head")
+    return _migrate(settings, "upgrade", "head")
 
 
-def downgrade_to_base(settings: Settings) -> None:
+def downgrade_to_base(settings: Settings) -> MigrationOutcome:
     """Revert every migration (`alembic downgrade base`): drops all tables and their data."""
-    from alembic import command
-
-    command.downgrade(alembic_config(settings.database_url), "base")
+    return _migrate(settings, "downgrade", "base")

@@ -25,6 +25,9 @@ from app.db import upgrade_to_head
 from app.models import Base
 from app.settings import Settings
 
+# A developer's .env (written by `make run`) must not change what the tests configure.
+Settings.model_config["env_file"] = None
+
 MYSQL_URL = os.environ.get("TEST_MYSQL_URL", "mysql+aiomysql://root@127.0.0.1:3306/qf_test")
 # Database 15 of the local Redis is the tests'; it is flushed before each test that uses it.
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")

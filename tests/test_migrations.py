@@ -42,7 +42,12 @@ def empty_database_url(request, tmp_path) -> str:
 
 def test_upgrade_matches_models_and_downgrade_reverts(empty_database_url) -> None:
     settings = make_settings(empty_database_url)
-    upgrade_to_head(settings)
+    outcome = upgrade_to_head(settings)
+    assert outcome.before is None and outcome.after is not None
+    assert outcome.describe() == f"database migrated from (empty) to {outcome.after}"
+    again = upgrade_to_head(settings)
+    assert (again.before, again.after) == (outcome.after, outcome.after)
+    assert again.describe() == f"database already at {outcome.after}; nothing to do"
     differences, tables = asyncio.run(_schema_report(empty_database_url))
     assert differences == [], "models and migrations disagree; run alembic revision --autogenerate"
     assert tables == [
@@ -55,7 +60,7 @@ def test_upgrade_matches_models_and_downgrade_reverts(empty_database_url) -> Non
         "users",
     ]
 
-    downgrade_to_base(settings)
+    assert downgrade_to_base(settings).after is None
     _, tables = asyncio.run(_schema_report(empty_database_url))
     assert tables == ["alembic_version"]
 

@@ -1,0 +1,83 @@
+"""The `manager.py` commands through Quart's CLI runner (as flaskr tests its commands): they read
+their settings from the environment, prompt where the original did, and a bad setting is one
+line naming the variable with exit code 2."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from quart import Quart
+from sqlalchemy import select
+
+from app import create_app
+from app.cli import EXIT_CONFIGURATION_ERROR
+from app.db import Database
+from app.models import User
+from tests.conftest import TEST_SECRET_KEY, make_settings
+
+
+@pytest.fixture
+def database_env(tmp_path) -> dict[str, str]:
+    return {
+        "APP_ENV": "testing",
+        "SECRET_KEY": TEST_SECRET_KEY,
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db",
+    }
+
+
+@pytest.fixture
+def cli_app(database_env) -> Quart:
+    return create_app(make_settings(database_env["DATABASE_URL"]))
+
+
+def admins(database_url: str) -> list[tuple[str, int]]:
+    async def query() -> list[tuple[str, int]]:
+        database = Database(make_settings(database_url))
+        await database.connect()
+        try:
+            async with database.session() as session:
+                rows = await session.execute(select(User.name, User.role))
+                return [(name, role) for name, role in rows]
+        finally:
+            await database.dispose()
+
+    return asyncio.run(query())
+
+
+def test_init_db_create_admin_and_clear_db(cli_app, database_env) -> None:
+    runner = cli_app.test_cli_runner()
+    first = runner.invoke(args=["init-db"], env=database_env)
+    assert first.exit_code == 0, first.output
+    assert first.output.startswith("database migrated from (empty) to ")
+    again = runner.invoke(args=["init-db"], env=database_env)
+    assert "already at" in again.output
+
+    short = runner.invoke(
+        args=["create-admin", "--name", "root"], input="short\nshort\n", env=database_env
+    )
+    assert short.exit_code != 0 and "at least 8 characters" in short.output
+    created = runner.invoke(
+        args=["create-admin", "--name", "root"], input="PASSWORD\nPASSWORD\n", env=database_env
+    )
+    assert created.exit_code == 0, created.output
+    assert "admin 'root' created" in created.output
+    assert admins(database_env["DATABASE_URL"]) == [("root", 1)]
+
+    refused = runner.invoke(args=["clear-db"], input="n\n", env=database_env)
+    assert refused.exit_code == 1 and admins(database_env["DATABASE_URL"]) == [("root", 1)]
+    cleared = runner.invoke(args=["clear-db"], input="y\n", env=database_env)
+    assert cleared.exit_code == 0 and "to (empty)" in cleared.output
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("SECRET_KEY", "short"), ("DB_POOL_SIZE", "many"), ("APP_ENV", "staging")],
+)
+def test_a_bad_setting_is_one_line_and_exit_2(cli_app, database_env, variable, value) -> None:
+    result = cli_app.test_cli_runner().invoke(
+        args=["init-db"], env={**database_env, "APP_ENV": "production", variable: value}
+    )
+    assert result.exit_code == EXIT_CONFIGURATION_ERROR
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and variable in lines[0] and "Traceback" not in result.output
