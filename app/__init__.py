@@ -27,6 +27,7 @@ from app.realtime.setup import close_realtime, open_realtime
 from app.redis_client import create_redis
 from app.request_log import configure_logging, register_request_logging
 from app.resources import resource_path
+from app.scheduler.off import scheduler_off_blueprint
 from app.security_headers import register_security_headers
 from app.settings import Settings
 from app.web import basics, docs, pages
@@ -113,6 +114,8 @@ def create_app(settings: Settings | None = None) -> Quart:
         from app.scheduler.api import blueprint as scheduler_api
 
         app.register_blueprint(scheduler_api)
+    else:
+        app.register_blueprint(scheduler_off_blueprint(settings))
     for command in DATABASE_COMMANDS:
         app.cli.add_command(command)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
@@ -46,10 +48,15 @@ def test_memory_monitor_page(site, browser, tmp_path) -> None:
     page = browser.new_page()
     page.goto(site.base_url + "/")
     expect(page.locator("h1")).to_have_text("实时监控内存使用情况")
-    page.get_by_role("button", name="开始监控").click()
+    # It streams on load, with no click, and its axes fit the samples it has.
     expect(page.locator("#status")).to_have_text("连接成功")
     rows = page.locator("#memory-rows tr")
     expect(rows.nth(2)).to_be_attached(timeout=10_000)  # at least 3 samples
+    chart = page.locator("#chart")
+    expect(chart).to_have_attribute(
+        "aria-label", re.compile(r"memory use: [\d.]+ % \(.*last \d+ s\)")
+    )
+    assert int(chart.get_attribute("data-samples")) >= 3
     headers = page.locator("#memory-head th").all_inner_texts()
     assert {"total", "available", "percent", "used"} <= set(headers)
     page.screenshot(path=str(tmp_path / "monitor.png"))
@@ -60,6 +67,8 @@ def test_memory_monitor_page(site, browser, tmp_path) -> None:
     page.wait_for_timeout(1000)
     assert rows.count() == stopped_at  # no more samples after stop
     expect(page.get_by_role("button", name="开始监控")).to_be_enabled()
+    page.get_by_role("button", name="开始监控").click()
+    expect(page.locator("#status")).to_have_text("连接成功")
     page.close()
 
 

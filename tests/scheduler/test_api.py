@@ -270,9 +270,17 @@ async def test_snapshot_job_feeds_the_online_history(app, client) -> None:
     assert "history-chart" in page
 
 
-async def test_scheduler_routes_absent_when_disabled(serve_app) -> None:
+async def test_scheduler_routes_say_why_they_are_absent_when_disabled(serve_app) -> None:
     async with serve_app() as app:
-        assert (await app.test_client().get("/scheduler")).status_code == 404
+        for method, path in (("GET", "/scheduler"), ("POST", "/scheduler/jobs/x/run")):
+            response = await app.test_client().open(path, method=method)
+            assert response.status_code == 404
+            assert (await response.get_json()) == {
+                "error_message": "the scheduler API is off on this service; "
+                "set SCHEDULER_ENABLED=true to turn it on"
+            }
+        spec = await (await app.test_client().get("/openapi.json")).get_json()
+        assert spec["paths"] and not [path for path in spec["paths"] if "scheduler" in path]
 
 
 @pytest.mark.parametrize(
