@@ -13,6 +13,7 @@ from werkzeug.exceptions import BadRequest
 
 from app import json_provider
 from app.api import api_v1
+from app.api.openapi import SECURITY_SCHEMES
 from app.auth.csrf import check_csrf, csrf_token
 from app.auth.identity import VerifiedPasswords, identify_request, identify_websocket
 from app.auth.rate_limit import CredentialGuard
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     QuartSchema(
         app,
         info={"title": "quart-framework", "version": "0.1.0"},
+        security_schemes=SECURITY_SCHEMES,
         openapi_path="/openapi.json",
         swagger_ui_path=None,  # served by app.web.docs, without a CDN
         redoc_ui_path=None,

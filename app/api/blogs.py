@@ -13,6 +13,7 @@ from app.api.common import (
     total_count_header,
     write_actor,
 )
+from app.api.openapi import WRITE, BlogOut, responds
 from app.api.presenters import blog_json
 from app.api.schemas import BlogCreate, BlogUpdate, PageQuery
 from app.envelope import succeed
@@ -22,6 +23,7 @@ blueprint = Blueprint("blogs", __name__)
 
 
 @blueprint.post("/blog")
+@responds(BlogOut, *WRITE, 404, secured=True)
 @validate_request(BlogCreate)
 @tag(["blogs"])
 async def create_blog(data: BlogCreate) -> Response:
@@ -40,6 +42,7 @@ async def create_blog(data: BlogCreate) -> Response:
 
 
 @blueprint.get("/blog")
+@responds(list[BlogOut])
 @validate_querystring(PageQuery)
 @tag(["blogs"])
 async def list_blogs(query_args: PageQuery) -> Response:
@@ -54,6 +57,7 @@ async def list_blogs(query_args: PageQuery) -> Response:
 
 
 @blueprint.get("/blog/<blog_id>")
+@responds(BlogOut, 404)
 @tag(["blogs"])
 async def get_blog(blog_id: str) -> Response:
     """One blog. 404 if unknown."""
@@ -63,6 +67,7 @@ async def get_blog(blog_id: str) -> Response:
 
 
 @blueprint.put("/blog/<blog_id>")
+@responds(BlogOut, *WRITE, 404, secured=True)
 @validate_request(BlogUpdate)
 @tag(["blogs"])
 async def replace_blog(blog_id: str, data: BlogUpdate) -> Response:
@@ -76,6 +81,7 @@ async def replace_blog(blog_id: str, data: BlogUpdate) -> Response:
 
 
 @blueprint.delete("/blog/<blog_id>")
+@responds(str, 403, 404, secured=True)
 @tag(["blogs"])
 async def delete_blog(blog_id: str) -> Response:
     """Delete a blog. 404 if unknown."""

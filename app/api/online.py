@@ -9,6 +9,7 @@ from quart_schema import tag, validate_querystring
 from werkzeug.exceptions import BadRequest
 
 from app.api.common import database, settings
+from app.api.openapi import OnlineHistory, OnlineList, UserOnline, responds
 from app.api.presenters import format_time
 from app.api.schemas import HistoryQuery, OnlineQuery
 from app.envelope import succeed
@@ -29,6 +30,7 @@ def shown(epoch: float | None) -> str | None:
 
 
 @blueprint.get("/online")
+@responds(OnlineList)
 @validate_querystring(OnlineQuery)
 @tag(["online"])
 async def list_online(query_args: OnlineQuery) -> Response:
@@ -54,6 +56,7 @@ async def list_online(query_args: OnlineQuery) -> Response:
 
 
 @blueprint.get("/online/history")
+@responds(OnlineHistory)
 @validate_querystring(HistoryQuery)
 @tag(["online"])
 async def online_history(query_args: HistoryQuery) -> Response:
@@ -73,6 +76,7 @@ async def online_history(query_args: HistoryQuery) -> Response:
 
 
 @blueprint.get("/online/<user_id>")
+@responds(UserOnline, 404)
 @tag(["online"])
 async def user_online(user_id: str) -> Response:
     """`{"id", "online", "last_seen"}`: online means active in the last `ONLINE_LAST_MINUTES`.

@@ -13,6 +13,7 @@ from app.api.common import (
     total_count_header,
     write_actor,
 )
+from app.api.openapi import WRITE, TagOut, TagWithBlogs, responds
 from app.api.presenters import blog_json, tag_json
 from app.api.schemas import PageQuery, TagIn
 from app.envelope import succeed
@@ -22,6 +23,7 @@ blueprint = Blueprint("tags", __name__)
 
 
 @blueprint.post("/tag")
+@responds(TagOut, *WRITE, 409, secured=True)
 @validate_request(TagIn)
 @tag(["tags"])
 async def create_tag(data: TagIn) -> Response:
@@ -33,6 +35,7 @@ async def create_tag(data: TagIn) -> Response:
 
 
 @blueprint.get("/tag")
+@responds(list[TagOut])
 @validate_querystring(PageQuery)
 @tag(["tags"])
 async def list_tags(query_args: PageQuery) -> Response:
@@ -44,6 +47,7 @@ async def list_tags(query_args: PageQuery) -> Response:
 
 
 @blueprint.get("/tag/<tag_id>")
+@responds(TagOut, 404)
 @tag(["tags"])
 async def get_tag(tag_id: str) -> Response:
     """One tag. 404 if unknown."""
@@ -53,6 +57,7 @@ async def get_tag(tag_id: str) -> Response:
 
 
 @blueprint.put("/tag/<tag_id>")
+@responds(TagOut, *WRITE, 404, 409, secured=True)
 @validate_request(TagIn)
 @tag(["tags"])
 async def rename_tag(tag_id: str, data: TagIn) -> Response:
@@ -64,6 +69,7 @@ async def rename_tag(tag_id: str, data: TagIn) -> Response:
 
 
 @blueprint.delete("/tag/<tag_id>")
+@responds(str, 403, 404, secured=True)
 @tag(["tags"])
 async def delete_tag(tag_id: str) -> Response:
     """Delete a tag; blogs lose it (admins only when auth is required). 404 if unknown."""
@@ -74,6 +80,7 @@ async def delete_tag(tag_id: str) -> Response:
 
 
 @blueprint.get("/tag/<tag_id>/blogs")
+@responds(TagWithBlogs, 404)
 @tag(["tags"])
 async def get_tag_blogs(tag_id: str) -> Response:
     """The tag with `blogs`: [Blog] carrying it. 404 if unknown."""

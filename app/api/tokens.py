@@ -6,6 +6,7 @@ from quart import Blueprint, Response
 from quart_schema import tag
 
 from app.api.common import database, settings
+from app.api.openapi import IssuedToken, responds
 from app.auth.identity import require_identity, unauthorized
 from app.envelope import succeed
 from app.services import tokens as token_service
@@ -14,6 +15,7 @@ blueprint = Blueprint("tokens", __name__)
 
 
 @blueprint.post("/tokens")
+@responds(IssuedToken, secured=True)
 @tag(["auth"])
 async def issue_token() -> Response:
     """Exchange Basic credentials (or a logged-in session) for a bearer token.
@@ -32,6 +34,7 @@ async def issue_token() -> Response:
 
 
 @blueprint.delete("/tokens")
+@responds(str, secured=True)
 @tag(["auth"])
 async def revoke_token() -> Response:
     """Revoke the bearer token this request is authenticated with, on every worker at once."""

@@ -13,6 +13,7 @@ from app.api.common import (
     total_count_header,
     write_actor,
 )
+from app.api.openapi import WRITE, RevokedSessions, UserOut, UserWithBlogs, responds
 from app.api.presenters import blog_json, user_json
 from app.api.schemas import PageQuery, UserIn
 from app.auth.identity import current_identity, require_identity
@@ -23,6 +24,7 @@ blueprint = Blueprint("users", __name__)
 
 
 @blueprint.post("/user")
+@responds(UserOut, *WRITE, 409, secured=True)
 @validate_request(UserIn)
 @tag(["users"])
 async def create_user(data: UserIn) -> Response:
@@ -36,6 +38,7 @@ async def create_user(data: UserIn) -> Response:
 
 
 @blueprint.get("/user")
+@responds(list[UserOut])
 @validate_querystring(PageQuery)
 @tag(["users"])
 async def list_users(query_args: PageQuery) -> Response:
@@ -47,6 +50,7 @@ async def list_users(query_args: PageQuery) -> Response:
 
 
 @blueprint.get("/user/<user_id>")
+@responds(UserOut, 404)
 @tag(["users"])
 async def get_user(user_id: str) -> Response:
     """One user. 404 if unknown."""
@@ -56,6 +60,7 @@ async def get_user(user_id: str) -> Response:
 
 
 @blueprint.put("/user/<user_id>")
+@responds(UserOut, *WRITE, 404, 409, secured=True)
 @validate_request(UserIn)
 @tag(["users"])
 async def replace_user(user_id: str, data: UserIn) -> Response:
@@ -78,6 +83,7 @@ async def replace_user(user_id: str, data: UserIn) -> Response:
 
 
 @blueprint.delete("/user/<user_id>/sessions")
+@responds(RevokedSessions, 403, 404, secured=True)
 @tag(["users", "auth"])
 async def revoke_sessions(user_id: str) -> Response:
     """End every login session and bearer token of the user, on every worker at once (the
@@ -89,6 +95,7 @@ async def revoke_sessions(user_id: str) -> Response:
 
 
 @blueprint.delete("/user/<user_id>")
+@responds(str, 403, 404, secured=True)
 @tag(["users"])
 async def delete_user(user_id: str) -> Response:
     """Delete a user and their blogs. 404 if unknown, 403 for another user unless admin."""
@@ -99,6 +106,7 @@ async def delete_user(user_id: str) -> Response:
 
 
 @blueprint.get("/user/<user_id>/blogs")
+@responds(UserWithBlogs, 404)
 @tag(["users"])
 async def get_user_blogs(user_id: str) -> Response:
     """The user with `blogs`: [Blog]. 404 if unknown."""
@@ -109,6 +117,7 @@ async def get_user_blogs(user_id: str) -> Response:
 
 
 @blueprint.get("/me")
+@responds(UserOut, secured=True)
 @tag(["auth"])
 async def get_me() -> Response:
     """The authenticated user (session cookie, Basic or Bearer). 401 if anonymous."""

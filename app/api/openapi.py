@@ -1,0 +1,134 @@
+"""OpenAPI documentation of the /api/v1 responses, in the envelope's shapes (contract §1).
+
+These models describe what the routes send; they are not used to build responses (the
+presenters do, without per-row pydantic work). `responds()` documents a route's success and
+every error status it can answer, each as the error envelope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel
+from quart_schema import document_response, security_scheme
+from quart_schema.extension import SecuritySchemeInput
+from quart_schema.openapi import APIKeySecurityScheme, HttpSecurityScheme
+
+Data = TypeVar("Data")
+View = TypeVar("View", bound=Callable[..., Any])
+
+# Basic (name and password), a bearer token from POST /api/v1/tokens, or the cookie of a
+# POST /login session (whose writes also need a same-origin request or the CSRF token).
+SECURITY_SCHEMES: dict[str, SecuritySchemeInput] = {
+    "basic": HttpSecurityScheme(scheme="basic"),
+    "bearer": HttpSecurityScheme(scheme="bearer"),
+    "session": APIKeySecurityScheme(name="session", in_="cookie"),
+}
+ANY_CREDENTIALS: list[dict[str, list[str]]] = [{"basic": []}, {"bearer": []}, {"session": []}]
+
+# Any route may answer these: a malformed request, a wrong credential (checked on every route),
+# too many failed credential checks, a dependency that is down (with Retry-After).
+ALWAYS = (400, 401, 429, 503)
+WRITE = (403, 413)  # not allowed for this user; a body over MAX_CONTENT_LENGTH
+
+
+class Succeed(BaseModel, Generic[Data]):
+    """`{"code": 0, "data": …, "status": "succeed"}`."""
+
+    code: Literal[0]
+    data: Data
+    status: Literal["succeed"]
+
+
+class Failed(BaseModel):
+    """`{"code": <HTTP status>, "msg": "<field>: <problem>", "request": "<METHOD> <path>",
+    "status": "failed"}`."""
+
+    code: int
+    msg: str
+    request: str
+    status: Literal["failed"]
+
+
+class UserOut(BaseModel):
+    id: str
+    name: str
+    role: Literal[0, 1]
+
+
+class TagOut(BaseModel):
+    id: str
+    name: str
+
+
+class BlogOut(BaseModel):
+    """Times are "YYYY-MM-DD HH:MM:SS" in DISPLAY_TIMEZONE."""
+
+    id: str
+    title: str
+    context: str
+    owner: UserOut
+    tags: list[TagOut]
+    create_time: str | None
+    modify_time: str | None
+
+
+class UserWithBlogs(UserOut):
+    blogs: list[BlogOut]
+
+
+class TagWithBlogs(TagOut):
+    blogs: list[BlogOut]
+
+
+class OnlineUser(BaseModel):
+    id: str
+    name: str
+    last_seen: str | None
+
+
+class OnlineList(BaseModel):
+    count: int
+    minutes: int
+    users: list[OnlineUser]
+
+
+class HistoryPoint(BaseModel):
+    time: str | None
+    count: int
+
+
+class OnlineHistory(BaseModel):
+    hours: int
+    points: list[HistoryPoint]
+
+
+class UserOnline(BaseModel):
+    id: str
+    online: bool
+    last_seen: str | None
+
+
+class IssuedToken(BaseModel):
+    token: str
+    expires_in: int
+
+
+class RevokedSessions(BaseModel):
+    revoked: int
+
+
+def responds(data: Any, *errors: int, status: int = 200, secured: bool = False):
+    """Document a route: `Succeed[data]` with `status`, the error envelope for `ALWAYS` and each
+    of `errors`, and (when `secured`) that it needs Basic, Bearer or a session."""
+
+    def decorator(view: View) -> View:
+        documented = document_response(Succeed[data], status)(view)
+        for code in sorted({*ALWAYS, *errors}):
+            documented = document_response(Failed, code)(documented)
+        if secured:
+            documented = security_scheme(ANY_CREDENTIALS)(documented)
+        return documented
+
+    return decorator
