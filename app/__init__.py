@@ -32,6 +32,7 @@ from app.scheduler.off import scheduler_off_blueprint
 from app.security_headers import register_security_headers
 from app.settings import Settings
 from app.web import basics, docs, pages
+from app.web.metrics import register_metrics
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     )
     json_provider.use_orjson(app)
     register_request_logging(app)
+    register_metrics(app)
     register_security_headers(app, settings)
     register_error_handlers(app)
     app.jinja_env.globals["csrf_token"] = csrf_token

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from app.metrics import DB_CONNECTIONS_IN_USE
 from app.resources import resource_path
 from app.settings import Settings
 
@@ -124,6 +125,14 @@ def create_engine(settings: Settings) -> AsyncEngine:
     return engine
 
 
+def _counted_checkout(*_args: object) -> None:
+    DB_CONNECTIONS_IN_USE.inc()
+
+
+def _counted_checkin(*_args: object) -> None:
+    DB_CONNECTIONS_IN_USE.dec()
+
+
 class Database:
     """The engine and session factory of one worker.
 
@@ -133,6 +142,9 @@ class Database:
 
     def __init__(self, settings: Settings) -> None:
         self.engine = create_engine(settings)
+        # db_pool_connections_in_use: exact, from the pool's own events.
+        event.listen(self.engine.sync_engine.pool, "checkout", _counted_checkout)
+        event.listen(self.engine.sync_engine.pool, "checkin", _counted_checkin)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         self._is_sqlite = settings.is_sqlite
         self.timeout = settings.db_timeout

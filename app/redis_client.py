@@ -25,6 +25,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from app.metrics import REDIS_ERRORS
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -67,10 +68,12 @@ class RedisCircuit:
     def check(self) -> None:
         """Raise `RedisUnavailable` while the circuit is open."""
         if self.is_open:
+            REDIS_ERRORS.labels("circuit_open").inc()
             raise RedisUnavailable("Redis is unavailable (circuit open)")
 
     def record_failure(self, error: BaseException) -> None:
         """Open the circuit after a call could not reach Redis."""
+        REDIS_ERRORS.labels("unreachable").inc()
         if self.is_open or _is_pool_wait(error):
             return
         self.failures += 1

@@ -13,14 +13,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
+import tempfile
 import time
 from multiprocessing import get_context
 from multiprocessing.connection import wait
 from multiprocessing.synchronize import Event as EventType
+from pathlib import Path
 from typing import Any
 
 from hypercorn.config import Config, Sockets
+
+from app.metrics import MULTIPROCESS_DIRECTORY, prepare_multiprocess_directory, worker_exited
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +36,19 @@ def run_workers(config: Config) -> int:
     """Serve `config.application_path` with `config.workers` processes until SIGTERM or SIGINT.
 
     Returns the exit code: 0 after a clean shutdown.
+
+    Raises:
+        ValueError: `worker_class` is not "asyncio" or "uvloop" (this runner has no trio).
     """
+    if config.worker_class not in ("asyncio", "uvloop"):
+        raise ValueError(f"worker_class {config.worker_class!r}: use 'asyncio' or 'uvloop'")
     sockets = config.create_sockets()
+    # One scrape shows every worker: prometheus-client's multi-process mode (app/metrics.py).
+    metrics_directory = os.environ.get(MULTIPROCESS_DIRECTORY)
+    owned_directory = None
+    if not metrics_directory:
+        owned_directory = metrics_directory = tempfile.mkdtemp(prefix="quart-framework-metrics-")
+    prepare_multiprocess_directory(Path(metrics_directory))
     context = get_context("spawn")
     stop = context.Event()
     processes = []
@@ -61,7 +77,13 @@ def run_workers(config: Config) -> int:
             if stop.is_set():
                 break
             processes.remove(process)
-            log.error("worker %s exited with %s; starting another", process.pid, process.exitcode)
+            if process.pid is not None:
+                worker_exited(process.pid)
+            # 0 is a worker that chose to stop (e.g. Hypercorn's max_requests): routine.
+            level = logging.INFO if process.exitcode == 0 else logging.ERROR
+            log.log(
+                level, "worker %s exited with %s; starting another", process.pid, process.exitcode
+            )
             time.sleep(RESTART_BACKOFF_SECONDS)
             start_worker()
 
@@ -75,6 +97,8 @@ def run_workers(config: Config) -> int:
             exit_code = 1
     for sock in [*sockets.secure_sockets, *sockets.insecure_sockets]:
         sock.close()
+    if owned_directory is not None:
+        shutil.rmtree(owned_directory, ignore_errors=True)
     return exit_code
 
 
@@ -266,4 +290,8 @@ def _worker_main(config: Config, sockets: Sockets, stop: EventType) -> None:
         lingering.add(watch)
 
     lingering: set[asyncio.Task[None]] = set()
-    uvloop.run(worker_serve(wrapped, config, sockets=sockets, shutdown_trigger=shutdown_trigger))
+    serving = worker_serve(wrapped, config, sockets=sockets, shutdown_trigger=shutdown_trigger)
+    if config.worker_class == "uvloop":
+        uvloop.run(serving)
+    else:  # "asyncio" (Hypercorn's trio worker class is not supported by this runner)
+        asyncio.run(serving)

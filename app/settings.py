@@ -72,6 +72,9 @@ class Settings(BaseSettings):
         default="", validation_alias=AliasChoices("redis_key_prefix", "presence_key_prefix")
     )
 
+    # `GET /metrics` requires `Authorization: Bearer <token>` when set (docs/operations.md).
+    metrics_token: str | None = None
+
     # Proxies in front of the service whose X-Forwarded-For is trusted (0: use the peer address).
     forwarded_allow_hops: int = Field(default=0, ge=0, le=10)
 

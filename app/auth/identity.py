@@ -15,7 +15,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from cachetools import TTLCache
 from quart import current_app, g, request, session, websocket
@@ -157,9 +159,22 @@ async def _from_session() -> Identity | None:
     return Identity.of(user, "session", secret)
 
 
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+def without_user_identity(view: View) -> View:
+    """Mark a route whose `Authorization` header is not a user's credential (e.g. `/metrics`
+    with its own bearer token): `identify_request` leaves it anonymous."""
+    view.without_user_identity = True  # type: ignore[attr-defined]
+    return view
+
+
 async def identify_request() -> None:
     """Set `g.identity` (None for anonymous requests) and mark the user online."""
     g.identity = None
+    view = current_app.view_functions.get(request.endpoint or "")
+    if getattr(view, "without_user_identity", False):
+        return
     if "Authorization" in request.headers:
         g.identity = await _from_authorization_header(request.authorization)
     elif SESSION_KEY in session:

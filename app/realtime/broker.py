@@ -17,6 +17,8 @@ from typing import Any, Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from app.metrics import WEBSOCKET_DROPPED
+
 log = logging.getLogger(__name__)
 
 Deliver = Callable[[dict[str, Any]], None]
@@ -111,6 +113,7 @@ class RedisBroker:
             await self.redis.publish(self.channel, json.dumps(message, ensure_ascii=False))
         except RedisError:
             self.undelivered += 1
+            WEBSOCKET_DROPPED.labels("broker_unavailable").inc()
             raise
         self._report_undelivered()
 

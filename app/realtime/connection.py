@@ -22,6 +22,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from app.db import DatabaseTimeoutError
+from app.metrics import WEBSOCKET_DROPPED, WEBSOCKET_MESSAGES
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,9 @@ FrameHandler = Callable[["Connection", str], Awaitable[None]]
 
 def encode(frame: dict[str, Any] | str) -> str:
     return frame if isinstance(frame, str) else json.dumps(frame, ensure_ascii=False)
+
+
+SLOW_CONSUMER_DROPS = WEBSOCKET_DROPPED.labels("slow_consumer")
 
 
 class Connection:
@@ -74,6 +78,8 @@ class Connection:
         self.close_reason: tuple[int, str] | None = None
         self._closing = asyncio.Event()
         self.last_received = time.monotonic()
+        self._frames_in = WEBSOCKET_MESSAGES.labels(endpoint, "in")
+        self._frames_out = WEBSOCKET_MESSAGES.labels(endpoint, "out")
 
     @property
     def room_name(self) -> str:
@@ -94,8 +100,10 @@ class Connection:
         try:
             self.queue.put_nowait(encode(frame))
         except asyncio.QueueFull:
+            SLOW_CONSUMER_DROPS.inc()
             self.close(TRY_AGAIN_LATER, "send queue full: the client reads too slowly")
             return False
+        self._frames_out.inc()
         return True
 
     def send_error(self, message: str, **extra: Any) -> None:
@@ -116,6 +124,7 @@ class Connection:
         while True:
             data = await self.websocket.receive()
             self.last_received = time.monotonic()
+            self._frames_in.inc()
             size = len(data) if isinstance(data, bytes) else len(data.encode())
             if size > rules.max_message_bytes:
                 self.close(

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from quart import current_app, websocket
 
+from app.metrics import WEBSOCKETS_OPEN
 from app.realtime.connection import (
     STORE_ERRORS,
     STORE_UNAVAILABLE,
@@ -58,8 +59,12 @@ async def run_connection(
     hub = current_hub()
     await hub.register(connection)
     started = time.monotonic()
+    open_gauge = WEBSOCKETS_OPEN.labels(connection.endpoint)
+    accepted = False
     try:
         await websocket.accept()
+        open_gauge.inc()
+        accepted = True
         log.info("websocket %s opened id=%s", websocket.path, connection.id)
         if on_open is not None:
             try:
@@ -68,6 +73,8 @@ async def run_connection(
                 connection.close(TRY_AGAIN_LATER, STORE_UNAVAILABLE)
         await connection.serve(on_text, read_rules())
     finally:
+        if accepted:
+            open_gauge.dec()
         read_rules().forget(connection)
         cleanup = asyncio.ensure_future(_unregister(hub, connection, on_close))
         code = connection.close_reason[0] if connection.close_reason else "client"

@@ -38,6 +38,7 @@ from apscheduler.util import ref_to_obj
 from quart import Quart
 from redis.asyncio import Redis
 
+from app.metrics import SCHEDULER_LEADER, SCHEDULER_RUNS
 from app.scheduler import jobs as builtin_jobs  # noqa: F401 (registers the built-in functions)
 from app.scheduler import runtime
 from app.scheduler.history import MemoryRunHistory, RedisRunHistory
@@ -224,6 +225,7 @@ class SchedulerService:
                     self.leadership.identity,
                 )
             self.is_leader = leads
+            SCHEDULER_LEADER.set(1 if leads else 0)
             paused = self.scheduler.state == 2  # apscheduler.schedulers.base.STATE_PAUSED
             if should_run and paused:
                 self.scheduler.resume()
@@ -363,6 +365,7 @@ class SchedulerService:
                 await asyncio.to_thread(function, *job.args, **job.kwargs)
         except Exception as error:
             outcome, error_text = "error", f"{type(error).__name__}: {error}"
+        SCHEDULER_RUNS.labels(outcome).inc()
         await self.history.record(
             job_id,
             {
@@ -399,6 +402,7 @@ class SchedulerService:
             EVENT_JOB_MISSED: "missed",
             EVENT_JOB_MAX_INSTANCES: "skipped",
         }[event.code]
+        SCHEDULER_RUNS.labels(outcome).inc()
         error = event.exception
         run = {
             "scheduled_time": scheduled,

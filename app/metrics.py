@@ -1,0 +1,82 @@
+"""Prometheus metrics, in the text format at `GET /metrics`, for every worker at once.
+
+`serve` runs prometheus-client in multi-process mode: the supervisor points
+`PROMETHEUS_MULTIPROC_DIR` at an empty folder before it starts the workers, each worker writes
+its samples there (memory-mapped files), and the worker that answers a scrape aggregates them
+all (counters and histograms summed; gauges summed over live workers, or per worker where the
+name says so). Without that variable (tests, `quart run`) the metrics are this process's own.
+
+Metrics (names follow Prometheus conventions; durations in seconds):
+- `http_requests_total{route, method, status}`, `http_request_duration_seconds{route, method}`:
+  `route` is the URL rule (`/api/v1/user/<user_id>`), never the raw path, so cardinality stays
+  bounded; unmatched paths are `<unmatched>`.
+- `websocket_connections{endpoint}`: open websockets; `websocket_messages_total{endpoint,
+  direction}`: frames received (`in`) and queued to clients (`out`);
+  `websocket_messages_dropped_total{reason}`: `slow_consumer` (a send queue overflowed and the
+  client was closed with 1013) and `broker_unavailable` (a publish Redis did not take).
+- `online_users`: users active within `ONLINE_LAST_MINUTES`, read from the presence store at
+  scrape time.
+- `db_pool_connections_in_use`: database connections checked out, summed over workers.
+- `redis_errors_total{kind}`: Redis calls that failed (`unreachable`) or were refused at once
+  while the circuit was open (`circuit_open`).
+- `scheduler_job_runs_total{outcome}`: `success`, `error`, `missed`, `skipped`;
+  `scheduler_leader{pid}`: 1 for the worker holding the leadership lease, 0 for the others.
+
+The route and the request hooks are in app/web/metrics.py.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from prometheus_client import Counter, Gauge, Histogram, multiprocess
+
+MULTIPROCESS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
+
+HTTP_REQUESTS = Counter(
+    "http_requests_total", "HTTP requests answered", ["route", "method", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "http_request_duration_seconds",
+    "Time from the request's arrival to its response",
+    ["route", "method"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+WEBSOCKETS_OPEN = Gauge(
+    "websocket_connections", "Open websockets", ["endpoint"], multiprocess_mode="livesum"
+)
+WEBSOCKET_MESSAGES = Counter(
+    "websocket_messages_total", "Websocket frames in and out", ["endpoint", "direction"]
+)
+WEBSOCKET_DROPPED = Counter(
+    "websocket_messages_dropped_total", "Websocket messages not delivered", ["reason"]
+)
+ONLINE_USERS = Gauge(
+    "online_users", "Users active within ONLINE_LAST_MINUTES", multiprocess_mode="mostrecent"
+)
+DB_CONNECTIONS_IN_USE = Gauge(
+    "db_pool_connections_in_use",
+    "Database connections checked out of the pool",
+    multiprocess_mode="livesum",
+)
+REDIS_ERRORS = Counter("redis_errors_total", "Redis calls that failed", ["kind"])
+SCHEDULER_RUNS = Counter("scheduler_job_runs_total", "Scheduled job runs", ["outcome"])
+SCHEDULER_LEADER = Gauge(
+    "scheduler_leader", "1 on the worker that leads the scheduler", multiprocess_mode="liveall"
+)
+
+
+def prepare_multiprocess_directory(path: Path) -> None:
+    """Empty `path` and point prometheus-client's multi-process mode at it; call it in the
+    supervisor before any worker starts (workers inherit the environment)."""
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROCESS_DIRECTORY] = str(path)
+
+
+def worker_exited(pid: int) -> None:
+    """Drop a dead worker's live gauges (open websockets, pool use, leadership)."""
+    if os.environ.get(MULTIPROCESS_DIRECTORY):
+        multiprocess.mark_process_dead(pid)

@@ -1,0 +1,78 @@
+"""`GET /metrics` (app/metrics.py lists the metrics) and the hooks that time every request.
+
+`METRICS_TOKEN`, when set, makes the route require `Authorization: Bearer <token>` (compared in
+constant time); its answer is never cached.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import time
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+from quart import Blueprint, Quart, Response, current_app, g, request
+from quart_schema import hide
+
+from app.auth.identity import without_user_identity
+from app.metrics import HTTP_LATENCY, HTTP_REQUESTS, MULTIPROCESS_DIRECTORY, ONLINE_USERS
+
+UNMATCHED_ROUTE = "<unmatched>"
+
+blueprint = Blueprint("metrics", __name__)
+
+
+def register_metrics(app: Quart) -> None:
+    """Time and count every request, and serve `GET /metrics`."""
+
+    @app.before_request
+    async def start_timer() -> None:
+        g.metrics_started = time.perf_counter()
+
+    @app.after_request
+    async def observe(response: Response) -> Response:
+        started = g.get("metrics_started")
+        if started is not None:
+            rule = request.url_rule
+            route = rule.rule if rule is not None else UNMATCHED_ROUTE
+            HTTP_REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+            HTTP_LATENCY.labels(route, request.method).observe(time.perf_counter() - started)
+        return response
+
+    app.register_blueprint(blueprint)
+
+
+@blueprint.get("/metrics")
+@hide
+@without_user_identity
+async def metrics() -> Response:
+    """All workers' metrics in the Prometheus text format."""
+    token = current_app.extensions["settings"].metrics_token
+    if token:
+        sent = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
+            return Response(
+                "metrics need a bearer token\n",
+                401,
+                {"WWW-Authenticate": 'Bearer realm="metrics"', "Content-Type": "text/plain"},
+            )
+    await _refresh_online_users()
+    if os.environ.get(MULTIPROCESS_DIRECTORY):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        body = generate_latest(registry)
+    else:
+        body = generate_latest()
+    return Response(body, 200, {"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"})
+
+
+async def _refresh_online_users() -> None:
+    recorder = current_app.extensions.get("presence")
+    settings = current_app.extensions["settings"]
+    if recorder is None:
+        return
+    try:
+        online = await recorder.store.online(settings.online_last_minutes)
+    except Exception:  # a failing presence store must not fail the scrape
+        return
+    ONLINE_USERS.set(len(online))
