@@ -67,7 +67,6 @@ def test_every_imported_distribution_is_declared() -> None:
     undeclared = {
         f"{module} ({', '.join(distributions[module])})"
         for module in imported - set(sys.stdlib_module_names) - {"app"}
-        if not {canonicalize_name(name) for name in distributions.get(module, [module])}
-        & declared
+        if not {canonicalize_name(name) for name in distributions.get(module, [module])} & declared
     }
     assert undeclared == set()

@@ -16,7 +16,7 @@ from tests.conftest import REDIS_URL
 from tests.e2e.server import prepare_deployment, run_server
 
 ADMIN = ("metrics-admin", "metrics-admin-password")
-METRICS_TOKEN = "metrics-token-for-tests"  # noqa: S105
+METRICS_TOKEN = "metrics-token-for-tests"
 REQUESTS = 60
 
 
@@ -89,9 +89,7 @@ def test_one_scrape_shows_both_workers(tmp_path) -> None:
                 )
 
         during_chat = asyncio.run(chat())
-        after = poll(
-            base, lambda s: total(s, "scheduler_job_runs_total", outcome="success") >= 1
-        )
+        after = poll(base, lambda s: total(s, "scheduler_job_runs_total", outcome="success") >= 1)
 
     counted = total(after, "http_requests_total", route=route, method="GET", status="200")
     assert counted - total(before, "http_requests_total", route=route) == REQUESTS
