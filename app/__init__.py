@@ -23,7 +23,7 @@ from app.envelope import register_error_handlers
 from app.health import blueprint as health_blueprint
 from app.presence import PresenceRecorder, create_presence_store
 from app.realtime import chat, monitor
-from app.realtime.asgi import DrainWebsocketReceive
+from app.realtime.asgi import DrainWebsocketReceive, WebsocketSchemeFromProxy
 from app.realtime.setup import close_realtime, open_realtime
 from app.redis_client import create_redis
 from app.request_log import configure_logging, register_request_logging
@@ -167,8 +167,11 @@ def create_app(settings: Settings | None = None) -> Quart:
     if settings.forwarded_allow_hops:
         from hypercorn.middleware import ProxyFixMiddleware
 
-        # Behind N trusted proxies, the client address comes from X-Forwarded-For.
+        # Behind N trusted proxies, the client address comes from X-Forwarded-For (and the
+        # scheme from X-Forwarded-Proto, kept ws/wss for websockets).
         app.asgi_app = ProxyFixMiddleware(  # type: ignore[method-assign]
-            app.asgi_app, mode="legacy", trusted_hops=settings.forwarded_allow_hops
+            WebsocketSchemeFromProxy(app.asgi_app),
+            mode="legacy",
+            trusted_hops=settings.forwarded_allow_hops,
         )
     return app

@@ -69,18 +69,20 @@ async def _log_request(response: Response) -> Response:
     duration_ms = (time.perf_counter() - g.get("request_started", time.perf_counter())) * 1000
     response.headers[REQUEST_ID_HEADER] = request_id
     access_log.info(
-        "%s %s %d %.1fms id=%s",
+        "%s %s %d %.1fms id=%s client=%s",
         request.method,
         request.path,
         response.status_code,
         duration_ms,
         request_id,
+        request.remote_addr,  # behind a proxy: from X-Forwarded-For (FORWARDED_ALLOW_HOPS)
         extra={
             "method": request.method,
             "path": request.path,
             "status": response.status_code,
             "duration_ms": round(duration_ms, 2),
             "request_id": request_id,
+            "client": request.remote_addr,
         },
     )
     return response

@@ -57,3 +57,23 @@ class DrainWebsocketReceive:
             app_done.set()
             while not inbox.empty():
                 inbox.get_nowait()
+
+
+class WebsocketSchemeFromProxy:
+    """Keep a websocket's scheme `ws`/`wss` behind a proxy that sends `X-Forwarded-Proto`.
+
+    Hypercorn's ProxyFixMiddleware copies `X-Forwarded-Proto` (`http`/`https`, which is what
+    nginx and other proxies send) into the scope of websockets too, and Quart then refuses the
+    handshake with 400. Wrapped inside ProxyFixMiddleware, this maps the HTTP scheme to its
+    websocket twin (RFC 6455 §3: `ws` is `http`, `wss` is `https`).
+    """
+
+    SCHEMES = {"http": "ws", "https": "wss"}
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket" and scope.get("scheme") in self.SCHEMES:
+            scope = {**scope, "scheme": self.SCHEMES[scope["scheme"]]}
+        await self.app(scope, receive, send)

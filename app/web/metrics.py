@@ -23,15 +23,11 @@ blueprint = Blueprint("metrics", __name__)
 
 
 def register_metrics(app: Quart) -> None:
-    """Time and count every request, and serve `GET /metrics`."""
-
-    @app.before_request
-    async def start_timer() -> None:
-        g.metrics_started = time.perf_counter()
+    """Count and time every request (from app/request_log.py's start), serve `GET /metrics`."""
 
     @app.after_request
     async def observe(response: Response) -> Response:
-        started = g.get("metrics_started")
+        started = g.get("request_started")  # set by app/request_log.py
         if started is not None:
             rule = request.url_rule
             route = rule.rule if rule is not None else UNMATCHED_ROUTE
