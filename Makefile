@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# Browser tests drive Debian's Chromium (never a downloaded browser build).
+# Browser tests drive Debian's Chromium (never a downloaded browser build); the proxy test runs
+# Debian's nginx in front of two services (it starts its own, on a free port).
 CHROMIUM := /usr/bin/chromium
+NGINX    := /usr/sbin/nginx
 
 .PHONY: run test lint lock clean
 
@@ -37,11 +39,14 @@ lock: $(STAMP)
 	  -o requirements-dev.lock
 
 ## Set up and run the whole suite (needs MariaDB on 127.0.0.1:3306 and Redis on 6379).
-test: $(STAMP) lint $(CHROMIUM)
-	$(BIN)/python -m pytest
+test: $(STAMP) lint $(CHROMIUM) $(NGINX)
+	$(BIN)/python -m pytest --durations=15
 
 $(CHROMIUM):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+$(NGINX):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light
 
 lint: $(STAMP)
 	$(BIN)/ruff check app tests alembic bench

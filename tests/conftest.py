@@ -1,14 +1,14 @@
 """Shared fixtures: settings per database backend, a served app, its client, a clean database.
 
-Route tests run against both the real MariaDB/MySQL (`TEST_MYSQL_URL`, default
-`mysql+aiomysql://root@127.0.0.1:3306/qf_test`) and a SQLite file. A missing MariaDB is an
+Route tests run against both the real MariaDB/MySQL (this run's `qf_test_<run id>` on
+`TEST_MYSQL_URL`, default `mysql+aiomysql://root@127.0.0.1:3306`, see tests/resources.py) and a
+SQLite file. A missing MariaDB is an
 error, never a skip.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -24,15 +24,38 @@ from app import create_app
 from app.db import upgrade_to_head
 from app.models import Base
 from app.settings import Settings
+from tests.resources import (
+    ResourceError,
+    claim_redis_url,
+    drop_databases,
+    mysql_database_url,
+    release,
+)
 
 # A developer's .env (written by `make run`) must not change what the tests configure.
 Settings.model_config["env_file"] = None
 
-MYSQL_URL = os.environ.get("TEST_MYSQL_URL", "mysql+aiomysql://root@127.0.0.1:3306/qf_test")
-# Database 15 of the local Redis is the tests'; it is flushed before each test that uses it.
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# This run's own MySQL database and Redis database (tests/resources.py: runs never clash).
+MYSQL_URL = mysql_database_url("test")
+try:
+    REDIS_URL = claim_redis_url()  # flushed before each test that uses it
+except ResourceError as error:
+    pytest.exit(f"{error}; start it (see README)", returncode=3)
 TEST_SECRET_KEY = "test-secret-key-not-for-production"
 BACKENDS = ("sqlite", "mysql")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def clean_shared_servers() -> Iterator[None]:
+    """Drop the databases of test runs that died; at the end, this run's own databases and
+    Redis data (a missing MariaDB fails here, once, with a clear message)."""
+    try:
+        asyncio.run(drop_databases(at_end=False))
+    except Exception as error:
+        pytest.fail(f"MariaDB/MySQL is required ({type(error).__name__}: {error})", pytrace=False)
+    yield
+    asyncio.run(drop_databases(at_end=True))
+    release(REDIS_URL)
 
 
 def make_settings(database_url: str, **overrides) -> Settings:

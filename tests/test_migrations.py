@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.db import downgrade_to_base, upgrade_to_head
 from app.models import Base
 from tests.conftest import _recreate_mysql_database, make_settings
+from tests.resources import mysql_database_url
 
 
 def _differences(sync_connection) -> list:
@@ -35,7 +36,7 @@ async def _schema_report(url: str) -> tuple[list, list[str]]:
 def empty_database_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path}/migrations.db"
-    url = "mysql+aiomysql://root@127.0.0.1:3306/qf_migrations"
+    url = mysql_database_url("migrations")
     asyncio.run(_recreate_mysql_database(url))
     return url
 
@@ -75,7 +76,7 @@ def test_concurrent_upgrades_on_mysql_serialize(tmp_path) -> None:
     import subprocess
     import sys
 
-    url = "mysql+aiomysql://root@127.0.0.1:3306/qf_migrations_race"
+    url = mysql_database_url("migrationsrace")
     asyncio.run(_recreate_mysql_database(url))
     env = {"PATH": os.environ["PATH"], "APP_ENV": "development", "DATABASE_URL": url}
     runs = [

@@ -123,9 +123,10 @@ def prepare_deployment(
     applied and an admin created, as a deployment does. Returns the environment."""
     import asyncio
 
-    from tests.conftest import MYSQL_URL, TEST_SECRET_KEY, _recreate_mysql_database
+    from tests.conftest import TEST_SECRET_KEY, _recreate_mysql_database
+    from tests.resources import mysql_database_url
 
-    url = MYSQL_URL.rsplit("/", 1)[0] + f"/{database}"
+    url = mysql_database_url(database)
     asyncio.run(_recreate_mysql_database(url))
     if "REDIS_URL" in settings:
         from redis import Redis

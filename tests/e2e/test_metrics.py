@@ -54,7 +54,7 @@ def poll(base_url: str, until, timeout: float = 20):
 def test_one_scrape_shows_both_workers(tmp_path) -> None:
     env = prepare_deployment(
         tmp_path,
-        "qf_metrics",
+        "metrics",
         ADMIN,
         REDIS_URL=REDIS_URL,
         METRICS_TOKEN=METRICS_TOKEN,

@@ -55,7 +55,7 @@ def cases(output: str) -> tuple[int, int]:
 
 
 def test_fuzzing_finds_no_server_error_nor_undocumented_response(tmp_path) -> None:
-    env = prepare_deployment(tmp_path, "qf_fuzz", ADMIN, REDIS_URL=REDIS_URL, **LIMITS)
+    env = prepare_deployment(tmp_path, "fuzz", ADMIN, REDIS_URL=REDIS_URL, **LIMITS)
 
     with run_server(tmp_path, env) as server:
         token = httpx.post(f"{server.base_url}/api/v1/tokens", auth=ADMIN).json()["data"]["token"]

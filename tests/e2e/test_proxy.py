@@ -111,7 +111,7 @@ def deployment(tmp_path):
     # deployment TLS ends at (or before) the proxy and the production default stays on.
     env = prepare_deployment(
         tmp_path,
-        "qf_proxy",
+        "proxy",
         ADMIN,
         REDIS_URL=REDIS_URL,
         FORWARDED_ALLOW_HOPS="1",

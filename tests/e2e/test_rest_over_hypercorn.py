@@ -23,7 +23,7 @@ def admin_token(server) -> str:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("rest-e2e")
-    env = prepare_deployment(tmp_path, "qf_e2e", ("root", ADMIN_PASSWORD))
+    env = prepare_deployment(tmp_path, "e2e", ("root", ADMIN_PASSWORD))
     with run_server(tmp_path, env, workers=2) as running:
         yield running
         assert running.stop() == 0

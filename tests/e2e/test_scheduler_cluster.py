@@ -24,7 +24,7 @@ TAKEOVER_BOUND = LEASE_SECONDS + 1 + 1  # lease expiry + one leadership tick + a
 def env(tmp_path_factory) -> dict[str, str]:
     return prepare_deployment(
         tmp_path_factory.mktemp("sched-setup"),
-        "qf_sched",
+        "sched",
         ADMIN,
         REDIS_URL=REDIS_URL,
         SCHEDULER_ENABLED="true",

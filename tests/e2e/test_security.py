@@ -28,7 +28,7 @@ FOREIGN = {"Origin": "http://evil.example"}
 def server(tmp_path_factory):
     env = prepare_deployment(
         tmp_path_factory.mktemp("security-setup"),
-        "qf_security",
+        "security",
         ADMIN,
         REDIS_URL=REDIS_URL,
         SCHEDULER_ENABLED="true",

@@ -24,7 +24,7 @@ ADMIN_PASSWORD = "ws-admin-password"
 def ws_env(tmp_path_factory) -> dict[str, str]:
     return prepare_deployment(
         tmp_path_factory.mktemp("ws-setup"),
-        "qf_ws",
+        "ws",
         ("root", ADMIN_PASSWORD),
         REDIS_URL=REDIS_URL,
         WS_SEND_QUEUE="64",
