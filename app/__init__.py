@@ -13,7 +13,7 @@ from werkzeug.exceptions import BadRequest
 
 from app import json_provider
 from app.api import api_v1
-from app.api.openapi import SECURITY_SCHEMES
+from app.api.openapi import SECURITY_SCHEMES, DocumentingProvider
 from app.auth.csrf import check_csrf, csrf_token
 from app.auth.identity import VerifiedPasswords, identify_request, identify_websocket
 from app.auth.rate_limit import CredentialGuard
@@ -31,6 +31,7 @@ from app.resources import resource_path
 from app.scheduler.off import scheduler_off_blueprint
 from app.security_headers import register_security_headers
 from app.settings import Settings
+from app.state import attach_state
 from app.web import basics, docs, pages
 from app.web.metrics import register_metrics
 
@@ -82,12 +83,13 @@ def create_app(settings: Settings | None = None) -> Quart:
         SESSION_COOKIE_SECURE=settings.secure_cookies,
         PERMANENT_SESSION_LIFETIME=timedelta(seconds=settings.permanent_session_lifetime),
     )
-    app.extensions["settings"] = settings
+    state = attach_state(app, settings)
 
     QuartSchema(
         app,
         info={"title": "quart-framework", "version": "0.1.0"},
         security_schemes=SECURITY_SCHEMES,
+        openapi_provider_class=DocumentingProvider,
         openapi_path="/openapi.json",
         swagger_ui_path=None,  # served by app.web.docs, without a CDN
         redoc_ui_path=None,
@@ -126,20 +128,20 @@ def create_app(settings: Settings | None = None) -> Quart:
     @app.before_serving
     async def open_resources() -> None:
         database = Database(settings)
-        app.extensions["database"] = database
+        state.database = database
         await database.connect()
         redis = create_redis(settings)
-        app.extensions["redis"] = redis
+        state.redis = redis
         store = create_presence_store(settings, database=database, redis=redis)
-        app.extensions["presence"] = PresenceRecorder(store)
-        app.extensions["credential_guard"] = CredentialGuard(settings, redis)
-        app.extensions["verified_passwords"] = VerifiedPasswords(settings.secret_key)
-        await open_realtime(app, settings, redis)
+        state.presence = PresenceRecorder(store)
+        state.credential_guard = CredentialGuard(settings, redis)
+        state.verified_passwords = VerifiedPasswords(settings.secret_key)
+        await open_realtime(state, redis)
         if settings.scheduler_enabled:
             from app.scheduler.service import SchedulerService
 
             scheduler = SchedulerService(settings, redis)
-            app.extensions["scheduler"] = scheduler
+            state.scheduler = scheduler
             await scheduler.start(app)
         log.info(
             "serving with database %s, presence %s, redis %s",
@@ -150,16 +152,15 @@ def create_app(settings: Settings | None = None) -> Quart:
 
     @app.after_serving
     async def close_resources() -> None:
-        scheduler = app.extensions.pop("scheduler", None)
+        scheduler, state.scheduler = state.scheduler, None
         if scheduler is not None:
             await scheduler.stop()
-        await close_realtime(app)
-        redis = app.extensions.pop("redis", None)
+        await close_realtime(state)
+        redis, state.redis = state.redis, None
         if redis is not None:
             await redis.aclose()
-        app.extensions.pop("credential_guard", None)
-        app.extensions.pop("verified_passwords", None)
-        database: Database | None = app.extensions.pop("database", None)
+        state.presence = state.credential_guard = state.verified_passwords = None
+        database, state.database = state.database, None
         if database is not None:
             await database.dispose()
 

@@ -6,9 +6,9 @@ The database commands are also on the `quart` CLI: `quart --app app.asgi:app ini
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from pydantic import ValidationError
@@ -16,6 +16,9 @@ from pydantic import ValidationError
 from app.db import downgrade_to_base, upgrade_to_head
 from app.resources import resource_path
 from app.settings import Settings, describe_settings_error
+
+if TYPE_CHECKING:
+    from hypercorn.config import Config as HypercornConfig
 
 EXIT_CONFIGURATION_ERROR = 2
 
@@ -34,18 +37,21 @@ HYPERCORN_CONFIG = resource_path("hypercorn.toml")
 
 
 def hypercorn_config(
-    config_path: Path = HYPERCORN_CONFIG, *, bind: str | None = None, workers: int | None = None
-):
-    """`hypercorn.toml` with the environment's overrides: `BIND` (comma-separated addresses)
-    and `WEB_CONCURRENCY` (worker processes); explicit arguments win over both."""
+    settings: Settings,
+    config_path: Path = HYPERCORN_CONFIG,
+    *,
+    bind: str | None = None,
+    workers: int | None = None,
+) -> HypercornConfig:
+    """`hypercorn.toml` with the settings' `BIND` (comma-separated addresses) and
+    `WEB_CONCURRENCY` (worker processes); explicit arguments win over both."""
     from hypercorn.config import Config
 
     config = Config.from_toml(config_path)
-    bind = bind or os.environ.get("BIND")
-    if bind:
-        config.bind = [address.strip() for address in bind.split(",") if address.strip()]
-    if workers is None and os.environ.get("WEB_CONCURRENCY"):
-        workers = int(os.environ["WEB_CONCURRENCY"])
+    addresses = [a.strip() for a in bind.split(",") if a.strip()] if bind else settings.bind
+    if addresses:
+        config.bind = addresses
+    workers = workers or settings.web_concurrency
     if workers is not None:
         config.workers = workers
     config.application_path = "app.asgi:app"
@@ -66,7 +72,7 @@ def serve_command(bind: str | None, workers: int | None, migrate: bool) -> None:
     configure_logging(settings)
     if migrate:
         logging.getLogger("app").info("%s", upgrade_to_head(settings).describe())
-    config = hypercorn_config(bind=bind, workers=workers)
+    config = hypercorn_config(settings, bind=bind, workers=workers)
     # Hypercorn refuses larger frames with 1009 before the app sees them.
     config.websocket_max_message_size = settings.ws_max_message_bytes
     if config.workers > 1 and not settings.redis_url:

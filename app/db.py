@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
@@ -26,6 +27,9 @@ from sqlalchemy.ext.asyncio import (
 from app.metrics import DB_CONNECTIONS_IN_USE
 from app.resources import resource_path
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +49,7 @@ class DatabaseTimeoutError(Exception):
     Its connections were discarded, not returned to the pool. Answered as 503."""
 
 
-def enable_sqlite_integrity(dbapi_connection, _record) -> None:
+def enable_sqlite_integrity(dbapi_connection: Any, _record: Any) -> None:
     """Foreign keys and a busy timeout on each new SQLite connection (the app and Alembic):
     SQLite ignores foreign keys (and so ON DELETE CASCADE) unless asked, per connection."""
     cursor = dbapi_connection.cursor()
@@ -54,12 +58,12 @@ def enable_sqlite_integrity(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def _limit_statement_time(engine: AsyncEngine, seconds: float):
+def _limit_statement_time(engine: AsyncEngine, seconds: float) -> Callable[[Any, Any], None]:
     """A `connect` listener setting the server-side statement limit of each new connection:
     MariaDB's `max_statement_time` (seconds, every statement), MySQL's `max_execution_time`
     (milliseconds, SELECT only)."""
 
-    def on_connect(dbapi_connection, _record) -> None:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         if getattr(engine.dialect, "is_mariadb", False):
             cursor.execute(f"SET SESSION max_statement_time = {float(seconds)}")
@@ -70,7 +74,9 @@ def _limit_statement_time(engine: AsyncEngine, seconds: float):
     return on_connect
 
 
-def _connect_or_operational_error(dialect, _record, cargs, cparams):
+def _connect_or_operational_error(
+    dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]
+) -> Any:
     """Open a DBAPI connection; a failure of the socket itself while connecting (a server
     killed or restarting mid-handshake: aiomysql raises `RuntimeError("Transport does not
     expose socket instance")` or an `OSError`) becomes the driver's `OperationalError`, which
@@ -218,7 +224,7 @@ async def _discard(session: AsyncSession) -> None:
             await session.invalidate()
 
 
-def alembic_config(database_url: str):
+def alembic_config(database_url: str) -> AlembicConfig:
     """An Alembic `Config` for this project's migrations against `database_url`."""
     from alembic.config import Config
 

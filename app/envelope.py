@@ -36,6 +36,7 @@ from app.errors import (
     NotFoundError,
     ServiceError,
 )
+from app.validation import field_name
 
 log = logging.getLogger(__name__)
 
@@ -79,14 +80,6 @@ def failed(
     for key, value in headers.items() if isinstance(headers, dict) else headers or []:
         response.headers.add(key, value)  # add, not set: WWW-Authenticate may repeat
     return response
-
-
-def field_name(location: tuple[Any, ...]) -> str:
-    """A pydantic error location as people write it: `("tags", 0)` -> `"tags[0]"`."""
-    name = ""
-    for part in location:
-        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
-    return name
 
 
 def describe_validation_error(error: Exception, *, body: bool = True) -> str:

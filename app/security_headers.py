@@ -23,7 +23,7 @@ NON_HTML_POLICY = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
 
 def csp_nonce() -> str:
     """This response's CSP nonce, made when a template first asks for it."""
-    nonce = g.get(NONCE_KEY)
+    nonce: str | None = g.get(NONCE_KEY)
     if nonce is None:
         nonce = secrets.token_urlsafe(16)
         setattr(g, NONCE_KEY, nonce)

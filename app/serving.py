@@ -17,6 +17,7 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Generator
 from multiprocessing import get_context
 from multiprocessing.connection import wait
 from multiprocessing.synchronize import Event as EventType
@@ -115,7 +116,7 @@ def limit_websocket_compression() -> None:
     from hypercorn.protocol import ws_stream
     from wsproto.extensions import PerMessageDeflate
 
-    ws_stream.PerMessageDeflate = partial(  # type: ignore[misc, assignment]
+    ws_stream.PerMessageDeflate = partial(  # type: ignore[attr-defined, assignment]
         PerMessageDeflate, server_no_context_takeover=True, client_no_context_takeover=True
     )
 
@@ -130,13 +131,13 @@ def close_refused_frames() -> None:
     REMOTE_CLOSING, as a close frame from the client would, makes Hypercorn send the reply.
     """
     from wsproto.connection import Connection, ConnectionState
-    from wsproto.events import CloseConnection
+    from wsproto.events import CloseConnection, Event
 
     if getattr(Connection.events, "closes_refused_frames", False):
         return
     original_events = Connection.events
 
-    def events(self: Connection):
+    def events(self: Connection) -> Generator[Event, None, None]:
         for event in original_events(self):
             if isinstance(event, CloseConnection) and self._state is ConnectionState.OPEN:
                 self._state = ConnectionState.REMOTE_CLOSING
@@ -265,6 +266,8 @@ def _worker_main(config: Config, sockets: Sockets, stop: EventType) -> None:
     from hypercorn.asyncio.run import worker_serve
     from hypercorn.utils import load_application
 
+    from app.state import app_state
+
     patch_hypercorn()
     wrapped = load_application(config.application_path, config.wsgi_max_body_size)
     quart_app = wrapped.app  # type: ignore[attr-defined]  # hypercorn's ASGIWrapper
@@ -278,7 +281,7 @@ def _worker_main(config: Config, sockets: Sockets, stop: EventType) -> None:
         while not (stop.is_set() or terminated.is_set() or os.getppid() != supervisor):  # noqa: ASYNC110
             await asyncio.sleep(0.1)
         started = time.monotonic()
-        for drain in quart_app.extensions.get("drain_hooks", []):
+        for drain in list(app_state(quart_app).drain_hooks):
             try:
                 await drain()
             except Exception:

@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.scheduler.definitions import JobDefinition
+
 DEVELOPMENT_SECRET_KEY = "development-only-secret-key-change-me"  # noqa: S105 (a marker, refused in production)
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/quart-framework.db"
 SECRET_KEY_MIN = 32  # characters; e.g. secrets.token_urlsafe(32) gives 43
@@ -102,7 +104,7 @@ class Settings(BaseSettings):
     scheduler_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
     scheduler_job_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # JSON, as Flask-APScheduler's JOBS (which is accepted as a name too).
-    scheduler_jobs: list[dict] = Field(
+    scheduler_jobs: list[JobDefinition] = Field(
         default_factory=list, validation_alias=AliasChoices("scheduler_jobs", "jobs")
     )
     scheduler_thread_pool_size: int = Field(default=10, ge=1, le=200)
@@ -122,6 +124,11 @@ class Settings(BaseSettings):
     max_page_size: int = Field(default=1000, ge=1, le=100_000)
     max_content_length: int = Field(default=1024 * 1024, ge=1024)
 
+    # Serving (`serve`): listen addresses, comma-separated, and worker processes; None keeps
+    # hypercorn.toml's. `--bind`/`--workers` win over both.
+    bind: Annotated[list[str], NoDecode] | None = None
+    web_concurrency: int | None = Field(default=None, ge=1, le=64)
+
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 
@@ -135,7 +142,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "allowed_origins", "scheduler_allowed_hosts", "scheduler_job_modules", mode="before"
+        "allowed_origins", "scheduler_allowed_hosts", "scheduler_job_modules", "bind", mode="before"
     )
     @classmethod
     def _split_origins(cls, value: object) -> object:

@@ -8,6 +8,7 @@ from quart import Quart
 
 from app.models import User
 from app.services import users as user_service
+from app.state import app_state
 
 
 def basic(name: str, password: str) -> dict[str, str]:
@@ -27,5 +28,5 @@ def bearer(token: str) -> dict[str, str]:
 
 async def make_user(app: Quart, name: str, role: int = 0, password: str = "password-1") -> User:
     """Create a user directly through the service (no permission check), with a password."""
-    async with app.extensions["database"].session() as session:
+    async with app_state(app).database.session() as session:
         return await user_service.create_user(session, name=name, role=role, password=password)

@@ -24,6 +24,7 @@ from app import create_app
 from app.db import upgrade_to_head
 from app.models import Base
 from app.settings import Settings
+from app.state import app_state
 from tests.resources import (
     ResourceError,
     claim_redis_url,
@@ -191,7 +192,7 @@ class QueryCounter:
 @pytest.fixture
 def query_counter(app: Quart) -> Iterator[QueryCounter]:
     counter = QueryCounter()
-    sync_engine = app.extensions["database"].engine.sync_engine
+    sync_engine = app_state(app).database.engine.sync_engine
     event.listen(sync_engine, "before_cursor_execute", counter)
     yield counter
     event.remove(sync_engine, "before_cursor_execute", counter)

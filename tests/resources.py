@@ -18,6 +18,7 @@ from redis import Redis
 from sqlalchemy.engine import make_url
 
 RUN_ID = os.environ.get("QF_TEST_RUN_ID") or secrets.token_hex(4)
+os.environ["QF_TEST_RUN_ID"] = RUN_ID  # processes the tests spawn belong to this run
 MYSQL_SERVER = make_url(os.environ.get("TEST_MYSQL_URL", "mysql+aiomysql://root@127.0.0.1:3306"))
 REDIS_SERVER = "redis://127.0.0.1:6379"
 CLAIMABLE_REDIS_DATABASES = range(8, 16)

@@ -81,3 +81,25 @@ def test_a_bad_setting_is_one_line_and_exit_2(cli_app, database_env, variable, v
     assert result.exit_code == EXIT_CONFIGURATION_ERROR
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and variable in lines[0] and "Traceback" not in result.output
+
+
+def test_bind_and_workers_come_from_settings_and_arguments_win(monkeypatch, tmp_path) -> None:
+    from app.cli import hypercorn_config
+    from app.settings import Settings
+
+    monkeypatch.setenv("BIND", "127.0.0.1:8001, [::1]:8001")
+    monkeypatch.setenv("WEB_CONCURRENCY", "3")
+    settings = Settings(app_env="testing", secret_key=TEST_SECRET_KEY)
+    config = hypercorn_config(settings)
+    assert (config.bind, config.workers) == (["127.0.0.1:8001", "[::1]:8001"], 3)
+    config = hypercorn_config(settings, bind="0.0.0.0:9000", workers=1)
+    assert (config.bind, config.workers) == (["0.0.0.0:9000"], 1)
+    default = hypercorn_config(Settings(app_env="testing", secret_key=TEST_SECRET_KEY, bind=""))
+    assert default.bind == ["127.0.0.1:8000"]  # hypercorn.toml's
+
+
+def test_a_bad_worker_count_is_a_configuration_error(cli_app, database_env) -> None:
+    result = cli_app.test_cli_runner().invoke(
+        args=["init-db"], env={**database_env, "WEB_CONCURRENCY": "0"}
+    )
+    assert result.exit_code == EXIT_CONFIGURATION_ERROR and "WEB_CONCURRENCY" in result.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app import create_app
+from app.state import app_state
 from tests.conftest import make_settings
 
 
@@ -25,7 +26,7 @@ async def test_readiness_is_503_when_no_connection_can_be_had(database_url) -> N
         make_settings(database_url, db_pool_size=1, db_max_overflow=0, db_pool_timeout=0.2)
     )
     async with app.test_app():
-        async with app.extensions["database"].engine.connect():
+        async with app_state(app).database.engine.connect():
             response = await app.test_client().get("/readyz")
         assert response.status_code == 503
         assert await response.get_json() == {

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from app.settings import DEFAULT_DATABASE_URL, DEVELOPMENT_SECRET_KEY, Settings
+from app.settings import (
+    DEFAULT_DATABASE_URL,
+    DEVELOPMENT_SECRET_KEY,
+    Settings,
+    describe_settings_error,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -80,7 +85,11 @@ def test_testing_also_refuses_the_development_key() -> None:
 def test_flask_apscheduler_jobs_name_is_accepted(monkeypatch) -> None:
     monkeypatch.setenv("APP_ENV", "development")
     monkeypatch.setenv("JOBS", '[{"id": "a", "func": "app.scheduler.jobs:print_test"}]')
-    assert Settings().scheduler_jobs == [{"id": "a", "func": "app.scheduler.jobs:print_test"}]
+    [job] = Settings().scheduler_jobs  # validated by the API's model (a discriminated union)
+    assert job.model_dump(exclude_unset=True) == {
+        "id": "a",
+        "func": "app.scheduler.jobs:print_test",
+    }
     monkeypatch.setenv("SCHEDULER_JOBS", "[]")
     assert Settings().scheduler_jobs == []  # SCHEDULER_JOBS wins over JOBS
 
@@ -104,3 +113,13 @@ def test_a_settings_error_is_one_line_naming_the_variable(monkeypatch) -> None:
         Settings()
     line = describe_settings_error(caught.value)
     assert "\n" not in line and line.startswith("configuration error: DB_POOL_SIZE: ")
+
+
+def test_scheduler_jobs_are_validated_at_start_naming_the_field(monkeypatch) -> None:
+    monkeypatch.setenv(
+        "SCHEDULER_JOBS",
+        '[{"id": "a", "func": "app.scheduler.jobs:print_test", "trigger": "interval"}]',
+    )
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+    assert "give weeks, days, hours, minutes or seconds" in describe_settings_error(raised.value)

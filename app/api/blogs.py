@@ -5,19 +5,13 @@ from __future__ import annotations
 from quart import Blueprint, Response
 from quart_schema import tag, validate_querystring, validate_request
 
-from app.api.common import (
-    DELETED,
-    database,
-    page_bounds,
-    settings,
-    total_count_header,
-    write_actor,
-)
+from app.api.common import DELETED, page_bounds, total_count_header, write_actor
 from app.api.openapi import WRITE, BlogOut, responds
-from app.api.presenters import blog_json
 from app.api.schemas import BlogCreate, BlogUpdate, PageQuery
 from app.envelope import succeed
+from app.presenters import blog_json
 from app.services import blogs as blog_service
+from app.state import database, settings
 
 blueprint = Blueprint("blogs", __name__)
 

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-from quart import current_app
 from werkzeug.exceptions import BadRequest
 
 from app.api.schemas import PageQuery
 from app.auth.identity import require_identity
-from app.db import Database
 from app.services.permissions import Actor
-from app.settings import Settings
+from app.state import settings
 
 DELETED = "successfully deleted."  # the original's `data` for every DELETE
-
-
-def settings() -> Settings:
-    return current_app.extensions["settings"]
-
-
-def database() -> Database:
-    return current_app.extensions["database"]
 
 
 def page_bounds(query: PageQuery) -> tuple[int, int]:

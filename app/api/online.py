@@ -2,31 +2,28 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from quart import Blueprint, Response, current_app
+from quart import Blueprint, Response
 from quart_schema import tag, validate_querystring
 from werkzeug.exceptions import BadRequest
 
-from app.api.common import database, settings
+from app import state
 from app.api.openapi import OnlineHistory, OnlineList, UserOnline, responds
-from app.api.presenters import format_time
 from app.api.schemas import HistoryQuery, OnlineQuery
 from app.envelope import succeed
 from app.presence import PresenceStore
+from app.presenters import format_epoch, format_time
 from app.services import online as online_service
+from app.state import database, settings
 
 blueprint = Blueprint("online", __name__)
 
 
 def presence_store() -> PresenceStore:
-    return current_app.extensions["presence"].store
+    return state.presence().store
 
 
 def shown(epoch: float | None) -> str | None:
-    if epoch is None:
-        return None
-    return format_time(datetime.fromtimestamp(epoch, UTC), settings().tz)
+    return format_epoch(epoch, settings().tz)
 
 
 @blueprint.get("/online")

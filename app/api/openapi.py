@@ -7,13 +7,13 @@ every error status it can answer, each as the error envelope.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel
 from quart_schema import document_response, security_scheme
 from quart_schema.extension import SecuritySchemeInput
-from quart_schema.openapi import APIKeySecurityScheme, HttpSecurityScheme
+from quart_schema.openapi import APIKeySecurityScheme, HttpSecurityScheme, OpenAPIProvider
 
 Data = TypeVar("Data")
 View = TypeVar("View", bound=Callable[..., Any])
@@ -119,16 +119,46 @@ class RevokedSessions(BaseModel):
     revoked: int
 
 
-def responds(data: Any, *errors: int, status: int = 200, secured: bool = False):
-    """Document a route: `Succeed[data]` with `status`, the error envelope for `ALWAYS` and each
-    of `errors`, and (when `secured`) that it needs Basic, Bearer or a session."""
+class NoContent(BaseModel):
+    """No body (204)."""
+
+
+class DocumentingProvider(OpenAPIProvider):
+    """quart-schema's provider, with `NoContent` documented as a response without a body."""
+
+    def build_response_object(
+        self, model: type[Any], headers_model: type[Any] | None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        if model is NoContent:
+            return {"description": "No Content"}, {}
+        return super().build_response_object(model, headers_model)
+
+
+def documents(
+    success: type[Any],
+    status: int,
+    errors: Iterable[int],
+    error_model: type[BaseModel],
+    *,
+    secured: bool,
+) -> Callable[[View], View]:
+    """Document `success` with `status`, `error_model` for each of `errors`, and (when
+    `secured`) that the route needs Basic, Bearer or a session."""
 
     def decorator(view: View) -> View:
-        documented = document_response(Succeed[data], status)(view)
-        for code in sorted({*ALWAYS, *errors}):
-            documented = document_response(Failed, code)(documented)
+        documented = document_response(success, status)(view)
+        for code in sorted(set(errors)):
+            documented = document_response(error_model, code)(documented)
         if secured:
             documented = security_scheme(ANY_CREDENTIALS)(documented)
         return documented
 
     return decorator
+
+
+def responds(
+    data: Any, *errors: int, status: int = 200, secured: bool = False
+) -> Callable[[View], View]:
+    """Document an /api/v1 route: `Succeed[data]` with `status`, and the error envelope for
+    `ALWAYS` and each of `errors`."""
+    return documents(Succeed[data], status, {*ALWAYS, *errors}, Failed, secured=secured)

@@ -70,14 +70,6 @@ class UserIn(BaseModel):
     password: Password | None = None
 
 
-class LoginIn(BaseModel):
-    """POST `/login` as JSON or as a form."""
-
-    model_config = ConfigDict(strict=True, extra="ignore")
-    name: Annotated[StrictStr, StringConstraints(min_length=1, max_length=USER_NAME_MAX)]
-    password: Annotated[StrictStr, StringConstraints(min_length=1, max_length=1024)]
-
-
 class OnlineQuery(BaseModel):
     """`?minutes=` of `/api/v1/online`: the window, default `ONLINE_LAST_MINUTES`."""
 

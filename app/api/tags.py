@@ -5,19 +5,13 @@ from __future__ import annotations
 from quart import Blueprint, Response
 from quart_schema import tag, validate_querystring, validate_request
 
-from app.api.common import (
-    DELETED,
-    database,
-    page_bounds,
-    settings,
-    total_count_header,
-    write_actor,
-)
+from app.api.common import DELETED, page_bounds, total_count_header, write_actor
 from app.api.openapi import WRITE, TagOut, TagWithBlogs, responds
-from app.api.presenters import blog_json, tag_json
 from app.api.schemas import PageQuery, TagIn
 from app.envelope import succeed
+from app.presenters import blog_json, tag_json
 from app.services import tags as tag_service
+from app.state import database, settings
 
 blueprint = Blueprint("tags", __name__)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from quart import Blueprint, Response
 from quart_schema import tag
 
-from app.api.common import database, settings
 from app.api.openapi import IssuedToken, responds
 from app.auth.identity import require_identity, unauthorized
 from app.envelope import succeed
 from app.services import tokens as token_service
+from app.state import database, settings
 
 blueprint = Blueprint("tokens", __name__)
 

@@ -5,20 +5,14 @@ from __future__ import annotations
 from quart import Blueprint, Response
 from quart_schema import tag, validate_querystring, validate_request
 
-from app.api.common import (
-    DELETED,
-    database,
-    page_bounds,
-    settings,
-    total_count_header,
-    write_actor,
-)
+from app.api.common import DELETED, page_bounds, total_count_header, write_actor
 from app.api.openapi import WRITE, RevokedSessions, UserOut, UserWithBlogs, responds
-from app.api.presenters import blog_json, user_json
 from app.api.schemas import PageQuery, UserIn
 from app.auth.identity import current_identity, require_identity
 from app.envelope import succeed
+from app.presenters import blog_json, user_json
 from app.services import users as user_service
+from app.state import database, settings
 
 blueprint = Blueprint("users", __name__)
 

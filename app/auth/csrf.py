@@ -23,9 +23,10 @@ import hmac
 import secrets
 from urllib.parse import urlsplit
 
-from quart import current_app, request, session
+from quart import request, session
 from werkzeug.exceptions import Forbidden
 
+from app import state
 from app.auth.identity import current_identity
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -73,7 +74,7 @@ async def check_csrf() -> None:
         return
     origin = request.headers.get("Origin")
     if origin is not None and origin != "null":
-        allowed = current_app.extensions["settings"].allowed_origins
+        allowed = state.settings().allowed_origins
         if same_origin(origin, host=request.host, scheme=request.scheme) or (
             origin.rstrip("/").lower() in {entry.lower() for entry in allowed}
         ):

@@ -24,6 +24,7 @@ from quart import current_app, g, request, session, websocket
 from werkzeug.datastructures import Authorization, WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
 
+from app import state
 from app.auth.passwords import verify_password
 from app.auth.rate_limit import CredentialGuard
 from app.models import TOKEN_KIND_SESSION, User, name_key
@@ -107,10 +108,10 @@ async def authenticate_password(name: str, password: str) -> User | None:
     Raises `TooManyAttempts` (429) when the client address or the account has used its budget
     of failures; a wrong name costs the same time as a wrong password.
     """
-    guard: CredentialGuard = current_app.extensions["credential_guard"]
-    verified: VerifiedPasswords = current_app.extensions["verified_passwords"]
+    guard: CredentialGuard = state.credential_guard()
+    verified: VerifiedPasswords = state.verified_passwords()
     address = _client_address()
-    async with current_app.extensions["database"].session() as db:
+    async with state.database().session() as db:
         user = await accounts.find_by_name(db, name)
     if user is not None and verified.matches(name, password, user.password_hash):
         return user
@@ -137,10 +138,10 @@ async def _from_authorization_header(credentials: Authorization | None) -> Ident
 
 
 async def _from_bearer_token(token: str) -> Identity:
-    async with current_app.extensions["database"].session() as db:
+    async with state.database().session() as db:
         user = await tokens.user_for_token(db, token)
     if user is None:
-        guard: CredentialGuard = current_app.extensions["credential_guard"]
+        guard: CredentialGuard = state.credential_guard()
         await guard.ensure_allowed(_client_address())  # 429 once this address is over
         await guard.record_failure(_client_address())
         raise unauthorized("Authorization: the token is unknown, expired or revoked")
@@ -151,7 +152,7 @@ async def _from_session() -> Identity | None:
     secret = session.get(SESSION_KEY)
     if not isinstance(secret, str):
         return None
-    async with current_app.extensions["database"].session() as db:
+    async with state.database().session() as db:
         user = await tokens.user_for_token(db, secret, kind=TOKEN_KIND_SESSION)
     if user is None:  # logged out elsewhere, revoked, expired, or the account was deleted
         session.pop(SESSION_KEY, None)
@@ -180,7 +181,7 @@ async def identify_request() -> None:
     elif SESSION_KEY in session:
         g.identity = await _from_session()
     if g.identity is not None:
-        recorder: PresenceRecorder = current_app.extensions["presence"]
+        recorder: PresenceRecorder = state.presence()
         await recorder.mark(g.identity.user_id)
 
 
@@ -196,11 +197,12 @@ async def identify_websocket() -> None:
     elif SESSION_KEY in session:
         g.identity = await _from_session()
     if g.identity is not None:
-        await current_app.extensions["presence"].mark(g.identity.user_id)
+        await state.presence().mark(g.identity.user_id)
 
 
 def current_identity() -> Identity | None:
-    return g.get("identity")
+    identity: Identity | None = g.get("identity")
+    return identity
 
 
 def require_identity() -> Identity:
@@ -216,7 +218,7 @@ async def login_session(user: User) -> None:
     put its secret in the (new) signed cookie. A session of the previous cookie is ended."""
     await logout_session()
     lifetime = int(current_app.permanent_session_lifetime.total_seconds())
-    async with current_app.extensions["database"].session() as db:
+    async with state.database().session() as db:
         secret = await tokens.start_session(db, user.id, ttl_seconds=lifetime)
     session[SESSION_KEY] = secret
     session.permanent = True
@@ -226,6 +228,6 @@ async def logout_session() -> None:
     """End this cookie's session for every worker (its record is deleted) and clear the cookie."""
     secret = session.get(SESSION_KEY)
     if isinstance(secret, str):
-        async with current_app.extensions["database"].session() as db:
+        async with state.database().session() as db:
             await tokens.revoke_token(db, secret)
     session.clear()

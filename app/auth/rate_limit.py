@@ -26,6 +26,7 @@ import math
 import time
 import weakref
 from collections.abc import AsyncIterator
+from typing import Any
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
@@ -51,7 +52,7 @@ class TooManyAttempts(TooManyRequests):
         )
         self.retry_after_seconds = retry_after
 
-    def get_headers(self, *args, **kwargs):
+    def get_headers(self, *args: Any, **kwargs: Any) -> list[tuple[str, str]]:
         return [
             *super().get_headers(*args, **kwargs),
             ("Retry-After", str(self.retry_after_seconds)),

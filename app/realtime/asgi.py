@@ -28,11 +28,11 @@ class DrainWebsocketReceive:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "websocket":
             await self.app(scope, receive, send)
             return
-        inbox: asyncio.Queue[dict] = asyncio.Queue()
+        inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         app_done = asyncio.Event()
 
         async def pump() -> None:

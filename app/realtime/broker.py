@@ -12,23 +12,24 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.metrics import WEBSOCKET_DROPPED
+from app.realtime.messages import BrokerMessage
 
 log = logging.getLogger(__name__)
 
-Deliver = Callable[[dict[str, Any]], None]
+Deliver = Callable[[BrokerMessage], None]
 
 
 class Broker(Protocol):
     async def start(self, deliver: Deliver) -> None:
         """Begin handing every published message (from any worker) to `deliver`."""
 
-    async def publish(self, message: dict[str, Any]) -> None:
+    async def publish(self, message: BrokerMessage) -> None:
         """Send `message` (JSON-serialisable) to every worker, this one included."""
 
     async def close(self) -> None: ...
@@ -43,7 +44,7 @@ class InProcessBroker:
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
 
-    async def publish(self, message: dict[str, Any]) -> None:
+    async def publish(self, message: BrokerMessage) -> None:
         if self._deliver is not None:
             self._deliver(message)
 
@@ -65,7 +66,7 @@ class RedisBroker:
         self.redis = redis
         self.channel = channel
         self.undelivered = 0
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._first_attempt = asyncio.Event()
         self._undelivered_logged = 0
 
@@ -107,7 +108,7 @@ class RedisBroker:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
-    async def publish(self, message: dict[str, Any]) -> None:
+    async def publish(self, message: BrokerMessage) -> None:
         """Raises a `redis.exceptions.RedisError` when Redis is unavailable (counted)."""
         try:
             await self.redis.publish(self.channel, json.dumps(message, ensure_ascii=False))

@@ -13,17 +13,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+from typing import TypedDict
 
-from quart import Blueprint, current_app, render_template
+from quart import Blueprint, render_template
 from quart_schema import hide
 from redis.exceptions import RedisError
 from werkzeug.exceptions import BadRequest
 
+from app import state
 from app.auth.identity import current_identity
 from app.models import new_id
 from app.realtime.connection import Connection
 from app.realtime.handshake import check_origin
 from app.realtime.hub import NICKNAME_ROOM
+from app.realtime.messages import ToEndpoint
 from app.realtime.protocol import (
     ChatFrame,
     FrameError,
@@ -36,18 +39,18 @@ from app.realtime.protocol import (
     parse_frame,
     timestamp,
 )
-from app.realtime.rooms import member_record
+from app.realtime.rooms import MemberRecord, member_record
 from app.realtime.session import current_hub, new_connection, run_connection
 from app.services import accounts
 
 blueprint = Blueprint("chat", __name__)
 log = logging.getLogger(__name__)
 NICKNAME = re.compile(r"^[^\x00-\x1f\x7f/]{1,32}$")
-RELAY = {"kind": "endpoint", "endpoint": "relay"}
-NICKNAME_CHAT = {"kind": "endpoint", "endpoint": "nickname"}
+RELAY: ToEndpoint = {"kind": "endpoint", "endpoint": "relay"}
+NICKNAME_CHAT: ToEndpoint = {"kind": "endpoint", "endpoint": "nickname"}
 
 
-def identity_fields() -> dict:
+def identity_fields() -> dict[str, str | None]:
     identity = current_identity()
     if identity is None:
         return {"name": None, "user_id": None}
@@ -130,15 +133,21 @@ async def nickname_socket(nickname: str) -> None:
 # /ws/chat: rooms, presence and history ----------------------------------------------------
 
 
-def presence_names(members: list[dict]) -> list[dict]:
-    seen: dict[str, dict] = {}
+class PresenceEntry(TypedDict):
+    name: str
+    user_id: str | None
+
+
+def presence_names(members: list[MemberRecord]) -> list[PresenceEntry]:
+    """One entry per name (a user may be connected several times), sorted by name."""
+    seen: dict[str, PresenceEntry] = {}
     for member in members:
         seen.setdefault(member["name"], {"name": member["name"], "user_id": member["user_id"]})
     return sorted(seen.values(), key=lambda entry: entry["name"])
 
 
 async def _nickname_is_an_account(nickname: str) -> bool:
-    async with current_app.extensions["database"].session() as session:
+    async with state.database().session() as session:
         return await accounts.name_is_taken(session, nickname)
 
 
@@ -250,9 +259,7 @@ async def _chat_frame(connection: Connection, text: str) -> None:
         # its history entry could not be written.
         await hub.publish({"kind": "room", "room": frame.room}, message)
         try:
-            await hub.directory.append_history(
-                frame.room, message, current_app.extensions["settings"].chat_history
-            )
+            await hub.directory.append_history(frame.room, message, state.settings().chat_history)
         except RedisError as error:
             log.warning("chat history not written (%s)", type(error).__name__)
     elif isinstance(frame, Private):

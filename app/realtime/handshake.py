@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from quart import current_app, websocket
+from quart import websocket
 from werkzeug.exceptions import Forbidden
 
+from app import state
 from app.auth.csrf import same_origin
 
 
@@ -24,7 +25,7 @@ def origin_allowed(origin: str | None, *, host: str, scheme: str, allowed: list[
 
 def check_origin() -> None:
     """Refuse the handshake (HTTP 403) from a page of another origin."""
-    settings = current_app.extensions["settings"]
+    settings = state.settings()
     if not origin_allowed(
         websocket.headers.get("Origin"),
         host=websocket.host,

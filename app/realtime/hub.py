@@ -12,14 +12,17 @@ import contextlib
 import logging
 import os
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from app.presence import PresenceRecorder
 from app.realtime.broker import Broker
 from app.realtime.connection import GOING_AWAY, Connection, encode
-from app.realtime.rooms import RoomDirectory, member_record
+from app.realtime.messages import Audience, BrokerMessage
+from app.realtime.rooms import MemberRecord, RoomDirectory, member_record
 
 log = logging.getLogger(__name__)
+
 
 NICKNAME_ROOM = "~nickname-chat"  # the seed endpoint's members; chat rooms cannot start with "~"
 DRAIN_SECONDS = 5.0
@@ -72,7 +75,7 @@ class Hub:
         self.join_slots = asyncio.Semaphore(JOIN_CONCURRENCY)
         self._presence: dict[str, PresenceBatch] = {}
         self._presence_tasks: set[asyncio.Task[None]] = set()
-        self._heartbeat: asyncio.Task | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
         self._empty = asyncio.Event()
         self._empty.set()
 
@@ -157,7 +160,7 @@ class Hub:
             room, connection.id, connection.room_name, self.owner(connection)
         )
 
-    def _record(self, connection: Connection) -> dict[str, Any]:
+    def _record(self, connection: Connection) -> MemberRecord:
         return member_record(
             connection.id, connection.room_name, connection.user_id, self.directory.clock()
         )
@@ -165,10 +168,12 @@ class Hub:
     # Fan-out --------------------------------------------------------------------------------
 
     async def publish(
-        self, to: dict[str, Any], frame: dict[str, Any] | str, skip: str | None = None
+        self, to: Audience, frame: dict[str, Any] | str, skip: str | None = None
     ) -> None:
-        """Deliver `frame` to the connections matching `to`, on every worker."""
-        await self.broker.publish({"to": to, "frame": frame, "skip": skip})
+        """Deliver `frame` to the connections matching `to`, on every worker. Raises the
+        broker's error (`redis.exceptions.RedisError`) when it cannot take the message."""
+        message: BrokerMessage = {"to": to, "frame": frame, "skip": skip}
+        await self.broker.publish(message)
 
     async def announce_presence(
         self,
@@ -208,11 +213,11 @@ class Hub:
         except Exception as error:  # counted by the broker
             log.warning("presence batch for %s not published: %s", room, type(error).__name__)
 
-    def deliver(self, message: dict[str, Any]) -> None:
+    def deliver(self, message: BrokerMessage) -> None:
         """Hand a broker message to this worker's matching connections (never blocks)."""
         to, skip, frame = message["to"], message.get("skip"), message["frame"]
         targets = [c for c in self._targets(to) if c.id != skip]
-        room = to.get("room")
+        room = to["room"] if to["kind"] != "endpoint" and "room" in to else None
         if isinstance(frame, dict) and frame.get("event") == "presence_diff":
             self._deliver_presence(targets, frame, room)
             return
@@ -234,19 +239,17 @@ class Hub:
             else:
                 _send_or_hold(connection, text, room)
 
-    def _targets(self, to: dict[str, Any]) -> list[Connection]:
-        kind = to["kind"]
-        if kind == "endpoint":
+    def _targets(self, to: Audience) -> list[Connection]:
+        if to["kind"] == "endpoint":
             return list(self.by_endpoint.get(to["endpoint"], ()))
-        if kind == "room":
+        if to["kind"] == "room":
             return list(self.rooms.get(to["room"], ()))
-        if kind == "names":
+        if to["kind"] == "names":
             names = set(to["names"])
-            pool = (
-                self.rooms.get(to["room"], ())
-                if "room" in to
-                else self.by_endpoint.get(to["endpoint"], ())
-            )
+            if "room" in to:
+                pool: Iterable[Connection] = self.rooms.get(to["room"], ())
+            else:
+                pool = self.by_endpoint.get(to.get("endpoint", ""), ())
             return [c for c in pool if c.name in names]
         return []
 

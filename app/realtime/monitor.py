@@ -12,9 +12,10 @@ import asyncio
 import contextlib
 
 import psutil
-from quart import Blueprint, current_app, render_template
+from quart import Blueprint, render_template
 from quart_schema import hide
 
+from app import state
 from app.auth.identity import current_identity
 from app.realtime.connection import Connection, encode
 from app.realtime.handshake import check_origin
@@ -27,7 +28,8 @@ CONNECTED = {"event": "connect", "data": "连接成功"}
 
 def memory_sample() -> dict[str, int | float]:
     """`psutil.virtual_memory()` as a dict: bytes as integers, `percent` a float."""
-    return psutil.virtual_memory()._asdict()
+    sample: dict[str, int | float] = psutil.virtual_memory()._asdict()
+    return sample
 
 
 class MemoryMonitor:
@@ -36,7 +38,7 @@ class MemoryMonitor:
     def __init__(self, interval: float) -> None:
         self.interval = interval
         self.subscribers: set[Connection] = set()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self.samples_taken = 0
 
     def subscribe(self, connection: Connection) -> None:
@@ -64,7 +66,7 @@ class MemoryMonitor:
 
 
 def monitor() -> MemoryMonitor:
-    return current_app.extensions["memory_monitor"]
+    return state.memory_monitor()
 
 
 async def _on_frame(connection: Connection, text: str) -> None:
@@ -105,5 +107,5 @@ async def monitor_page() -> str:
     return await render_template(
         "monitor.html",
         identity=current_identity(),
-        interval=current_app.extensions["settings"].monitor_interval,
+        interval=state.settings().monitor_interval,
     )

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
-from app.envelope import field_name
+from app.validation import field_name
 
 STRICT = ConfigDict(strict=True, extra="forbid")
 RoomName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
@@ -82,7 +82,7 @@ class FrameError(ValueError):
     """A frame that is not valid JSON or does not match its schema; `str()` says why."""
 
 
-def parse_frame(text: str, adapter: TypeAdapter | type[BaseModel]) -> Any:
+def parse_frame(text: str, adapter: TypeAdapter[Any] | type[BaseModel]) -> Any:
     """Parse a JSON text frame against its schema. Raises `FrameError` naming the field."""
     try:
         data = json.loads(text)

@@ -17,32 +17,45 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict, deque
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypedDict
 
 from redis.asyncio import Redis
 
+Clock = Callable[[], float]  # epoch seconds
 
-def member_record(conn: str, name: str, user_id: str | None, seen: float) -> dict[str, Any]:
+
+class MemberRecord(TypedDict):
+    """A connection in a room: its id, display name, user (None: anonymous) and when it was
+    last seen alive (epoch seconds)."""
+
+    conn: str
+    name: str
+    user_id: str | None
+    seen: float
+
+
+def member_record(conn: str, name: str, user_id: str | None, seen: float) -> MemberRecord:
     return {"conn": conn, "name": name, "user_id": user_id, "seen": seen}
 
 
 class RoomDirectory(Protocol):
-    clock: Any  # () -> epoch seconds
+    clock: Clock
 
-    async def join_member(self, room: str, member: dict[str, Any], owner: str) -> bool:
+    async def join_member(self, room: str, member: MemberRecord, owner: str) -> bool:
         """Add `member` to `room` under its name, reserved for `owner`, in one atomic step;
         False (nothing changed) if a live member of another owner has the name."""
 
-    async def add_member(self, room: str, member: dict[str, Any]) -> None:
+    async def add_member(self, room: str, member: MemberRecord) -> None:
         """Add `member` without a name claim (the seed's nickname chat)."""
 
     async def remove_member(self, room: str, conn: str, name: str, owner: str) -> bool:
         """Remove a connection; True when no connection of that name is left in the room."""
 
-    async def members(self, room: str) -> list[dict[str, Any]]:
+    async def members(self, room: str) -> list[MemberRecord]:
         """Live members of `room` (stale ones are dropped first)."""
 
-    async def refresh(self, room: str, members: list[dict[str, Any]]) -> None:
+    async def refresh(self, room: str, members: list[MemberRecord]) -> None:
         """Heartbeat: mark this worker's `members` of `room` as alive now."""
 
     async def append_history(self, room: str, message: dict[str, Any], keep: int) -> None: ...
@@ -54,21 +67,21 @@ class RoomDirectory(Protocol):
 class MemoryRoomDirectory:
     """Rooms of this process (the embedded default)."""
 
-    def __init__(self, *, stale_after: float, clock=time.time) -> None:
+    def __init__(self, *, stale_after: float, clock: Clock = time.time) -> None:
         self.stale_after = stale_after
         self.clock = clock
-        self._members: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        self._members: dict[str, dict[str, MemberRecord]] = defaultdict(dict)
         self._names: dict[str, dict[str, str]] = defaultdict(dict)
-        self._history: dict[str, deque] = {}
+        self._history: dict[str, deque[dict[str, Any]]] = {}
 
-    def _live(self, room: str) -> dict[str, dict[str, Any]]:
+    def _live(self, room: str) -> dict[str, MemberRecord]:
         limit = self.clock() - self.stale_after
         members = self._members[room]
         for conn in [c for c, m in members.items() if m["seen"] < limit]:
             del members[conn]
         return members
 
-    async def join_member(self, room: str, member: dict[str, Any], owner: str) -> bool:
+    async def join_member(self, room: str, member: MemberRecord, owner: str) -> bool:
         name = member["name"]
         holder = self._names[room].get(name)
         if holder not in (None, owner) and any(
@@ -79,7 +92,7 @@ class MemoryRoomDirectory:
         self._members[room][member["conn"]] = member
         return True
 
-    async def add_member(self, room: str, member: dict[str, Any]) -> None:
+    async def add_member(self, room: str, member: MemberRecord) -> None:
         self._members[room][member["conn"]] = member
 
     async def remove_member(self, room: str, conn: str, name: str, owner: str) -> bool:
@@ -93,10 +106,10 @@ class MemoryRoomDirectory:
             self._names.pop(room, None)
         return True
 
-    async def members(self, room: str) -> list[dict[str, Any]]:
+    async def members(self, room: str) -> list[MemberRecord]:
         return list(self._live(room).values())
 
-    async def refresh(self, room: str, members: list[dict[str, Any]]) -> None:
+    async def refresh(self, room: str, members: list[MemberRecord]) -> None:
         now = self.clock()
         for member in members:
             if member["conn"] in self._members[room]:
@@ -143,7 +156,7 @@ class RedisRoomDirectory:
         stale_after: float,
         prefix: str = "",
         history_seconds: int = 86400,
-        clock=time.time,
+        clock: Clock = time.time,
     ) -> None:
         self.redis = redis
         self.stale_after = stale_after
@@ -159,11 +172,11 @@ class RedisRoomDirectory:
     def _key(self, room: str, kind: str) -> str:
         return f"{self.prefix}room/{room}/{kind}"
 
-    async def _live(self, room: str) -> list[dict[str, Any]]:
+    async def _live(self, room: str) -> list[MemberRecord]:
         raw = await self.redis.hgetall(self._key(room, "members"))
         limit = self.clock() - self.stale_after
-        live: list[tuple[str, dict[str, Any]]] = []
-        stale: list[tuple[str, dict[str, Any]]] = []
+        live: list[tuple[str, MemberRecord]] = []
+        stale: list[tuple[str, MemberRecord]] = []
         for conn, text in raw.items():
             member = json.loads(text)
             (live if member["seen"] >= limit else stale).append((str(conn), member))
@@ -171,7 +184,7 @@ class RedisRoomDirectory:
             await self.redis.hdel(self._key(room, "members"), *[conn for conn, _ in stale])
         return [member for _, member in live]
 
-    async def join_member(self, room: str, member: dict[str, Any], owner: str) -> bool:
+    async def join_member(self, room: str, member: MemberRecord, owner: str) -> bool:
         joined = await self._join(
             keys=[self._key(room, "names"), self._key(room, "members")],
             args=[
@@ -185,7 +198,7 @@ class RedisRoomDirectory:
         )
         return bool(joined)
 
-    async def add_member(self, room: str, member: dict[str, Any]) -> None:
+    async def add_member(self, room: str, member: MemberRecord) -> None:
         key = self._key(room, "members")
         async with self.redis.pipeline(transaction=True) as pipeline:
             pipeline.hset(key, member["conn"], json.dumps(member))
@@ -200,10 +213,10 @@ class RedisRoomDirectory:
             await self.redis.hdel(self._key(room, "names"), name)
         return True
 
-    async def members(self, room: str) -> list[dict[str, Any]]:
+    async def members(self, room: str) -> list[MemberRecord]:
         return await self._live(room)
 
-    async def refresh(self, room: str, members: list[dict[str, Any]]) -> None:
+    async def refresh(self, room: str, members: list[MemberRecord]) -> None:
         now = self.clock()
         if members:
             async with self.redis.pipeline(transaction=True) as pipeline:

@@ -7,8 +7,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from quart import current_app, websocket
+from quart import websocket
 
+from app import state
 from app.metrics import WEBSOCKETS_OPEN
 from app.realtime.connection import (
     STORE_ERRORS,
@@ -23,18 +24,21 @@ from app.realtime.hub import Hub
 log = logging.getLogger("app.access")
 
 
+CloseHook = Callable[[Connection, list[str]], Awaitable[None]]
+
+
 def current_hub() -> Hub:
-    return current_app.extensions["hub"]
+    return state.hub()
 
 
 def read_rules() -> ReadRules:
-    return current_app.extensions["ws_read_rules"]
+    return state.ws_read_rules()
 
 
 def new_connection(
     endpoint: str, *, name: str | None = None, user_id: str | None = None
 ) -> Connection:
-    settings = current_app.extensions["settings"]
+    settings = state.settings()
     return Connection(
         websocket._get_current_object(),  # type: ignore[attr-defined]
         endpoint=endpoint,
@@ -49,28 +53,34 @@ async def run_connection(
     on_text: FrameHandler,
     *,
     on_open: Callable[[Connection], Awaitable[None]] | None = None,
-    on_close: Callable[[Connection, list[str]], Awaitable[None]] | None = None,
+    on_close: CloseHook | None = None,
 ) -> None:
-    """Register with the hub, accept, serve frames with `on_text`, then unregister and run
-    `on_close(connection, rooms_left)`, even when the server cancels the handler.
+    """Register with the hub, run `on_open`, accept, serve frames with `on_text`, then
+    unregister and run `on_close(connection, rooms_left)`, even when the server cancels the
+    handler.
 
-    Registering first means a broadcast made while the handshake completes is queued for this
-    connection (its writer starts with `serve`), not missed."""
+    Registering and `on_open` (e.g. recording a nickname) come before the handshake completes:
+    once the client sees it open, a broadcast or a private message to it is queued for it (its
+    writer starts with `serve`), never missed. If `on_open` finds the shared store down, the
+    socket is accepted and closed with 1013."""
     hub = current_hub()
     await hub.register(connection)
     started = time.monotonic()
     open_gauge = WEBSOCKETS_OPEN.labels(connection.endpoint)
     accepted = False
     try:
-        await websocket.accept()
-        open_gauge.inc()
-        accepted = True
-        log.info("websocket %s opened id=%s", websocket.path, connection.id)
+        opened = True
         if on_open is not None:
             try:
                 await on_open(connection)
             except STORE_ERRORS:
-                connection.close(TRY_AGAIN_LATER, STORE_UNAVAILABLE)
+                opened = False
+        await websocket.accept()
+        open_gauge.inc()
+        accepted = True
+        log.info("websocket %s opened id=%s", websocket.path, connection.id)
+        if not opened:
+            connection.close(TRY_AGAIN_LATER, STORE_UNAVAILABLE)
         await connection.serve(on_text, read_rules())
     finally:
         if accepted:
@@ -88,7 +98,7 @@ async def run_connection(
         await asyncio.shield(cleanup)
 
 
-async def _unregister(hub: Hub, connection: Connection, on_close) -> None:
+async def _unregister(hub: Hub, connection: Connection, on_close: CloseHook | None) -> None:
     left = await hub.unregister(connection)
     if on_close is not None:
         await on_close(connection, left)

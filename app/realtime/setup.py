@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from limits import parse
-from quart import Quart
 from redis.asyncio import Redis
 
 from app.realtime.broker import Broker, InProcessBroker, RedisBroker
@@ -11,7 +10,7 @@ from app.realtime.connection import ReadRules
 from app.realtime.hub import Hub
 from app.realtime.monitor import MemoryMonitor
 from app.realtime.rooms import MemoryRoomDirectory, RedisRoomDirectory, RoomDirectory
-from app.settings import Settings
+from app.state import AppState
 
 STALE_HEARTBEATS = 3
 
@@ -23,9 +22,11 @@ def hub_channel(redis: Redis, prefix: str) -> str:
     return f"{prefix}db{database}:hub"
 
 
-async def open_realtime(app: Quart, settings: Settings, redis: Redis | None) -> None:
+async def open_realtime(state: AppState, redis: Redis | None) -> None:
     """Start the hub (and its broker subscription) and register its drain hook, which sends
     every websocket 1001 when the worker starts shutting down (`app.serving`)."""
+    settings = state.settings
+    assert state.presence is not None, "presence opens before the realtime parts"
     stale_after = settings.ws_room_heartbeat * STALE_HEARTBEATS
     broker: Broker
     directory: RoomDirectory
@@ -40,26 +41,25 @@ async def open_realtime(app: Quart, settings: Settings, redis: Redis | None) -> 
     else:
         broker = InProcessBroker()
         directory = MemoryRoomDirectory(stale_after=stale_after)
-    hub = Hub(
-        broker, directory, app.extensions["presence"], heartbeat_seconds=settings.ws_room_heartbeat
-    )
+    hub = Hub(broker, directory, state.presence, heartbeat_seconds=settings.ws_room_heartbeat)
     await hub.start()
-    app.extensions["hub"] = hub
-    app.extensions["memory_monitor"] = MemoryMonitor(settings.monitor_interval)
-    app.extensions["ws_read_rules"] = ReadRules(
+    state.hub = hub
+    state.memory_monitor = MemoryMonitor(settings.monitor_interval)
+    state.ws_read_rules = ReadRules(
         max_message_bytes=settings.ws_max_message_bytes,
         idle_timeout=settings.ws_idle_timeout,
         rate=parse(settings.ws_rate_limit),
         flood_strikes=settings.ws_flood_strikes,
     )
-    app.extensions.setdefault("drain_hooks", []).append(hub.stop)
+    state.drain_hooks.append(hub.stop)
 
 
-async def close_realtime(app: Quart) -> None:
-    monitor: MemoryMonitor | None = app.extensions.pop("memory_monitor", None)
+async def close_realtime(state: AppState) -> None:
+    monitor, state.memory_monitor = state.memory_monitor, None
     if monitor is not None:
         await monitor.stop()
-    hub: Hub | None = app.extensions.pop("hub", None)
+    hub, state.hub = state.hub, None
     if hub is not None:
         await hub.stop()
-    app.extensions["drain_hooks"] = []
+    state.ws_read_rules = None
+    state.drain_hooks.clear()

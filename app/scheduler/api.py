@@ -8,62 +8,83 @@ that is not a registered job function, start when running or shutdown when stopp
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, TypeVar
 
 from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
-from pydantic import BaseModel, ConfigDict
-from quart import Blueprint, Response, current_app, jsonify
+from pydantic import BaseModel, ConfigDict, RootModel
+from quart import Blueprint, Response, jsonify, request
 from quart_schema import RequestSchemaValidationError, tag, validate_request
 from redis.exceptions import RedisError
 from werkzeug.exceptions import Forbidden, HTTPException
 
+from app import state
+from app.api.openapi import NoContent, documents
 from app.auth.identity import require_identity
 from app.envelope import describe_validation_error
 from app.redis_client import UNREACHABLE
+from app.scheduler.definitions import JobDefinition, describe_job_error
 from app.scheduler.registry import ForbiddenJobFunction
 from app.scheduler.serialize import JobDefinitionError
 from app.scheduler.service import SchedulerService, SchedulerStateError
 
 blueprint = Blueprint("scheduler", __name__, url_prefix="/scheduler")
-Scalar = str | int | float
+V = TypeVar("V", bound=Callable[..., Any])
 
 
-class JobDefinition(BaseModel):
-    """A job as Flask-APScheduler takes it: `func` ("module:function", registered), `trigger`
-    (`date`, `interval`, `cron`) with its fields, or `crontab` ("*/5 * * * *")."""
+class JobRequest(RootModel[JobDefinition]):
+    """A job in Flask-APScheduler's format: `func` ("module:function", registered), `trigger`
+    (`date`, `interval`, `cron`) with that trigger's fields, or `crontab` ("*/5 * * * *"), or
+    neither (run once, now). app.scheduler.definitions has the fields."""
 
-    model_config = ConfigDict(extra="forbid")
-    id: str | None = None
-    name: str | None = None
-    func: str | None = None
-    args: list[Any] | None = None
-    kwargs: dict[str, Any] | None = None
-    trigger: str | None = None
-    crontab: str | None = None
-    run_date: str | None = None
-    start_date: str | None = None
-    end_date: str | None = None
-    timezone: str | None = None
-    jitter: int | None = None
-    weeks: float | None = None
-    days: float | None = None
-    hours: float | None = None
-    minutes: float | None = None
-    seconds: float | None = None
-    year: Scalar | None = None
-    month: Scalar | None = None
-    day: Scalar | None = None
-    week: Scalar | None = None
-    day_of_week: Scalar | None = None
-    hour: Scalar | None = None
-    minute: Scalar | None = None
-    second: Scalar | None = None
-    misfire_grace_time: int | None = None
-    max_instances: int | None = None
-    coalesce: bool | None = None
-    executor: str | None = None
-    next_run_time: str | None = None
-    replace_existing: bool | None = None
+
+class SchedulerError(BaseModel):
+    """Flask-APScheduler's error body."""
+
+    error_message: str
+
+
+class SchedulerInfo(BaseModel):
+    current_host: str
+    allowed_hosts: list[str]
+    running: bool
+    state: Literal["running", "paused", "stopped"]
+    leader: str | None
+
+
+class JobOut(BaseModel):
+    """A job in Flask-APScheduler's format, with its trigger's fields (`trigger`, `seconds`,
+    `minute`, `run_date`, …) beside these, and times in ISO 8601."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str
+    name: str
+    func: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    trigger: str
+
+
+class JobRunOut(BaseModel):
+    scheduled_time: str | None
+    start: str | None
+    duration: float | None
+    outcome: Literal["success", "error", "missed", "skipped"]
+    error: str | None
+    manual: bool
+    worker: str
+
+
+JobList = RootModel[list[JobOut]]
+JobRunList = RootModel[list[JobRunOut]]
+
+# Any scheduler route may answer these: a malformed request, no or wrong credentials, not an
+# admin, too many failed credential checks, the shared store down.
+SCHEDULER_ERRORS = (400, 401, 403, 429, 503)
+
+
+def scheduler_responds(success: type[Any], *errors: int, status: int = 200) -> Callable[[V], V]:
+    return documents(success, status, {*SCHEDULER_ERRORS, *errors}, SchedulerError, secured=True)
 
 
 def error(status: int, message: str, headers: list[tuple[str, str]] | None = None) -> Response:
@@ -79,7 +100,7 @@ def not_found(job_id: str) -> Response:
 
 
 def scheduler() -> SchedulerService:
-    return current_app.extensions["scheduler"]
+    return state.scheduler()
 
 
 @blueprint.before_request
@@ -95,7 +116,7 @@ RETRY_AFTER_SECONDS = "5"
 @blueprint.before_request
 async def store_reachable() -> Response | None:
     """503 at once while this worker knows Redis is down (its circuit is open)."""
-    redis = current_app.extensions.get("redis")
+    redis = state.redis()
     if redis is not None and redis.circuit.is_open:
         return error(503, STORE_UNAVAILABLE, [("Retry-After", RETRY_AFTER_SECONDS)])
     return None
@@ -105,7 +126,7 @@ async def store_reachable() -> Response | None:
 async def store_failed(exception: RedisError) -> Response:
     """A job-store or lease call that failed (bounded by REDIS_TIMEOUT): 503, and the worker's
     circuit opens so the next calls answer at once."""
-    redis = current_app.extensions.get("redis")
+    redis = state.redis()
     if redis is not None and isinstance(exception, UNREACHABLE):
         redis.circuit.record_failure(exception)
     return error(503, STORE_UNAVAILABLE, [("Retry-After", RETRY_AFTER_SECONDS)])
@@ -119,21 +140,20 @@ async def http_error(exception: HTTPException) -> Response:
 
 @blueprint.errorhandler(RequestSchemaValidationError)
 async def invalid_body(exception: RequestSchemaValidationError) -> Response:
-    return error(400, describe_validation_error(exception.validation_error))
-
-
-def definition(data: JobDefinition) -> dict[str, Any]:
-    return data.model_dump(exclude_unset=True)
+    if not request.is_json:
+        return error(400, describe_validation_error(exception.validation_error))
+    return error(400, describe_job_error(exception.validation_error))
 
 
 @blueprint.get("")
+@scheduler_responds(SchedulerInfo)
 @tag(["scheduler"])
 async def get_scheduler_info() -> Response:
     """`{"current_host", "allowed_hosts", "running", "state", "leader"}`."""
     return jsonify(await scheduler().info())
 
 
-async def _state_change(action) -> Response:
+async def _state_change(action: Callable[[], Awaitable[None]]) -> Response:
     try:
         await action()
     except SchedulerStateError as exception:
@@ -142,6 +162,7 @@ async def _state_change(action) -> Response:
 
 
 @blueprint.post("/pause")
+@scheduler_responds(NoContent, status=204)
 @tag(["scheduler"])
 async def pause_scheduler() -> Response:
     """Pause job processing on every worker (204)."""
@@ -149,6 +170,7 @@ async def pause_scheduler() -> Response:
 
 
 @blueprint.post("/resume")
+@scheduler_responds(NoContent, status=204)
 @tag(["scheduler"])
 async def resume_scheduler() -> Response:
     """Resume job processing (204)."""
@@ -156,6 +178,7 @@ async def resume_scheduler() -> Response:
 
 
 @blueprint.post("/start")
+@scheduler_responds(NoContent, status=204)
 @tag(["scheduler"])
 async def start_scheduler() -> Response:
     """Start a stopped scheduler (204); 400 when it is running."""
@@ -163,6 +186,7 @@ async def start_scheduler() -> Response:
 
 
 @blueprint.post("/shutdown")
+@scheduler_responds(NoContent, status=204)
 @tag(["scheduler"])
 async def shutdown_scheduler() -> Response:
     """Stop job processing (204); 400 when it is stopped. Running jobs finish."""
@@ -170,26 +194,29 @@ async def shutdown_scheduler() -> Response:
 
 
 @blueprint.get("/jobs")
+@scheduler_responds(JobList)
 @tag(["scheduler"])
 async def get_jobs() -> Response:
     return jsonify(await scheduler().get_jobs())
 
 
 @blueprint.post("/jobs")
-@validate_request(JobDefinition)
+@scheduler_responds(JobOut, 409, 413)
+@validate_request(JobRequest)
 @tag(["scheduler"])
-async def add_job(data: JobDefinition) -> Response:
+async def add_job(data: JobRequest) -> Response:
     """Add a job; 409 if its id exists, 400 for a bad definition or function."""
-    fields = definition(data)
+    job = data.root
     try:
-        return jsonify(await scheduler().add_job(fields))
+        return jsonify(await scheduler().add_job(job))
     except ConflictingIdError:
-        return error(409, f"Job {fields.get('id')} already exists.")
+        return error(409, f"Job {job.id} already exists.")
     except (JobDefinitionError, ForbiddenJobFunction) as exception:
         return error(400, str(exception))
 
 
 @blueprint.get("/jobs/<job_id>")
+@scheduler_responds(JobOut, 404)
 @tag(["scheduler"])
 async def get_job(job_id: str) -> Response:
     try:
@@ -199,6 +226,7 @@ async def get_job(job_id: str) -> Response:
 
 
 @blueprint.delete("/jobs/<job_id>")
+@scheduler_responds(NoContent, 404, status=204)
 @tag(["scheduler"])
 async def delete_job(job_id: str) -> Response:
     try:
@@ -209,19 +237,20 @@ async def delete_job(job_id: str) -> Response:
 
 
 @blueprint.patch("/jobs/<job_id>")
-@validate_request(JobDefinition)
+@scheduler_responds(JobOut, 404, 413)
+@validate_request(JobRequest)
 @tag(["scheduler"])
-async def update_job(job_id: str, data: JobDefinition) -> Response:
+async def update_job(job_id: str, data: JobRequest) -> Response:
     """Change a job's fields; with `trigger` (or `crontab`) it is rescheduled."""
     try:
-        return jsonify(await scheduler().modify_job(job_id, definition(data)))
+        return jsonify(await scheduler().modify_job(job_id, data.root))
     except JobLookupError:
         return not_found(job_id)
     except (JobDefinitionError, ForbiddenJobFunction) as exception:
         return error(400, str(exception))
 
 
-async def _job_action(job_id: str, action) -> Response:
+async def _job_action(job_id: str, action: Callable[[str], Awaitable[Any]]) -> Response:
     try:
         return jsonify(await action(job_id))
     except JobLookupError:
@@ -229,18 +258,21 @@ async def _job_action(job_id: str, action) -> Response:
 
 
 @blueprint.post("/jobs/<job_id>/pause")
+@scheduler_responds(JobOut, 404)
 @tag(["scheduler"])
 async def pause_job(job_id: str) -> Response:
     return await _job_action(job_id, scheduler().pause_job)
 
 
 @blueprint.post("/jobs/<job_id>/resume")
+@scheduler_responds(JobOut, 404)
 @tag(["scheduler"])
 async def resume_job(job_id: str) -> Response:
     return await _job_action(job_id, scheduler().resume_job)
 
 
 @blueprint.post("/jobs/<job_id>/run")
+@scheduler_responds(JobOut, 404)
 @tag(["scheduler"])
 async def run_job(job_id: str) -> Response:
     """Run the job now, once, on this worker; the outcome goes to its run history."""
@@ -248,6 +280,7 @@ async def run_job(job_id: str) -> Response:
 
 
 @blueprint.get("/jobs/<job_id>/runs")
+@scheduler_responds(JobRunList, 404)
 @tag(["scheduler"])
 async def job_runs(job_id: str) -> Response:
     """The last runs, newest first: `[{"scheduled_time", "start", "duration" (s), "outcome"

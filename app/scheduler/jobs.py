@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from app import state
 from app.models import OnlineSnapshot
 from app.scheduler import runtime
 from app.scheduler.registry import job_function
@@ -27,29 +28,30 @@ def print_test(*args: object) -> str:
 @job_function
 async def purge_presence() -> int:
     """Drop presence entries older than the window (the memory backend keeps them otherwise)."""
-    return await runtime.app().extensions["presence"].store.purge()
+    async with runtime.app().app_context():
+        return await state.presence().store.purge()
 
 
 @job_function
 async def snapshot_online_count() -> int:
     """Store how many users are online now, once per minute (the minute is the key, so a
     second run for the same minute changes nothing)."""
-    app = runtime.app()
-    settings = app.extensions["settings"]
-    store = app.extensions["presence"].store
-    count = len(await store.online(min(settings.online_last_minutes, store.max_window_minutes)))
-    taken_at = datetime.now(UTC).replace(second=0, microsecond=0)
-    async with app.extensions["database"].session() as session:
-        session.add(OnlineSnapshot(taken_at=taken_at, online_count=count))
-        try:
-            await session.commit()
-        except IntegrityError:
-            await session.rollback()
+    async with runtime.app().app_context():
+        store = state.presence().store
+        window = min(state.settings().online_last_minutes, store.max_window_minutes)
+        count = len(await store.online(window))
+        taken_at = datetime.now(UTC).replace(second=0, microsecond=0)
+        async with state.database().session() as session:
+            session.add(OnlineSnapshot(taken_at=taken_at, online_count=count))
+            try:
+                await session.commit()
+            except IntegrityError:
+                await session.rollback()
     return count
 
 
 @job_function
 async def count_snapshots() -> int:
     """How many snapshots are stored (a harmless job for trying the API)."""
-    async with runtime.app().extensions["database"].session() as session:
+    async with runtime.app().app_context(), state.database().session() as session:
         return await session.scalar(select(func.count()).select_from(OnlineSnapshot)) or 0

@@ -1,34 +1,27 @@
 """Which worker runs the jobs: the holder of a lease in Redis, renewed while it lives.
 
-`SET key me NX PX lease` takes the lease; the holder renews it every third of the lease with a
-compare-and-extend script. If the leader dies, its lease expires within `SCHEDULER_LEASE_SECONDS`
-and another worker takes it at its next attempt: a takeover within lease + lease/3 seconds.
-Without Redis there is one process, and it always leads.
+The lease is redis-py's `redis.asyncio.lock.Lock`: `acquire(token=identity)` takes it
+(`SET key identity NX PX lease`), `reacquire()` renews it to the full lease while this worker
+still owns it (a compare-and-extend script), `release()` drops it only if owned. The holder
+renews it every tick (1 s); if the leader dies, its lease expires within
+`SCHEDULER_LEASE_SECONDS` and another worker takes it at its next attempt: a takeover within
+lease + 1 s. Without Redis there is one process, and it always leads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import uuid
 
 from redis.asyncio import Redis
-
-RENEW = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('pexpire', KEYS[1], ARGV[2])
-end
-return 0
-"""
-RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('del', KEYS[1])
-end
-return 0
-"""
+from redis.asyncio.lock import Lock
+from redis.exceptions import LockError, LockNotOwnedError
 
 
 def worker_identity() -> str:
+    """`host:pid:random`, unique per worker start; the lease's value."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
@@ -49,21 +42,33 @@ class LocalLeadership:
 
 
 class RedisLeadership:
+    """The lease in Redis at `key`, held for `lease_seconds` after each renewal.
+
+    Raises `redis.exceptions.RedisError` from any call when Redis fails.
+    """
+
     def __init__(self, redis: Redis, *, key: str, lease_seconds: float) -> None:
         self.redis = redis
         self.key = key
-        self.lease_ms = int(lease_seconds * 1000)
         self.identity = worker_identity()
+        self.lock = Lock(redis, key, timeout=lease_seconds, blocking=False, thread_local=False)
 
     async def acquire_or_renew(self) -> bool:
         """Whether this worker holds the lease after the call."""
-        if await self.redis.eval(RENEW, 1, self.key, self.identity, self.lease_ms):
-            return True
-        return bool(await self.redis.set(self.key, self.identity, nx=True, px=self.lease_ms))
+        if self.lock.local.token is not None:  # held at the last tick (or unknown after an error)
+            try:
+                await self.lock.reacquire()
+                return True
+            except LockNotOwnedError:
+                self.lock.local.token = None  # expired and maybe taken: compete again
+        return bool(await self.lock.acquire(blocking=False, token=self.identity))
 
     async def leader(self) -> str | None:
         holder = await self.redis.get(self.key)
+        if isinstance(holder, bytes):
+            holder = holder.decode()
         return None if holder is None else str(holder)
 
     async def release(self) -> None:
-        await self.redis.eval(RELEASE, 1, self.key, self.identity)
+        with contextlib.suppress(LockError):  # not held (or no longer): nothing to release
+            await self.lock.release()

@@ -1,4 +1,5 @@
-"""Jobs as JSON in Flask-APScheduler's format, and job definitions from JSON (validated).
+"""Jobs as JSON in Flask-APScheduler's format, and the APScheduler trigger of a validated
+definition (app.scheduler.definitions).
 
 Source: Flask-APScheduler 1.11 `utils.job_to_dict`, `trigger_to_dict` and `pop_trigger`.
 """
@@ -7,7 +8,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.job import Job
 from apscheduler.triggers.base import BaseTrigger
@@ -15,48 +15,14 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-TRIGGER_FIELDS = {
-    "date": ("run_date", "timezone"),
-    "interval": (
-        "weeks",
-        "days",
-        "hours",
-        "minutes",
-        "seconds",
-        "start_date",
-        "end_date",
-        "timezone",
-        "jitter",
-    ),
-    "cron": (
-        "year",
-        "month",
-        "day",
-        "week",
-        "day_of_week",
-        "hour",
-        "minute",
-        "second",
-        "start_date",
-        "end_date",
-        "timezone",
-        "jitter",
-    ),
-}
-JOB_FIELDS = {
-    "id",
-    "name",
-    "func",
-    "args",
-    "kwargs",
-    "misfire_grace_time",
-    "max_instances",
-    "coalesce",
-    "executor",
-    "next_run_time",
-    "replace_existing",
-}
-ALL_TRIGGER_FIELDS = {field for fields in TRIGGER_FIELDS.values() for field in fields}
+from app.scheduler.definitions import (
+    CronJob,
+    CrontabJob,
+    DateJob,
+    IntervalJob,
+    JobDefinition,
+    trigger_arguments,
+)
 
 
 class JobDefinitionError(ValueError):
@@ -121,97 +87,21 @@ def job_to_dict(job: Job) -> dict[str, Any]:
     return data
 
 
-def build_trigger(data: dict[str, Any], timezone: Any) -> BaseTrigger | None:
-    """Pop the trigger fields (or `crontab`) from `data` and build the trigger; None when the
-    definition names none. Raises `JobDefinitionError`."""
-    crontab = data.pop("crontab", None)
-    name = data.pop("trigger", None)
-    args = {field: data.pop(field) for field in list(data) if field in ALL_TRIGGER_FIELDS}
-    if crontab is not None:
-        if name not in (None, "cron") or args:
-            raise JobDefinitionError("crontab: give either crontab or trigger fields, not both")
-        if not isinstance(crontab, str):
-            raise JobDefinitionError('crontab: must be a string like "*/5 * * * *"')
-        try:
-            return CronTrigger.from_crontab(crontab, timezone=timezone)
-        except (ValueError, TypeError) as error:
-            raise JobDefinitionError(f"crontab: {error}") from error
-    if name is None:
-        if args:
-            raise JobDefinitionError("trigger: required with trigger fields (date, interval, cron)")
-        return None
-    if name not in TRIGGER_FIELDS:
-        raise JobDefinitionError(f"trigger: {name!r} is not one of date, interval, cron")
-    unexpected = set(args) - set(TRIGGER_FIELDS[name])
-    if unexpected:
-        raise JobDefinitionError(f"{sorted(unexpected)[0]}: not a field of the {name} trigger")
-    args.setdefault("timezone", timezone)
+def build_trigger(job: JobDefinition, timezone: Any) -> BaseTrigger | None:
+    """The APScheduler trigger of a validated definition (None: run once, now). Raises
+    `JobDefinitionError` for what only APScheduler checks (cron field values, dates)."""
+    arguments = trigger_arguments(job)
+    arguments.setdefault("timezone", timezone)
     try:
-        if name == "date":
-            return DateTrigger(**args)
-        if name == "interval":
-            units = ("weeks", "days", "hours", "minutes", "seconds")
-            if not any(args.get(unit) for unit in units):
-                raise JobDefinitionError("interval: give weeks, days, hours, minutes or seconds")
-            for unit in units:
-                if unit in args and (
-                    not isinstance(args[unit], int | float)
-                    or isinstance(args[unit], bool)
-                    or args[unit] < 0
-                ):
-                    raise JobDefinitionError(f"{unit}: must be a number of {unit}, 0 or more")
-            return IntervalTrigger(**args)
-        return CronTrigger(**args)
-    except JobDefinitionError:
-        raise
+        if isinstance(job, CrontabJob):
+            return CronTrigger.from_crontab(job.crontab, timezone=arguments["timezone"])
+        if isinstance(job, DateJob):
+            return DateTrigger(**arguments)
+        if isinstance(job, IntervalJob):
+            return IntervalTrigger(**arguments)
+        if isinstance(job, CronJob):
+            return CronTrigger(**arguments)
     except (ValueError, TypeError) as error:
-        raise JobDefinitionError(f"{name}: {error}") from error
-
-
-def check_job_fields(data: dict[str, Any], *, partial: bool) -> None:
-    """Refuse unknown fields and wrong types. Raises `JobDefinitionError` naming the field."""
-    for key in data:
-        if key not in JOB_FIELDS and key not in ALL_TRIGGER_FIELDS | {"trigger", "crontab"}:
-            raise JobDefinitionError(f"{key}: unknown field")
-    if not partial and "func" not in data:
-        raise JobDefinitionError("func: required")
-    checks = {
-        "id": (str, "a string"),
-        "name": (str, "a string"),
-        "args": (list, "a list"),
-        "kwargs": (dict, "an object"),
-        "coalesce": (bool, "true or false"),
-        "replace_existing": (bool, "true or false"),
-        "executor": (str, "a string"),
-    }
-    for key, (kind, words) in checks.items():
-        if key in data and not isinstance(data[key], kind):
-            raise JobDefinitionError(f"{key}: must be {words}")
-    if "id" in data and not 1 <= len(data["id"]) <= 191:
-        raise JobDefinitionError("id: 1 to 191 characters")
-    for key in ("max_instances", "misfire_grace_time"):
-        value = data.get(key)
-        if (
-            key in data
-            and value is not None
-            and (not isinstance(value, int) or isinstance(value, bool) or value < 1)
-        ):
-            raise JobDefinitionError(f"{key}: must be a whole number, 1 or more")
-    if data.get("executor") not in (None, "default", "threadpool"):
-        raise JobDefinitionError("executor: 'default' or 'threadpool'")
-    for key in ("next_run_time", "run_date", "start_date", "end_date"):
-        if data.get(key) is not None:
-            try:
-                datetime.fromisoformat(str(data[key]))
-            except ValueError as error:
-                raise JobDefinitionError(f"{key}: not an ISO 8601 date and time") from error
-    if data.get("timezone") is not None:
-        try:
-            ZoneInfo(str(data["timezone"]))
-        except (ZoneInfoNotFoundError, ValueError) as error:
-            raise JobDefinitionError(f"timezone: unknown time zone {data['timezone']!r}") from error
-    jitter = data.get("jitter")
-    if jitter is not None and (
-        not isinstance(jitter, int) or isinstance(jitter, bool) or jitter < 0
-    ):
-        raise JobDefinitionError("jitter: must be a whole number of seconds, 0 or more")
+        kind = "crontab" if isinstance(job, CrontabJob) else job.trigger
+        raise JobDefinitionError(f"{kind}: {error}") from error
+    return None

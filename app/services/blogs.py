@@ -12,6 +12,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm.strategy_options import _AbstractLoad
 
 from app.errors import InvalidReferenceError, NotFoundError
 from app.models import Blog, Tag, User, utcnow
@@ -22,7 +23,7 @@ from app.services.rows import rowcount
 BLOG_NOT_FOUND = "Blog's id does not exist."
 
 
-def _with_owner_and_tags():
+def _with_owner_and_tags() -> tuple[_AbstractLoad, _AbstractLoad]:
     return (joinedload(Blog.owner), selectinload(Blog.tags))
 
 

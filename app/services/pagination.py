@@ -19,7 +19,9 @@ class Page(Generic[T]):
     total: int
 
 
-async def paginate(session: AsyncSession, statement: Select, *, limit: int, offset: int) -> Page:
+async def paginate(
+    session: AsyncSession, statement: Select[T], *, limit: int, offset: int
+) -> Page[T]:
     """Run `statement` for rows `offset .. offset+limit` and count the whole result (2 queries,
     plus one per eager-loaded collection)."""
     total = await session.scalar(

@@ -25,6 +25,7 @@ from quart_schema import hide, validate_querystring
 from werkzeug.exceptions import BadRequest, HTTPException, NotFound, RequestEntityTooLarge
 from werkzeug.utils import secure_filename
 
+from app import state
 from app.auth.identity import require_identity
 from app.envelope import succeed
 
@@ -43,7 +44,7 @@ class InsufficientStorage(HTTPException):
 
 
 def upload_folder() -> Path:
-    folder = Path(current_app.extensions["settings"].upload_folder)
+    folder = Path(state.settings().upload_folder)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -120,7 +121,7 @@ async def params_file() -> Response:
     401 for anonymous clients when `API_AUTH=required`; 400 without a file; 413 over
     `UPLOAD_MAX_BYTES`; 507 when the folder would grow past `UPLOAD_FOLDER_MAX_BYTES`.
     """
-    settings = current_app.extensions["settings"]
+    settings = state.settings()
     if settings.api_auth == "required":
         require_identity()
     files = await request.files

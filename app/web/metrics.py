@@ -11,9 +11,10 @@ import os
 import time
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
-from quart import Blueprint, Quart, Response, current_app, g, request
+from quart import Blueprint, Quart, Response, g, request
 from quart_schema import hide
 
+from app import state
 from app.auth.identity import without_user_identity
 from app.metrics import HTTP_LATENCY, HTTP_REQUESTS, MULTIPROCESS_DIRECTORY, ONLINE_USERS
 
@@ -43,7 +44,7 @@ def register_metrics(app: Quart) -> None:
 @without_user_identity
 async def metrics() -> Response:
     """All workers' metrics in the Prometheus text format."""
-    token = current_app.extensions["settings"].metrics_token
+    token = state.settings().metrics_token
     if token:
         sent = request.headers.get("Authorization", "")
         if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
@@ -63,8 +64,8 @@ async def metrics() -> Response:
 
 
 async def _refresh_online_users() -> None:
-    recorder = current_app.extensions.get("presence")
-    settings = current_app.extensions["settings"]
+    recorder = state.app_state().presence
+    settings = state.settings()
     if recorder is None:
         return
     try:

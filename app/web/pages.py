@@ -5,20 +5,20 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
-from quart import Blueprint, Response, current_app, redirect, render_template, request
+from quart import Blueprint, Response, redirect, render_template, request
 from quart.typing import ResponseReturnValue
 from quart_schema import hide
 
-from app.api.online import presence_store, shown
-from app.api.presenters import user_json
-from app.api.schemas import LoginIn
+from app import state
 from app.auth.identity import (
     authenticate_password,
     current_identity,
     login_session,
     logout_session,
 )
+from app.auth.schemas import LoginIn
 from app.envelope import describe_validation_error, failed, succeed
+from app.presenters import format_epoch, user_json
 from app.services import online as online_service
 
 blueprint = Blueprint("pages", __name__)
@@ -101,7 +101,7 @@ async def login() -> ResponseReturnValue:
         )
         return page, 401
     await login_session(user)
-    await current_app.extensions["presence"].mark(user.id)
+    await state.presence().mark(user.id)
     if wants_json:
         return succeed(user_json(user))
     return redirect(safe_next(request.args.get("next")), 303)
@@ -122,10 +122,11 @@ async def logout() -> ResponseReturnValue:
 @hide
 async def online_page() -> str:
     """The recipe's "Online: a, b, c" page, for the last `ONLINE_LAST_MINUTES` minutes."""
-    minutes = current_app.extensions["settings"].online_last_minutes
-    async with current_app.extensions["database"].session() as session:
-        users = await online_service.online_users(session, presence_store(), minutes)
-    rows = [{"name": user.name, "last_seen": shown(user.last_seen)} for user in users]
+    minutes = state.settings().online_last_minutes
+    async with state.database().session() as session:
+        users = await online_service.online_users(session, state.presence().store, minutes)
+    tz = state.settings().tz
+    rows = [{"name": user.name, "last_seen": format_epoch(user.last_seen, tz)} for user in users]
     return await render_template(
         "online.html", users=rows, minutes=minutes, identity=current_identity()
     )

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.models import blog_tags
+from app.state import app_state
 from tests.helpers import ID_PATTERN, TIME_PATTERN, create_blog, create_tag, create_user, failed, ok
 
 UNKNOWN_ID = "00000000-0000-7000-8000-000000000000"
@@ -20,7 +21,7 @@ async def owner(client) -> dict:
 
 
 async def count_links(app) -> int:
-    async with app.extensions["database"].session() as session:
+    async with app_state(app).database.session() as session:
         return await session.scalar(select(func.count()).select_from(blog_tags))
 
 

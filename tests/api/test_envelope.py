@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import create_app
+from app.state import app_state
 from tests.conftest import make_settings
 from tests.helpers import failed, ok
 
@@ -126,7 +127,7 @@ async def test_exhausted_pool_is_503_with_retry_after(database_url) -> None:
     settings = make_settings(database_url, db_pool_size=1, db_max_overflow=0, db_pool_timeout=0.2)
     app = create_app(settings)
     async with app.test_app():
-        engine: AsyncEngine = app.extensions["database"].engine
+        engine: AsyncEngine = app_state(app).database.engine
         async with engine.connect():  # the only connection of the pool, held
             response = await app.test_client().get("/api/v1/user")
             msg = await failed(response, 503, "GET", "/api/v1/user")

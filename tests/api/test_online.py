@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from app.state import app_state
 from tests.auth_helpers import basic, bearer, make_user
 from tests.helpers import TIME_PATTERN, failed, ok
 
@@ -66,7 +67,7 @@ async def test_bad_minutes_is_400(client, query) -> None:
 
 
 async def test_window_limits_depend_on_the_backend(app, client) -> None:
-    backend = app.extensions["settings"].effective_presence_backend
+    backend = app_state(app).settings.effective_presence_backend
     response = await client.get("/api/v1/online?minutes=4320")  # three days
     if backend == "database":
         assert (await ok(response))["minutes"] == 4320

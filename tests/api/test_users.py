@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from app.state import app_state
 from tests.helpers import ID_PATTERN, create_blog, create_tag, create_user, failed, ok
 
 UNKNOWN_ID = "00000000-0000-7000-8000-000000000000"
@@ -78,7 +79,7 @@ async def test_delete_cascades_to_blogs_and_links(client, app) -> None:
 
     from app.models import blog_tags
 
-    async with app.extensions["database"].session() as session:
+    async with app_state(app).database.session() as session:
         assert await session.scalar(select(func.count()).select_from(blog_tags)) == 1
 
 

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import select, update
 
 from app.models import ApiToken, User, utcnow
+from app.state import app_state
 from tests.auth_helpers import basic, bearer, make_user
 from tests.helpers import failed, ok
 
@@ -30,7 +31,7 @@ async def test_password_is_stored_as_argon2id_and_never_returned(app, client) ->
     assert set(created) == {"id", "name", "role"}
     for path in ("/api/v1/user", f"/api/v1/user/{created['id']}"):
         assert "password" not in await (await client.get(path)).get_data(as_text=True)
-    async with app.extensions["database"].session() as session:
+    async with app_state(app).database.session() as session:
         stored = await session.scalar(select(User.password_hash).where(User.name == "alice"))
     assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
     assert "alice-password" not in stored
@@ -100,7 +101,7 @@ async def test_wrong_credentials_are_401_with_www_authenticate(app, client, head
 
 
 async def test_user_without_password_cannot_log_in(app, client) -> None:
-    async with app.extensions["database"].session() as session:
+    async with app_state(app).database.session() as session:
         session.add(User(name="legacy", role=0))  # created by the original: no password
         await session.commit()
     await failed(
@@ -127,7 +128,7 @@ async def test_only_the_token_hash_is_stored(app, client) -> None:
     token = (
         await ok(await client.post("/api/v1/tokens", headers=basic("alice", "alice-password")))
     )["token"]
-    async with app.extensions["database"].session() as session:
+    async with app_state(app).database.session() as session:
         stored = list(await session.scalars(select(ApiToken.token_hash)))
     assert len(stored) == 1 and token not in stored[0] and len(stored[0]) == 64
 
@@ -149,7 +150,7 @@ async def test_expired_token_is_401(app, client) -> None:
     token = (
         await ok(await client.post("/api/v1/tokens", headers=basic("alice", "alice-password")))
     )["token"]
-    async with app.extensions["database"].session() as session:
+    async with app_state(app).database.session() as session:
         await session.execute(update(ApiToken).values(expires_at=utcnow() - timedelta(seconds=1)))
         await session.commit()
     response = await client.get("/api/v1/me", headers=bearer(token))
@@ -164,7 +165,7 @@ async def test_token_ttl_is_configurable(serve_app) -> None:
             await client.post("/api/v1/tokens", headers=basic("alice", "alice-password"))
         )
         assert data["expires_in"] == 120
-        async with app.extensions["database"].session() as session:
+        async with app_state(app).database.session() as session:
             row = await session.scalar(select(ApiToken))
         assert timedelta(seconds=110) < row.expires_at - utcnow() <= timedelta(seconds=120)
 
@@ -193,5 +194,5 @@ async def test_deleting_a_user_deletes_their_tokens(app, client) -> None:
     )["token"]
     await ok(await client.delete(f"/api/v1/user/{user.id}", headers=bearer(token)))
     await failed(await client.get("/api/v1/me", headers=bearer(token)), 401, "GET", "/api/v1/me")
-    async with app.extensions["database"].session() as session:
+    async with app_state(app).database.session() as session:
         assert list(await session.scalars(select(ApiToken))) == []

@@ -315,6 +315,7 @@ def test_faults_under_load_lose_no_write_and_give_no_500(stack, dependency) -> N
     async def scenario() -> list[tuple]:
         await load(api, token, seconds=1, clients=50)  # warm up: pools filled, code paths hot
         running = asyncio.create_task(load(api, token, seconds=10, clients=50))
+        # The fault's timeline within the 10 s of load (a schedule, not a wait for an event).
         await asyncio.sleep(2)
         target.hang()
         await asyncio.sleep(3)

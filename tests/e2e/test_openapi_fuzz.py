@@ -3,9 +3,10 @@ no 5xx, no status the spec does not document, no response that breaks its schema
 type. Bounded to stay fast (`MAX_EXAMPLES` per operation) and seeded, so a failure reproduces;
 run it with another `--seed` by hand to look further.
 
-Two runs: with `API_AUTH=open` every operation's logic is reached without credentials; with
-auth required and an admin's bearer token, the permission checks are, except the operations
-that would revoke the tester's own token (they are covered by tests/api and tests/auth).
+Two runs: with auth required, the scheduler on and an admin's bearer token, the permission
+checks and the scheduler API are reached, except the operations that would revoke the tester's
+own token (they are covered by tests/api and tests/auth); with `API_AUTH=open` every /api/v1
+operation's logic is reached without credentials.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ def cases(output: str) -> tuple[int, int]:
 def test_fuzzing_finds_no_server_error_nor_undocumented_response(tmp_path) -> None:
     env = prepare_deployment(tmp_path, "fuzz", ADMIN, REDIS_URL=REDIS_URL, **LIMITS)
 
-    with run_server(tmp_path, env) as server:
+    # With the scheduler on, its Flask-APScheduler API is fuzzed too.
+    with run_server(tmp_path, {**env, "SCHEDULER_ENABLED": "true"}) as server:
         token = httpx.post(f"{server.base_url}/api/v1/tokens", auth=ADMIN).json()["data"]["token"]
         excluded = [
             option

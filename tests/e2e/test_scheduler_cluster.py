@@ -32,6 +32,15 @@ def env(tmp_path_factory) -> dict[str, str]:
     )
 
 
+def poll(read, until, timeout: float = 20):
+    """`read()` until `until(value)` holds (every 0.2 s, up to `timeout` s); the last value."""
+    deadline = time.monotonic() + timeout
+    while not until(value := read()):
+        assert time.monotonic() < deadline, f"not reached in {timeout} s: {value}"
+        time.sleep(0.2)
+    return value
+
+
 def runs(base_url: str, job_id: str) -> list[dict]:
     response = httpx.get(f"{base_url}/scheduler/jobs/{job_id}/runs", auth=ADMIN, timeout=10)
     assert response.status_code == 200, response.text
@@ -60,10 +69,8 @@ def test_interval_job_runs_once_per_tick_and_survives_the_leader(env, tmp_path_f
         assert created.status_code == 200, created.text
         assert httpx.get(f"{first.base_url}/scheduler/jobs/tick", auth=ADMIN).status_code == 200
 
-        time.sleep(6)
-        before = runs(first.base_url, "tick")
+        before = poll(lambda: runs(first.base_url, "tick"), lambda r: len(scheduled_times(r)) >= 4)
         times = scheduled_times(before)
-        assert len(times) >= 4
         assert max(Counter(times).values()) == 1, "a tick ran more than once"
         assert all(run["outcome"] == "success" for run in before)
 
@@ -72,14 +79,25 @@ def test_interval_job_runs_once_per_tick_and_survives_the_leader(env, tmp_path_f
         killed_at = datetime.now().astimezone()
         os.kill(leader_pid, signal.SIGKILL)
 
-        time.sleep(TAKEOVER_BOUND + 5)
-        after = runs(second.base_url, "tick")
+        def steady_after_takeover(entries: list[dict]) -> list[datetime]:
+            return sorted(
+                t
+                for t in scheduled_times(entries)
+                if (t - killed_at).total_seconds() > TAKEOVER_BOUND
+            )
+
+        after = poll(
+            lambda: runs(second.base_url, "tick"),
+            lambda r: len(steady_after_takeover(r)) >= 3,
+            timeout=TAKEOVER_BOUND + 20,
+        )
         times = scheduled_times(after)
         assert max(Counter(times).values()) == 1, "a tick ran more than once around the takeover"
         new_leader = httpx.get(f"{second.base_url}/scheduler", auth=ADMIN).json()["leader"]
         assert new_leader != leader
-        steady = sorted(t for t in times if (t - killed_at).total_seconds() > TAKEOVER_BOUND)
-        assert len(steady) >= 3, "the job did not keep running after the takeover"
-        gaps = {round((b - a).total_seconds()) for a, b in zip(steady, steady[1:], strict=False)}
-        assert gaps == {1}, f"after the takeover every tick runs, once: gaps {gaps}"
+        steady = steady_after_takeover(after)
+        gaps = [(b - a).total_seconds() for a, b in zip(steady, steady[1:], strict=False)]
+        # Scheduled times are exact multiples of the interval: a gap is 1 s, or 2 s when a late
+        # tick was coalesced on a loaded machine (SCHEDULER_COALESCE); never 0 (a double run).
+        assert all(gap in (1.0, 2.0) for gap in gaps), f"after the takeover: gaps {gaps}"
         assert {run["worker"] for run in after if not run["manual"]} >= {leader, new_leader}

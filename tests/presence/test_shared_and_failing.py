@@ -6,6 +6,7 @@ import pytest
 
 from app.presence import PresenceRecorder
 from app.presence.memory_store import MemoryPresenceStore
+from app.state import app_state
 from tests.auth_helpers import basic, make_user
 from tests.helpers import ok
 
@@ -29,7 +30,7 @@ async def test_a_stopped_redis_does_not_fail_authenticated_requests(serve_app) -
         for _ in range(3):
             response = await client.get("/api/v1/me", headers=basic("alice", "alice-password"))
             assert (await ok(response))["name"] == "alice"
-        recorder: PresenceRecorder = app.extensions["presence"]
+        recorder: PresenceRecorder = app_state(app).presence
         assert recorder.failures == 1 and recorder.skipped == 2  # backed off after one failure
 
 

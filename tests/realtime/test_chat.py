@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from app.state import app_state
 from tests.auth_helpers import make_user
 from tests.realtime.conftest import receive_json, send_json
 
@@ -171,7 +172,7 @@ async def test_open_connections_count_as_online(serve_app) -> None:
 
     async with serve_app() as app:
         user = await make_user(app, "alice", password="alice-password")
-        async with app.extensions["database"].session() as session:
+        async with app_state(app).database.session() as session:
             token = await issue_token(
                 session, user.id, ttl_seconds=60
             )  # no request: not online yet

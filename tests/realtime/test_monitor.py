@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from app.state import app_state
 from tests.realtime.conftest import receive_json, send_json
 
 LINUX_FIELDS = {
@@ -40,7 +41,7 @@ async def test_connect_then_samples(client) -> None:
 
 
 async def test_one_sample_per_tick_serves_every_client(app, client) -> None:
-    monitor = app.extensions["memory_monitor"]
+    monitor = app_state(app).memory_monitor
     async with (
         client.websocket("/ws") as a,
         client.websocket("/ws") as b,

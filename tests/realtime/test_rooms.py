@@ -86,3 +86,84 @@ async def test_a_join_that_fails_releases_its_name_at_once(serve_app, redis_url)
             await send_json(ann, {"event": "join", "room": "broken", "nickname": "ann"})
             assert (await receive_json(ann))["event"] == "presence_state"
         await raw.aclose()
+
+
+ROOMS_RACED = 200
+
+
+def _claim_in_a_process(redis_url: str, owner: str, start, results) -> None:
+    """A worker process: when `start` is set, claim the name "same" in every raced room at
+    once, and report which claims it won."""
+
+    async def claim() -> list[bool]:
+        from redis.asyncio import BlockingConnectionPool
+
+        # A worker's pool is bounded (REDIS_MAX_CONNECTIONS); claims wait for a connection.
+        pool = BlockingConnectionPool.from_url(redis_url, max_connections=32, decode_responses=True)
+        client = Redis(connection_pool=pool)
+        rooms = RedisRoomDirectory(client, stale_after=STALE_AFTER, history_seconds=600)
+        try:
+            start.wait()
+            return list(
+                await asyncio.gather(
+                    *[
+                        rooms.join_member(
+                            f"process-race-{number}",
+                            member_record(f"{owner}-{number}", "same", None, rooms.clock()),
+                            f"conn:{owner}-{number}",
+                        )
+                        for number in range(ROOMS_RACED)
+                    ]
+                )
+            )
+        finally:
+            await client.aclose()
+
+    try:
+        results.put((owner, asyncio.run(claim())))
+    except Exception as error:  # reported to the test instead of leaving it waiting
+        results.put((owner, repr(error)))
+        raise
+
+
+def test_concurrent_claims_from_two_processes_have_one_winner_per_room(redis_url) -> None:
+    """Two worker processes race for one freed name in 200 rooms at once: exactly one wins each
+    room and each room holds exactly one member of that name."""
+    import multiprocessing
+
+    from redis import Redis as SyncRedis
+
+    # The hard case: each name is still held by a member that is gone (its worker died), so
+    # both processes find it free. The three separate calls the claim used to make let both
+    # take it (4 to 18 rooms in 200 had two winners); the one-script join lets one.
+    seed = SyncRedis.from_url(redis_url)
+    for number in range(ROOMS_RACED):
+        seed.hset(f"room/process-race-{number}/names", "same", "conn:gone")
+    seed.close()
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Event(), context.Queue()
+    processes = [
+        context.Process(target=_claim_in_a_process, args=(redis_url, owner, start, results))
+        for owner in ("first", "second")
+    ]
+    for process in processes:
+        process.start()
+    start.set()
+    won = dict(results.get(timeout=30) for _ in processes)
+    assert all(isinstance(claims, list) for claims in won.values()), won
+    for process in processes:
+        process.join(10)
+        assert process.exitcode == 0
+    for number in range(ROOMS_RACED):
+        assert won["first"][number] != won["second"][number], number
+
+    async def members_per_room() -> list[int]:
+        client, rooms = directory(redis_url)
+        try:
+            return [
+                len(await rooms.members(f"process-race-{number}")) for number in range(ROOMS_RACED)
+            ]
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(members_per_room()) == [1] * ROOMS_RACED

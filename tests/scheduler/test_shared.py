@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
+from apscheduler.schedulers.base import STATE_PAUSED
 
+from app.state import app_state
 from tests.auth_helpers import make_user
 from tests.scheduler.conftest import ADMIN
 
@@ -35,7 +38,7 @@ async def wait_for(predicate, timeout: float = 10) -> None:
 async def test_one_leader_one_store_one_state(shared) -> None:
     async with shared() as first, shared() as second:
         await make_user(first, "root", role=1)
-        a, b = first.extensions["scheduler"], second.extensions["scheduler"]
+        a, b = app_state(first).scheduler, app_state(second).scheduler
 
         async def one_leader() -> bool:
             return a.is_leader != b.is_leader
@@ -54,15 +57,19 @@ async def test_one_leader_one_store_one_state(shared) -> None:
             await leader.test_client().get("/scheduler/jobs/tick", headers=ADMIN)
         ).get_json()
         assert seen["id"] == "tick"
-        await asyncio.sleep(3.5)
-        runs = await (
-            await follower.test_client().get("/scheduler/jobs/tick/runs", headers=ADMIN)
-        ).get_json()
+
+        async def runs_seen_by_follower() -> list[dict]:
+            response = await follower.test_client().get("/scheduler/jobs/tick/runs", headers=ADMIN)
+            return await response.get_json()
+
+        async def two_runs() -> bool:
+            return len(await runs_seen_by_follower()) >= 2
+
+        await wait_for(two_runs)
+        runs = await runs_seen_by_follower()
         scheduled = [run["scheduled_time"] for run in runs]
         assert len(scheduled) >= 2 and len(set(scheduled)) == len(scheduled)
-        assert {run["worker"] for run in runs} == {
-            leader.extensions["scheduler"].leadership.identity
-        }
+        assert {run["worker"] for run in runs} == {app_state(leader).scheduler.leadership.identity}
 
         # Pausing through one worker pauses processing everywhere.
         assert (
@@ -70,10 +77,20 @@ async def test_one_leader_one_store_one_state(shared) -> None:
         ).status_code == 204
         info = await (await leader.test_client().get("/scheduler", headers=ADMIN)).get_json()
         assert info["state"] == "paused"
-        await asyncio.sleep(1.5)
-        before = len(await leader.extensions["scheduler"].history.runs("tick"))
-        await asyncio.sleep(2)
-        assert len(await leader.extensions["scheduler"].history.runs("tick")) == before
+        service = app_state(leader).scheduler
+
+        async def scheduler_paused() -> bool:
+            return service.scheduler.state == STATE_PAUSED
+
+        await wait_for(scheduler_paused)  # the leader's next tick applied the shared state
+        before = len(await service.history.runs("tick"))
+        ticks = service.leader.ticks
+
+        async def three_more_ticks() -> bool:  # a 1 s job would have run at least twice
+            return service.leader.ticks >= ticks + 3
+
+        await wait_for(three_more_ticks)
+        assert len(await service.history.runs("tick")) == before
         await leader.test_client().post("/scheduler/resume", headers=ADMIN)
 
 
@@ -86,11 +103,11 @@ async def test_follower_takes_over_when_the_leader_stops(shared) -> None:
 
 
 async def _any_leader(*apps) -> bool:
-    return any(app.extensions["scheduler"].is_leader for app in apps)
+    return any(app_state(app).scheduler.is_leader for app in apps)
 
 
 async def _leads(app) -> bool:
-    return app.extensions["scheduler"].is_leader
+    return app_state(app).scheduler.is_leader
 
 
 async def test_sqlalchemy_job_store_on_a_synchronous_driver(serve_app, mysql_url) -> None:
@@ -131,7 +148,22 @@ async def test_hosts_not_allowed_never_lead(shared, serve_app, redis_url) -> Non
         redis_url=redis_url,
         scheduler_allowed_hosts=["some-other-host"],
     ) as app:
-        await asyncio.sleep(1.5)
-        service = app.extensions["scheduler"]
+        service = app_state(app).scheduler
+
+        async def ticked_twice() -> bool:
+            return service.leader.ticks >= 2
+
+        await wait_for(ticked_twice)  # its loop ran, with the lease free to take...
+        assert service.leader.attempts == 0  # ...and it never tried
         assert service.is_leader is False
         assert (await service.info())["leader"] is None
+
+        # The same worker on an allowed host (this one) takes the free lease.
+        async with serve_app(
+            scheduler_enabled=True,
+            scheduler_builtin_jobs=False,
+            redis_url=redis_url,
+            scheduler_allowed_hosts=[socket.gethostname()],
+        ) as allowed:
+            await wait_for(lambda: _leads(allowed))
+        assert service.is_leader is False

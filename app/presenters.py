@@ -1,8 +1,9 @@
-"""JSON shapes of the original (contract §1): User, Tag, Blog; times in the display time zone."""
+"""JSON shapes of the original (contract §1): User, Tag, Blog; times in the display time zone.
+Shared by the API, the pages and the websockets (a presenter knows no HTTP)."""
 
 from __future__ import annotations
 
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from app.models import Blog, Tag, User
@@ -13,6 +14,11 @@ TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 def format_time(value: datetime | None, tz: tzinfo) -> str | None:
     """`"YYYY-MM-DD HH:MM:SS"` in `tz` (naive, like the original's), or None."""
     return None if value is None else value.astimezone(tz).strftime(TIME_FORMAT)
+
+
+def format_epoch(epoch: float | None, tz: tzinfo) -> str | None:
+    """An epoch (seconds, as presence stores keep them) shown like `format_time`, or None."""
+    return None if epoch is None else format_time(datetime.fromtimestamp(epoch, UTC), tz)
 
 
 def user_json(user: User) -> dict[str, Any]:

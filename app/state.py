@@ -1,0 +1,114 @@
+"""The application state: every resource one worker holds, typed and in one place.
+
+`create_app` makes an `AppState` with the settings; `before_serving` fills in the resources and
+`after_serving` takes them away again. Code reaches them through the accessors below
+(`database()`, `hub()`, …), so a renamed resource is a type error, not a `KeyError` at run time.
+Each accessor raises `ResourceUnavailable` outside a serving app or when the resource is off
+(e.g. `scheduler()` with `SCHEDULER_ENABLED=false`, `redis()` without `REDIS_URL`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar, cast
+
+from quart import Quart, current_app
+
+if TYPE_CHECKING:
+    from app.auth.identity import VerifiedPasswords
+    from app.auth.rate_limit import CredentialGuard
+    from app.db import Database
+    from app.presence import PresenceRecorder
+    from app.realtime.connection import ReadRules
+    from app.realtime.hub import Hub
+    from app.realtime.monitor import MemoryMonitor
+    from app.redis_client import GuardedRedis
+    from app.scheduler.service import SchedulerService
+    from app.settings import Settings
+
+Resource = TypeVar("Resource")
+DrainHook = Callable[[], Awaitable[None]]
+EXTENSION_KEY = "quart_framework"
+
+
+class ResourceUnavailable(RuntimeError):
+    """A resource was asked for outside a serving app, or it is not configured."""
+
+
+@dataclass
+class AppState:
+    """What a worker holds from `before_serving` to `after_serving` (None: not open, or off)."""
+
+    settings: Settings
+    database: Database | None = None
+    redis: GuardedRedis | None = None
+    presence: PresenceRecorder | None = None
+    credential_guard: CredentialGuard | None = None
+    verified_passwords: VerifiedPasswords | None = None
+    hub: Hub | None = None
+    memory_monitor: MemoryMonitor | None = None
+    ws_read_rules: ReadRules | None = None
+    scheduler: SchedulerService | None = None
+    # Run when the worker starts shutting down, before Hypercorn's graceful wait (app.serving).
+    drain_hooks: list[DrainHook] = field(default_factory=list)
+
+
+def attach_state(app: Quart, settings: Settings) -> AppState:
+    """Give `app` its state (create_app does, once)."""
+    state = AppState(settings)
+    app.extensions[EXTENSION_KEY] = state
+    return state
+
+
+def app_state(app: Quart | None = None) -> AppState:
+    """The state of `app`, or of the current app."""
+    target = app if app is not None else current_app
+    return cast(AppState, target.extensions[EXTENSION_KEY])
+
+
+def _serving(resource: Resource | None, name: str) -> Resource:
+    if resource is None:
+        raise ResourceUnavailable(f"{name} is not available (app not serving, or turned off)")
+    return resource
+
+
+def settings() -> Settings:
+    return app_state().settings
+
+
+def database() -> Database:
+    return _serving(app_state().database, "the database")
+
+
+def redis() -> GuardedRedis | None:
+    """The worker's Redis client, or None without `REDIS_URL`."""
+    return app_state().redis
+
+
+def presence() -> PresenceRecorder:
+    return _serving(app_state().presence, "presence")
+
+
+def credential_guard() -> CredentialGuard:
+    return _serving(app_state().credential_guard, "the credential guard")
+
+
+def verified_passwords() -> VerifiedPasswords:
+    return _serving(app_state().verified_passwords, "the verified-password cache")
+
+
+def hub() -> Hub:
+    return _serving(app_state().hub, "the realtime hub")
+
+
+def memory_monitor() -> MemoryMonitor:
+    return _serving(app_state().memory_monitor, "the memory monitor")
+
+
+def ws_read_rules() -> ReadRules:
+    return _serving(app_state().ws_read_rules, "the websocket read rules")
+
+
+def scheduler() -> SchedulerService:
+    return _serving(app_state().scheduler, "the scheduler")

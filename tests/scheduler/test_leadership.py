@@ -1,0 +1,41 @@
+"""The leader lease on the real Redis (redis-py's Lock): one holder at a time, renewal keeps it,
+release or expiry hands it over."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from redis.asyncio import Redis
+
+from app.scheduler.leadership import RedisLeadership
+
+
+async def test_one_holder_renewal_release_and_expiry(redis_url) -> None:
+    client = Redis.from_url(redis_url)
+    try:
+        first = RedisLeadership(client, key="test:leader", lease_seconds=1)
+        second = RedisLeadership(client, key="test:leader", lease_seconds=1)
+        assert await first.acquire_or_renew() is True
+        assert await second.acquire_or_renew() is False
+        assert await first.leader() == first.identity
+        ttl_before = await client.pttl("test:leader")
+        assert await first.acquire_or_renew() is True  # renewed to the full lease
+        assert ttl_before <= await client.pttl("test:leader") <= 1000
+
+        await first.release()
+        assert await first.leader() is None
+        assert await second.acquire_or_renew() is True
+        await second.release()  # releasing twice, or what another holds, is harmless
+        await second.release()
+
+        assert await first.acquire_or_renew() is True
+        # first stops renewing: its lease expires and second takes over, within the lease.
+        deadline = time.monotonic() + 3
+        while not await second.acquire_or_renew():
+            assert time.monotonic() < deadline, "the lease never expired"
+            await asyncio.sleep(0.05)
+        assert await first.acquire_or_renew() is False  # and first knows it lost it
+        assert await first.leader() == second.identity
+    finally:
+        await client.aclose()
