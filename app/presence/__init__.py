@@ -78,10 +78,18 @@ def check_window(minutes: int, store: PresenceStore) -> None:
 class PresenceRecorder:
     """Marks users online without ever failing the request it rides on.
 
+    A user is marked at most once per minute of the store's clock by each worker (the Redis
+    recipe keeps one set per minute, the database backend one write a minute): the other
+    requests of that minute cost no store round trip. `last_seen` is therefore the start of the
+    user's activity in that minute (up to a minute old). Marks saved so are counted in
+    `throttled`.
+
     A failing store is logged (once per back-off) and counted in `failures`; after a failure,
     marks are skipped for `backoff_seconds`, so a dead Redis costs one timeout per back-off, not
     one per request.
     """
+
+    REMEMBERED_USERS = 100_000  # past this, marks of earlier minutes are forgotten
 
     def __init__(
         self, store: PresenceStore, *, backoff_seconds: float = 5.0, clock: Clock = time.monotonic
@@ -91,14 +99,25 @@ class PresenceRecorder:
         self.clock = clock
         self.failures = 0
         self.skipped = 0
+        self.throttled = 0
         self._retry_at = 0.0
+        self._marked_minute: dict[str, int] = {}
 
     async def mark(self, user_id: str) -> None:
+        minute = int(self.store.clock()) // 60
+        if self._marked_minute.get(user_id) == minute:
+            self.throttled += 1
+            return
         if self.clock() < self._retry_at:
             self.skipped += 1
             return
         try:
             await self.store.mark(user_id)
+            if len(self._marked_minute) >= self.REMEMBERED_USERS:
+                self._marked_minute = {
+                    user: seen for user, seen in self._marked_minute.items() if seen == minute
+                }
+            self._marked_minute[user_id] = minute
         except Exception as error:
             self.failures += 1
             self._retry_at = self.clock() + self.backoff_seconds

@@ -48,3 +48,30 @@ async def test_recorder_backs_off_then_retries(clock) -> None:
     clock.advance(5)
     await recorder.mark("u1")
     assert (recorder.failures, recorder.skipped) == (2, 1)
+
+
+class CountingStore(MemoryPresenceStore):
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        self.marks = 0
+
+    async def mark(self, user_id: str) -> None:
+        self.marks += 1
+        await super().mark(user_id)
+
+
+async def test_a_user_is_marked_once_a_minute_per_worker(clock) -> None:
+    """Authenticated requests of one minute cost one store round trip, not one each."""
+    store = CountingStore(window_minutes=5, clock=clock)
+    recorder = PresenceRecorder(store, clock=clock)
+    for _ in range(10):
+        await recorder.mark("u1")
+    await recorder.mark("u2")
+    assert (store.marks, recorder.throttled) == (2, 9)
+    clock.advance(59)  # still the same minute (the clock starts on a minute boundary)
+    await recorder.mark("u1")
+    assert store.marks == 2
+    clock.advance(1)  # a new minute: marked again, so the per-minute set has the user
+    await recorder.mark("u1")
+    assert store.marks == 3
+    assert set(await store.online(1)) == {"u1"}
