@@ -1,5 +1,7 @@
 """Baseline for the benchmarks: a plain `websockets` server that relays each text frame to every
-connected client (no rooms, no JSON, no queues). Usage: python bench/baseline_server.py PORT"""
+connected client (no rooms, no JSON, no queues), without compression unless `--deflate` (the
+honest floor: per-connection zlib state is a cost, not a feature of the baseline).
+Usage: python bench/baseline_server.py PORT [--deflate]"""
 
 import asyncio
 import sys
@@ -18,10 +20,11 @@ async def handler(websocket) -> None:
         CLIENTS.discard(websocket)
 
 
-async def main(port: int) -> None:
-    async with serve(handler, "127.0.0.1", port, max_queue=None):
+async def main(port: int, deflate: bool) -> None:
+    compression = "deflate" if deflate else None
+    async with serve(handler, "127.0.0.1", port, max_queue=None, compression=compression):
         await asyncio.Future()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1])))
+    asyncio.run(main(int(sys.argv[1]), "--deflate" in sys.argv[2:]))

@@ -75,12 +75,12 @@ def service(
 
 
 @contextlib.contextmanager
-def baseline_server() -> Iterator[tuple[int, psutil.Process]]:
-    """A bare `websockets` server relaying every frame to every client: the floor of cost."""
+def baseline_server(*, deflate: bool = False) -> Iterator[tuple[int, psutil.Process]]:
+    """A bare `websockets` server relaying every frame to every client: the floor of cost
+    (without compression unless `deflate`)."""
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "baseline_server.py"), str(port)]
-    )
+    command = [sys.executable, str(ROOT / "bench" / "baseline_server.py"), str(port)]
+    process = subprocess.Popen([*command, "--deflate"] if deflate else command)
     try:
         wait_for_port(port)
         yield port, psutil.Process(process.pid)

@@ -1,6 +1,7 @@
 """Memory per idle websocket: resident memory of the server before and after N connections.
 
-Baseline: bench/baseline_server.py measured the same way in the same run.
+Baseline: bench/baseline_server.py without compression (the reference of the ratios), and with
+permessage-deflate for comparison, measured the same way in the same run.
 Usage: python bench/idle_connections.py [--connections 2000]
 """
 
@@ -46,6 +47,10 @@ def main() -> None:
     results = {}
     with baseline_server() as (port, process):
         results["baseline (websockets relay)"] = asyncio.run(
+            hold(f"ws://127.0.0.1:{port}", n, False, lambda: tree_rss(process))
+        )
+    with baseline_server(deflate=True) as (port, process):
+        results["baseline with permessage-deflate"] = asyncio.run(
             hold(f"ws://127.0.0.1:{port}", n, False, lambda: tree_rss(process))
         )
     with service(workers=1) as (port, process):
