@@ -14,13 +14,12 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.e2e.server import PROJECT_ROOT, free_port
+from tests.waiting import answers, poll
 
 pytestmark = pytest.mark.e2e
 
@@ -67,16 +66,12 @@ def test_the_quickstart_runs_as_written(tmp_path) -> None:
             start_new_session=True,
         )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, log_path.read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.2)
+
+        def serving() -> bool:
+            assert server.poll() is None, log_path.read_text()  # make run must not exit
+            return answers(f"http://127.0.0.1:{port}/healthz")
+
+        poll(serving, timeout=60, interval=0.2)
         dotenv = (checkout / ".env").read_text()
         assert "APP_ENV=development" in dotenv and re.search(r"SECRET_KEY=\S{40,}", dotenv)
 

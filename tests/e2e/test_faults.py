@@ -24,6 +24,7 @@ from tests.conftest import TEST_SECRET_KEY
 from tests.e2e.dependencies import OwnServer, own_mariadb, own_redis
 from tests.e2e.server import RunningServer, run_cli, run_server
 from tests.e2e.slow_client import StalledClient
+from tests.waiting import answers, poll
 
 ADMIN = ("root", "faults-admin-password")
 DB_TIMEOUT = 2.0  # DB_TIMEOUT of the service under test (seconds)
@@ -82,23 +83,6 @@ def assert_503_envelope(response: httpx.Response) -> None:
     assert response.status_code == 503, body
     assert body["status"] == "failed" and body["code"] == 503, body
     assert response.headers["Retry-After"].isdigit()
-
-
-def poll(check, timeout: float) -> float:
-    """Seconds until `check()` is true (polled every 0.1 s); fails after `timeout`."""
-    started = time.monotonic()
-    while not check():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"not recovered within {timeout} s")
-        time.sleep(0.1)
-    return time.monotonic() - started
-
-
-def answers(url: str, status: int = 200, **options) -> bool:
-    try:
-        return httpx.get(url, timeout=5, **options).status_code == status
-    except httpx.HTTPError:
-        return False
 
 
 # MariaDB -----------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -14,6 +13,7 @@ from websockets.asyncio.client import connect
 
 from tests.conftest import REDIS_URL
 from tests.e2e.server import prepare_deployment, run_server
+from tests.waiting import poll_for
 
 ADMIN = ("metrics-admin", "metrics-admin-password")
 METRICS_TOKEN = "metrics-token-for-tests"
@@ -41,14 +41,9 @@ def total(samples, name: str, **labels: str) -> float:
     )
 
 
-def poll(base_url: str, until, timeout: float = 20):
-    deadline = time.monotonic() + timeout
-    while True:
-        samples = scrape(base_url)
-        if until(samples):
-            return samples
-        assert time.monotonic() < deadline, "metrics never reached the expected state"
-        time.sleep(0.2)
+def scrape_until(base_url: str, until, timeout: float = 20):
+    """The first scrape for which `until(samples)` holds."""
+    return poll_for(lambda: scrape(base_url), until, timeout)
 
 
 def test_one_scrape_shows_both_workers(tmp_path) -> None:
@@ -83,13 +78,15 @@ def test_one_scrape_shows_both_workers(tmp_path) -> None:
                 assert await second.recv() == "hello from the metrics test"
                 assert await first.recv() == "hello from the metrics test"
                 return await asyncio.to_thread(
-                    poll,
+                    scrape_until,
                     base,
                     lambda s: total(s, "websocket_connections", endpoint="relay") == 2,
                 )
 
         during_chat = asyncio.run(chat())
-        after = poll(base, lambda s: total(s, "scheduler_job_runs_total", outcome="success") >= 1)
+        after = scrape_until(
+            base, lambda s: total(s, "scheduler_job_runs_total", outcome="success") >= 1
+        )
 
     counted = total(after, "http_requests_total", route=route, method="GET", status="200")
     assert counted - total(before, "http_requests_total", route=route) == REQUESTS

@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from string import Template
 
@@ -24,6 +23,7 @@ from websockets.asyncio.client import connect
 
 from tests.conftest import REDIS_URL
 from tests.e2e.server import PROJECT_ROOT, free_port, prepare_deployment, run_server
+from tests.waiting import answers, poll
 
 COMPOSE = PROJECT_ROOT / "deploy" / "compose.yaml"
 SITE_TEMPLATE = PROJECT_ROOT / "deploy" / "nginx" / "default.conf.template"
@@ -93,18 +93,6 @@ def start_nginx(workdir: Path, site: str) -> subprocess.Popen:
     )
 
 
-def wait_until_up(url: str, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, f"{url} never answered"
-        time.sleep(0.1)
-
-
 @pytest.fixture
 def deployment(tmp_path):
     # The test's proxy speaks plain HTTP, so the session cookie may not be Secure here; in a
@@ -128,7 +116,7 @@ def deployment(tmp_path):
         backends = [server.base_url.removeprefix("http://") for server in (first, second)]
         nginx = start_nginx(proxy_dir, render_site(f"127.0.0.1:{port}", backends))
         try:
-            wait_until_up(f"http://127.0.0.1:{port}/healthz")
+            poll(lambda: answers(f"http://127.0.0.1:{port}/healthz"), timeout=10)
             yield f"http://127.0.0.1:{port}", (first, second), proxy_dir
         finally:
             nginx.terminate()

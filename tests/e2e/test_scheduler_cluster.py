@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections import Counter
 from datetime import datetime
 
@@ -14,6 +13,7 @@ import pytest
 
 from tests.conftest import REDIS_URL
 from tests.e2e.server import prepare_deployment, run_server
+from tests.waiting import poll_for
 
 ADMIN = ("root", "sched-admin-password")
 LEASE_SECONDS = 3
@@ -30,15 +30,6 @@ def env(tmp_path_factory) -> dict[str, str]:
         SCHEDULER_ENABLED="true",
         SCHEDULER_LEASE_SECONDS=str(LEASE_SECONDS),
     )
-
-
-def poll(read, until, timeout: float = 20):
-    """`read()` until `until(value)` holds (every 0.2 s, up to `timeout` s); the last value."""
-    deadline = time.monotonic() + timeout
-    while not until(value := read()):
-        assert time.monotonic() < deadline, f"not reached in {timeout} s: {value}"
-        time.sleep(0.2)
-    return value
 
 
 def runs(base_url: str, job_id: str) -> list[dict]:
@@ -69,7 +60,9 @@ def test_interval_job_runs_once_per_tick_and_survives_the_leader(env, tmp_path_f
         assert created.status_code == 200, created.text
         assert httpx.get(f"{first.base_url}/scheduler/jobs/tick", auth=ADMIN).status_code == 200
 
-        before = poll(lambda: runs(first.base_url, "tick"), lambda r: len(scheduled_times(r)) >= 4)
+        before = poll_for(
+            lambda: runs(first.base_url, "tick"), lambda r: len(scheduled_times(r)) >= 4
+        )
         times = scheduled_times(before)
         assert max(Counter(times).values()) == 1, "a tick ran more than once"
         assert all(run["outcome"] == "success" for run in before)
@@ -86,7 +79,7 @@ def test_interval_job_runs_once_per_tick_and_survives_the_leader(env, tmp_path_f
                 if (t - killed_at).total_seconds() > TAKEOVER_BOUND
             )
 
-        after = poll(
+        after = poll_for(
             lambda: runs(second.base_url, "tick"),
             lambda r: len(steady_after_takeover(r)) >= 3,
             timeout=TAKEOVER_BOUND + 20,

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from app.state import app_state
 from tests.scheduler.conftest import ADMIN, USER
+from tests.waiting import eventually
 
 PRINT_TEST = "app.scheduler.jobs:print_test"
 
@@ -204,16 +203,19 @@ async def test_interval_and_date_jobs_really_run_with_history(app, client) -> No
     async def runs_of(job_id: str) -> list[dict]:
         return await (await client.get(f"/scheduler/jobs/{job_id}/runs", headers=ADMIN)).get_json()
 
-    deadline = asyncio.get_running_loop().time() + 10
-    while len(runs := await runs_of("fast")) < 2:
-        assert asyncio.get_running_loop().time() < deadline, "the interval job did not run twice"
-        await asyncio.sleep(0.1)
+    async def ran_twice() -> bool:
+        return len(await runs_of("fast")) >= 2
+
+    await eventually(ran_twice)
+    runs = await runs_of("fast")
     assert all(run["outcome"] == "success" for run in runs)
     scheduled = [run["scheduled_time"] for run in runs]
     assert len(set(scheduled)) == len(scheduled)  # once per tick
-    while (await client.get("/scheduler/jobs/now", headers=ADMIN)).status_code != 404:
-        assert asyncio.get_running_loop().time() < deadline, "the date job never ran"
-        await asyncio.sleep(0.1)  # ran once, then APScheduler removed it
+
+    async def ran_and_removed() -> bool:  # a date job runs once, then APScheduler removes it
+        return (await client.get("/scheduler/jobs/now", headers=ADMIN)).status_code == 404
+
+    await eventually(ran_and_removed)
 
 
 async def test_failing_job_is_recorded_with_its_error(client) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 
 import pytest
@@ -11,6 +10,7 @@ from apscheduler.schedulers.base import STATE_PAUSED
 from app.state import app_state
 from tests.auth_helpers import make_user
 from tests.scheduler.conftest import ADMIN
+from tests.waiting import eventually
 
 PRINT_TEST = "app.scheduler.jobs:print_test"
 
@@ -28,13 +28,6 @@ def shared(serve_app, redis_url):
     return worker
 
 
-async def wait_for(predicate, timeout: float = 10) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.1)
-
-
 async def test_one_leader_one_store_one_state(shared) -> None:
     async with shared() as first, shared() as second:
         await make_user(first, "root", role=1)
@@ -43,7 +36,7 @@ async def test_one_leader_one_store_one_state(shared) -> None:
         async def one_leader() -> bool:
             return a.is_leader != b.is_leader
 
-        await wait_for(one_leader)
+        await eventually(one_leader)
         leader, follower = (first, second) if a.is_leader else (second, first)
 
         # A job added through the follower is seen by the leader, and runs there, once a tick.
@@ -65,7 +58,7 @@ async def test_one_leader_one_store_one_state(shared) -> None:
         async def two_runs() -> bool:
             return len(await runs_seen_by_follower()) >= 2
 
-        await wait_for(two_runs)
+        await eventually(two_runs)
         runs = await runs_seen_by_follower()
         scheduled = [run["scheduled_time"] for run in runs]
         assert len(scheduled) >= 2 and len(set(scheduled)) == len(scheduled)
@@ -82,14 +75,14 @@ async def test_one_leader_one_store_one_state(shared) -> None:
         async def scheduler_paused() -> bool:
             return service.scheduler.state == STATE_PAUSED
 
-        await wait_for(scheduler_paused)  # the leader's next tick applied the shared state
+        await eventually(scheduler_paused)  # the leader's next tick applied the shared state
         before = len(await service.history.runs("tick"))
         ticks = service.leader.ticks
 
         async def three_more_ticks() -> bool:  # a 1 s job would have run at least twice
             return service.leader.ticks >= ticks + 3
 
-        await wait_for(three_more_ticks)
+        await eventually(three_more_ticks)
         assert len(await service.history.runs("tick")) == before
         await leader.test_client().post("/scheduler/resume", headers=ADMIN)
 
@@ -97,9 +90,9 @@ async def test_one_leader_one_store_one_state(shared) -> None:
 async def test_follower_takes_over_when_the_leader_stops(shared) -> None:
     async with shared() as survivor:
         async with shared() as departing:
-            await wait_for(lambda: _any_leader(survivor, departing))
+            await eventually(lambda: _any_leader(survivor, departing))
         # The departing worker released its lease (or it expires): the survivor leads.
-        await wait_for(lambda: _leads(survivor), timeout=5)
+        await eventually(lambda: _leads(survivor), timeout=5)
 
 
 async def _any_leader(*apps) -> bool:
@@ -153,7 +146,7 @@ async def test_hosts_not_allowed_never_lead(shared, serve_app, redis_url) -> Non
         async def ticked_twice() -> bool:
             return service.leader.ticks >= 2
 
-        await wait_for(ticked_twice)  # its loop ran, with the lease free to take...
+        await eventually(ticked_twice)  # its loop ran, with the lease free to take...
         assert service.leader.attempts == 0  # ...and it never tried
         assert service.is_leader is False
         assert (await service.info())["leader"] is None
@@ -165,5 +158,5 @@ async def test_hosts_not_allowed_never_lead(shared, serve_app, redis_url) -> Non
             redis_url=redis_url,
             scheduler_allowed_hosts=[socket.gethostname()],
         ) as allowed:
-            await wait_for(lambda: _leads(allowed))
+            await eventually(lambda: _leads(allowed))
         assert service.is_leader is False
