@@ -21,6 +21,7 @@ from app.cli import DATABASE_COMMANDS
 from app.db import Database, start_database_deadline
 from app.envelope import register_error_handlers
 from app.health import blueprint as health_blueprint
+from app.loop_lag import LoopLagProbe
 from app.presence import PresenceRecorder, create_presence_store
 from app.realtime import chat, monitor
 from app.realtime.asgi import DrainWebsocketReceive, WebsocketSchemeFromProxy
@@ -137,6 +138,8 @@ def create_app(settings: Settings | None = None) -> Quart:
         state.credential_guard = CredentialGuard(settings, redis)
         state.verified_passwords = VerifiedPasswords(settings.secret_key)
         await open_realtime(state, redis)
+        state.loop_lag = LoopLagProbe()
+        state.loop_lag.start()
         if settings.scheduler_enabled:
             from app.scheduler.service import SchedulerService
 
@@ -152,6 +155,9 @@ def create_app(settings: Settings | None = None) -> Quart:
 
     @app.after_serving
     async def close_resources() -> None:
+        loop_lag, state.loop_lag = state.loop_lag, None
+        if loop_lag is not None:
+            await loop_lag.stop()
         scheduler, state.scheduler = state.scheduler, None
         if scheduler is not None:
             await scheduler.stop()

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from app.auth.identity import VerifiedPasswords
     from app.auth.rate_limit import CredentialGuard
     from app.db import Database
+    from app.loop_lag import LoopLagProbe
     from app.presence import PresenceRecorder
     from app.realtime.connection import ReadRules
     from app.realtime.hub import Hub
@@ -50,6 +51,7 @@ class AppState:
     memory_monitor: MemoryMonitor | None = None
     ws_read_rules: ReadRules | None = None
     scheduler: SchedulerService | None = None
+    loop_lag: LoopLagProbe | None = None
     # Run when the worker starts shutting down, before Hypercorn's graceful wait (app.serving).
     drain_hooks: list[DrainHook] = field(default_factory=list)
 

@@ -1,0 +1,332 @@
+"""`python -m bench`: every benchmark of issue 11 in one run, printed as one table.
+
+The service (2 workers, MariaDB, Redis) against its baselines, each in its own process, loaded
+from this one over loopback: REST (wrk) against the Flask original, a bare Quart route and a
+raw ASGI app; fan-out, a burst, joins and idle memory against a bare `websockets` server (no
+compression) and the gevent-websocket relay. REST figures are medians of `--runs` interleaved
+rounds; websocket figures the medians of `--runs` runs. `--smoke` runs everything tiny (the
+test suite does, so the benchmark cannot rot). The databases it creates are dropped at the end;
+the Redis database it is given (default 7) is emptied before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from redis import Redis
+
+from bench import http_load, rest, websocket_load
+from bench.databases import create_database, drop_database, sync_url
+from bench.report import Row, load_average, render
+from bench.servers import (
+    flask_original,
+    gevent_relay,
+    hypercorn_app,
+    prepare_service,
+    service,
+    websockets_relay,
+)
+
+T = TypeVar("T")
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--mysql-url",
+        default="mysql+aiomysql://root@127.0.0.1:3306/qf_bench",
+        help="the service's database (created, dropped at the end); the Flask "
+        "original's is the same name with _flask",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default="redis://127.0.0.1:6379/7",
+        help="a Redis database the benchmark may empty",
+    )
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=10, help="wrk duration per route")
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections")
+    parser.add_argument("--receivers", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=10, help="fan-out messages per second")
+    parser.add_argument("--messages", type=int, default=100, help="fan-out messages per run")
+    parser.add_argument("--burst", type=int, default=200)
+    parser.add_argument("--joins", type=int, default=1000)
+    parser.add_argument("--idle", default="2000,10000", help="idle connection counts")
+    parser.add_argument("--only", default="rest,fanout,joins,idle")
+    parser.add_argument("--smoke", action="store_true", help="everything tiny (for the tests)")
+    parser.add_argument("--json", help="also write the rows to this file")
+    arguments = parser.parse_args(argv)
+    if arguments.smoke:
+        arguments.runs, arguments.seconds, arguments.connections = 1, 1, 4
+        arguments.receivers, arguments.rate, arguments.messages = 5, 50, 5
+        arguments.burst, arguments.joins, arguments.idle = 10, 10, "20"
+    return arguments
+
+
+def flask_url(url: str) -> str:
+    return url.rsplit("/", 1)[0] + "/" + url.rsplit("/", 1)[1].split("?")[0] + "_flask"
+
+
+def run_rest(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
+    if not http_load.available():
+        raise SystemExit("wrk is required for the REST benchmark (apt-get install wrk)")
+    flask_database = flask_url(arguments.mysql_url)
+    create_database(flask_database)
+    try:
+        prepare_service(arguments.mysql_url, redis_url)
+        service_user = rest.seed_service(arguments.mysql_url)
+        flask_user = rest.seed_flask(flask_database)
+        with (
+            service(arguments.mysql_url, redis_url) as quart_service,
+            flask_original(sync_url(flask_database)) as flask,
+            hypercorn_app("bare Quart", "bench.apps.bare_quart:app") as bare,
+            hypercorn_app("raw ASGI", "bench.apps.raw_asgi:app") as raw,
+        ):
+            setup = rest.RestSetup(
+                quart_service,
+                flask,
+                bare,
+                raw,
+                service_user,
+                flask_user,
+                rest.issue_token(quart_service),
+            )
+            log("REST: warming up")
+            for probe in rest.probes():
+                if not probe.post_user:
+                    http_load.run(
+                        probe.url(setup), seconds=1, connections=4, headers=probe.headers(setup)
+                    )
+            return rest.measure(
+                setup,
+                runs=arguments.runs,
+                seconds=arguments.seconds,
+                connections=arguments.connections,
+                log=log,
+            )
+    finally:
+        drop_database(arguments.mysql_url)
+        drop_database(flask_database)
+
+
+def median_of(
+    runs: int, measure: Callable[[], T], key: Callable[[T], float]
+) -> tuple[float, float]:
+    """Median of `key(measure())` over `runs` runs, and the median load average."""
+    values, loads = [], []
+    for _ in range(runs):
+        values.append(key(measure()))
+        loads.append(load_average())
+    return statistics.median(values), statistics.median(loads)
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+def run_fanout(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
+    results: dict[str, list[websocket_load.FanoutResult]] = {
+        "service": [],
+        "bare": [],
+        "gevent": [],
+    }
+    loads: list[float] = []
+    prepare_service(arguments.mysql_url, redis_url)
+    servers = {
+        "service": lambda: service(arguments.mysql_url, redis_url),
+        "bare": websockets_relay,
+        "gevent": gevent_relay,
+    }
+    paths = {"service": "/websocket", "bare": "/", "gevent": "/"}
+    for round_number in range(arguments.runs):
+        for name, start in servers.items():
+            with start() as server:
+                outcome = run_async(
+                    websocket_load.fanout(
+                        server,
+                        paths[name],
+                        receivers=arguments.receivers,
+                        rate=arguments.rate,
+                        messages=arguments.messages,
+                        burst=arguments.burst,
+                    )
+                )
+            results[name].append(outcome)
+            loads.append(load_average())
+            log(
+                f"  fan-out round {round_number + 1}/{arguments.runs} {name:8s} "
+                f"p50 {outcome.steady.p50_ms:7.2f} ms  p99 {outcome.steady.percentile(0.99):7.2f} ms  "
+                f"cpu/delivery {outcome.cpu_per_delivery_us:6.1f} us  burst p50 "
+                f"{outcome.burst.p50_ms:8.1f} ms p99 {outcome.burst.percentile(0.99):8.1f} ms  "
+                f"closed 1013: {outcome.burst.closed_1013}  missing {outcome.burst.missing}"
+            )
+    drop_database(arguments.mysql_url)
+
+    def med(name: str, key: Callable[[websocket_load.FanoutResult], float]) -> float:
+        return statistics.median(key(result) for result in results[name])
+
+    load = statistics.median(loads)
+    shape = f"1 -> {arguments.receivers} at {arguments.rate:g} msg/s"
+    rows = []
+    for reference, label in (("bare", "bare websockets"), ("gevent", "gevent-websocket relay")):
+        rows += [
+            Row(
+                f"fan-out {shape}, p50",
+                med("service", lambda r: r.steady.p50_ms),
+                "ms",
+                label,
+                med(reference, lambda r: r.steady.p50_ms),
+                "<= 1.5" if reference == "bare" else "",
+                load,
+            ),
+            Row(
+                f"fan-out {shape}, p99",
+                med("service", lambda r: r.steady.percentile(0.99)),
+                "ms",
+                label,
+                med(reference, lambda r: r.steady.percentile(0.99)),
+                "<= 2" if reference == "bare" else "",
+                load,
+            ),
+            Row(
+                "fan-out, server CPU per delivery",
+                med("service", lambda r: r.cpu_per_delivery_us),
+                "us",
+                label,
+                med(reference, lambda r: r.cpu_per_delivery_us),
+                "<= 1.5" if reference == "bare" else "",
+                load,
+            ),
+        ]
+    for name, label in (
+        ("service", "this service"),
+        ("bare", "bare websockets"),
+        ("gevent", "gevent-websocket relay"),
+    ):
+        rows.append(
+            Row(
+                f"burst of {arguments.burst}: p50 / p99 ({label})",
+                med(name, lambda r: r.burst.p50_ms),
+                "ms",
+                f"p99 {med(name, lambda r: r.burst.percentile(0.99)):,.0f} ms, closed 1013: "
+                f"{med(name, lambda r: r.burst.closed_1013):.0f} of {arguments.receivers}",
+                None,
+                "",
+                load,
+            )
+        )
+    return rows
+
+
+def run_joins(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
+    prepare_service(arguments.mysql_url, redis_url)
+    outcomes: list[websocket_load.JoinResult] = []
+    loads = []
+    for round_number in range(arguments.runs):
+        Redis.from_url(redis_url).flushdb()
+        prepare_service(arguments.mysql_url, redis_url)
+        with service(arguments.mysql_url, redis_url) as server:
+            outcome = run_async(websocket_load.joins(server, arguments.joins))
+        outcomes.append(outcome)
+        loads.append(load_average())
+        log(
+            f"  joins round {round_number + 1}/{arguments.runs}: {outcome.seconds:.2f} s, "
+            f"{outcome.frames} frames, {outcome.failed} failed"
+        )
+    drop_database(arguments.mysql_url)
+    if any(outcome.failed for outcome in outcomes):
+        raise RuntimeError("joins failed: " + ", ".join(str(o.failed) for o in outcomes))
+    seconds = statistics.median(o.seconds for o in outcomes)
+    frames = statistics.median(o.frames for o in outcomes)
+    load = statistics.median(loads)
+    return [
+        Row(f"{arguments.joins} joins to one room", seconds, "s", target="<= 2", load=load),
+        Row(
+            f"{arguments.joins} joins: frames per join",
+            frames / arguments.joins,
+            "frames",
+            f"{frames:,.0f} frames in all",
+            load=load,
+        ),
+    ]
+
+
+def run_idle(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
+    rows = []
+    prepare_service(arguments.mysql_url, redis_url)
+    for count in (int(n) for n in arguments.idle.split(",")):
+        values: dict[str, list[float]] = {"service": [], "bare": []}
+        loads = []
+        for _ in range(arguments.runs):
+            with websockets_relay() as server:
+                values["bare"].append(
+                    run_async(websocket_load.idle_memory(server, "/", count, join=False))
+                )
+            with service(arguments.mysql_url, redis_url) as server:
+                values["service"].append(
+                    run_async(websocket_load.idle_memory(server, "/ws/chat", count, join=True))
+                )
+            loads.append(load_average())
+            log(
+                f"  idle {count}: service {values['service'][-1] / 1024:.1f} KiB, "
+                f"bare {values['bare'][-1] / 1024:.1f} KiB per connection"
+            )
+        rows.append(
+            Row(
+                f"idle websocket ({count:,} open, joined)",
+                statistics.median(values["service"]) / 1024,
+                "KiB",
+                "bare websockets",
+                statistics.median(values["bare"]) / 1024,
+                "<= 25",
+                statistics.median(loads),
+                absolute_target=True,
+            )
+        )
+    drop_database(arguments.mysql_url)
+    return rows
+
+
+SUITES = {"rest": run_rest, "fanout": run_fanout, "joins": run_joins, "idle": run_idle}
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = parse_arguments(argv)
+    redis_url = arguments.redis_url
+    Redis.from_url(redis_url).flushdb()
+    started = time.monotonic()
+    rows: list[Row] = []
+    try:
+        for name in arguments.only.split(","):
+            log(f"{name}:")
+            rows += SUITES[name](arguments, redis_url)
+    finally:
+        Redis.from_url(redis_url).flushdb()
+    title = (
+        f"python -m bench ({'smoke' if arguments.smoke else f'{arguments.runs} runs'}, "
+        f"{time.monotonic() - started:.0f} s; load = 1-minute load average, 2 cores)"
+    )
+    print(render(rows, title=title))
+    if arguments.json:
+        with open(arguments.json, "w") as output:
+            json.dump(
+                [{**row.__dict__, "ratio": row.ratio, "met": row.met} for row in rows],
+                output,
+                indent=1,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

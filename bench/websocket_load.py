@@ -1,0 +1,220 @@
+"""Websocket workloads: fan-out (steady and burst), joins to one room, idle memory.
+
+Clients live in this process (asyncio `websockets`, no compression offered); timestamps go in
+the frames, so latency is measured on one clock. Servers answer on the seed's relay protocol
+(every text frame to every client: `/websocket` of the service, the two baselines) or on
+`/ws/chat` (joins, idle memory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import statistics
+import time
+from dataclasses import dataclass, field
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from bench.servers import Server
+
+TRY_AGAIN_LATER = 1013
+
+
+async def open_clients(url: str, count: int, *, batch: int = 100) -> list[ClientConnection]:
+    """`count` connections, `batch` handshakes at a time."""
+    clients: list[ClientConnection] = []
+    while len(clients) < count:
+        size = min(batch, count - len(clients))
+        clients += await asyncio.gather(
+            *(
+                connect(
+                    url,
+                    compression=None,
+                    max_size=None,
+                    max_queue=None,
+                    open_timeout=120,
+                    ping_interval=None,
+                )
+                for _ in range(size)
+            )
+        )
+    return clients
+
+
+async def close_clients(clients: list[ClientConnection]) -> None:
+    for start in range(0, len(clients), 200):
+        await asyncio.gather(
+            *(client.close() for client in clients[start : start + 200]), return_exceptions=True
+        )
+
+
+@dataclass
+class Deliveries:
+    """What the receivers saw of one phase."""
+
+    latencies: list[float] = field(default_factory=list)
+    closed_1013: int = 0
+    missing: int = 0
+
+    def percentile(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))] * 1000
+
+    @property
+    def p50_ms(self) -> float:
+        return statistics.median(self.latencies) * 1000 if self.latencies else float("nan")
+
+
+async def _receive(
+    client: ClientConnection, prefix: str, count: int, out: Deliveries, deadline: float
+) -> None:
+    got = 0
+    try:
+        while got < count:
+            raw = await asyncio.wait_for(client.recv(), max(0.01, deadline - time.monotonic()))
+            if isinstance(raw, str) and raw.startswith(prefix):
+                out.latencies.append(time.perf_counter() - float(raw.split(" ", 2)[1]))
+                got += 1
+    except ConnectionClosed as closed:
+        if closed.rcvd is not None and closed.rcvd.code == TRY_AGAIN_LATER:
+            out.closed_1013 += 1
+        out.missing += count - got
+    except TimeoutError:
+        out.missing += count - got
+
+
+async def _phase(
+    sender: ClientConnection,
+    receivers: list[ClientConnection],
+    prefix: str,
+    messages: int,
+    interval: float,
+    time_limit: float,
+) -> Deliveries:
+    out = Deliveries()
+    deadline = time.monotonic() + time_limit
+    readers = [
+        asyncio.create_task(_receive(client, prefix, messages, out, deadline))
+        for client in receivers
+    ]
+    for number in range(messages):
+        await sender.send(f"{prefix} {time.perf_counter()!r} {number}")
+        if interval:
+            await asyncio.sleep(interval)
+    await asyncio.gather(*readers)
+    return out
+
+
+@dataclass
+class FanoutResult:
+    steady: Deliveries
+    cpu_per_delivery_us: float
+    burst: Deliveries
+
+
+async def fanout(
+    server: Server, path: str, *, receivers: int, rate: float, messages: int, burst: int
+) -> FanoutResult:
+    """1 sender and `receivers` receivers on `path`: `messages` at `rate` per second (the
+    server's CPU seconds per delivered message measured over them), then `burst` at once."""
+    clients = await open_clients(server.ws + path, receivers + 1)
+    sender, receiving = clients[0], clients[1:]
+    drain = asyncio.create_task(_drain(sender))
+    try:
+        # Every receiver is registered everywhere (both workers, the broker) before timing.
+        await _phase(sender, receiving, "warm", 3, 0.05, 60)
+        cpu_before = server.cpu_seconds()
+        steady = await _phase(sender, receiving, "steady", messages, 1 / rate, 60 + messages)
+        cpu = server.cpu_seconds() - cpu_before
+        delivered = len(steady.latencies)
+        burst_result = await _phase(sender, receiving, "burst", burst, 0, 60)
+    finally:
+        drain.cancel()
+        await close_clients(clients)
+    return FanoutResult(steady, cpu / max(delivered, 1) * 1e6, burst_result)
+
+
+async def _drain(client: ClientConnection) -> None:
+    with contextlib.suppress(ConnectionClosed):
+        async for _ in client:
+            pass
+
+
+@dataclass
+class JoinResult:
+    seconds: float
+    frames: int
+    failed: int
+
+
+async def joins(server: Server, count: int) -> JoinResult:
+    """`count` clients (connected first) join one `/ws/chat` room at once: seconds until every
+    one has its room's state and history, and the frames all of them received up to then and
+    during the batching window after it."""
+    clients = await open_clients(server.ws + "/ws/chat", count)
+    frames = 0
+    failed = 0
+
+    async def join(index: int, client: ClientConnection) -> None:
+        nonlocal frames, failed
+        await client.send(json.dumps({"event": "join", "room": "bench", "nickname": f"n{index}"}))
+        while True:
+            frame = json.loads(await client.recv())
+            frames += 1
+            if frame["event"] == "history":
+                return
+            if frame["event"] == "error":
+                failed += 1
+                return
+
+    async def count_rest(client: ClientConnection) -> None:
+        nonlocal frames
+        with contextlib.suppress(TimeoutError, ConnectionClosed):
+            while True:
+                await asyncio.wait_for(client.recv(), 1.0)
+                frames += 1
+
+    try:
+        started = time.perf_counter()
+        await asyncio.wait_for(
+            asyncio.gather(*(join(i, client) for i, client in enumerate(clients))), 300
+        )
+        seconds = time.perf_counter() - started
+        # Presence diffs still in flight (batched every 50 ms) count too: read until 1 s of quiet.
+        await asyncio.gather(*(count_rest(client) for client in clients))
+    finally:
+        await close_clients(clients)
+    return JoinResult(seconds, frames, failed)
+
+
+async def idle_memory(server: Server, path: str, count: int, *, join: bool) -> float:
+    """Bytes of resident memory the server grows by per open (idle) connection."""
+    warm = await open_clients(server.ws + path, 50)
+    await close_clients(warm)
+    await asyncio.sleep(1)
+    before = server.rss()
+    clients = await open_clients(server.ws + path, count)
+    try:
+        if join:
+            for index, client in enumerate(clients):
+                await client.send(
+                    json.dumps(
+                        {"event": "join", "room": f"room{index % 50}", "nickname": f"n{index}"}
+                    )
+                )
+            await asyncio.gather(*(_until_history(client) for client in clients))
+        await asyncio.sleep(2)  # let allocations settle
+        after = server.rss()
+    finally:
+        await close_clients(clients)
+    return (after - before) / count
+
+
+async def _until_history(client: ClientConnection) -> None:
+    while json.loads(await client.recv())["event"] != "history":
+        pass
