@@ -7,6 +7,8 @@ STAMP  := $(VENV)/.installed
 # Debian's nginx in front of two services (it starts its own, on a free port).
 CHROMIUM := /usr/bin/chromium
 NGINX    := /usr/sbin/nginx
+# `python -m bench` loads HTTP routes with wrk (its smoke run is part of the suite).
+WRK      := /usr/bin/wrk
 
 .PHONY: run test lint lock clean
 
@@ -39,7 +41,7 @@ lock: $(STAMP)
 	  -o requirements-dev.lock
 
 ## Set up and run the whole suite (needs MariaDB on 127.0.0.1:3306 and Redis on 6379).
-test: $(STAMP) lint $(CHROMIUM) $(NGINX)
+test: $(STAMP) lint $(CHROMIUM) $(NGINX) $(WRK)
 	$(BIN)/python -m pytest --durations=15
 
 $(CHROMIUM):
@@ -47,6 +49,9 @@ $(CHROMIUM):
 
 $(NGINX):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light
+
+$(WRK):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
 
 lint: $(STAMP)
 	$(BIN)/ruff check app tests alembic bench

@@ -14,6 +14,7 @@ from werkzeug.exceptions import BadRequest
 from app import json_provider
 from app.api import api_v1
 from app.api.openapi import SECURITY_SCHEMES, DocumentingProvider
+from app.auth.cookie_session import CachedSerializerSessionInterface
 from app.auth.csrf import check_csrf, csrf_token
 from app.auth.identity import VerifiedPasswords, identify_request, identify_websocket
 from app.auth.rate_limit import CredentialGuard
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     )
     json_provider.use_orjson(app)
     register_request_logging(app)
+    app.session_interface = CachedSerializerSessionInterface()
     register_metrics(app)
     register_security_headers(app, settings)
     register_error_handlers(app)

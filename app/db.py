@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -30,6 +32,7 @@ from app.settings import Settings
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
+    from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +98,11 @@ def create_engine(settings: Settings) -> AsyncEngine:
     SQLite: the file's folder is created, foreign keys are enforced and WAL journaling lets
     several workers read while one writes. MySQL: utf8mb4, and the pool settings
     `DB_POOL_SIZE`, `DB_MAX_OVERFLOW`, `DB_POOL_TIMEOUT` (seconds), `DB_POOL_RECYCLE` (seconds)
-    and `DB_POOL_PRE_PING`.
+    and `DB_POOL_PRE_PING` (with `DB_POOL_PING_IDLE_SECONDS`).
+
+    The pool does not roll connections back when they come back: every connection returns from
+    a `Session` or `Connection` block, which has already ended its transaction, and the pool's
+    own ROLLBACK repeated it (a second round trip per unit of work, measured by bench/).
     """
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite":
@@ -118,9 +125,14 @@ def create_engine(settings: Settings) -> AsyncEngine:
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
         pool_recycle=settings.db_pool_recycle,
-        pool_pre_ping=settings.db_pool_pre_ping,
+        pool_pre_ping=settings.db_pool_pre_ping and settings.db_pool_ping_idle_seconds == 0,
+        pool_reset_on_return=None,
         connect_args=connect_args,
     )
+    if settings.db_pool_pre_ping and settings.db_pool_ping_idle_seconds > 0:
+        ping_idle = PingIdleConnections(engine, settings.db_pool_ping_idle_seconds)
+        event.listen(engine.sync_engine.pool, "checkin", ping_idle.checked_in)
+        event.listen(engine.sync_engine.pool, "checkout", ping_idle.checked_out)
     if is_mysql:
         event.listen(engine.sync_engine, "do_connect", _connect_or_operational_error)
         event.listen(
@@ -129,6 +141,37 @@ def create_engine(settings: Settings) -> AsyncEngine:
             _limit_statement_time(engine, settings.db_statement_timeout),
         )
     return engine
+
+
+class PingIdleConnections:
+    """Pessimistic disconnect handling for connections that sat idle: SQLAlchemy's
+    `pool_pre_ping`, applied only to a connection idle in the pool for more than
+    `idle_seconds` (the "custom pessimistic ping" of SQLAlchemy's pooling docs). A failed ping
+    raises `DisconnectionError`, on which the pool discards the connection and checks out
+    another (a new one if need be)."""
+
+    def __init__(self, engine: AsyncEngine, idle_seconds: float) -> None:
+        self.dialect = engine.sync_engine.dialect
+        self.idle_seconds = idle_seconds
+
+    def checked_in(self, _dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info[IDLE_SINCE] = time.monotonic()
+
+    def checked_out(
+        self, dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: PoolProxiedConnection
+    ) -> None:
+        idle_since = record.info.get(IDLE_SINCE)
+        if idle_since is None or time.monotonic() - idle_since <= self.idle_seconds:
+            return
+        try:
+            alive = self.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise DisconnectionError("pooled connection failed its ping") from error
+        if not alive:
+            raise DisconnectionError("pooled connection failed its ping")
+
+
+IDLE_SINCE = "idle_since"
 
 
 def _counted_checkout(*_args: object) -> None:

@@ -3,10 +3,45 @@ Shared by the API, the pages and the websockets (a presenter knows no HTTP)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
-from typing import Any
+from typing import Any, Protocol
 
-from app.models import Blog, Tag, User
+
+class UserFields(Protocol):
+    """A `User` row, or a read model with its fields (app/services/blogs.py)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def role(self) -> int: ...
+
+
+class TagFields(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+
+
+class BlogFields(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def context(self) -> str: ...
+    @property
+    def owner(self) -> UserFields: ...
+    @property
+    def tags(self) -> Sequence[TagFields]: ...
+    @property
+    def create_time(self) -> datetime: ...
+    @property
+    def modify_time(self) -> datetime | None: ...
+
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -21,17 +56,17 @@ def format_epoch(epoch: float | None, tz: tzinfo) -> str | None:
     return None if epoch is None else format_time(datetime.fromtimestamp(epoch, UTC), tz)
 
 
-def user_json(user: User) -> dict[str, Any]:
+def user_json(user: UserFields) -> dict[str, Any]:
     """`{"id", "name", "role"}`."""
     return {"id": user.id, "name": user.name, "role": user.role}
 
 
-def tag_json(tag: Tag) -> dict[str, Any]:
+def tag_json(tag: TagFields) -> dict[str, Any]:
     """`{"id", "name"}`."""
     return {"id": tag.id, "name": tag.name}
 
 
-def blog_json(blog: Blog, tz: tzinfo) -> dict[str, Any]:
+def blog_json(blog: BlogFields, tz: tzinfo) -> dict[str, Any]:
     """`{"id", "title", "context", "owner": User, "tags": [Tag], "create_time", "modify_time"}`;
     `owner` and `tags` must be loaded."""
     return {

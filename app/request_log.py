@@ -59,7 +59,8 @@ def configure_logging(settings: Settings) -> None:
 
 
 async def _start_timer() -> None:
-    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    # getlist: a missing header costs werkzeug's `get` an exception (BadRequestKeyError).
+    incoming = next(iter(request.headers.getlist(REQUEST_ID_HEADER)), "")
     g.request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
     g.request_started = time.perf_counter()
 

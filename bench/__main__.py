@@ -21,6 +21,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from redis import Redis
+from sqlalchemy.engine import make_url
 
 from bench import http_load, rest, websocket_load
 from bench.databases import create_database, drop_database, sync_url
@@ -78,23 +79,28 @@ def flask_url(url: str) -> str:
     return url.rsplit("/", 1)[0] + "/" + url.rsplit("/", 1)[1].split("?")[0] + "_flask"
 
 
+def asyncmy_url(url: str) -> str:
+    return make_url(url).set(drivername="mysql+asyncmy").render_as_string(hide_password=False)
+
+
 def run_rest(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
     if not http_load.available():
         raise SystemExit("wrk is required for the REST benchmark (apt-get install wrk)")
     flask_database = flask_url(arguments.mysql_url)
     create_database(flask_database)
     try:
-        prepare_service(arguments.mysql_url, redis_url)
         service_user = rest.seed_service(arguments.mysql_url)
         flask_user = rest.seed_flask(flask_database)
         with (
             service(arguments.mysql_url, redis_url) as quart_service,
+            service(asyncmy_url(arguments.mysql_url), redis_url) as quart_service_asyncmy,
             flask_original(sync_url(flask_database)) as flask,
             hypercorn_app("bare Quart", "bench.apps.bare_quart:app") as bare,
             hypercorn_app("raw ASGI", "bench.apps.raw_asgi:app") as raw,
         ):
             setup = rest.RestSetup(
                 quart_service,
+                quart_service_asyncmy,
                 flask,
                 bare,
                 raw,
@@ -104,7 +110,7 @@ def run_rest(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
             )
             log("REST: warming up")
             for probe in rest.probes():
-                if not probe.post_user:
+                if not (probe.post_user or arguments.smoke):
                     http_load.run(
                         probe.url(setup), seconds=1, connections=4, headers=probe.headers(setup)
                     )
@@ -116,7 +122,6 @@ def run_rest(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
                 log=log,
             )
     finally:
-        drop_database(arguments.mysql_url)
         drop_database(flask_database)
 
 
@@ -142,7 +147,6 @@ def run_fanout(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
         "gevent": [],
     }
     loads: list[float] = []
-    prepare_service(arguments.mysql_url, redis_url)
     servers = {
         "service": lambda: service(arguments.mysql_url, redis_url),
         "bare": websockets_relay,
@@ -171,7 +175,6 @@ def run_fanout(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
                 f"{outcome.burst.p50_ms:8.1f} ms p99 {outcome.burst.percentile(0.99):8.1f} ms  "
                 f"closed 1013: {outcome.burst.closed_1013}  missing {outcome.burst.missing}"
             )
-    drop_database(arguments.mysql_url)
 
     def med(name: str, key: Callable[[websocket_load.FanoutResult], float]) -> float:
         return statistics.median(key(result) for result in results[name])
@@ -230,12 +233,10 @@ def run_fanout(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
 
 
 def run_joins(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
-    prepare_service(arguments.mysql_url, redis_url)
     outcomes: list[websocket_load.JoinResult] = []
     loads = []
     for round_number in range(arguments.runs):
         Redis.from_url(redis_url).flushdb()
-        prepare_service(arguments.mysql_url, redis_url)
         with service(arguments.mysql_url, redis_url) as server:
             outcome = run_async(websocket_load.joins(server, arguments.joins))
         outcomes.append(outcome)
@@ -244,7 +245,6 @@ def run_joins(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
             f"  joins round {round_number + 1}/{arguments.runs}: {outcome.seconds:.2f} s, "
             f"{outcome.frames} frames, {outcome.failed} failed"
         )
-    drop_database(arguments.mysql_url)
     if any(outcome.failed for outcome in outcomes):
         raise RuntimeError("joins failed: " + ", ".join(str(o.failed) for o in outcomes))
     seconds = statistics.median(o.seconds for o in outcomes)
@@ -264,7 +264,6 @@ def run_joins(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
 
 def run_idle(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
     rows = []
-    prepare_service(arguments.mysql_url, redis_url)
     for count in (int(n) for n in arguments.idle.split(",")):
         values: dict[str, list[float]] = {"service": [], "bare": []}
         loads = []
@@ -294,7 +293,6 @@ def run_idle(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
                 absolute_target=True,
             )
         )
-    drop_database(arguments.mysql_url)
     return rows
 
 
@@ -308,11 +306,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     rows: list[Row] = []
     try:
+        prepare_service(arguments.mysql_url, redis_url)
         for name in arguments.only.split(","):
             log(f"{name}:")
             rows += SUITES[name](arguments, redis_url)
     finally:
         Redis.from_url(redis_url).flushdb()
+        drop_database(arguments.mysql_url)
     title = (
         f"python -m bench ({'smoke' if arguments.smoke else f'{arguments.runs} runs'}, "
         f"{time.monotonic() - started:.0f} s; load = 1-minute load average, 2 cores)"

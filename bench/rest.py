@@ -31,6 +31,7 @@ TAGS = 10
 @dataclass
 class RestSetup:
     service: Server
+    service_asyncmy: Server  # the same service and database, on the asyncmy driver
     flask: Server
     bare_quart: Server
     raw_asgi: Server
@@ -132,6 +133,15 @@ def probes() -> list[Probe]:
         Probe("quart healthz", lambda s: f"{s.bare_quart.http}/healthz"),
         Probe("asgi hello", lambda s: f"{s.raw_asgi.http}/"),
         Probe("service blogs", lambda s: f"{s.service.http}/api/v1/blog", connections=16),
+        Probe(
+            "service blogs asyncmy",
+            lambda s: f"{s.service_asyncmy.http}/api/v1/blog",
+            connections=16,
+        ),
+        Probe(
+            "service user asyncmy",
+            lambda s: f"{s.service_asyncmy.http}/api/v1/user/{s.service_user_id}",
+        ),
         Probe("flask blogs", lambda s: f"{s.flask.http}/api/v1/blog", connections=16),
         Probe(
             "service post user",

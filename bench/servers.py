@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.databases import create_database
+from bench.databases import create_database, drop_database
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_SECRET_KEY = "bench-secret-key-" + "x" * 32
@@ -133,11 +133,11 @@ def service_env(
 
 def prepare_service(database_url: str, redis_url: str | None) -> Path:
     """Migrate the service's database and create the bench admin; returns the work folder."""
+    drop_database(database_url)
     create_database(database_url)
     workdir = Path(tempfile.mkdtemp(prefix="qf-bench-"))
     env = {**os.environ, **service_env(0, database_url, redis_url, 1)}
     for command in (
-        ["clear-db", "--yes"],
         ["init-db"],
         ["create-admin", "--name", ADMIN_NAME, "--password", ADMIN_PASSWORD],
     ):

@@ -6,17 +6,20 @@ the tag list instead of appending duplicate links; deleting works whatever the l
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.orm.strategy_options import _AbstractLoad
 
 from app.errors import InvalidReferenceError, NotFoundError
-from app.models import Blog, Tag, User, utcnow
-from app.services.pagination import Page, paginate
+from app.models import Blog, Tag, User, blog_tags, utcnow
+from app.services.pagination import Page
 from app.services.permissions import Actor, ensure_self_or_admin
 from app.services.rows import rowcount
 
@@ -60,10 +63,80 @@ async def get_blog(session: AsyncSession, blog_id: str) -> Blog:
     return blog
 
 
-async def list_blogs(session: AsyncSession, *, limit: int, offset: int) -> Page[Blog]:
-    """Blogs in insertion order with owners and tags: 3 queries whatever the page size."""
-    statement = select(Blog).order_by(Blog.id).options(*_with_owner_and_tags())
-    return await paginate(session, statement, limit=limit, offset=offset)
+@dataclass(frozen=True, slots=True)
+class OwnerView:
+    id: str
+    name: str
+    role: int
+
+
+@dataclass(frozen=True, slots=True)
+class TagView:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class BlogView:
+    """A blog as lists show it: plain values read with Core queries, not ORM objects (which
+    cost most of a 500-row list's time: bench/, GET blog list)."""
+
+    id: str
+    title: str
+    context: str
+    owner: OwnerView
+    tags: list[TagView]
+    create_time: datetime
+    modify_time: datetime | None
+
+
+async def list_blogs(session: AsyncSession, *, limit: int, offset: int) -> Page[BlogView]:
+    """Blogs in insertion order with owners and tags (tags in id order): 3 queries whatever
+    the page size (the count, the blogs with their owners, the page's tags)."""
+    # Core statements on the session's connection: the ORM's execution layer has no work here.
+    connection = await session.connection()
+    total = await connection.scalar(select(func.count()).select_from(Blog))
+    blogs = (
+        await connection.execute(
+            select(
+                Blog.id,
+                Blog.title,
+                Blog.context,
+                Blog.create_time,
+                Blog.modify_time,
+                User.id,
+                User.name,
+                User.role,
+            )
+            .join(User, Blog.user_id == User.id)
+            .order_by(Blog.id)
+            .limit(limit)
+            .offset(offset)
+        )
+    ).all()
+    tags: defaultdict[str, list[TagView]] = defaultdict(list)
+    if blogs:
+        links = await connection.execute(
+            select(blog_tags.c.blog_id, Tag.id, Tag.name)
+            .join(Tag, Tag.id == blog_tags.c.tag_id)
+            .where(blog_tags.c.blog_id.in_([row[0] for row in blogs]))
+            .order_by(blog_tags.c.blog_id, Tag.id)
+        )
+        for blog_id, tag_id, tag_name in links:
+            tags[blog_id].append(TagView(tag_id, tag_name))
+    items = [
+        BlogView(
+            blog_id,
+            title,
+            context,
+            OwnerView(owner_id, name, role),
+            tags[blog_id],
+            created,
+            modified,
+        )
+        for blog_id, title, context, created, modified, owner_id, name, role in blogs
+    ]
+    return Page(items=items, total=total or 0)
 
 
 async def create_blog(

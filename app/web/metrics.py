@@ -10,7 +10,14 @@ import hmac
 import os
 import time
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from quart import Blueprint, Quart, Response, g, request
 from quart_schema import hide
 
@@ -26,14 +33,25 @@ blueprint = Blueprint("metrics", __name__)
 def register_metrics(app: Quart) -> None:
     """Count and time every request (from app/request_log.py's start), serve `GET /metrics`."""
 
+    counters: dict[tuple[str, str, int], Counter] = {}
+    timers: dict[tuple[str, str], Histogram] = {}
+
     @app.after_request
     async def observe(response: Response) -> Response:
         started = g.get("request_started")  # set by app/request_log.py
         if started is not None:
             rule = request.url_rule
             route = rule.rule if rule is not None else UNMATCHED_ROUTE
-            HTTP_REQUESTS.labels(route, request.method, str(response.status_code)).inc()
-            HTTP_LATENCY.labels(route, request.method).observe(time.perf_counter() - started)
+            # The labelled children, resolved once per label set (a lock and a lookup each).
+            key = (route, request.method, response.status_code)
+            counter = counters.get(key)
+            if counter is None:
+                counter = counters[key] = HTTP_REQUESTS.labels(route, key[1], str(key[2]))
+            counter.inc()
+            timer = timers.get(key[:2])
+            if timer is None:
+                timer = timers[key[:2]] = HTTP_LATENCY.labels(route, key[1])
+            timer.observe(time.perf_counter() - started)
         return response
 
     app.register_blueprint(blueprint)

@@ -1,0 +1,84 @@
+"""A tiny run of `python -m bench` (every suite, a few connections, one round), so the
+benchmarks keep working: each row has a measured value, and the servers it started are gone."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.resources import RUN_ID, mysql_database_url
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.e2e
+
+
+def test_the_benchmark_runs_every_suite_and_prints_its_table(
+    redis_url: str, tmp_path: Path
+) -> None:
+    rows_file = tmp_path / "rows.json"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--smoke",
+            "--mysql-url",
+            mysql_database_url("bench"),
+            "--redis-url",
+            redis_url,
+            "--json",
+            str(rows_file),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    table = completed.stdout
+    for workload in (
+        "GET user by id",
+        "GET /healthz",
+        "GET user by id, Bearer",
+        "GET blog list (500 rows)",
+        "POST user (Bearer)",
+        "loop lag p99",
+        "fan-out 1 -> 5",
+        "server CPU per delivery",
+        "burst of 10",
+        "10 joins to one room",
+        "idle websocket (20 open, joined)",
+    ):
+        assert workload in table, table
+    rows = json.loads(rows_file.read_text())
+    for row in rows:
+        assert not math.isnan(row["value"]), row
+    rates = [row for row in rows if row["unit"] == "req/s"]
+    assert rates and all(row["value"] > 0 for row in rates), rates
+    assert all(row["reference"] > 0 for row in rates if row["reference_name"] != "Flask original")
+    joins = next(row for row in rows if row["workload"] == "10 joins to one room")
+    assert joins["value"] < 30
+    # Nothing it started is left running (its servers inherit this run's id).
+    assert _processes_of_this_run() == []
+
+
+def _processes_of_this_run() -> list[list[str]]:
+    found = []
+    for process in psutil.process_iter(["cmdline", "pid"]):
+        if process.info["pid"] == os.getpid():
+            continue
+        try:
+            if process.environ().get("QF_TEST_RUN_ID") == RUN_ID and any(
+                "bench" in part or part == "serve" for part in process.info["cmdline"] or []
+            ):
+                found.append(process.info["cmdline"])
+        except psutil.Error:
+            continue
+    return found
