@@ -15,6 +15,7 @@ from app import json_provider
 from app.api import api_v1
 from app.api.openapi import SECURITY_SCHEMES, DocumentingProvider
 from app.auth.cookie_session import CachedSerializerSessionInterface
+from app.auth.credential_cache import CREDENTIALS_CHANGED, CredentialCache
 from app.auth.csrf import check_csrf, csrf_token
 from app.auth.identity import VerifiedPasswords, identify_request, identify_websocket
 from app.auth.rate_limit import CredentialGuard
@@ -138,6 +139,14 @@ def create_app(settings: Settings | None = None) -> Quart:
         store = create_presence_store(settings, database=database, redis=redis)
         state.presence = PresenceRecorder(store)
         state.credential_guard = CredentialGuard(settings, redis)
+        if redis is not None and settings.credential_cache_seconds > 0:
+            cache = CredentialCache(
+                redis,
+                key_prefix=settings.redis_key_prefix,
+                max_age=settings.credential_cache_seconds,
+            )
+            state.credential_cache = cache
+            database.after_unit_of_work(CREDENTIALS_CHANGED, cache.advance)
         state.verified_passwords = VerifiedPasswords(settings.secret_key)
         await open_realtime(state, redis)
         state.loop_lag = LoopLagProbe()
@@ -168,6 +177,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         if redis is not None:
             await redis.aclose()
         state.presence = state.credential_guard = state.verified_passwords = None
+        state.credential_cache = None
         database, state.database = state.database, None
         if database is not None:
             await database.dispose()

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -197,6 +197,12 @@ class Database:
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         self._is_sqlite = settings.is_sqlite
         self.timeout = settings.db_timeout
+        self._after_unit_of_work: dict[str, Callable[[], Awaitable[None]]] = {}
+
+    def after_unit_of_work(self, flag: str, hook: Callable[[], Awaitable[None]]) -> None:
+        """Run `hook` after every `session()` block whose session has `info[flag]` set (by the
+        code or an ORM event that changed something others keep, e.g. credentials)."""
+        self._after_unit_of_work[flag] = hook
 
     async def connect(self) -> None:
         """Open one connection to fail fast on a wrong URL; switch SQLite to WAL journaling."""
@@ -234,7 +240,10 @@ class Database:
             await _discard(session)
             raise DatabaseTimeoutError(f"database work exceeded {limit} s") from error
         finally:
+            flags = [flag for flag in self._after_unit_of_work if session.info.get(flag)]
             await _release(session)
+            for flag in flags:
+                await self._after_unit_of_work[flag]()
 
     async def ping(self, time_limit: float) -> None:
         """`SELECT 1` within `time_limit` seconds. Raises `DatabaseTimeoutError` or the

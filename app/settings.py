@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     session_cookie_secure: bool | None = None  # None: on, except in development and testing
     permanent_session_lifetime: int = Field(default=7 * 86400, ge=60)
     # Failed credential checks allowed per account name, and per client address (docs/security.md).
+    # Seconds a worker may keep the answer of a token or session check (app/auth/
+    # credential_cache.py; needs REDIS_URL, whose epoch revokes kept answers everywhere at once).
+    # 0 checks the database on every request.
+    credential_cache_seconds: float = Field(default=30.0, ge=0, le=3600)
     auth_rate_limit: str = "10/minute"
     auth_address_rate_limit: str = "30/minute"
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, TypeVar, cast
 from quart import Quart, current_app
 
 if TYPE_CHECKING:
+    from app.auth.credential_cache import CredentialCache
     from app.auth.identity import VerifiedPasswords
     from app.auth.rate_limit import CredentialGuard
     from app.db import Database
@@ -46,6 +47,7 @@ class AppState:
     redis: GuardedRedis | None = None
     presence: PresenceRecorder | None = None
     credential_guard: CredentialGuard | None = None
+    credential_cache: CredentialCache | None = None
     verified_passwords: VerifiedPasswords | None = None
     hub: Hub | None = None
     memory_monitor: MemoryMonitor | None = None

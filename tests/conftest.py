@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -196,3 +196,20 @@ def query_counter(app: Quart) -> Iterator[QueryCounter]:
     event.listen(sync_engine, "before_cursor_execute", counter)
     yield counter
     event.remove(sync_engine, "before_cursor_execute", counter)
+
+
+@pytest.fixture
+def query_counter_of() -> Iterator[Callable[[Quart], QueryCounter]]:
+    """`query_counter_of(app)`: a `QueryCounter` on that app's engine, from now on."""
+    listening: list[tuple[object, QueryCounter]] = []
+
+    def count(app: Quart) -> QueryCounter:
+        counter = QueryCounter()
+        sync_engine = app_state(app).database.engine.sync_engine
+        event.listen(sync_engine, "before_cursor_execute", counter)
+        listening.append((sync_engine, counter))
+        return counter
+
+    yield count
+    for sync_engine, counter in listening:
+        event.remove(sync_engine, "before_cursor_execute", counter)

@@ -27,7 +27,7 @@ from werkzeug.exceptions import Unauthorized
 from app import state
 from app.auth.passwords import verify_password
 from app.auth.rate_limit import CredentialGuard
-from app.models import TOKEN_KIND_SESSION, User, name_key
+from app.models import TOKEN_KIND_BEARER, TOKEN_KIND_SESSION, User, name_key
 from app.presence import PresenceRecorder
 from app.services import accounts, tokens
 from app.services.permissions import Actor
@@ -137,27 +137,46 @@ async def _from_authorization_header(credentials: Authorization | None) -> Ident
     raise unauthorized(f"Authorization: unsupported scheme {credentials.type!r}")
 
 
-async def _from_bearer_token(token: str) -> Identity:
+async def credential_owner(secret: str, kind: str) -> Actor | None:
+    """The owner of the unexpired, unrevoked credential `secret` of `kind`, else None: from
+    this worker's credential cache while Redis' epoch allows (one GET), else the database."""
+    cache = state.app_state().credential_cache
+    epoch = await cache.current_epoch() if cache is not None else None
+    digest = tokens.token_digest(secret)
+    if cache is not None and epoch is not None:
+        actor = cache.lookup(digest, kind, epoch)
+        if actor is not None:
+            return actor
     async with state.database().session() as db:
-        user = await tokens.user_for_token(db, token)
-    if user is None:
+        found = await tokens.find_credential(db, secret, kind=kind)
+    if found is None:
+        return None
+    user, expires_at = found
+    actor = Actor(user.id, user.name, user.role)
+    if cache is not None and epoch is not None:
+        cache.keep(digest, kind, actor, expires_at.timestamp(), epoch)
+    return actor
+
+
+async def _from_bearer_token(token: str) -> Identity:
+    actor = await credential_owner(token, TOKEN_KIND_BEARER)
+    if actor is None:
         guard: CredentialGuard = state.credential_guard()
         await guard.ensure_allowed(_client_address())  # 429 once this address is over
         await guard.record_failure(_client_address())
         raise unauthorized("Authorization: the token is unknown, expired or revoked")
-    return Identity.of(user, "bearer", token)
+    return Identity(actor, "bearer", token)
 
 
 async def _from_session() -> Identity | None:
     secret = session.get(SESSION_KEY)
     if not isinstance(secret, str):
         return None
-    async with state.database().session() as db:
-        user = await tokens.user_for_token(db, secret, kind=TOKEN_KIND_SESSION)
-    if user is None:  # logged out elsewhere, revoked, expired, or the account was deleted
+    actor = await credential_owner(secret, TOKEN_KIND_SESSION)
+    if actor is None:  # logged out elsewhere, revoked, expired, or the account was deleted
         session.pop(SESSION_KEY, None)
         return None
-    return Identity.of(user, "session", secret)
+    return Identity(actor, "session", secret)
 
 
 View = TypeVar("View", bound=Callable[..., Any])

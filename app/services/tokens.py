@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -50,20 +50,23 @@ async def start_session(session: AsyncSession, user_id: str, *, ttl_seconds: int
     return await issue_token(session, user_id, ttl_seconds=ttl_seconds, kind=TOKEN_KIND_SESSION)
 
 
-async def user_for_token(
+async def find_credential(
     session: AsyncSession, token: str, *, kind: str = TOKEN_KIND_BEARER
-) -> User | None:
-    """The user owning an unexpired, unrevoked credential `token` of `kind`, else None (one
-    indexed query)."""
-    return await session.scalar(
-        select(User)
-        .join(ApiToken, ApiToken.user_id == User.id)
-        .where(
-            ApiToken.token_hash == token_digest(token),
-            ApiToken.kind == kind,
-            ApiToken.expires_at > utcnow(),
+) -> tuple[User, datetime] | None:
+    """The user owning an unexpired, unrevoked credential `token` of `kind`, and when the
+    credential expires (aware UTC); None if there is no such credential (one indexed query)."""
+    row = (
+        await session.execute(
+            select(User, ApiToken.expires_at)
+            .join(ApiToken, ApiToken.user_id == User.id)
+            .where(
+                ApiToken.token_hash == token_digest(token),
+                ApiToken.kind == kind,
+                ApiToken.expires_at > utcnow(),
+            )
         )
-    )
+    ).first()
+    return None if row is None else (row[0], row[1])
 
 
 async def revoke_token(session: AsyncSession, token: str) -> bool:
