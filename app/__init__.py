@@ -12,6 +12,7 @@ from quart_schema import QuartSchema
 from werkzeug.exceptions import BadRequest
 
 from app import json_provider
+from app.admission import AdmissionLimit
 from app.api import api_v1
 from app.api.openapi import SECURITY_SCHEMES, DocumentingProvider
 from app.auth.cookie_session import CachedSerializerSessionInterface
@@ -183,6 +184,9 @@ def create_app(settings: Settings | None = None) -> Quart:
             await database.dispose()
 
     app.asgi_app = DrainWebsocketReceive(app.asgi_app)  # type: ignore[method-assign, assignment]
+    app.asgi_app = AdmissionLimit(  # type: ignore[method-assign, assignment]
+        app.asgi_app, settings.http_concurrency
+    )
     if settings.forwarded_allow_hops:
         from hypercorn.middleware import ProxyFixMiddleware
 

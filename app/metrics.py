@@ -19,6 +19,8 @@ Metrics (names follow Prometheus conventions; durations in seconds):
 - `db_pool_connections_in_use`: database connections checked out, summed over workers.
 - `redis_errors_total{kind}`: Redis calls that failed (`unreachable`) or were refused at once
   while the circuit was open (`circuit_open`).
+- `http_requests_waiting`: requests waiting for an admission slot (`HTTP_CONCURRENCY`,
+  app/admission.py).
 - `event_loop_lag_seconds`: how late each worker's event loop ran a probe due every 0.1 s
   (app/loop_lag.py); a lag of more than a few milliseconds means something blocked the loop.
 - `scheduler_job_runs_total{outcome}`: `success`, `error`, `missed`, `skipped`;
@@ -49,6 +51,11 @@ EVENT_LOOP_LAG = Histogram(
     "event_loop_lag_seconds",
     "How late the event loop ran a callback that was due",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+HTTP_REQUESTS_WAITING = Gauge(
+    "http_requests_waiting",
+    "HTTP requests waiting for an admission slot (HTTP_CONCURRENCY)",
+    multiprocess_mode="livesum",
 )
 WEBSOCKETS_OPEN = Gauge(
     "websocket_connections", "Open websockets", ["endpoint"], multiprocess_mode="livesum"

@@ -95,7 +95,9 @@ def run_rest(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
             service(arguments.mysql_url, redis_url) as quart_service,
             service(asyncmy_url(arguments.mysql_url), redis_url) as quart_service_asyncmy,
             flask_original(sync_url(flask_database)) as flask,
-            hypercorn_app("bare Quart", "bench.apps.bare_quart:app") as bare,
+            hypercorn_app(
+                "bare Quart", "bench.apps.bare_quart:app", BENCH_DATABASE_URL=arguments.mysql_url
+            ) as bare,
             hypercorn_app("raw ASGI", "bench.apps.raw_asgi:app") as raw,
         ):
             setup = rest.RestSetup(

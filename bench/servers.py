@@ -197,7 +197,9 @@ def flask_original(database_url: str) -> Iterator[Server]:
 
 
 @contextlib.contextmanager
-def hypercorn_app(name: str, module: str, *, workers: int = 2) -> Iterator[Server]:
+def hypercorn_app(
+    name: str, module: str, *, workers: int = 2, **extra_env: str
+) -> Iterator[Server]:
     """An ASGI app of bench/apps/ on the service's Hypercorn settings (hypercorn.toml)."""
     port = free_port()
     command = [
@@ -212,7 +214,7 @@ def hypercorn_app(name: str, module: str, *, workers: int = 2) -> Iterator[Serve
         f"127.0.0.1:{port}",
         module,
     ]
-    env = {"PYTHONPATH": str(ROOT)}
+    env = {"PYTHONPATH": str(ROOT), **extra_env}
     with _run(name, command, port, env=env, ready_workers=workers) as server:
         yield server
 

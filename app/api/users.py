@@ -49,7 +49,7 @@ async def list_users(query_args: PageQuery) -> Response:
 async def get_user(user_id: str) -> Response:
     """One user. 404 if unknown."""
     async with database().session() as session:
-        user = await user_service.get_user(session, user_id)
+        user = await user_service.get_user_view(session, user_id)
     return succeed(user_json(user))
 
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
@@ -22,6 +20,7 @@ from app.models import Blog, Tag, User, blog_tags, utcnow
 from app.services.pagination import Page
 from app.services.permissions import Actor, ensure_self_or_admin
 from app.services.rows import rowcount
+from app.services.views import BlogView, TagView, UserView
 
 BLOG_NOT_FOUND = "Blog's id does not exist."
 
@@ -63,33 +62,6 @@ async def get_blog(session: AsyncSession, blog_id: str) -> Blog:
     return blog
 
 
-@dataclass(frozen=True, slots=True)
-class OwnerView:
-    id: str
-    name: str
-    role: int
-
-
-@dataclass(frozen=True, slots=True)
-class TagView:
-    id: str
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class BlogView:
-    """A blog as lists show it: plain values read with Core queries, not ORM objects (which
-    cost most of a 500-row list's time: bench/, GET blog list)."""
-
-    id: str
-    title: str
-    context: str
-    owner: OwnerView
-    tags: list[TagView]
-    create_time: datetime
-    modify_time: datetime | None
-
-
 async def list_blogs(session: AsyncSession, *, limit: int, offset: int) -> Page[BlogView]:
     """Blogs in insertion order with owners and tags (tags in id order): 3 queries whatever
     the page size (the count, the blogs with their owners, the page's tags)."""
@@ -129,7 +101,7 @@ async def list_blogs(session: AsyncSession, *, limit: int, offset: int) -> Page[
             blog_id,
             title,
             context,
-            OwnerView(owner_id, name, role),
+            UserView(owner_id, name, role),
             tags[blog_id],
             created,
             modified,

@@ -18,6 +18,7 @@ from app.services.pagination import Page, paginate
 from app.services.permissions import Actor, ensure_admin, ensure_self_or_admin
 from app.services.rows import rowcount
 from app.services.tokens import revoke_user_credentials
+from app.services.views import UserView
 
 USER_NOT_FOUND = "User's id does not exist."  # the original's wording, kept for its clients
 
@@ -73,6 +74,17 @@ async def get_user(session: AsyncSession, user_id: str) -> User:
     if user is None:
         raise NotFoundError(USER_NOT_FOUND)
     return user
+
+
+async def get_user_view(session: AsyncSession, user_id: str) -> UserView:
+    """The user `user_id` as plain values (one Core query). Raises `NotFoundError`."""
+    connection = await session.connection()
+    row = (
+        await connection.execute(select(User.id, User.name, User.role).where(User.id == user_id))
+    ).first()
+    if row is None:
+        raise NotFoundError(USER_NOT_FOUND)
+    return UserView(row.id, row.name, row.role)
 
 
 async def get_user_with_blogs(session: AsyncSession, user_id: str) -> User:
