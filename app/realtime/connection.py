@@ -51,6 +51,8 @@ class Connection:
 
     Arguments:
         websocket: Quart's websocket object of this connection (not the context proxy).
+        asgi_send: the server's ASGI `send` of this websocket (app.realtime.asgi.ASGI_SEND);
+            frames are written through it once accepted. None: through `websocket.send`.
         endpoint: "relay", "nickname", "chat" or "monitor".
         name: the display name (account name, nickname) or None.
         user_id: the authenticated user's id, or None for anonymous clients.
@@ -61,6 +63,7 @@ class Connection:
         self,
         websocket: Any,
         *,
+        asgi_send: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
         endpoint: str,
         name: str | None = None,
         user_id: str | None = None,
@@ -68,6 +71,7 @@ class Connection:
     ) -> None:
         self.id = uuid.uuid4().hex
         self.websocket = websocket
+        self._asgi_send = asgi_send
         self.endpoint = endpoint
         self.name = name
         self.user_id = user_id
@@ -95,15 +99,22 @@ class Connection:
 
     def send(self, frame: dict[str, Any] | str) -> bool:
         """Queue a frame without waiting. A full queue closes the connection with 1013."""
+        if self.enqueue(encode(frame)):
+            self._frames_out.inc()
+            return True
+        return False
+
+    def enqueue(self, text: str) -> bool:
+        """`send` of an encoded frame, not counted in `websocket_messages_total` (a broadcast
+        counts its deliveries at once: `Hub.deliver`)."""
         if self.is_closing:
             return False
         try:
-            self.queue.put_nowait(encode(frame))
+            self.queue.put_nowait(text)
         except asyncio.QueueFull:
             SLOW_CONSUMER_DROPS.inc()
             self.close(TRY_AGAIN_LATER, "send queue full: the client reads too slowly")
             return False
-        self._frames_out.inc()
         return True
 
     def send_error(self, message: str, **extra: Any) -> None:
@@ -116,9 +127,17 @@ class Connection:
             self._closing.set()
 
     async def _write_loop(self) -> None:
+        asgi_send = self._asgi_send
+        queue = self.queue
         while True:
-            text = await self.queue.get()
-            await self.websocket.send(text)
+            text = await queue.get()
+            if asgi_send is None:
+                await self.websocket.send(text)
+                continue
+            await asgi_send({"type": "websocket.send", "bytes": None, "text": text})
+            while not queue.empty():  # a backlog goes out without a task switch per frame
+                text = queue.get_nowait()
+                await asgi_send({"type": "websocket.send", "bytes": None, "text": text})
 
     async def _read_loop(self, on_text: FrameHandler, rules: ReadRules) -> None:
         while True:

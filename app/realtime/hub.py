@@ -15,6 +15,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
+from prometheus_client import Counter
+
+from app.metrics import WEBSOCKET_MESSAGES
 from app.presence import PresenceRecorder
 from app.realtime.broker import Broker
 from app.realtime.connection import GOING_AWAY, Connection, encode
@@ -78,6 +81,7 @@ class Hub:
         self._heartbeat: asyncio.Task[None] | None = None
         self._empty = asyncio.Event()
         self._empty.set()
+        self._frames_out: dict[str, Counter] = {}
 
     async def start(self) -> None:
         await self.broker.start(self.deliver)
@@ -219,25 +223,37 @@ class Hub:
         targets = [c for c in self._targets(to) if c.id != skip]
         room = to["room"] if to["kind"] != "endpoint" and "room" in to else None
         if isinstance(frame, dict) and frame.get("event") == "presence_diff":
-            self._deliver_presence(targets, frame, room)
-            return
-        text = encode(frame)  # once per message, not once per receiver
-        for connection in targets:
-            _send_or_hold(connection, text, room)
+            sent = self._deliver_presence(targets, frame, room)
+        else:
+            text = encode(frame)  # once per message, not once per receiver
+            sent = sum(_send_or_hold(connection, text, room) for connection in targets)
+        if sent:
+            self._count_out(to, sent)
+
+    def _count_out(self, to: Audience, frames: int) -> None:
+        endpoint = to.get("endpoint", "chat") if to["kind"] != "room" else "chat"
+        counter = self._frames_out.get(endpoint)
+        if counter is None:
+            counter = self._frames_out[endpoint] = WEBSOCKET_MESSAGES.labels(endpoint, "out")
+        counter.inc(frames)
 
     @staticmethod
     def _deliver_presence(
         targets: list[Connection], frame: dict[str, Any], room: str | None
-    ) -> None:
-        """A presence diff without the receiver's own join (a batch may hold it)."""
+    ) -> int:
+        """A presence diff without the receiver's own join (a batch may hold it); returns
+        how many were queued."""
         text = encode(frame)
+        joined = {entry["name"] for entry in frame["joins"]}
+        sent = 0
         for connection in targets:
-            if any(entry["name"] == connection.name for entry in frame["joins"]):
+            if connection.name in joined:
                 joins = [entry for entry in frame["joins"] if entry["name"] != connection.name]
                 if joins or frame["leaves"]:
-                    _send_or_hold(connection, encode({**frame, "joins": joins}), room)
+                    sent += _send_or_hold(connection, encode({**frame, "joins": joins}), room)
             else:
-                _send_or_hold(connection, text, room)
+                sent += _send_or_hold(connection, text, room)
+        return sent
 
     def _targets(self, to: Audience) -> list[Connection]:
         if to["kind"] == "endpoint":
@@ -267,12 +283,14 @@ class Hub:
                 log.warning("hub heartbeat failed: %s", type(error).__name__)
 
 
-def _send_or_hold(connection: Connection, text: str, room: str | None) -> None:
+def _send_or_hold(connection: Connection, text: str, room: str | None) -> int:
+    """Queue `text` for `connection`, or hold it while it is being welcomed to `room`;
+    1 if it was queued now (a held frame is counted when it is sent)."""
     held = connection.held.get(room) if room is not None else None
     if held is None:
-        connection.send(text)
-    else:
-        held.append(text)
+        return 1 if connection.enqueue(text) else 0
+    held.append(text)
+    return 0
 
 
 def presence_diff(

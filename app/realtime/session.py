@@ -6,11 +6,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 from quart import websocket
 
 from app import state
 from app.metrics import WEBSOCKETS_OPEN
+from app.realtime.asgi import ASGI_SEND
 from app.realtime.connection import (
     STORE_ERRORS,
     STORE_UNAVAILABLE,
@@ -25,6 +27,7 @@ log = logging.getLogger("app.access")
 
 
 CloseHook = Callable[[Connection, list[str]], Awaitable[None]]
+ASGISend = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 def current_hub() -> Hub:
@@ -41,6 +44,7 @@ def new_connection(
     settings = state.settings()
     return Connection(
         websocket._get_current_object(),  # type: ignore[attr-defined]
+        asgi_send=cast(ASGISend | None, websocket.scope.get(ASGI_SEND)),
         endpoint=endpoint,
         name=name,
         user_id=user_id,
