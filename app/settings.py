@@ -95,6 +95,12 @@ class Settings(BaseSettings):
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     ws_max_message_bytes: int = Field(default=65536, ge=128, le=16 * 1024 * 1024)
     ws_send_queue: int = Field(default=256, ge=1, le=100_000)
+    # Seconds the oldest frame waiting for a client may wait before it is closed with 1013
+    # (app/realtime/connection.py): the backlog is bounded in time as well as in frames.
+    ws_send_max_delay: float = Field(default=2.0, gt=0, le=600)
+    # Negotiate permessage-deflate (RFC 7692) when a client offers it; off: it costs CPU per
+    # frame and saves nothing on small JSON frames (docs/websockets.md, measured by bench/).
+    ws_compression: bool = False
     ws_idle_timeout: float = Field(default=60.0, gt=0)
     ws_rate_limit: str = "20/second"
     ws_flood_strikes: int = Field(default=5, ge=1)

@@ -145,16 +145,19 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
 def run_fanout(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
     results: dict[str, list[websocket_load.FanoutResult]] = {
         "service": [],
+        "deflate": [],
         "bare": [],
         "gevent": [],
     }
     loads: list[float] = []
     servers = {
         "service": lambda: service(arguments.mysql_url, redis_url),
+        # WS_COMPRESSION=true and clients offering permessage-deflate, as browsers do.
+        "deflate": lambda: service(arguments.mysql_url, redis_url, WS_COMPRESSION="true"),
         "bare": websockets_relay,
         "gevent": gevent_relay,
     }
-    paths = {"service": "/websocket", "bare": "/", "gevent": "/"}
+    paths = {"service": "/websocket", "deflate": "/websocket", "bare": "/", "gevent": "/"}
     for round_number in range(arguments.runs):
         for name, start in servers.items():
             with start() as server:
@@ -166,6 +169,7 @@ def run_fanout(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
                         rate=arguments.rate,
                         messages=arguments.messages,
                         burst=arguments.burst,
+                        deflate=name == "deflate",
                     )
                 )
             results[name].append(outcome)
@@ -214,6 +218,17 @@ def run_fanout(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
                 load,
             ),
         ]
+    rows.append(
+        Row(
+            "fan-out CPU per delivery, WS_COMPRESSION=true",
+            med("deflate", lambda r: r.cpu_per_delivery_us),
+            "us",
+            "compression off (default)",
+            med("service", lambda r: r.cpu_per_delivery_us),
+            "",
+            load,
+        )
+    )
     for name, label in (
         ("service", "this service"),
         ("bare", "bare websockets"),

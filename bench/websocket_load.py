@@ -23,8 +23,11 @@ from bench.servers import Server
 TRY_AGAIN_LATER = 1013
 
 
-async def open_clients(url: str, count: int, *, batch: int = 100) -> list[ClientConnection]:
-    """`count` connections, `batch` handshakes at a time."""
+async def open_clients(
+    url: str, count: int, *, batch: int = 100, deflate: bool = False
+) -> list[ClientConnection]:
+    """`count` connections, `batch` handshakes at a time; offering permessage-deflate (as
+    browsers do) when `deflate`."""
     clients: list[ClientConnection] = []
     while len(clients) < count:
         size = min(batch, count - len(clients))
@@ -32,7 +35,7 @@ async def open_clients(url: str, count: int, *, batch: int = 100) -> list[Client
             *(
                 connect(
                     url,
-                    compression=None,
+                    compression="deflate" if deflate else None,
                     max_size=None,
                     max_queue=None,
                     open_timeout=120,
@@ -118,11 +121,18 @@ class FanoutResult:
 
 
 async def fanout(
-    server: Server, path: str, *, receivers: int, rate: float, messages: int, burst: int
+    server: Server,
+    path: str,
+    *,
+    receivers: int,
+    rate: float,
+    messages: int,
+    burst: int,
+    deflate: bool = False,
 ) -> FanoutResult:
     """1 sender and `receivers` receivers on `path`: `messages` at `rate` per second (the
     server's CPU seconds per delivered message measured over them), then `burst` at once."""
-    clients = await open_clients(server.ws + path, receivers + 1)
+    clients = await open_clients(server.ws + path, receivers + 1, deflate=deflate)
     sender, receiving = clients[0], clients[1:]
     drain = asyncio.create_task(_drain(sender))
     try:

@@ -60,3 +60,23 @@ def test_hypercorn_internals_the_patches_use_are_there() -> None:
     from hypercorn.asyncio.task_group import TaskGroup
 
     assert "max_app_queue_size" in inspect.getsource(TaskGroup.spawn_app)
+
+
+BROWSER_OFFER = "permessage-deflate; client_max_window_bits"
+
+
+def test_websocket_compression_is_declined_unless_turned_on() -> None:
+    from wsproto.handshake import server_extensions_handshake
+
+    from app.serving import set_websocket_compression
+
+    try:
+        set_websocket_compression(False)
+        assert server_extensions_handshake([BROWSER_OFFER], [ws_stream.PerMessageDeflate()]) is None
+        set_websocket_compression(True)
+        accepted = server_extensions_handshake([BROWSER_OFFER], [ws_stream.PerMessageDeflate()])
+        assert accepted is not None
+        assert b"server_no_context_takeover" in accepted
+        assert b"client_no_context_takeover" in accepted
+    finally:
+        patch_hypercorn()

@@ -1,7 +1,8 @@
 """One websocket connection: a bounded send queue, its own writer, and the read loop's rules.
 
 Close codes (RFC 6455): 1001 server going away, 1008 policy (idle, flood), 1009 frame too big,
-1011 server error, 1013 try again later (this client's send queue overflowed: it is too slow).
+1011 server error, 1013 try again later (this client is too slow: its send queue overflowed,
+or its oldest unsent frame waited longer than `max_delay`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -57,6 +59,8 @@ class Connection:
         name: the display name (account name, nickname) or None.
         user_id: the authenticated user's id, or None for anonymous clients.
         queue_size: frames waiting to be written before the client counts as too slow.
+        max_delay: seconds the oldest waiting frame may wait before the client counts as too
+            slow (so a burst the client cannot absorb ends in a close, not in minutes of lag).
     """
 
     def __init__(
@@ -68,6 +72,7 @@ class Connection:
         name: str | None = None,
         user_id: str | None = None,
         queue_size: int = 256,
+        max_delay: float = 2.0,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.websocket = websocket
@@ -79,6 +84,8 @@ class Connection:
         # Room traffic held while this connection is being welcomed to the room (Hub.welcomed).
         self.held: dict[str, list[str]] = {}
         self.queue: asyncio.Queue[str] = asyncio.Queue(queue_size)
+        self.max_delay = max_delay
+        self._queued_at: deque[float] = deque()  # when each frame in `queue` was queued
         self.close_reason: tuple[int, str] | None = None
         self._closing = asyncio.Event()
         self.last_received = time.monotonic()
@@ -109,13 +116,21 @@ class Connection:
         counts its deliveries at once: `Hub.deliver`)."""
         if self.is_closing:
             return False
+        now = time.monotonic()
+        if self._queued_at and now - self._queued_at[0] > self.max_delay:
+            self._too_slow(f"a frame waited more than {self.max_delay:g} s: the client is behind")
+            return False
         try:
             self.queue.put_nowait(text)
         except asyncio.QueueFull:
-            SLOW_CONSUMER_DROPS.inc()
-            self.close(TRY_AGAIN_LATER, "send queue full: the client reads too slowly")
+            self._too_slow("send queue full: the client reads too slowly")
             return False
+        self._queued_at.append(now)
         return True
+
+    def _too_slow(self, reason: str) -> None:
+        SLOW_CONSUMER_DROPS.inc()
+        self.close(TRY_AGAIN_LATER, reason)
 
     def send_error(self, message: str, **extra: Any) -> None:
         self.send({"event": "error", "msg": message, **extra})
@@ -129,14 +144,17 @@ class Connection:
     async def _write_loop(self) -> None:
         asgi_send = self._asgi_send
         queue = self.queue
+        queued_at = self._queued_at
         while True:
             text = await queue.get()
+            queued_at.popleft()
             if asgi_send is None:
                 await self.websocket.send(text)
                 continue
             await asgi_send({"type": "websocket.send", "bytes": None, "text": text})
             while not queue.empty():  # a backlog goes out without a task switch per frame
                 text = queue.get_nowait()
+                queued_at.popleft()
                 await asgi_send({"type": "websocket.send", "bytes": None, "text": text})
 
     async def _read_loop(self, on_text: FrameHandler, rules: ReadRules) -> None:

@@ -49,6 +49,7 @@ def new_connection(
         name=name,
         user_id=user_id,
         queue_size=settings.ws_send_queue,
+        max_delay=settings.ws_send_max_delay,
     )
 
 

@@ -19,6 +19,7 @@ class StalledClient:
     """
 
     def __init__(self, url: str, receive_buffer: int = 4096) -> None:
+        self.close_reason = ""
         uri = parse_uri(url)
         self.protocol = ClientProtocol(uri, max_size=None)
         self.sock = socket.socket()
@@ -83,11 +84,17 @@ class StalledClient:
         raise AssertionError("no text frame from the server")
 
     def read_until_closed(self, timeout: float = 30) -> int | None:
-        """Drain everything the server sent and return its close code (None if it never closed)."""
+        """Drain everything the server sent and return its close code (None if it never
+        closed); the close reason is kept in `close_reason`."""
         for event in self._events(timeout):
             if getattr(event, "opcode", None) == Opcode.CLOSE:
-                return Close.parse(event.data).code
-        return self.protocol.close_rcvd.code if self.protocol.close_rcvd else None
+                close = Close.parse(event.data)
+                self.close_reason = close.reason
+                return close.code
+        if self.protocol.close_rcvd:
+            self.close_reason = self.protocol.close_rcvd.reason
+            return self.protocol.close_rcvd.code
+        return None
 
     def close(self) -> None:
         self.sock.close()

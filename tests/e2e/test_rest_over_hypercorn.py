@@ -173,3 +173,15 @@ def test_concurrent_writers_across_workers_keep_names_unique(server, admin_token
     statuses = asyncio.run(race())
     assert sorted(set(statuses)) == [200, 409]
     assert statuses.count(200) == 5
+
+
+def test_websocket_compression_is_off_by_default(server) -> None:
+    """WS_COMPRESSION defaults to false: a browser's permessage-deflate offer is declined."""
+    from websockets.asyncio.client import connect
+
+    async def extensions() -> str | None:
+        url = server.base_url.replace("http://", "ws://") + "/ws/chat"
+        async with connect(url, compression="deflate") as ws:  # offers it, as browsers do
+            return ws.response.headers.get("Sec-WebSocket-Extensions")
+
+    assert asyncio.run(extensions()) is None

@@ -30,6 +30,7 @@ def ws_env(tmp_path_factory) -> dict[str, str]:
         WS_SEND_QUEUE="64",
         WS_RATE_LIMIT="2000/second",
         MONITOR_INTERVAL="0.2",
+        WS_COMPRESSION="true",
     )
 
 
@@ -102,12 +103,13 @@ def test_every_endpoint(server) -> None:
     asyncio.run(scenario())
 
 
-def test_slow_consumer_is_cut_off_while_a_fast_one_keeps_receiving(server) -> None:
-    """A client that stops reading fills its TCP buffers, then its bounded send queue: it is
-    closed with 1013 while the fast client receives every message."""
-    count, size = 3000, 3900  # about 12 MB: more than the kernel buffers of a stalled socket
+def firehose_cuts_off_a_stalled_client(server) -> str:
+    """A stalled client joins a room, a fast one and a sender too; the sender streams 3,000
+    messages (about 12 MB: more than the kernel buffers of a stalled socket). The stalled one
+    is closed with 1013 (its close reason is returned); the fast one receives every message."""
+    count, size = 3000, 3900
 
-    async def scenario(slow: StalledClient) -> int:
+    async def scenario() -> int:
         async with (
             connect(ws_url(server, "/ws/chat"), max_size=None) as fast,
             connect(ws_url(server, "/ws/chat")) as sender,
@@ -139,11 +141,26 @@ def test_slow_consumer_is_cut_off_while_a_fast_one_keeps_receiving(server) -> No
         slow.send_text(json.dumps({"event": "join", "room": "firehose", "nickname": "slow"}))
         # Joined once its room state arrives; from then on it reads nothing.
         assert json.loads(slow.read_text())["event"] == "presence_state"
-        assert asyncio.run(scenario(slow)) == count
+        assert asyncio.run(scenario()) == count
         assert slow.read_until_closed() == 1013
     finally:
         slow.close()
     assert re.search(r"websocket /ws/chat closed 1013", server.log())
+    return slow.close_reason
+
+
+def test_slow_consumer_is_cut_off_while_a_fast_one_keeps_receiving(server) -> None:
+    """Bounded in frames: the stalled client's send queue (WS_SEND_QUEUE=64) overflows."""
+    assert "send queue full" in firehose_cuts_off_a_stalled_client(server)
+
+
+def test_a_backlog_older_than_its_bound_closes_only_that_client(ws_env, tmp_path) -> None:
+    """Bounded in time: with room for 100,000 frames, the stalled client is closed once its
+    oldest unsent frame waited WS_SEND_MAX_DELAY (1 s)."""
+    env = {**ws_env, "WS_SEND_QUEUE": "100000", "WS_SEND_MAX_DELAY": "1"}
+    with run_server(tmp_path, env, workers=1) as timed:
+        reason = firehose_cuts_off_a_stalled_client(timed)
+    assert reason == "a frame waited more than 1 s: the client is behind"
 
 
 def test_oversized_frame_is_refused_with_1009(server) -> None:
@@ -368,7 +385,8 @@ def test_logged_in_websocket_users_are_online_on_every_server(server, second_ser
 
 
 def test_compression_is_negotiated_without_context_takeover(server) -> None:
-    """permessage-deflate stays on, but no zlib state is kept between messages (RFC 7692)."""
+    """With WS_COMPRESSION=true, permessage-deflate is negotiated, but no zlib state is kept
+    between messages (RFC 7692)."""
 
     async def scenario() -> str:
         async with connect(ws_url(server, "/ws/chat")) as ws:
