@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Callable
 from typing import Protocol
 
+import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -93,7 +93,7 @@ class RedisBroker:
                             continue
                         self._report_undelivered()  # a message arrived: Redis is back
                         try:
-                            deliver(json.loads(item["data"]))
+                            deliver(orjson.loads(item["data"]))
                         except Exception:
                             log.exception("undeliverable broker message")
             except asyncio.CancelledError:
@@ -111,7 +111,7 @@ class RedisBroker:
     async def publish(self, message: BrokerMessage) -> None:
         """Raises a `redis.exceptions.RedisError` when Redis is unavailable (counted)."""
         try:
-            await self.redis.publish(self.channel, json.dumps(message, ensure_ascii=False))
+            await self.redis.publish(self.channel, orjson.dumps(message))
         except RedisError:
             self.undelivered += 1
             WEBSOCKET_DROPPED.labels("broker_unavailable").inc()

@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+from collections.abc import Sequence
 from typing import TypedDict
+from weakref import WeakKeyDictionary
 
 from quart import Blueprint, render_template
 from quart_schema import hide
@@ -22,7 +24,9 @@ from werkzeug.exceptions import BadRequest
 
 from app import state
 from app.auth.identity import current_identity
-from app.models import new_id
+from app.batching import BatchedLookup
+from app.db import Database
+from app.models import name_key, new_id
 from app.realtime.connection import Connection
 from app.realtime.handshake import check_origin
 from app.realtime.hub import NICKNAME_ROOM
@@ -138,17 +142,44 @@ class PresenceEntry(TypedDict):
     user_id: str | None
 
 
-def presence_names(members: list[MemberRecord]) -> list[PresenceEntry]:
-    """One entry per name (a user may be connected several times), sorted by name."""
+def presence_names(members: Sequence[MemberRecord]) -> list[PresenceEntry]:
+    """One entry per name (a user may be connected several times), sorted by name. The
+    entries of the last member sequence are kept: joins that share one read of the room
+    (RedisRoomDirectory.members) share this work too."""
+    if _last_presence.members is members:
+        return _last_presence.entries
     seen: dict[str, PresenceEntry] = {}
     for member in members:
-        seen.setdefault(member["name"], {"name": member["name"], "user_id": member["user_id"]})
-    return sorted(seen.values(), key=lambda entry: entry["name"])
+        if member["name"] not in seen:
+            seen[member["name"]] = {"name": member["name"], "user_id": member["user_id"]}
+    entries = [seen[name] for name in sorted(seen)]
+    _last_presence.members, _last_presence.entries = members, entries
+    return entries
+
+
+class _LastPresence:
+    members: Sequence[MemberRecord] | None = None
+    entries: list[PresenceEntry] = []
+
+
+_last_presence = _LastPresence()
+
+
+async def _taken_name_keys(keys: list[str]) -> dict[str, bool]:
+    async with state.database().session() as session:
+        return dict.fromkeys(await accounts.taken_name_keys(session, keys), True)
+
+
+# Per database (one per served app): nickname checks of a burst of joins, one query a turn.
+_account_names: WeakKeyDictionary[Database, BatchedLookup[str, bool]] = WeakKeyDictionary()
 
 
 async def _nickname_is_an_account(nickname: str) -> bool:
-    async with state.database().session() as session:
-        return await accounts.name_is_taken(session, nickname)
+    database = state.database()
+    lookup = _account_names.get(database)
+    if lookup is None:
+        lookup = _account_names[database] = BatchedLookup(_taken_name_keys, False)
+    return await lookup.get(name_key(nickname))
 
 
 async def _join(connection: Connection, frame: Join) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -17,6 +16,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from limits import RateLimitItem
 from limits.strategies import FixedWindowRateLimiter
 from redis.exceptions import RedisError
@@ -42,7 +42,7 @@ FrameHandler = Callable[["Connection", str], Awaitable[None]]
 
 
 def encode(frame: dict[str, Any] | str) -> str:
-    return frame if isinstance(frame, str) else json.dumps(frame, ensure_ascii=False)
+    return frame if isinstance(frame, str) else orjson.dumps(frame).decode()
 
 
 SLOW_CONSUMER_DROPS = WEBSOCKET_DROPPED.labels("slow_consumer")

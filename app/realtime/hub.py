@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 NICKNAME_ROOM = "~nickname-chat"  # the seed endpoint's members; chat rooms cannot start with "~"
 DRAIN_SECONDS = 5.0
-PRESENCE_BATCH_SECONDS = 0.05
+PRESENCE_BATCH_SECONDS = 0.2
 JOIN_CONCURRENCY = 16  # joins of this worker in progress at once (chat._join)
 
 

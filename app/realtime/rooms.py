@@ -14,13 +14,15 @@ has refreshed them for the stale bound (an empty room leaves nothing behind), an
 
 from __future__ import annotations
 
-import json
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypedDict
 
+import orjson
 from redis.asyncio import Redis
+
+from app.batching import SharedReads
 
 Clock = Callable[[], float]  # epoch seconds
 
@@ -33,6 +35,10 @@ class MemberRecord(TypedDict):
     name: str
     user_id: str | None
     seen: float
+
+
+def _dump(member: MemberRecord | dict[str, object]) -> str:
+    return orjson.dumps(member).decode()
 
 
 def member_record(conn: str, name: str, user_id: str | None, seen: float) -> MemberRecord:
@@ -52,8 +58,8 @@ class RoomDirectory(Protocol):
     async def remove_member(self, room: str, conn: str, name: str, owner: str) -> bool:
         """Remove a connection; True when no connection of that name is left in the room."""
 
-    async def members(self, room: str) -> list[MemberRecord]:
-        """Live members of `room` (stale ones are dropped first)."""
+    async def members(self, room: str) -> Sequence[MemberRecord]:
+        """Live members of `room` (stale ones are dropped first); read-only."""
 
     async def refresh(self, room: str, members: list[MemberRecord]) -> None:
         """Heartbeat: mark this worker's `members` of `room` as alive now."""
@@ -106,7 +112,7 @@ class MemoryRoomDirectory:
             self._names.pop(room, None)
         return True
 
-    async def members(self, room: str) -> list[MemberRecord]:
+    async def members(self, room: str) -> Sequence[MemberRecord]:
         return list(self._live(room).values())
 
     async def refresh(self, room: str, members: list[MemberRecord]) -> None:
@@ -164,6 +170,8 @@ class RedisRoomDirectory:
         self.history_seconds = history_seconds
         self.clock = clock
         self._join = redis.register_script(JOIN_SCRIPT)
+        self._member_reads: SharedReads[list[MemberRecord]] = SharedReads(self._live)
+        self._history_reads: SharedReads[list[dict[str, Any]]] = SharedReads(self._history)
 
     @property
     def _ttl(self) -> int:
@@ -178,7 +186,7 @@ class RedisRoomDirectory:
         live: list[tuple[str, MemberRecord]] = []
         stale: list[tuple[str, MemberRecord]] = []
         for conn, text in raw.items():
-            member = json.loads(text)
+            member = orjson.loads(text)
             (live if member["seen"] >= limit else stale).append((str(conn), member))
         if stale:
             await self.redis.hdel(self._key(room, "members"), *[conn for conn, _ in stale])
@@ -191,7 +199,7 @@ class RedisRoomDirectory:
                 member["name"],
                 owner,
                 member["conn"],
-                json.dumps(member),
+                _dump(member),
                 self.clock() - self.stale_after,
                 self._ttl,
             ],
@@ -201,7 +209,7 @@ class RedisRoomDirectory:
     async def add_member(self, room: str, member: MemberRecord) -> None:
         key = self._key(room, "members")
         async with self.redis.pipeline(transaction=True) as pipeline:
-            pipeline.hset(key, member["conn"], json.dumps(member))
+            pipeline.hset(key, member["conn"], _dump(member))
             pipeline.expire(key, self._ttl)
             await pipeline.execute()
 
@@ -213,8 +221,13 @@ class RedisRoomDirectory:
             await self.redis.hdel(self._key(room, "names"), name)
         return True
 
-    async def members(self, room: str) -> list[MemberRecord]:
-        return await self._live(room)
+    async def members(self, room: str) -> Sequence[MemberRecord]:
+        """Live members of `room`: one Redis read serves every caller that asks during the
+        same loop turn (a burst of joins to a large room would otherwise read the whole
+        member hash once per join). The read starts after each of those callers asked, so
+        each gets what a read of its own would have given. The sequence is shared by them:
+        read it, never change it."""
+        return await self._member_reads.read(room)
 
     async def refresh(self, room: str, members: list[MemberRecord]) -> None:
         now = self.clock()
@@ -222,9 +235,7 @@ class RedisRoomDirectory:
             async with self.redis.pipeline(transaction=True) as pipeline:
                 pipeline.hset(
                     self._key(room, "members"),
-                    mapping={
-                        member["conn"]: json.dumps({**member, "seen": now}) for member in members
-                    },
+                    mapping={member["conn"]: _dump({**member, "seen": now}) for member in members},
                 )
                 pipeline.expire(self._key(room, "members"), self._ttl)
                 pipeline.expire(self._key(room, "names"), self._ttl)
@@ -234,11 +245,15 @@ class RedisRoomDirectory:
         if keep:
             key = self._key(room, "history")
             async with self.redis.pipeline(transaction=True) as pipeline:
-                pipeline.lpush(key, json.dumps(message, ensure_ascii=False))
+                pipeline.lpush(key, orjson.dumps(message).decode())
                 pipeline.ltrim(key, 0, keep - 1)
                 pipeline.expire(key, self.history_seconds)
                 await pipeline.execute()
 
     async def history(self, room: str) -> list[dict[str, Any]]:
+        """The room's recent messages, oldest first (shared reads, as `members`)."""
+        return list(await self._history_reads.read(room))
+
+    async def _history(self, room: str) -> list[dict[str, Any]]:
         items = await self.redis.lrange(self._key(room, "history"), 0, -1)
-        return [json.loads(item) for item in reversed(items)]
+        return [orjson.loads(item) for item in reversed(items)]

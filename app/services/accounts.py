@@ -13,6 +13,8 @@ async def find_by_name(session: AsyncSession, name: str) -> User | None:
     return await session.scalar(select(User).where(User.name_key == name_key(name)))
 
 
-async def name_is_taken(session: AsyncSession, name: str) -> bool:
-    """Whether an account's name equals `name` case-insensitively."""
-    return await session.scalar(select(User.id).where(User.name_key == name_key(name))) is not None
+async def taken_name_keys(session: AsyncSession, keys: list[str]) -> set[str]:
+    """Which of the name keys (`name_key(name)`) are accounts' (one Core query)."""
+    connection = await session.connection()
+    found = await connection.scalars(select(User.name_key).where(User.name_key.in_(keys)))
+    return set(found)
