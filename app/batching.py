@@ -40,21 +40,7 @@ class SharedReads(Generic[Value]):
 
     def _start(self, key: str) -> None:
         future = self._pending.pop(key)  # later callers start a read of their own
-        task = asyncio.ensure_future(self._run(key, future))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _run(self, key: str, future: asyncio.Future[Value]) -> None:
-        try:
-            value = await self._read(key)
-        except BaseException as error:
-            if not future.done():
-                future.set_exception(error)
-            if isinstance(error, asyncio.CancelledError):
-                raise
-        else:
-            if not future.done():
-                future.set_result(value)
+        _settle_in_task(future, self._read(key), self._tasks)
 
 
 class BatchedLookup(Generic[Key, Value]):
@@ -87,13 +73,22 @@ class BatchedLookup(Generic[Key, Value]):
         assert self._batch is not None
         keys, future = self._batch
         self._batch = None  # later lookups form the next batch
-        task = asyncio.ensure_future(self._run(sorted(keys, key=repr), future))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        _settle_in_task(future, self._fetch(sorted(keys, key=repr)), self._tasks)
 
-    async def _run(self, keys: list[Key], future: asyncio.Future[dict[Key, Value]]) -> None:
+
+Result = TypeVar("Result")
+
+
+def _settle_in_task(
+    future: asyncio.Future[Result],
+    work: Awaitable[Result],
+    tasks: set[asyncio.Task[None]],
+) -> None:
+    """Run `work` in a task (kept in `tasks` until done) and give its outcome to `future`."""
+
+    async def settle() -> None:
         try:
-            found = await self._fetch(keys)
+            value = await work
         except BaseException as error:
             if not future.done():
                 future.set_exception(error)
@@ -101,4 +96,8 @@ class BatchedLookup(Generic[Key, Value]):
                 raise
         else:
             if not future.done():
-                future.set_result(found)
+                future.set_result(value)
+
+    task = asyncio.ensure_future(settle())
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import statistics
 import sys
 import time
@@ -286,13 +287,17 @@ def run_idle(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
         loads = []
         for _ in range(arguments.runs):
             with websockets_relay() as server:
-                values["bare"].append(
-                    run_async(websocket_load.idle_memory(server, "/", count, join=False))
+                per_connection, _ = run_async(
+                    websocket_load.idle_memory(server, "/", count, join=False)
                 )
+                values["bare"].append(per_connection)
             with service(arguments.mysql_url, redis_url) as server:
-                values["service"].append(
-                    run_async(websocket_load.idle_memory(server, "/ws/chat", count, join=True))
+                per_connection, refused = run_async(
+                    websocket_load.idle_memory(server, "/ws/chat", count, join=True)
                 )
+                values["service"].append(per_connection)
+            if refused:
+                log(f"  idle {count}: {refused} joins refused (store unavailable), still open")
             loads.append(load_average())
             log(
                 f"  idle {count}: service {values['service'][-1] / 1024:.1f} KiB, "
@@ -322,11 +327,15 @@ def main(argv: list[str] | None = None) -> int:
     Redis.from_url(redis_url).flushdb()
     started = time.monotonic()
     rows: list[Row] = []
+    # A SIGTERM ends the run like Ctrl-C: the servers it started are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         prepare_service(arguments.mysql_url, redis_url)
         for name in arguments.only.split(","):
             log(f"{name}:")
-            rows += SUITES[name](arguments, redis_url)
+            suite_rows = SUITES[name](arguments, redis_url)
+            log(render(suite_rows, title=f"{name} (so far)"))
+            rows += suite_rows
     finally:
         Redis.from_url(redis_url).flushdb()
         drop_database(arguments.mysql_url)

@@ -11,17 +11,18 @@ def sync_url(url: str) -> str:
     return make_url(url).set(drivername="mysql+pymysql").render_as_string(hide_password=False)
 
 
-def create_database(url: str) -> None:
+def _on_server(url: str, statement: str) -> None:
+    """Run `statement` (with `{name}`, the database of `url`) on the server of `url`."""
     parsed = make_url(sync_url(url))
     engine = create_engine(parsed.set(database=""))
     with engine.begin() as connection:
-        connection.execute(text(f"CREATE DATABASE IF NOT EXISTS `{parsed.database}`"))
+        connection.execute(text(statement.format(name=parsed.database)))
     engine.dispose()
+
+
+def create_database(url: str) -> None:
+    _on_server(url, "CREATE DATABASE IF NOT EXISTS `{name}`")
 
 
 def drop_database(url: str) -> None:
-    parsed = make_url(sync_url(url))
-    engine = create_engine(parsed.set(database=""))
-    with engine.begin() as connection:
-        connection.execute(text(f"DROP DATABASE IF EXISTS `{parsed.database}`"))
-    engine.dispose()
+    _on_server(url, "DROP DATABASE IF EXISTS `{name}`")

@@ -202,8 +202,9 @@ async def joins(server: Server, count: int) -> JoinResult:
     return JoinResult(seconds, frames, failed)
 
 
-async def idle_memory(server: Server, path: str, count: int, *, join: bool) -> float:
-    """Bytes of resident memory the server grows by per open (idle) connection."""
+async def idle_memory(server: Server, path: str, count: int, *, join: bool) -> tuple[float, int]:
+    """Bytes of resident memory the server grows by per open (idle) connection, and how many
+    joins were refused."""
     warm = await open_clients(server.ws + path, 50)
     await close_clients(warm)
     await asyncio.sleep(1)
@@ -217,14 +218,21 @@ async def idle_memory(server: Server, path: str, count: int, *, join: bool) -> f
                         {"event": "join", "room": f"room{index % 50}", "nickname": f"n{index}"}
                     )
                 )
-            await asyncio.gather(*(_until_history(client) for client in clients))
+            joined = await asyncio.gather(*(_until_history(client) for client in clients))
+            refused = joined.count(False)
+        else:
+            refused = 0
         await asyncio.sleep(2)  # let allocations settle
         after = server.rss()
     finally:
         await close_clients(clients)
-    return (after - before) / count
+    return (after - before) / count, refused
 
 
-async def _until_history(client: ClientConnection) -> None:
-    while json.loads(await client.recv())["event"] != "history":
-        pass
+async def _until_history(client: ClientConnection) -> bool:
+    """Read until the join's `history` (True) or an error frame (False: e.g. the store was
+    briefly unavailable under the flood of handshakes, and the join was refused)."""
+    while True:
+        event = json.loads(await asyncio.wait_for(client.recv(), 120))["event"]
+        if event in ("history", "error"):
+            return event == "history"
