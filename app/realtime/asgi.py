@@ -4,10 +4,9 @@ Hypercorn hands a websocket's messages to the app through a queue of `max_app_qu
 and waits while it is full. Quart stops reading that queue when its handler returns, so after a
 handler closes a flooding client, Hypercorn's read loop waited forever on the full queue: it no
 longer saw the client abort, and the connection task held every graceful shutdown to its
-timeout. Here the incoming messages are read by a task of their own: while the app runs it
-gets each one; afterwards they are dropped until the server reports the disconnect, which ends
-the task, once nothing more arrives (a disconnect seen while writing can come before the
-last frames already read).
+timeout. Here, once the app has returned, a task of its own drops the incoming messages until
+the server reports the disconnect, and then until nothing more arrives for a while (a
+disconnect seen while writing can come before the last frames already read).
 """
 
 from __future__ import annotations
@@ -36,31 +35,35 @@ class DrainWebsocketReceive:
         if scope["type"] != "websocket":
             await self.app(scope, receive, send)
             return
-        inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        app_done = asyncio.Event()
+        disconnected = False
 
-        async def pump() -> None:
-            while True:
-                message = await receive()
-                if not app_done.is_set():
-                    inbox.put_nowait(message)
-                if message["type"] == "websocket.disconnect":
-                    break
-            # A disconnect noticed while writing can come before the last frames already read:
-            # keep taking them until the server has had nothing to hand over for a while.
-            with contextlib.suppress(TimeoutError):
-                while True:
-                    await asyncio.wait_for(receive(), AFTER_DISCONNECT_SECONDS)
+        async def tracked_receive() -> dict[str, Any]:
+            nonlocal disconnected
+            message: dict[str, Any] = await receive()
+            if message["type"] == "websocket.disconnect":
+                disconnected = True
+            return message
 
-        task = asyncio.ensure_future(pump())
-        _draining.add(task)
-        task.add_done_callback(_draining.discard)
         try:
-            await self.app({**scope, ASGI_SEND: send}, inbox.get, send)
+            await self.app({**scope, ASGI_SEND: send}, tracked_receive, send)
         finally:
-            app_done.set()
-            while not inbox.empty():
-                inbox.get_nowait()
+            # Only now, and only for a connection whose app returned before the disconnect,
+            # does a task take over reading (per connection it would cost a task, a queue
+            # and an event for the connection's whole life: bench/, idle memory).
+            task = asyncio.ensure_future(_drain(receive, disconnected))
+            _draining.add(task)
+            task.add_done_callback(_draining.discard)
+
+
+async def _drain(receive: Any, disconnected: bool) -> None:
+    """Drop a websocket's incoming messages until the server reports its disconnect, then
+    until the server has had nothing to hand over for a while (a disconnect noticed while
+    writing can come before the last frames already read)."""
+    while not disconnected:
+        disconnected = (await receive())["type"] == "websocket.disconnect"
+    with contextlib.suppress(TimeoutError):
+        while True:
+            await asyncio.wait_for(receive(), AFTER_DISCONNECT_SECONDS)
 
 
 class WebsocketSchemeFromProxy:

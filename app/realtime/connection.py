@@ -87,7 +87,10 @@ class Connection:
         self.max_delay = max_delay
         self._queued_at: deque[float] = deque()  # when each frame in `queue` was queued
         self.close_reason: tuple[int, str] | None = None
-        self._closing = asyncio.Event()
+        self._closing = False
+        # Resolved by close() while serve() waits: a future, not a task waiting on an event
+        # (per connection, for its whole life: bench/, idle memory).
+        self._close_requested: asyncio.Future[None] | None = None
         self.last_received = time.monotonic()
         self._frames_in = WEBSOCKET_MESSAGES.labels(endpoint, "in")
         self._frames_out = WEBSOCKET_MESSAGES.labels(endpoint, "out")
@@ -102,7 +105,7 @@ class Connection:
 
     @property
     def is_closing(self) -> bool:
-        return self._closing.is_set()
+        return self._closing
 
     def send(self, frame: dict[str, Any] | str) -> bool:
         """Queue a frame without waiting. A full queue closes the connection with 1013."""
@@ -137,9 +140,11 @@ class Connection:
 
     def close(self, code: int, reason: str = "") -> None:
         """Ask the connection to close with `code`; the serving task does it."""
-        if not self.is_closing:
+        if not self._closing:
             self.close_reason = (code, reason)
-            self._closing.set()
+            self._closing = True
+            if self._close_requested is not None and not self._close_requested.done():
+                self._close_requested.set_result(None)
 
     async def _write_loop(self) -> None:
         asgi_send = self._asgi_send
@@ -184,7 +189,9 @@ class Connection:
         Returns normally in every case (a handler error closes with 1011 and is logged)."""
         writer = asyncio.create_task(self._write_loop())
         reader = asyncio.create_task(self._read_loop(on_text, rules))
-        closing = asyncio.create_task(self._closing.wait())
+        closing = self._close_requested = asyncio.get_running_loop().create_future()
+        if self._closing:
+            closing.set_result(None)
         try:
             while True:
                 idle_left = self.last_received + rules.idle_timeout - time.monotonic()
@@ -211,7 +218,7 @@ class Connection:
                 task.cancel()
             # Bounded: a cancelled receive must not hold the close frame back.
             await asyncio.wait({writer, reader, closing}, timeout=CLOSE_TIMEOUT_SECONDS)
-        self._closing.set()
+        self._closing = True
         if self.close_reason is not None:
             code, reason = self.close_reason
             with contextlib.suppress(Exception):
