@@ -56,10 +56,6 @@ class Server:
                 total += process.memory_info().rss
         return total
 
-    def worker_pids(self) -> list[int]:
-        children = self.process.children(recursive=True)
-        return [child.pid for child in children] or [self.process.pid]
-
 
 def free_port() -> int:
     with socket.socket() as probe:
