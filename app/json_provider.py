@@ -8,6 +8,7 @@ so no response is invalid JSON (RFC 8259 §6 has no NaN).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -55,4 +56,29 @@ class OrjsonProvider(DefaultJSONProvider):
 
 
 def use_orjson(app: Quart) -> None:
+    """Make orjson the app's JSON provider and let plain JSON results skip quart-schema's
+    conversion. Call after `QuartSchema(app)`."""
     app.json = OrjsonProvider(app)
+    _skip_conversion_of_plain_json(app)
+
+
+# What a view may return that needs no conversion: JSON values, text, bytes, a status, a
+# response, or no headers.
+_UNCONVERTED = (dict, list, str, bytes, int, Response, type(None))
+
+
+def _skip_conversion_of_plain_json(app: Quart) -> None:
+    # quart-schema's make_response passes every dict or list a view returns through a new
+    # pydantic TypeAdapter(dict) (a core schema built per response: 12% of /healthz's CPU).
+    # orjson and `_default` serialise plain JSON as it is, nested models included, so only
+    # models, dataclasses and the like still go through quart-schema's conversion.
+    converting: Callable[[Any], Awaitable[Response]] = app.make_response  # type: ignore[assignment]
+    plain: Callable[[Any], Awaitable[Response]] = converting.__wrapped__  # type: ignore[attr-defined]
+
+    async def make_response(result: Any) -> Response:
+        parts = result if isinstance(result, tuple) else (result,)
+        if all(isinstance(part, _UNCONVERTED) for part in parts):
+            return await plain(result)
+        return await converting(result)
+
+    app.make_response = make_response  # type: ignore[method-assign]

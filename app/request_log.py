@@ -52,6 +52,11 @@ def configure_logging(settings: Settings) -> None:
         )
     else:
         handler.setFormatter(EscapingFormatter(TEXT_FORMAT))
+    # The logging HOWTO's "Optimization": skip what no format here shows (the caller's file and
+    # line, the thread, the multiprocessing name): a third of an access line's cost.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logMultiprocessing = False
     logger = logging.getLogger("app")
     logger.handlers[:] = [handler]
     logger.setLevel(settings.log_level.upper())
@@ -69,21 +74,23 @@ async def _log_request(response: Response) -> Response:
     request_id = g.get("request_id", "-")
     duration_ms = (time.perf_counter() - g.get("request_started", time.perf_counter())) * 1000
     response.headers[REQUEST_ID_HEADER] = request_id
+    method, path, status = request.method, request.path, response.status_code
+    client = request.remote_addr  # behind a proxy: from X-Forwarded-For (FORWARDED_ALLOW_HOPS)
     access_log.info(
         "%s %s %d %.1fms id=%s client=%s",
-        request.method,
-        request.path,
-        response.status_code,
+        method,
+        path,
+        status,
         duration_ms,
         request_id,
-        request.remote_addr,  # behind a proxy: from X-Forwarded-For (FORWARDED_ALLOW_HOPS)
+        client,
         extra={
-            "method": request.method,
-            "path": request.path,
-            "status": response.status_code,
+            "method": method,
+            "path": path,
+            "status": status,
             "duration_ms": round(duration_ms, 2),
             "request_id": request_id,
-            "client": request.remote_addr,
+            "client": client,
         },
     )
     return response

@@ -53,11 +53,16 @@ def register_security_headers(app: Quart, settings: Settings) -> None:
         common["Strict-Transport-Security"] = f"max-age={settings.hsts_max_age}; includeSubDomains"
     app.jinja_env.globals["csp_nonce"] = csp_nonce
 
+    defaults = [(name.lower(), name, value) for name, value in common.items()]
+
     @app.after_request
     async def add_security_headers(response: Response) -> Response:
-        for name, value in common.items():
-            response.headers.setdefault(name, value)
-        if "Content-Security-Policy" not in response.headers:
+        # One pass over the headers: werkzeug's lookup of a missing header raises and catches.
+        present = {name.lower() for name in response.headers.keys()}  # noqa: SIM118
+        for lowered, name, value in defaults:
+            if lowered not in present:
+                response.headers.add(name, value)
+        if "content-security-policy" not in present:
             nonce = g.get(NONCE_KEY)
             is_page = response.mimetype == "text/html"
             response.headers["Content-Security-Policy"] = (

@@ -42,8 +42,8 @@ async def create_blog(data: BlogCreate) -> Response:
 async def list_blogs(query_args: PageQuery) -> Response:
     """All blogs in insertion order, with owners and tags; `X-Total-Count` gives the total."""
     limit, offset = page_bounds(query_args)
-    async with database().session() as session:
-        page = await blog_service.list_blogs(session, limit=limit, offset=offset)
+    async with database().reading() as connection:
+        page = await blog_service.list_blogs(connection, limit=limit, offset=offset)
     tz = settings().tz
     return succeed(
         [blog_json(blog, tz) for blog in page.items], headers=total_count_header(page.total)

@@ -6,9 +6,9 @@ Passwords are optional and write-only: stored as Argon2id hashes, never returned
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
 
 from app.auth.passwords import hash_password
@@ -76,12 +76,14 @@ async def get_user(session: AsyncSession, user_id: str) -> User:
     return user
 
 
-async def get_user_view(session: AsyncSession, user_id: str) -> UserView:
+# Built once: a statement that is the one SQLAlchemy compiled and cached skips re-keying the
+# cached result's columns per execution (`_adapt_to_context`: a third of this read's CPU).
+USER_VIEW_QUERY = select(User.id, User.name, User.role).where(User.id == bindparam("user_id"))
+
+
+async def get_user_view(connection: AsyncConnection, user_id: str) -> UserView:
     """The user `user_id` as plain values (one Core query). Raises `NotFoundError`."""
-    connection = await session.connection()
-    row = (
-        await connection.execute(select(User.id, User.name, User.role).where(User.id == user_id))
-    ).first()
+    row = (await connection.execute(USER_VIEW_QUERY, {"user_id": user_id})).first()
     if row is None:
         raise NotFoundError(USER_NOT_FOUND)
     return UserView(row.id, row.name, row.role)

@@ -92,25 +92,34 @@ def test_a_hung_database_gives_503_within_its_bound_and_recovers(stack) -> None:
     server, mariadb, _ = stack
     api = server.base_url
     token = bearer_token(server)
-    assert httpx.get(f"{api}/api/v1/user", timeout=10).status_code == 200
+    listed = httpx.get(f"{api}/api/v1/user", timeout=10)
+    assert listed.status_code == 200
+    by_id_url = f"{api}/api/v1/user/{listed.json()['data'][0]['id']}"
 
     mariadb.hang()
     try:
         users, users_took = timed("GET", f"{api}/api/v1/user")
+        # The read-model routes use a bare connection (Database.reading), not a session.
+        by_id, by_id_took = timed("GET", by_id_url)
+        blogs, blogs_took = timed("GET", f"{api}/api/v1/blog")
         write, write_took = timed("POST", f"{api}/api/v1/tag", json={"name": "t"}, headers=token)
         ready, ready_took = timed("GET", f"{api}/readyz")
         health, health_took = timed("GET", f"{api}/healthz")
     finally:
         mariadb.resume()
-    assert_503_envelope(users)
-    assert_503_envelope(write)
+    for refused in (users, by_id, blogs, write):
+        assert_503_envelope(refused)
     assert ready.status_code == 503 and ready.json()["database"] == "down"
     assert health.status_code == 200
-    assert users_took < DB_TIMEOUT + MARGIN and write_took < DB_TIMEOUT + MARGIN
+    for took in (users_took, by_id_took, blogs_took, write_took):
+        assert took < DB_TIMEOUT + MARGIN
     assert ready_took < 2 and health_took < 0.5
     recovered_in = poll(lambda: answers(f"{api}/api/v1/user", headers=token), timeout=15)
+    poll(lambda: answers(by_id_url), timeout=15)
+    poll(lambda: answers(f"{api}/api/v1/blog"), timeout=15)
     print(
-        f"\nFAULT mariadb hung: GET 503 in {users_took:.2f}s, POST 503 in {write_took:.2f}s, "
+        f"\nFAULT mariadb hung: GET 503 in {users_took:.2f}s (by id {by_id_took:.2f}s, "
+        f"blogs {blogs_took:.2f}s), POST 503 in {write_took:.2f}s, "
         f"readyz 503 in {ready_took:.2f}s, healthz 200 in {health_took:.3f}s; "
         f"recovered {recovered_in:.2f}s after SIGCONT"
     )
