@@ -4,8 +4,13 @@ Past that, a request waits for a slot (first come, first served) before the app 
 worker pressed by more requests than its CPU can serve otherwise runs all of them at once: each
 event-loop turn then carries the steps of every one, so timers, websocket frames and health
 probes wait behind them (the loop lag; bench/ measured a p99 of 50-100 ms at 32 requests per
-worker). Waiting requests cost nothing until admitted, throughput is unchanged, and the loop
-stays responsive. Websockets and the probes (`/healthz`, `/readyz`, `/metrics`) are never held.
+worker, 20 ms at 8). Waiting requests cost nothing until admitted, throughput is unchanged, and
+the loop stays responsive. The default, 8, is the Flask original's concurrency per worker
+(gunicorn, 8 threads).
+
+The probes (`/healthz`, `/readyz`, `/metrics`) have slots of their own, as many: they never
+wait behind API requests, and a flood of them cannot take the loop either. Websockets are
+never held (they live for hours; their own limits are in app/realtime).
 """
 
 from __future__ import annotations
@@ -16,30 +21,33 @@ from typing import Any
 from app.metrics import HTTP_REQUESTS_WAITING
 
 ASGIApp = Any
-EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class AdmissionLimit:
-    """ASGI middleware admitting at most `limit` HTTP requests at once (0: no limit)."""
+    """ASGI middleware admitting at most `limit` API requests and `limit` probes at once
+    (0: no limit)."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
         self.limit = limit
         self.slots = asyncio.Semaphore(limit) if limit > 0 else None
+        self.probe_slots = asyncio.Semaphore(limit) if limit > 0 else None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if self.slots is None or scope["type"] != "http" or scope["path"] in EXEMPT_PATHS:
+        if self.slots is None or self.probe_slots is None or scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self.slots.locked():
+        slots = self.probe_slots if scope["path"] in PROBE_PATHS else self.slots
+        if slots.locked():
             HTTP_REQUESTS_WAITING.inc()
             try:
-                await self.slots.acquire()
+                await slots.acquire()
             finally:
                 HTTP_REQUESTS_WAITING.dec()
         else:
-            await self.slots.acquire()
+            await slots.acquire()
         try:
             await self.app(scope, receive, send)
         finally:
-            self.slots.release()
+            slots.release()

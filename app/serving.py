@@ -11,6 +11,7 @@ away") and then lets Hypercorn finish the graceful shutdown. It also restarts a 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import shutil
@@ -282,6 +283,18 @@ def _awaiting(task: asyncio.Task[Any] | Any) -> str:
     return " -> ".join(chain)
 
 
+async def freeze_startup_objects() -> None:
+    """Move what startup built (modules, models, schemas, pools: ~120,000 objects that live as
+    long as the worker) out of the garbage collector's sight (`gc.freeze`). A full collection
+    then takes about 1 ms instead of about 115 ms, a stall of every request and websocket of
+    the worker (bench/, loop lag). Garbage is collected first, so none is kept for good."""
+    gc.collect()
+    gc.freeze()
+    logging.getLogger("app").info(
+        "startup objects frozen: %d (full garbage collections skip them)", gc.get_freeze_count()
+    )
+
+
 def _worker_main(config: Config, sockets: Sockets, stop: EventType) -> None:
     import uvloop
     from hypercorn.asyncio.run import worker_serve
@@ -292,6 +305,7 @@ def _worker_main(config: Config, sockets: Sockets, stop: EventType) -> None:
     patch_hypercorn()
     wrapped = load_application(config.application_path, config.wsgi_max_body_size)
     quart_app = wrapped.app  # type: ignore[attr-defined]  # hypercorn's ASGIWrapper
+    quart_app.before_serving(freeze_startup_objects)  # after the app's own startup hooks
     set_websocket_compression(app_state(quart_app).settings.ws_compression)
     supervisor = os.getppid()
 

@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     permanent_session_lifetime: int = Field(default=7 * 86400, ge=60)
     # Failed credential checks allowed per account name, and per client address (docs/security.md).
     # HTTP requests a worker runs at once; more wait their turn (app/admission.py). 0: no limit.
-    http_concurrency: int = Field(default=16, ge=0, le=10_000)
+    http_concurrency: int = Field(default=8, ge=0, le=10_000)
     # Seconds a worker may keep the answer of a token or session check (app/auth/
     # credential_cache.py; needs REDIS_URL, whose epoch revokes kept answers everywhere at once).
     # 0 checks the database on every request.

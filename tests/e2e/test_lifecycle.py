@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -25,7 +26,11 @@ def test_embedded_default_runs_with_migrations_and_stops_cleanly(tmp_path) -> No
         started = time.monotonic()
         assert server.stop() == 0
         assert time.monotonic() - started < 9  # within hypercorn.toml's graceful_timeout
-    assert "serving with database sqlite+aiosqlite:///var/quart-framework.db" in server.log()
+    log = server.log()
+    assert "serving with database sqlite+aiosqlite:///var/quart-framework.db" in log
+    # The worker froze what startup built, so full collections do not stall its loop.
+    frozen = re.search(r"startup objects frozen: (\d+)", log)
+    assert frozen is not None and int(frozen.group(1)) > 10_000, log
 
 
 def test_production_refuses_to_start_without_secret_key(tmp_path) -> None:
