@@ -18,8 +18,9 @@ import contextlib
 import logging
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -41,6 +42,52 @@ def _is_pool_wait(error: BaseException) -> bool:
         and isinstance(error.__cause__, asyncio.TimeoutError)
         and "No connection available" in str(error)
     )
+
+
+class BoundedWaitConnectionPool(ConnectionPool):
+    """redis-py's `ConnectionPool` with the promise of its `BlockingConnectionPool`: at most
+    `max_connections` connections, and a caller waits up to `timeout` seconds for a free one,
+    then gets `ConnectionError("No connection available.")` (caused by a `TimeoutError`).
+
+    redis-py 8's blocking pool takes a condition, a timeout and observability hooks on every
+    checkout: 240-350 µs of CPU per command against 150 µs for the plain pool (bench/, a GET on
+    loopback). Here a checkout that need not wait costs one semaphore decrement. (The plain
+    pool's checkout also records OpenTelemetry pool metrics, which this service does not use.)
+    """
+
+    def __init__(self, *, timeout: float, max_connections: int, **kwargs: Any) -> None:
+        super().__init__(max_connections=max_connections, **kwargs)
+        self.timeout = timeout
+        self._free = asyncio.Semaphore(max_connections)
+
+    async def get_connection(self, *_args: Any, **_options: Any) -> AbstractConnection:
+        if self._free.locked():
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await self._free.acquire()
+            except TimeoutError as error:
+                raise RedisConnectionError("No connection available.") from error
+        else:
+            await self._free.acquire()  # free: returns without yielding
+        try:
+            connection: AbstractConnection = self.get_available_connection()  # type: ignore[no-untyped-call]
+        except BaseException:
+            self._free.release()
+            raise
+        try:
+            await self.ensure_connection(connection)
+        except BaseException:
+            await self.release(connection)  # gives its slot back too
+            raise
+        return connection
+
+    async def release(self, connection: AbstractConnection) -> None:
+        checked_out = connection in self._in_use_connections
+        try:
+            await super().release(connection)
+        finally:
+            if checked_out:  # a slot per checkout, even if closing a broken connection fails
+                self._free.release()
 
 
 class RedisUnavailable(RedisConnectionError):
@@ -159,7 +206,7 @@ def create_redis(settings: Settings) -> GuardedRedis | None:
     """
     if not settings.redis_url:
         return None
-    pool = BlockingConnectionPool.from_url(
+    pool = BoundedWaitConnectionPool.from_url(
         settings.redis_url,
         max_connections=settings.redis_max_connections,
         timeout=settings.redis_pool_timeout,
