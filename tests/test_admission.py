@@ -1,6 +1,5 @@
 """Admission control (app/admission.py): at most HTTP_CONCURRENCY requests of a worker run at
-once, the rest wait in arrival order; the probes have slots of their own, websockets are never
-held."""
+once, the rest wait in arrival order; websockets and the probes are never held."""
 
 from __future__ import annotations
 
@@ -68,22 +67,6 @@ async def test_requests_past_the_limit_wait_their_turn_in_order() -> None:
     await asyncio.gather(*requests, probe, socket)
     assert gate.most_inside == 4  # two requests, the probe and the websocket
     assert [name for name in gate.order if name.startswith("/r")] == [f"/r{i}" for i in range(5)]
-    assert waiting() == before
-
-
-async def test_probes_have_their_own_slots() -> None:
-    gate = Gate()
-    limit = AdmissionLimit(gate, 2)
-    before = waiting()
-    probes = [asyncio.create_task(limit(http("/healthz"), nothing, ignore)) for _ in range(4)]
-    await eventually(now(lambda: len(gate.inside) == 2 and waiting() - before == 2))
-    # A flood of probes is bounded too, and takes no slot of the API's.
-    request = asyncio.create_task(limit(http("/api/v1/tag"), nothing, ignore))
-    await eventually(now(lambda: "/api/v1/tag" in gate.inside))
-    assert gate.inside.count("/healthz") == 2
-    gate.opened.set()
-    await asyncio.gather(*probes, request)
-    assert gate.most_inside == 3
     assert waiting() == before
 
 
