@@ -18,7 +18,6 @@ from typing import Any
 
 import orjson
 from limits import RateLimitItem
-from limits.strategies import FixedWindowRateLimiter
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -234,8 +233,9 @@ def _is_disconnect(error: BaseException) -> bool:
 class ReadRules:
     """Limits every connection of a worker reads under: size, idle time, and a rate limit.
 
-    Past `rate` frames a client gets an error frame per extra frame; after `flood_strikes`
-    such frames in a row it is closed with 1008.
+    Past `rate` frames in its window (a fixed window that starts at a connection's first frame,
+    as `limits`' fixed-window strategy counts) a client gets an error frame per extra frame;
+    after `flood_strikes` such frames in a row it is closed with 1008.
     """
 
     def __init__(
@@ -246,17 +246,24 @@ class ReadRules:
         rate: RateLimitItem,
         flood_strikes: int,
     ) -> None:
-        from limits.storage import MemoryStorage
-
         self.max_message_bytes = max_message_bytes
         self.idle_timeout = idle_timeout
         self.rate = rate
         self.flood_strikes = flood_strikes
-        self.limiter = FixedWindowRateLimiter(MemoryStorage())
+        # Counted here, per connection, not in `limits`' MemoryStorage: its expiry runs in a
+        # thread it starts anew every 10 ms while frames arrive, scanning every key under a
+        # lock, against the event loop for the GIL (py-spy on a fan-out worker).
+        self._window_seconds = float(rate.get_expiry())
+        self._windows: dict[str, tuple[float, int]] = {}  # connection id: (window start, frames)
         self._strikes: dict[str, int] = {}
 
     def allow(self, connection: Connection) -> bool:
-        if self.limiter.hit(self.rate, connection.id):
+        now = time.monotonic()
+        started, frames = self._windows.get(connection.id, (now, 0))
+        if now - started >= self._window_seconds:
+            started, frames = now, 0
+        self._windows[connection.id] = (started, frames + 1)
+        if frames < self.rate.amount:
             self._strikes.pop(connection.id, None)
             return True
         strikes = self._strikes.get(connection.id, 0) + 1
@@ -268,4 +275,5 @@ class ReadRules:
         return False
 
     def forget(self, connection: Connection) -> None:
+        self._windows.pop(connection.id, None)
         self._strikes.pop(connection.id, None)
