@@ -128,17 +128,6 @@ def run_rest(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
         drop_database(flask_database)
 
 
-def median_of(
-    runs: int, measure: Callable[[], T], key: Callable[[T], float]
-) -> tuple[float, float]:
-    """Median of `key(measure())` over `runs` runs, and the median load average."""
-    values, loads = [], []
-    for _ in range(runs):
-        values.append(key(measure()))
-        loads.append(load_average())
-    return statistics.median(values), statistics.median(loads)
-
-
 def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coroutine)
 

@@ -7,15 +7,16 @@ import asyncio
 import pytest
 
 from app.batching import BatchedLookup, SharedReads
+from tests.waiting import eventually
 
 
-async def turns_until(condition, turns: int = 100) -> None:
-    """Let the loop run until `condition()` holds (no clock involved); fails after `turns`."""
-    for _ in range(turns):
-        if condition():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("not reached")
+async def turns_until(condition) -> None:
+    """Wait (polling, with a deadline) until `condition()` holds."""
+
+    async def check() -> bool:
+        return condition()
+
+    await eventually(check, timeout=5, interval=0.001)
 
 
 async def test_callers_of_one_turn_share_one_read_and_later_ones_start_another() -> None:

@@ -10,6 +10,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.redis_client import BoundedWaitConnectionPool, _is_pool_wait
 from tests.e2e.server import free_port
+from tests.waiting import eventually
 
 
 async def test_a_full_pool_makes_callers_wait_then_time_out(redis_url) -> None:
@@ -17,7 +18,11 @@ async def test_a_full_pool_makes_callers_wait_then_time_out(redis_url) -> None:
     try:
         first, second = await pool.get_connection(), await pool.get_connection()
         waiting = asyncio.create_task(pool.get_connection())
-        await asyncio.sleep(0)  # let it queue behind the two checkouts
+
+        async def queued() -> bool:  # waiting for a slot behind the two checkouts
+            return bool(pool._free._waiters)
+
+        await eventually(queued, timeout=5, interval=0.001)
         assert not waiting.done()
         await pool.release(first)
         third = await asyncio.wait_for(waiting, 1)

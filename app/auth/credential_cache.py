@@ -100,10 +100,6 @@ def mark_changed(session: Session) -> None:
     session.info[CREDENTIALS_CHANGED] = True
 
 
-def changed(session: Session) -> bool:
-    return bool(session.info.get(CREDENTIALS_CHANGED))
-
-
 # The user columns a kept answer holds or depends on (`last_seen`, written by the database
 # presence backend, is not one of them).
 CREDENTIAL_COLUMNS = ("name", "role", "password_hash")
