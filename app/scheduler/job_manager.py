@@ -101,7 +101,12 @@ class JobManager:
                 self.scheduler.modify_job(job_id, **changes)
         except (ValueError, TypeError) as error:  # APScheduler checks args against the function
             raise JobDefinitionError(f"args: {error}") from error
-        return self.scheduler.get_job(job_id)
+        # The leader may have removed the job meanwhile: a run it began before this change
+        # found no next fire time under the old trigger (e.g. a date job that just ran).
+        modified = self.scheduler.get_job(job_id)
+        if modified is None:
+            raise JobLookupError(job_id)
+        return modified
 
     async def modify_job(self, job_id: str, job: JobDefinition) -> dict[str, Any]:
         """Change the fields `job` gives (PATCH); with a trigger or crontab it is rescheduled.

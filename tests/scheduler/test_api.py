@@ -316,3 +316,31 @@ async def test_bad_changes_are_400_and_change_nothing(client, changes, expected)
     assert response.status_code == 400
     assert expected in (await response.get_json())["error_message"]
     assert await (await client.get("/scheduler/jobs/j", headers=ADMIN)).get_json() == before
+
+
+async def test_a_job_removed_by_the_leader_during_a_patch_is_404_not_500(app, client) -> None:
+    """CI's intermittent 500 (fuzz seed 20261128, `PATCH .../online_snapshot` with
+    `{"end_date": null, "trigger": "cron"}`), made deterministic: the leader, processing the
+    job under its old trigger, found no next fire time and removed it right after the API
+    wrote the change, so the API's read-back found no job."""
+    from apscheduler.events import EVENT_JOB_MODIFIED
+
+    scheduler = app_state(app).scheduler.scheduler
+    response = await add(
+        client, id="ending", func=PRINT_TEST, trigger="date", run_date="2999-01-01T00:00:00"
+    )
+    assert response.status_code == 200
+
+    def leader_removes_it(event) -> None:
+        if event.job_id == "ending":
+            scheduler.remove_job("ending")
+
+    scheduler.add_listener(leader_removes_it, EVENT_JOB_MODIFIED)
+    try:
+        response = await client.patch(
+            "/scheduler/jobs/ending", json={"end_date": None, "trigger": "cron"}, headers=ADMIN
+        )
+    finally:
+        scheduler.remove_listener(leader_removes_it)
+    assert response.status_code == 404
+    assert await response.get_json() == {"error_message": "Job ending not found"}
