@@ -9,6 +9,7 @@ error, never a skip.
 from __future__ import annotations
 
 import asyncio
+import functools
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -29,6 +30,7 @@ from tests.resources import (
     ResourceError,
     claim_redis_url,
     drop_databases,
+    mark_alive,
     mysql_database_url,
     release,
 )
@@ -39,9 +41,26 @@ Settings.model_config["env_file"] = None
 # This run's own MySQL database and Redis database (tests/resources.py: runs never clash).
 MYSQL_URL = mysql_database_url("test")
 try:
-    REDIS_URL = claim_redis_url()  # flushed before each test that uses it
+    mark_alive()
 except ResourceError as error:
     pytest.exit(f"{error}; start it (see README)", returncode=3)
+
+
+@functools.cache
+def run_redis_url() -> str:
+    """This run's Redis database, claimed on first use (so pytest-xdist's controller, which
+    runs no test, claims none); flushed before each test that uses it."""
+    try:
+        return claim_redis_url()
+    except ResourceError as error:
+        pytest.exit(f"{error}; start it (see README)", returncode=3)
+
+
+def __getattr__(name: str) -> str:
+    # `from tests.conftest import REDIS_URL`: claimed when a test module first asks for it.
+    if name == "REDIS_URL":
+        return run_redis_url()
+    raise AttributeError(name)
 TEST_SECRET_KEY = "test-secret-key-not-for-production"
 BACKENDS = ("sqlite", "mysql")
 
@@ -56,7 +75,7 @@ def clean_shared_servers() -> Iterator[None]:
         pytest.fail(f"MariaDB/MySQL is required ({type(error).__name__}: {error})", pytrace=False)
     yield
     asyncio.run(drop_databases(at_end=True))
-    release(REDIS_URL)
+    release(run_redis_url() if run_redis_url.cache_info().currsize else None)
 
 
 def make_settings(database_url: str, **overrides) -> Settings:
@@ -134,16 +153,17 @@ def redis_url() -> str:
     """The tests' Redis database, emptied first. A Redis that does not answer fails the test."""
     from redis import Redis
 
-    client = Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    url = run_redis_url()
+    client = Redis.from_url(url, socket_connect_timeout=3)
     try:
         client.flushdb()
     except Exception as error:
         pytest.fail(
-            f"Redis is required at {REDIS_URL} and is not reachable ({error}).", pytrace=False
+            f"Redis is required at {url} and is not reachable ({error}).", pytrace=False
         )
     finally:
         client.close()
-    return REDIS_URL
+    return url
 
 
 @pytest.fixture

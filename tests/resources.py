@@ -1,7 +1,8 @@
 """The shared servers' resources one test run uses, named so that runs never clash.
 
-Two `make test` runs on one machine share MariaDB and Redis. Each run has an id; its MySQL
-databases are `qf_<purpose>_<run id>` and it claims one Redis database (8-15) for itself, with
+Two `make test` runs on one machine share MariaDB and Redis, and each runs its tests in several
+pytest-xdist workers. Each worker is a run with an id; its MySQL databases are
+`qf_<purpose>_<run id>` and it claims one Redis database (1-6, 8-15) for itself, with
 a claim key in database 0 that expires unless renewed. At the end the run drops its databases,
 empties its Redis database and releases the claim; at the start it drops databases left by runs
 whose claim has expired (a killed run). `TEST_MYSQL_URL` (a server URL; its database part is
@@ -17,11 +18,17 @@ import secrets
 from redis import Redis
 from sqlalchemy.engine import make_url
 
-RUN_ID = os.environ.get("QF_TEST_RUN_ID") or secrets.token_hex(4)
+# Each pytest-xdist worker is a run of its own (its databases, its Redis database, its claim),
+# so workers never clash; without xdist, a run id given by the caller is kept.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    RUN_ID = secrets.token_hex(4)
+else:
+    RUN_ID = os.environ.get("QF_TEST_RUN_ID") or secrets.token_hex(4)
 os.environ["QF_TEST_RUN_ID"] = RUN_ID  # processes the tests spawn belong to this run
 MYSQL_SERVER = make_url(os.environ.get("TEST_MYSQL_URL", "mysql+aiomysql://root@127.0.0.1:3306"))
 REDIS_SERVER = "redis://127.0.0.1:6379"
-CLAIMABLE_REDIS_DATABASES = range(8, 16)
+# Database 0 holds the claims and 7 is the benchmark's default (`python -m bench`).
+CLAIMABLE_REDIS_DATABASES = [*range(1, 7), *range(8, 16)]
 CLAIM_SECONDS = 3600  # longer than any run; renewed at every claim check
 RUN_PREFIX = "qf-test-run:"
 CLAIM_PREFIX = "qf-test-redis-db:"
@@ -43,6 +50,17 @@ def _claims() -> Redis:
     return Redis.from_url(f"{REDIS_SERVER}/0", socket_connect_timeout=3, decode_responses=True)
 
 
+def mark_alive() -> None:
+    """Say that this run is alive (its databases are not a dead run's to drop)."""
+    client = _claims()
+    try:
+        client.set(f"{RUN_PREFIX}{RUN_ID}", "1", ex=CLAIM_SECONDS)
+    except Exception as error:
+        raise ResourceError(f"Redis is required at {REDIS_SERVER} ({error})") from error
+    finally:
+        client.close()
+
+
 def claim_redis_url() -> str:
     """A Redis database URL that no other live run uses."""
     if os.environ.get("TEST_REDIS_URL"):
@@ -58,7 +76,7 @@ def claim_redis_url() -> str:
         raise ResourceError(f"Redis is required at {REDIS_SERVER} ({error})") from error
     finally:
         client.close()
-    raise ResourceError("every Redis database 8-15 is claimed by another test run")
+    raise ResourceError("every claimable Redis database is claimed by another test run")
 
 
 def live_run_ids() -> set[str]:
@@ -69,11 +87,11 @@ def live_run_ids() -> set[str]:
         client.close()
 
 
-def release(redis_url: str) -> None:
-    """Empty this run's Redis database and give it back."""
+def release(redis_url: str | None) -> None:
+    """Empty this run's Redis database (if it claimed one) and give it back; the run is over."""
     client = _claims()
     try:
-        if not os.environ.get("TEST_REDIS_URL"):
+        if redis_url is not None and not os.environ.get("TEST_REDIS_URL"):
             number = redis_url.rsplit("/", 1)[1]
             Redis.from_url(redis_url).flushdb()
             if client.get(f"{CLAIM_PREFIX}{number}") == RUN_ID:
