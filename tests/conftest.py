@@ -61,6 +61,8 @@ def __getattr__(name: str) -> str:
     if name == "REDIS_URL":
         return run_redis_url()
     raise AttributeError(name)
+
+
 TEST_SECRET_KEY = "test-secret-key-not-for-production"
 BACKENDS = ("sqlite", "mysql")
 
@@ -158,9 +160,7 @@ def redis_url() -> str:
     try:
         client.flushdb()
     except Exception as error:
-        pytest.fail(
-            f"Redis is required at {url} and is not reachable ({error}).", pytrace=False
-        )
+        pytest.fail(f"Redis is required at {url} and is not reachable ({error}).", pytrace=False)
     finally:
         client.close()
     return url
