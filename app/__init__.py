@@ -12,7 +12,7 @@ from quart_schema import QuartSchema
 from werkzeug.exceptions import BadRequest
 
 from app import json_provider
-from app.admission import AdmissionLimit
+from app.admission import Admission
 from app.api import api_v1
 from app.api.openapi import SECURITY_SCHEMES, DocumentingProvider
 from app.auth.cookie_session import CachedSerializerSessionInterface
@@ -184,8 +184,14 @@ def create_app(settings: Settings | None = None) -> Quart:
             await database.dispose()
 
     app.asgi_app = DrainWebsocketReceive(app.asgi_app)  # type: ignore[method-assign, assignment]
-    app.asgi_app = AdmissionLimit(  # type: ignore[method-assign, assignment]
-        app.asgi_app, settings.http_concurrency
+    app.asgi_app = Admission(  # type: ignore[method-assign, assignment]
+        app.asgi_app,
+        limit=settings.effective_http_concurrency,
+        queue_timeout=settings.http_queue_timeout,
+        queue_max=settings.http_queue_max,
+        body_timeout=settings.http_body_timeout,
+        client_max_bodies=settings.http_client_max_bodies,
+        max_body_bytes=settings.max_content_length,
     )
     if settings.forwarded_allow_hops:
         from hypercorn.middleware import ProxyFixMiddleware

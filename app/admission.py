@@ -1,49 +1,331 @@
-"""Admission control: at most `HTTP_CONCURRENCY` HTTP requests of a worker run at once.
+"""Admission control: a worker bounds the work it does at once, never the waiting on its clients.
 
-Past that, a request waits for a slot (first come, first served) before the app sees it. A
-worker pressed by more requests than its CPU can serve otherwise runs all of them at once: each
-event-loop turn then carries the steps of every one, so timers, websocket frames and health
-probes wait behind them (the loop lag; bench/ measured a p99 of 50-100 ms at 32 requests per
-worker, 20 ms at 8). Waiting requests cost nothing until admitted, throughput is unchanged, and
-the loop stays responsive. The default, 8, is the Flask original's concurrency per worker
-(gunicorn, 8 threads). Websockets and the probes (`/healthz`, `/readyz`, `/metrics`) are never
-held: a probe must answer while API requests queue. (Slots of their own for the probes were
-measured and dropped: under a flood of `/healthz` they took its loop-lag p99 from 20 to 10 ms
-and cost 5% of its throughput, bench/.)
+An ASGI middleware around the app, for HTTP requests (websockets and the probes `/healthz`,
+`/readyz`, `/metrics` pass straight through). A request goes through three stages:
+
+1. **Client I/O, bounded in time and per address.** A request that declares a body
+   (`Content-Length` or `Transfer-Encoding`) has it read in full before it counts as work:
+   within `HTTP_BODY_TIMEOUT` seconds (else 408, connection closed), at most
+   `MAX_CONTENT_LENGTH` bytes (else 413), and with at most `HTTP_CLIENT_MAX_BODIES` bodies
+   arriving at once from one client address (else 429). A client trickling its upload holds a
+   socket and a buffer, nothing else.
+2. **Admission.** At most `HTTP_CONCURRENCY` requests run at once; the others wait in a FIFO
+   queue of at most `HTTP_QUEUE_MAX`. A request that cannot join the queue, or that has waited
+   longer than `HTTP_QUEUE_TIMEOUT`, is answered 503 with `Retry-After` at once, by this
+   middleware, for a few microseconds of work: a client sees a fast refusal, never its own
+   time-out. Shed requests are counted (`http_requests_shed_total`), not logged one by one.
+3. **Release at the response's start.** The slot is handed to the next waiting request when
+   the app starts its response (or ends without one): writing the response to a slow reader
+   holds no slot.
+
+Why these bounds (docs/performance.md, measured by `python -m bench --suite concurrency`): a
+worker runs one event loop, so running more requests at once than the loop can serve only
+lengthens every loop turn (timers, websockets and probes wait behind them) and buys no
+throughput; the default `HTTP_CONCURRENCY` is the database pool's size (`DB_POOL_SIZE +
+DB_MAX_OVERFLOW`): past it a request would wait for a connection anyway, and below it a slow
+database (20 ms away) would leave connections idle.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+from collections import deque
 from typing import Any
 
-from app.metrics import HTTP_REQUESTS_WAITING
+import orjson
+
+from app.metrics import (
+    HTTP_CLIENT_REFUSED,
+    HTTP_CONCURRENCY_LIMIT,
+    HTTP_REQUESTS_SHED,
+    HTTP_REQUESTS_WAITING,
+)
+
+log = logging.getLogger(__name__)
 
 ASGIApp = Any
+Scope = dict[str, Any]
+Message = dict[str, Any]
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+RETRY_AFTER_SECONDS = 1
+SWEEP_SECONDS = 0.05  # how often the queue's expired heads are shed while no slot frees
+_BODY_HEADERS = (b"content-length", b"transfer-encoding")
 
 
-class AdmissionLimit:
-    """ASGI middleware admitting at most `limit` HTTP requests at once (0: no limit)."""
+class AdmissionQueue:
+    """At most `limit` holders at once; the others wait first come, first served.
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
+    A waiter is handed a freed slot directly (no newcomer can take it first). One that has
+    waited longer than `timeout` seconds, or finds `max_waiting` already waiting, is refused.
+    Expired waiters are found at the queue's head, where the oldest wait: when a slot frees,
+    and by a sweep every `SWEEP_SECONDS` while some wait (no timer per request).
+    """
+
+    def __init__(self, limit: int, *, timeout: float, max_waiting: int) -> None:
         self.limit = limit
-        self.slots = asyncio.Semaphore(limit) if limit > 0 else None
+        self.timeout = timeout
+        self.max_waiting = max_waiting
+        self.in_flight = 0
+        self._waiting: deque[tuple[float, asyncio.Future[bool]]] = deque()
+        self._sweeper: asyncio.Task[None] | None = None
+        HTTP_CONCURRENCY_LIMIT.set(limit)
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if self.slots is None or scope["type"] != "http" or scope["path"] in EXEMPT_PATHS:
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    async def acquire(self) -> str | None:
+        """Wait for a slot. Returns None once admitted (call `release()` after), or why the
+        request is refused: "queue_full" or "queue_timeout"."""
+        if self.in_flight < self.limit and not self._waiting:
+            self.in_flight += 1
+            return None
+        if len(self._waiting) >= self.max_waiting:
+            return "queue_full"
+        loop = asyncio.get_running_loop()
+        handed: asyncio.Future[bool] = loop.create_future()
+        self._waiting.append((loop.time(), handed))
+        HTTP_REQUESTS_WAITING.inc()
+        if self._sweeper is None:
+            self._sweeper = loop.create_task(self._sweep())
+        try:
+            admitted = await handed
+        except asyncio.CancelledError:
+            if handed.done() and not handed.cancelled() and handed.result():
+                self.release()  # handed a slot as the request was cancelled: pass it on
+            raise
+        finally:
+            HTTP_REQUESTS_WAITING.dec()
+        return None if admitted else "queue_timeout"
+
+    def release(self) -> None:
+        """Give a slot back: to the oldest waiter still within its time, else to the pool."""
+        if self.in_flight <= self.limit:
+            now = asyncio.get_running_loop().time()
+            while self._waiting:
+                queued_at, handed = self._waiting.popleft()
+                if handed.done():  # its request was cancelled while waiting
+                    continue
+                if now - queued_at > self.timeout:
+                    handed.set_result(False)
+                    continue
+                handed.set_result(True)  # the slot changes hands; in_flight is unchanged
+                return
+        self.in_flight -= 1
+
+    def _shed_expired(self) -> None:
+        deadline = asyncio.get_running_loop().time() - self.timeout
+        while self._waiting and self._waiting[0][0] < deadline:
+            _, handed = self._waiting.popleft()
+            if not handed.done():
+                handed.set_result(False)
+
+    async def _sweep(self) -> None:
+        try:
+            while self._waiting:
+                await asyncio.sleep(SWEEP_SECONDS)
+                self._shed_expired()
+        finally:
+            self._sweeper = None
+
+
+class Admission:
+    """ASGI middleware applying the stages above to `app`.
+
+    Arguments:
+        app: the ASGI app.
+        limit: requests run at once (`HTTP_CONCURRENCY`); 0: no limit (stage 2 off).
+        queue_timeout: seconds a request may wait for a slot (`HTTP_QUEUE_TIMEOUT`).
+        queue_max: requests that may wait at once (`HTTP_QUEUE_MAX`).
+        body_timeout: seconds a request's body may take to arrive (`HTTP_BODY_TIMEOUT`).
+        client_max_bodies: bodies one client address may have arriving at once
+            (`HTTP_CLIENT_MAX_BODIES`).
+        max_body_bytes: the largest body (`MAX_CONTENT_LENGTH`).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limit: int,
+        queue_timeout: float,
+        queue_max: int,
+        body_timeout: float,
+        client_max_bodies: int,
+        max_body_bytes: int,
+    ) -> None:
+        self.app = app
+        self.queue = (
+            AdmissionQueue(limit, timeout=queue_timeout, max_waiting=queue_max)
+            if limit > 0
+            else None
+        )
+        self.body_timeout = body_timeout
+        self.client_max_bodies = client_max_bodies
+        self.max_body_bytes = max_body_bytes
+        self._bodies_arriving: dict[str, int] = {}
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS:
             await self.app(scope, receive, send)
             return
-        if self.slots.locked():
-            HTTP_REQUESTS_WAITING.inc()
-            try:
-                await self.slots.acquire()
-            finally:
-                HTTP_REQUESTS_WAITING.dec()
-        else:
-            await self.slots.acquire()
-        try:
+        for name, _ in scope["headers"]:
+            if name in _BODY_HEADERS:
+                receive = await self._read_body(scope, receive, send)
+                if receive is None:
+                    return
+                break
+        queue = self.queue
+        if queue is None:
             await self.app(scope, receive, send)
+            return
+        refused = await queue.acquire()
+        if refused is not None:
+            HTTP_REQUESTS_SHED.labels(refused).inc()
+            await _answer(
+                scope,
+                send,
+                503,
+                "the service is busy; try again shortly",
+                [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())],
+            )
+            return
+        released = False
+
+        async def send_releasing(message: Message) -> None:
+            nonlocal released
+            if not released and message["type"] == "http.response.start":
+                released = True
+                queue.release()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_releasing)
         finally:
-            self.slots.release()
+            if not released:
+                queue.release()
+
+    async def _read_body(self, scope: Scope, receive: Any, send: Any) -> Any:
+        """Read the whole body within the bounds of stage 1. Returns a `receive` that replays
+        it to the app, or None when the request was answered here (408, 413, 429) or its
+        client left."""
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_body_bytes:
+            HTTP_CLIENT_REFUSED.labels("body_too_large").inc()
+            await _answer(scope, send, 413, _too_large(self.max_body_bytes), close=True)
+            return None
+        client = scope["client"][0] if scope.get("client") else ""
+        arriving = self._bodies_arriving.get(client, 0)
+        if arriving >= self.client_max_bodies:
+            HTTP_CLIENT_REFUSED.labels("client_bodies").inc()
+            await _answer(
+                scope,
+                send,
+                429,
+                f"too many requests from this address are still sending their body "
+                f"(at most {self.client_max_bodies} at once)",
+                [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())],
+                close=True,
+            )
+            return None
+        self._bodies_arriving[client] = arriving + 1
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        return None  # the client left: nobody to answer
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self.max_body_bytes:
+                        HTTP_CLIENT_REFUSED.labels("body_too_large").inc()
+                        await _answer(scope, send, 413, _too_large(self.max_body_bytes), close=True)
+                        return None
+                    if chunk:
+                        chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            HTTP_CLIENT_REFUSED.labels("body_timeout").inc()
+            await _answer(
+                scope,
+                send,
+                408,
+                f"the request body did not arrive within {self.body_timeout:g} s",
+                close=True,
+            )
+            return None
+        finally:
+            left = self._bodies_arriving[client] - 1
+            if left:
+                self._bodies_arriving[client] = left
+            else:
+                del self._bodies_arriving[client]
+        return _replay(b"".join(chunks), receive)
+
+
+def _replay(body: bytes, receive: Any) -> Any:
+    """A `receive` whose first message is the whole `body`; later calls wait on the server's
+    (for `http.disconnect`)."""
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        message: Message = await receive()
+        return message
+
+    return replay
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            with contextlib.suppress(ValueError):
+                return int(value)
+    return None
+
+
+def _too_large(limit: int) -> str:
+    return f"the request body is larger than {limit} bytes"
+
+
+async def _answer(
+    scope: Scope,
+    send: Any,
+    status: int,
+    message: str,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    *,
+    close: bool = False,
+) -> None:
+    """An error answered by this middleware, in the shape the app's own errors have: the
+    envelope (contract §2), or Flask-APScheduler's `{"error_message"}` under `/scheduler`."""
+    path = scope["path"]
+    if path == "/scheduler" or path.startswith("/scheduler/"):
+        payload: dict[str, Any] = {"error_message": message}
+    else:
+        payload = {
+            "code": status,
+            "msg": message,
+            "request": f"{scope['method']} {path}",
+            "status": "failed",
+        }
+    body = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+    response_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+        (b"x-content-type-options", b"nosniff"),
+        *(headers or []),
+    ]
+    if close:  # the client may still be sending: h11 then closes once the answer is out
+        response_headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": response_headers})
+    await send({"type": "http.response.body", "body": body})

@@ -93,17 +93,20 @@ def _connect_or_operational_error(
         ) from error
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
+def create_engine(settings: Settings, *, autocommit: bool = False) -> AsyncEngine:
     """An `AsyncEngine` for `settings.database_url` with the configured pool.
 
     SQLite: the file's folder is created, foreign keys are enforced and WAL journaling lets
     several workers read while one writes. MySQL: utf8mb4, and the pool settings
     `DB_POOL_SIZE`, `DB_MAX_OVERFLOW`, `DB_POOL_TIMEOUT` (seconds), `DB_POOL_RECYCLE` (seconds)
-    and `DB_POOL_PRE_PING` (with `DB_POOL_PING_IDLE_SECONDS`).
+    and `DB_POOL_PRE_PING` (with `DB_POOL_PING_IDLE_SECONDS`). With `autocommit`, every
+    connection runs in the server's autocommit mode (MySQL only: the read engine of
+    `Database.reading()`).
 
-    The pool does not roll connections back when they come back: every connection returns from
-    a `Session` or `Connection` block, which has already ended its transaction, and the pool's
-    own ROLLBACK repeated it (a second round trip per unit of work, measured by bench/).
+    Round trips: the pool does not roll connections back when they come back (every connection
+    returns from a `Session` or `Connection` block, which has already ended its transaction),
+    and a block on an autocommit connection ends without a ROLLBACK unless it started a
+    transaction (`_rollback_only_in_a_transaction`): a read there is one round trip.
     """
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite":
@@ -119,6 +122,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         connect_args["charset"] = "utf8mb4"
     if is_mysql:
         connect_args["connect_timeout"] = settings.db_connect_timeout
+    options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
     engine = create_async_engine(
         url,
         echo=settings.db_echo,
@@ -129,6 +133,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_pre_ping=settings.db_pool_pre_ping and settings.db_pool_ping_idle_seconds == 0,
         pool_reset_on_return=None,
         connect_args=connect_args,
+        **options,
     )
     if settings.db_pool_pre_ping and settings.db_pool_ping_idle_seconds > 0:
         ping_idle = PingIdleConnections(engine, settings.db_pool_ping_idle_seconds)
@@ -141,7 +146,35 @@ def create_engine(settings: Settings) -> AsyncEngine:
             "connect",
             _limit_statement_time(engine, settings.db_statement_timeout),
         )
+        _rollback_only_in_a_transaction(engine)
     return engine
+
+
+def _rollback_only_in_a_transaction(engine: AsyncEngine) -> None:
+    """On an autocommit connection, skip the ROLLBACK that ends a block unless the server
+    reports a transaction started on it (`START TRANSACTION`).
+
+    SQLAlchemy ends every block with a ROLLBACK, which MySQL drivers send even in autocommit
+    mode: a read then cost two round trips instead of one (bench/, `Com_rollback`). Every OK
+    packet carries the server's status, which the drivers keep (`get_autocommit()`,
+    `get_transaction_status()`, no round trip). Only autocommit connections are spared: with
+    autocommit off, a plain SELECT opens an InnoDB transaction (a read view) that MariaDB does
+    not report in that status (tests/test_db_pool.py), and it must be rolled back before the
+    connection is reused.
+    """
+    dialect = engine.sync_engine.dialect
+    rollback = dialect.do_rollback
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        driver: Any = getattr(dbapi_connection, "_connection", None)  # under the adapter
+        try:
+            idle_autocommit = driver.get_autocommit() and not driver.get_transaction_status()
+        except (AttributeError, TypeError):
+            idle_autocommit = False
+        if not idle_autocommit:
+            rollback(dbapi_connection)
+
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
 
 
 class PingIdleConnections:
@@ -192,9 +225,15 @@ class Database:
 
     def __init__(self, settings: Settings) -> None:
         self.engine = create_engine(settings)
-        # db_pool_connections_in_use: exact, from the pool's own events.
-        event.listen(self.engine.sync_engine.pool, "checkout", _counted_checkout)
-        event.listen(self.engine.sync_engine.pool, "checkin", _counted_checkin)
+        # Reads that change nothing (`reading()`) need no transaction: on MySQL they get a pool
+        # of their own, in autocommit mode, where a read is one round trip (no ROLLBACK).
+        self.read_engine = (
+            self.engine if settings.is_sqlite else create_engine(settings, autocommit=True)
+        )
+        # db_pool_connections_in_use: exact, from the pools' own events.
+        for engine in {self.engine, self.read_engine}:
+            event.listen(engine.sync_engine.pool, "checkout", _counted_checkout)
+            event.listen(engine.sync_engine.pool, "checkin", _counted_checkin)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         self._is_sqlite = settings.is_sqlite
         self.timeout = settings.db_timeout
@@ -232,12 +271,18 @@ class Database:
                 await self._after_unit_of_work[flag]()
 
     @asynccontextmanager
-    async def reading(self, time_limit: float | None = None) -> AsyncIterator[AsyncConnection]:
+    async def reading(
+        self, time_limit: float | None = None, *, snapshot: bool = False
+    ) -> AsyncIterator[AsyncConnection]:
         """A pooled connection for reads that change nothing (Core queries into read models,
         `app.services.views`), without an ORM session to set up and tear down (a third of a
-        by-id read's CPU). Bounded in time as `session()` is, with the same errors; its
-        transaction is rolled back when the block ends."""
-        connection = self.engine.connect()
+        by-id read's CPU). Bounded in time as `session()` is, with the same errors.
+
+        On MySQL the connection comes from the read engine, in autocommit mode: each statement
+        sees the latest committed data and ending the block costs no round trip. With
+        `snapshot`, every statement of the block reads one consistent snapshot (a transaction,
+        ended by a ROLLBACK): for a read of several statements that must agree."""
+        connection = (self.engine if snapshot else self.read_engine).connect()
         async with self._bounded(connection, time_limit):
             await connection.start()
             yield connection
@@ -274,6 +319,8 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()
 
 
 CLEANUP_SECONDS = 1.0

@@ -19,8 +19,12 @@ Metrics (names follow Prometheus conventions; durations in seconds):
 - `db_pool_connections_in_use`: database connections checked out, summed over workers.
 - `redis_errors_total{kind}`: Redis calls that failed (`unreachable`) or were refused at once
   while the circuit was open (`circuit_open`).
-- `http_requests_waiting`: requests waiting for an admission slot (`HTTP_CONCURRENCY`,
-  app/admission.py).
+- Admission (app/admission.py): `http_concurrency_limit`, requests the workers may run at once
+  (summed); `http_requests_waiting`, requests waiting for a slot; `http_requests_shed_total
+  {reason}`, requests answered 503 at once: `queue_full` (`HTTP_QUEUE_MAX` already waiting)
+  or `queue_timeout` (waited longer than `HTTP_QUEUE_TIMEOUT`);
+  `http_client_requests_refused_total{reason}`: `body_timeout` (408), `body_too_large` (413),
+  `client_bodies` (429: `HTTP_CLIENT_MAX_BODIES` uploads from one address at once).
 - `event_loop_lag_seconds`: how late each worker's event loop ran a probe due every 0.1 s
   (app/loop_lag.py); a lag of more than a few milliseconds means something blocked the loop.
 - `scheduler_job_runs_total{outcome}`: `success`, `error`, `missed`, `skipped`;
@@ -56,6 +60,21 @@ HTTP_REQUESTS_WAITING = Gauge(
     "http_requests_waiting",
     "HTTP requests waiting for an admission slot (HTTP_CONCURRENCY)",
     multiprocess_mode="livesum",
+)
+HTTP_CONCURRENCY_LIMIT = Gauge(
+    "http_concurrency_limit",
+    "HTTP requests the workers may run at once (HTTP_CONCURRENCY per worker)",
+    multiprocess_mode="livesum",
+)
+HTTP_REQUESTS_SHED = Counter(
+    "http_requests_shed_total",
+    "HTTP requests answered 503 by admission control, by reason",
+    ["reason"],
+)
+HTTP_CLIENT_REFUSED = Counter(
+    "http_client_requests_refused_total",
+    "HTTP requests refused while their body arrived (408, 413, 429), by reason",
+    ["reason"],
 )
 WEBSOCKETS_OPEN = Gauge(
     "websocket_connections", "Open websockets", ["endpoint"], multiprocess_mode="livesum"

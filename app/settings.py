@@ -37,8 +37,8 @@ class Settings(BaseSettings):
     # maxconnections = pool_size + max_overflow, blocking -> wait up to pool_timeout seconds,
     # ping -> pool_pre_ping. pool_recycle stays below MySQL's wait_timeout (28800 s by default).
     database_url: str = DEFAULT_DATABASE_URL
-    db_pool_size: int = Field(default=5, ge=1, le=200)
-    db_max_overflow: int = Field(default=10, ge=0, le=500)
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_max_overflow: int = Field(default=5, ge=0, le=500)
     db_pool_timeout: float = Field(default=10.0, gt=0, le=300)
     db_pool_recycle: int = Field(default=1800, ge=-1)
     db_pool_pre_ping: bool = True
@@ -65,13 +65,21 @@ class Settings(BaseSettings):
     token_ttl_seconds: int = Field(default=3600, ge=60, le=30 * 86400)
     session_cookie_secure: bool | None = None  # None: on, except in development and testing
     permanent_session_lifetime: int = Field(default=7 * 86400, ge=60)
-    # Failed credential checks allowed per account name, and per client address (docs/security.md).
-    # HTTP requests a worker runs at once; more wait their turn (app/admission.py). 0: no limit.
-    http_concurrency: int = Field(default=8, ge=0, le=10_000)
+    # Admission control (app/admission.py, docs/performance.md). HTTP requests a worker runs at
+    # once (None: its database pool's size + overflow; 0: no limit); more wait, first come first
+    # served, at most `http_queue_max` of them and `http_queue_timeout` seconds each (then 503
+    # with Retry-After). A body must arrive within `http_body_timeout` seconds (then 408), with
+    # at most `http_client_max_bodies` arriving at once from one client address (then 429).
+    http_concurrency: int | None = Field(default=None, ge=0, le=10_000)
+    http_queue_timeout: float = Field(default=1.0, gt=0, le=300)
+    http_queue_max: int = Field(default=2048, ge=1, le=1_000_000)
+    http_body_timeout: float = Field(default=10.0, gt=0, le=3600)
+    http_client_max_bodies: int = Field(default=32, ge=1, le=100_000)
     # Seconds a worker may keep the answer of a token or session check (app/auth/
     # credential_cache.py; needs REDIS_URL, whose epoch revokes kept answers everywhere at once).
     # 0 checks the database on every request.
     credential_cache_seconds: float = Field(default=30.0, ge=0, le=3600)
+    # Failed credential checks allowed per account name, and per client address (docs/security.md).
     auth_rate_limit: str = "10/minute"
     auth_address_rate_limit: str = "30/minute"
 
@@ -193,6 +201,14 @@ class Settings(BaseSettings):
         if self.effective_scheduler_jobstore == "sqlalchemy" and not self.scheduler_sqlalchemy_url:
             raise ValueError("SCHEDULER_JOBSTORE=sqlalchemy needs SCHEDULER_SQLALCHEMY_URL")
         return self
+
+    @property
+    def effective_http_concurrency(self) -> int:
+        """`HTTP_CONCURRENCY`, or by default the connections a worker's pool keeps open
+        (`DB_POOL_SIZE`): more requests at once would open and close overflow connections."""
+        if self.http_concurrency is not None:
+            return self.http_concurrency
+        return self.db_pool_size
 
     @property
     def is_sqlite(self) -> bool:

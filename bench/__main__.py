@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from redis import Redis
 from sqlalchemy.engine import make_url
 
-from bench import http_load, rest, websocket_load
+from bench import concurrency, http_load, rest, websocket_load
 from bench.databases import create_database, drop_database, sync_url
 from bench.report import Row, load_average, render
 from bench.servers import (
@@ -65,7 +65,13 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--burst", type=int, default=200)
     parser.add_argument("--joins", type=int, default=1000)
     parser.add_argument("--idle", default="2000,10000", help="idle connection counts")
-    parser.add_argument("--only", default="rest,fanout,joins,idle")
+    parser.add_argument(
+        "--only",
+        "--suite",
+        dest="only",
+        default="rest,fanout,joins,idle,concurrency",
+        help="comma-separated suites to run",
+    )
     parser.add_argument("--smoke", action="store_true", help="everything tiny (for the tests)")
     parser.add_argument("--json", help="also write the rows to this file")
     arguments = parser.parse_args(argv)
@@ -307,7 +313,27 @@ def run_idle(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
     return rows
 
 
-SUITES = {"rest": run_rest, "fanout": run_fanout, "joins": run_joins, "idle": run_idle}
+def run_concurrency(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
+    if not http_load.available():
+        raise SystemExit("wrk is required for the concurrency benchmark (apt-get install wrk)")
+    return concurrency.run(
+        arguments.mysql_url,
+        redis_url,
+        flask_url(arguments.mysql_url),
+        runs=arguments.runs,
+        seconds=arguments.seconds,
+        smoke=arguments.smoke,
+        log=log,
+    )
+
+
+SUITES = {
+    "rest": run_rest,
+    "fanout": run_fanout,
+    "joins": run_joins,
+    "idle": run_idle,
+    "concurrency": run_concurrency,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,5 @@
-"""The MySQL connection pool against the real MariaDB: which round trips a unit of work costs,
-and how a connection the server dropped is found (DB_POOL_PRE_PING with
+"""The MySQL connection pools against the real MariaDB: which round trips a read and a unit of
+work cost, and how a connection the server dropped is found (DB_POOL_PRE_PING with
 DB_POOL_PING_IDLE_SECONDS)."""
 
 from __future__ import annotations
@@ -45,19 +45,62 @@ async def one_connection_pool(
         await database.dispose()
 
 
-async def test_a_read_costs_one_rollback_not_two(one_connection_pool: Database) -> None:
-    """The pool does not repeat the ROLLBACK the session already sent (a round trip each)."""
+async def _rollbacks(connection) -> int:
+    """ROLLBACKs the server has had on this connection."""
+    row = await connection.execute(text("SHOW SESSION STATUS LIKE 'Com_rollback'"))
+    return int(row.one()[1])
 
-    async def rollbacks() -> int:
-        async with one_connection_pool.session() as session:
-            row = await session.execute(text("SHOW SESSION STATUS LIKE 'Com_rollback'"))
-            return int(row.one()[1])
 
-    first = await rollbacks()
+TABLE_READ = text("SELECT COUNT(*) FROM users")
+
+
+async def test_a_read_costs_one_round_trip(one_connection_pool: Database) -> None:
+    """`reading()` uses the autocommit pool: a read opens no transaction, so the block ends
+    without a ROLLBACK (each pool has one connection here, so its counter is the reads')."""
+    database = one_connection_pool
+    async with database.reading() as connection:
+        first = await _rollbacks(connection)
     for _ in range(5):
-        await _connection_id(one_connection_pool)
-    # One connection throughout: five reads, each ended by one ROLLBACK (plus the probe's own).
-    assert await rollbacks() - first == 6
+        async with database.reading() as connection:
+            await connection.execute(TABLE_READ)
+    async with database.reading() as connection:
+        assert await _rollbacks(connection) == first
+
+
+async def test_a_snapshot_read_and_a_unit_of_work_end_with_one_rollback(
+    one_connection_pool: Database,
+) -> None:
+    """Off autocommit, a SELECT opens an InnoDB transaction that MariaDB's status does not
+    report, so every block is ended by one ROLLBACK (not two: the pool does not repeat it)."""
+    database = one_connection_pool
+    async with database.session() as session:
+        first = await _rollbacks(session)
+    for _ in range(3):
+        async with database.reading(snapshot=True) as connection:
+            await connection.execute(TABLE_READ)
+    async with database.session() as session:
+        await session.execute(TABLE_READ)
+    async with database.session() as session:
+        # The probe block itself, three snapshots, one session: one ROLLBACK each.
+        assert await _rollbacks(session) - first == 5
+
+
+async def test_an_explicit_transaction_on_the_autocommit_pool_is_rolled_back(
+    one_connection_pool: Database,
+) -> None:
+    async with one_connection_pool.reading() as connection:
+        first = await _rollbacks(connection)
+        await connection.execute(text("START TRANSACTION"))
+        await connection.execute(TABLE_READ)
+    async with one_connection_pool.reading() as connection:
+        assert await _rollbacks(connection) - first == 1
+        row = await connection.execute(
+            text(
+                "SELECT COUNT(*) FROM information_schema.innodb_trx "
+                "WHERE trx_mysql_thread_id = CONNECTION_ID()"
+            )
+        )
+        assert row.scalar_one() == 0  # nothing left open on the pooled connection
 
 
 @pytest.mark.parametrize("one_connection_pool", [0.001], indirect=True)

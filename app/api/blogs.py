@@ -42,7 +42,8 @@ async def create_blog(data: BlogCreate) -> Response:
 async def list_blogs(query_args: PageQuery) -> Response:
     """All blogs in insertion order, with owners and tags; `X-Total-Count` gives the total."""
     limit, offset = page_bounds(query_args)
-    async with database().reading() as connection:
+    # The count, the page and its tags: three statements that must agree.
+    async with database().reading(snapshot=True) as connection:
         page = await blog_service.list_blogs(connection, limit=limit, offset=offset)
     tz = settings().tz
     return succeed(
