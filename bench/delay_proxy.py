@@ -11,8 +11,6 @@ import asyncio
 import contextlib
 import sys
 
-import uvloop
-
 CHUNK = 65536
 
 
@@ -71,4 +69,4 @@ async def serve(listen_port: int, target_host: str, target_port: int, delay: flo
 
 if __name__ == "__main__":
     port, host, target, delay_ms = sys.argv[1:5]
-    uvloop.run(serve(int(port), host, int(target), float(delay_ms) / 1000))
+    asyncio.run(serve(int(port), host, int(target), float(delay_ms) / 1000))

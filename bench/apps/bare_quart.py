@@ -1,7 +1,8 @@
 """The floor of a Quart route on the service's Hypercorn settings: the same JSON as
 GET /api/v1/user/<id> and /healthz with nothing behind it (no hooks, no database), and the same
 user read by one SQLAlchemy Core query on aiomysql (`/db/user/<id>`, when BENCH_DATABASE_URL is
-set): the floor of any route that reads the database once."""
+set): the floor of any route that reads the database once. It reads as the service does: an
+autocommit pool that ends a read without a ROLLBACK (app.db), one round trip per query."""
 
 import os
 
@@ -18,7 +19,16 @@ engines: list[AsyncEngine] = []
 @app.before_serving
 async def connect() -> None:
     if os.environ.get("BENCH_DATABASE_URL"):
-        engines.append(create_async_engine(os.environ["BENCH_DATABASE_URL"], pool_size=10))
+        from app.db import _rollback_only_in_a_transaction
+
+        engine = create_async_engine(
+            os.environ["BENCH_DATABASE_URL"],
+            pool_size=10,
+            isolation_level="AUTOCOMMIT",
+            pool_reset_on_return=None,
+        )
+        _rollback_only_in_a_transaction(engine)
+        engines.append(engine)
 
 
 @app.get("/api/v1/user/<user_id>")
