@@ -183,7 +183,8 @@ def create_app(settings: Settings | None = None) -> Quart:
         if database is not None:
             await database.dispose()
 
-    app.asgi_app = DrainWebsocketReceive(app.asgi_app)  # type: ignore[method-assign, assignment]
+    # HTTP requests pass admission; websockets pass the receive drain (each middleware passes
+    # the other kind straight through, without a coroutine of its own).
     app.asgi_app = Admission(  # type: ignore[method-assign, assignment]
         app.asgi_app,
         limit=settings.effective_http_concurrency,
@@ -193,6 +194,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         client_max_bodies=settings.http_client_max_bodies,
         max_body_bytes=settings.max_content_length,
     )
+    app.asgi_app = DrainWebsocketReceive(app.asgi_app)  # type: ignore[method-assign, assignment]
     if settings.forwarded_allow_hops:
         from hypercorn.middleware import ProxyFixMiddleware
 

@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Awaitable
 from typing import Any
 
 import orjson
@@ -167,10 +168,15 @@ class Admission:
         self.max_body_bytes = max_body_bytes
         self._bodies_arriving: dict[str, int] = {}
 
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+    def __call__(self, scope: Scope, receive: Any, send: Any) -> Awaitable[None]:
+        # Passed through without a coroutine of this middleware's own: a websocket would keep
+        # its frame alive for the connection's whole life (bench/, idle memory).
         if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS:
-            await self.app(scope, receive, send)
-            return
+            result: Awaitable[None] = self.app(scope, receive, send)
+            return result
+        return self._admit(scope, receive, send)
+
+    async def _admit(self, scope: Scope, receive: Any, send: Any) -> None:
         for name, _ in scope["headers"]:
             if name in _BODY_HEADERS:
                 receive = await self._read_body(scope, receive, send)

@@ -64,9 +64,15 @@ def hypercorn_config(
 @click.option("--migrate/--no-migrate", default=False, help="apply migrations before serving")
 def serve_command(bind: str | None, workers: int | None, migrate: bool) -> None:
     """Serve the app with Hypercorn and hypercorn.toml (the original's `runserver`)."""
-    from app.serving import run_workers
+    from app.hypercorn_patches import UnsupportedServerVersion, check_versions
+    from app.supervisor import run_workers
 
     settings = load_settings()  # fail here, with one clear line, on a bad configuration
+    try:
+        check_versions()  # the server patches apply to known versions only
+    except UnsupportedServerVersion as error:
+        click.echo(f"cannot serve: {error}", err=True)
+        sys.exit(EXIT_CONFIGURATION_ERROR)
     from app.request_log import configure_logging
 
     configure_logging(settings)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable
 from typing import Any
 
 ASGIApp = Any  # (scope, receive, send) -> Awaitable[None]
@@ -31,10 +32,13 @@ class DrainWebsocketReceive:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[None]:
         if scope["type"] != "websocket":
-            await self.app(scope, receive, send)
-            return
+            result: Awaitable[None] = self.app(scope, receive, send)  # no frame of our own
+            return result
+        return self._websocket(scope, receive, send)
+
+    async def _websocket(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         disconnected = False
 
         async def tracked_receive() -> dict[str, Any]:
@@ -44,8 +48,9 @@ class DrainWebsocketReceive:
                 disconnected = True
             return message
 
+        scope[ASGI_SEND] = send  # the server's scope of this one connection, not a copy
         try:
-            await self.app({**scope, ASGI_SEND: send}, tracked_receive, send)
+            await self.app(scope, tracked_receive, send)
         finally:
             # Only now, and only for a connection whose app returned before the disconnect,
             # does a task take over reading (per connection it would cost a task, a queue

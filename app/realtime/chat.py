@@ -191,7 +191,7 @@ async def _join(connection: Connection, frame: Join) -> None:
 
 async def _join_admitted(connection: Connection, frame: Join) -> None:
     hub = current_hub()
-    if frame.room in connection.rooms:
+    if connection.in_room(frame.room):
         connection.send_error(f"room: already in {frame.room!r}", ref="join")
         return
     if connection.user_id is None:
@@ -271,7 +271,7 @@ async def _chat_frame(connection: Connection, text: str) -> None:
         connection.send({"event": "pong"})
     elif isinstance(frame, Join):
         await _join(connection, frame)
-    elif frame.room not in connection.rooms:
+    elif not connection.in_room(frame.room):
         connection.send_error(f"room: join {frame.room!r} first", ref=frame.event)
     elif isinstance(frame, Leave):
         if await hub.leave(connection, frame.room):

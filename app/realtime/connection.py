@@ -1,8 +1,17 @@
-"""One websocket connection: a bounded send queue, its own writer, and the read loop's rules.
+"""One websocket connection: its outgoing frames, bounded, and the read loop's rules.
+
+Outgoing frames go straight to the TCP transport when Hypercorn serves the websocket over
+HTTP/1.1 without compression (`app.hypercorn_patches.websocket_wire`): a broadcast is encoded
+into one frame for all its receivers, and written without a task switch or a lock. While the
+client reads too slowly (the transport holds `WIRE_HIGH_WATER` bytes), frames wait in a
+backlog that a short-lived task flushes; the backlog is bounded in frames and in time.
+Elsewhere (permessage-deflate, HTTP/2, the test client) every frame goes through the ASGI
+`send` from that backlog. An idle connection holds no task and no queue of its own: it is read
+by the task that serves it.
 
 Close codes (RFC 6455): 1001 server going away, 1008 policy (idle, flood), 1009 frame too big,
-1011 server error, 1013 try again later (this client is too slow: its send queue overflowed,
-or its oldest unsent frame waited longer than `max_delay`).
+1011 server error, 1013 try again later (this client is too slow: its backlog overflowed, or
+its oldest unsent frame waited longer than `max_delay`).
 """
 
 from __future__ import annotations
@@ -10,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 import time
 import uuid
 from collections import deque
@@ -23,6 +33,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from app.db import DatabaseTimeoutError
+from app.hypercorn_patches import WebsocketWire, websocket_wire
 from app.metrics import WEBSOCKET_DROPPED, WEBSOCKET_MESSAGES
 
 log = logging.getLogger(__name__)
@@ -38,10 +49,23 @@ STORE_UNAVAILABLE = "temporarily unavailable (the shared store is down); try aga
 STORE_ERRORS = (RedisError, DatabaseTimeoutError, OperationalError, PoolTimeoutError)
 
 FrameHandler = Callable[["Connection", str], Awaitable[None]]
+ASGISend = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 def encode(frame: dict[str, Any] | str) -> str:
     return frame if isinstance(frame, str) else orjson.dumps(frame).decode()
+
+
+def text_frame(text: str) -> bytes:
+    """`text` as one unmasked, unfragmented websocket text frame, as a server sends it
+    (RFC 6455 §5.2: FIN and opcode 1, then the payload length in 7, 7+16 or 7+64 bits)."""
+    payload = text.encode()
+    length = len(payload)
+    if length < 126:
+        return bytes((0x81, length)) + payload
+    if length < 65536:
+        return struct.pack("!BBH", 0x81, 126, length) + payload
+    return struct.pack("!BBQ", 0x81, 127, length) + payload
 
 
 SLOW_CONSUMER_DROPS = WEBSOCKET_DROPPED.labels("slow_consumer")
@@ -53,20 +77,45 @@ class Connection:
     Arguments:
         websocket: Quart's websocket object of this connection (not the context proxy).
         asgi_send: the server's ASGI `send` of this websocket (app.realtime.asgi.ASGI_SEND);
-            frames are written through it once accepted. None: through `websocket.send`.
+            once accepted, frames go to its wire when it has one, else through it. None:
+            through `websocket.send`.
         endpoint: "relay", "nickname", "chat" or "monitor".
         name: the display name (account name, nickname) or None.
         user_id: the authenticated user's id, or None for anonymous clients.
-        queue_size: frames waiting to be written before the client counts as too slow.
+        queue_size: frames waiting for the client before it counts as too slow.
         max_delay: seconds the oldest waiting frame may wait before the client counts as too
             slow (so a burst the client cannot absorb ends in a close, not in minutes of lag).
     """
+
+    __slots__ = (
+        "id",
+        "websocket",
+        "_asgi_send",
+        "endpoint",
+        "name",
+        "user_id",
+        "_rooms",
+        "_held",
+        "queue_size",
+        "max_delay",
+        "close_reason",
+        "_closing",
+        "_accepted",
+        "_wire",
+        "_backlog",
+        "_flusher",
+        "_reader",
+        "last_received",
+        "_frames_in",
+        "_frames_out",
+        "__weakref__",
+    )
 
     def __init__(
         self,
         websocket: Any,
         *,
-        asgi_send: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+        asgi_send: ASGISend | None = None,
         endpoint: str,
         name: str | None = None,
         user_id: str | None = None,
@@ -79,17 +128,21 @@ class Connection:
         self.endpoint = endpoint
         self.name = name
         self.user_id = user_id
-        self.rooms: set[str] = set()
-        # Room traffic held while this connection is being welcomed to the room (Hub.welcomed).
-        self.held: dict[str, list[str]] = {}
-        self.queue: asyncio.Queue[str] = asyncio.Queue(queue_size)
+        # Made when first needed: most connections join no room (relay, nickname, monitor).
+        self._rooms: set[str] | None = None
+        # Per room being joined: its traffic held until the joiner has the room's state.
+        self._held: dict[str, list[str]] | None = None
+        self.queue_size = queue_size
         self.max_delay = max_delay
-        self._queued_at: deque[float] = deque()  # when each frame in `queue` was queued
         self.close_reason: tuple[int, str] | None = None
         self._closing = False
-        # Resolved by close() while serve() waits: a future, not a task waiting on an event
-        # (per connection, for its whole life: bench/, idle memory).
-        self._close_requested: asyncio.Future[None] | None = None
+        self._accepted = False
+        self._wire: WebsocketWire | None = None
+        # Frames waiting for the client: (queued at, text, its encoded frame or None). Made
+        # when first needed: most connections never wait.
+        self._backlog: deque[tuple[float, str, bytes | None]] | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._reader: asyncio.Task[Any] | None = None  # the task in serve()
         self.last_received = time.monotonic()
         self._frames_in = WEBSOCKET_MESSAGES.labels(endpoint, "in")
         self._frames_out = WEBSOCKET_MESSAGES.labels(endpoint, "out")
@@ -106,28 +159,89 @@ class Connection:
     def is_closing(self) -> bool:
         return self._closing
 
-    def send(self, frame: dict[str, Any] | str) -> bool:
-        """Queue a frame without waiting. A full queue closes the connection with 1013."""
-        if self.enqueue(encode(frame)):
+    @property
+    def rooms(self) -> frozenset[str]:
+        """The rooms this connection is in."""
+        return frozenset(self._rooms) if self._rooms else frozenset()
+
+    def in_room(self, room: str) -> bool:
+        return self._rooms is not None and room in self._rooms
+
+    def hold(self, room: str) -> None:
+        """Enter `room` with its traffic held: frames for it wait (`held_frames`) until
+        `release(room)`. So the room's state is a joiner's first frame of it (docs/websockets.md:
+        `presence_state`, then `history`), and nothing published meanwhile is lost."""
+        if self._rooms is None:
+            self._rooms = set()
+        self._rooms.add(room)
+        if self._held is None:
+            self._held = {}
+        self._held[room] = []
+
+    def held_frames(self, room: str | None) -> list[str] | None:
+        """The list collecting `room`'s traffic while it is held, else None."""
+        if room is None or self._held is None:
+            return None
+        return self._held.get(room)
+
+    def release(self, room: str) -> None:
+        """Send what was held for `room`, in order, and stop holding it."""
+        frames = self._held.pop(room, None) if self._held is not None else None
+        for frame in frames or ():
+            self.send(frame)
+
+    def leave_room(self, room: str) -> None:
+        """Leave `room`; whatever was held for it is dropped."""
+        if self._rooms is not None:
+            self._rooms.discard(room)
+        if self._held is not None:
+            self._held.pop(room, None)
+
+    @property
+    def waiting_frames(self) -> int:
+        """Frames queued for a client that is behind (0 while it keeps up)."""
+        return len(self._backlog) if self._backlog else 0
+
+    def take_waiting(self) -> list[str]:
+        """Remove and return the frames waiting for the client, oldest first (tests; a
+        connection not yet accepted keeps every frame it is sent)."""
+        backlog, self._backlog = self._backlog, None
+        return [text for _, text, _ in backlog or ()]
+
+    def send(self, frame: dict[str, Any] | str, wire_frame: bytes | None = None) -> bool:
+        """Send a frame without waiting (`wire_frame`: see `enqueue`). A client too far behind
+        is closed with 1013."""
+        if self.enqueue(encode(frame), wire_frame):
             self._frames_out.inc()
             return True
         return False
 
-    def enqueue(self, text: str) -> bool:
-        """`send` of an encoded frame, not counted in `websocket_messages_total` (a broadcast
-        counts its deliveries at once: `Hub.deliver`)."""
-        if self.is_closing:
+    def enqueue(self, text: str, wire_frame: bytes | None = None) -> bool:
+        """`send` of an encoded frame (`wire_frame`: `text_frame(text)`, when the caller made
+        it once for many receivers), not counted in `websocket_messages_total` (a broadcast
+        counts its deliveries at once: `Hub.deliver`). False if the frame was not taken."""
+        if self._closing:
             return False
+        backlog = self._backlog
+        wire = self._wire
+        if not backlog and wire is not None and wire.writable():
+            wire.write(wire_frame if wire_frame is not None else text_frame(text))
+            return True
         now = time.monotonic()
-        if self._queued_at and now - self._queued_at[0] > self.max_delay:
-            self._too_slow(f"a frame waited more than {self.max_delay:g} s: the client is behind")
-            return False
-        try:
-            self.queue.put_nowait(text)
-        except asyncio.QueueFull:
-            self._too_slow("send queue full: the client reads too slowly")
-            return False
-        self._queued_at.append(now)
+        if backlog:
+            if now - backlog[0][0] > self.max_delay:
+                self._too_slow(
+                    f"a frame waited more than {self.max_delay:g} s: the client is behind"
+                )
+                return False
+            if len(backlog) >= self.queue_size:
+                self._too_slow("send queue full: the client reads too slowly")
+                return False
+        else:
+            backlog = self._backlog = deque()
+        backlog.append((now, text, wire_frame))
+        if self._accepted and self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
         return True
 
     def _too_slow(self, reason: str) -> None:
@@ -138,86 +252,102 @@ class Connection:
         self.send({"event": "error", "msg": message, **extra})
 
     def close(self, code: int, reason: str = "") -> None:
-        """Ask the connection to close with `code`; the serving task does it."""
-        if not self._closing:
-            self.close_reason = (code, reason)
-            self._closing = True
-            if self._close_requested is not None and not self._close_requested.done():
-                self._close_requested.set_result(None)
+        """Ask the connection to close with `code`: its reading stops, and the task serving it
+        sends the close frame."""
+        if self._closing:
+            return
+        self.close_reason = (code, reason)
+        self._closing = True
+        reader = self._reader
+        if reader is not None and reader is not asyncio.current_task():
+            reader.cancel()  # serve() tells this cancellation from the server's
 
-    async def _write_loop(self) -> None:
-        asgi_send = self._asgi_send
-        queue = self.queue
-        queued_at = self._queued_at
-        while True:
-            text = await queue.get()
-            queued_at.popleft()
-            if asgi_send is None:
-                await self.websocket.send(text)
-                continue
-            await asgi_send({"type": "websocket.send", "bytes": None, "text": text})
-            while not queue.empty():  # a backlog goes out without a task switch per frame
-                text = queue.get_nowait()
-                queued_at.popleft()
-                await asgi_send({"type": "websocket.send", "bytes": None, "text": text})
+    async def _flush(self) -> None:
+        """Write the backlog out as the client takes it."""
+        backlog = self._backlog
+        wire = self._wire
+        try:
+            while backlog and not self._closing:
+                if wire is not None:
+                    if not wire.is_open:
+                        return
+                    if not wire.writable():
+                        await wire.drain()
+                        continue
+                    _, text, frame = backlog.popleft()
+                    wire.write(frame if frame is not None else text_frame(text))
+                    continue
+                _, text, _ = backlog.popleft()
+                if self._asgi_send is not None:
+                    await self._asgi_send({"type": "websocket.send", "bytes": None, "text": text})
+                else:
+                    await self.websocket.send(text)
+        except Exception as error:
+            if not _is_disconnect(error):
+                log.error("websocket %s: writing failed", self.endpoint, exc_info=error)
+                self.close(INTERNAL_ERROR, "server error")
+        finally:
+            self._flusher = None
 
-    async def _read_loop(self, on_text: FrameHandler, rules: ReadRules) -> None:
-        while True:
-            data = await self.websocket.receive()
-            self.last_received = time.monotonic()
-            self._frames_in.inc()
-            size = len(data) if isinstance(data, bytes) else len(data.encode())
-            if size > rules.max_message_bytes:
-                self.close(
-                    MESSAGE_TOO_BIG, f"frames are limited to {rules.max_message_bytes} bytes"
-                )
-                return
-            if not rules.allow(self):
-                continue
-            if isinstance(data, bytes):
-                self.send_error("binary frames are not supported; send text")
-                continue
-            try:
-                await on_text(self, data)
-            except STORE_ERRORS:
-                # Redis or the database is down: this frame failed, the connection lives on.
-                self.send_error(STORE_UNAVAILABLE, code="unavailable")
+    async def _handle(self, data: str | bytes, on_text: FrameHandler, rules: ReadRules) -> None:
+        """One frame from the client: limits first, then `on_text`."""
+        self.last_received = time.monotonic()
+        self._frames_in.inc()
+        size = len(data) if isinstance(data, bytes) else len(data.encode())
+        if size > rules.max_message_bytes:
+            self.close(MESSAGE_TOO_BIG, f"frames are limited to {rules.max_message_bytes} bytes")
+            return
+        if not rules.allow(self):
+            return
+        if isinstance(data, bytes):
+            self.send_error("binary frames are not supported; send text")
+            return
+        try:
+            await on_text(self, data)
+        except STORE_ERRORS:
+            # Redis or the database is down: this frame failed, the connection lives on.
+            self.send_error(STORE_UNAVAILABLE, code="unavailable")
 
     async def serve(self, on_text: FrameHandler, rules: ReadRules) -> None:
-        """Read and write until the client leaves or `close()` is called; then close the socket.
-        Returns normally in every case (a handler error closes with 1011 and is logged)."""
-        writer = asyncio.create_task(self._write_loop())
-        reader = asyncio.create_task(self._read_loop(on_text, rules))
-        closing = self._close_requested = asyncio.get_running_loop().create_future()
-        if self._closing:
-            closing.set_result(None)
+        """Once accepted: read and answer frames until the client leaves or `close()` is
+        called, then close the socket. Returns normally in every case (a handler error closes
+        with 1011 and is logged); a cancellation by the server propagates."""
+        self._accepted = True
+        if self._asgi_send is not None:
+            self._wire = websocket_wire(self._asgi_send)
+        if self._backlog and self._flusher is None:  # frames queued before the handshake
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+        reader = self._reader = asyncio.current_task()
         try:
-            while True:
-                idle_left = self.last_received + rules.idle_timeout - time.monotonic()
-                done, _ = await asyncio.wait(
-                    {writer, reader, closing},
-                    timeout=max(idle_left, 0),
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                if done:
-                    break
-                if time.monotonic() - self.last_received >= rules.idle_timeout:
+            # Read here, in the task serving the connection (no reader task of its own: an
+            # idle connection holds nothing more than its frames, bench/).
+            while not self._closing:
+                try:
+                    # The loop's clock is time.monotonic(), as last_received is.
+                    async with asyncio.timeout_at(self.last_received + rules.idle_timeout):
+                        data = await self.websocket.receive()
+                except TimeoutError:
                     self.close(
                         POLICY_VIOLATION, f"idle for {rules.idle_timeout:.0f} s: send a ping"
                     )
                     break
-            for task in done:
-                if task is not closing and not task.cancelled() and task.exception() is not None:
-                    error = task.exception()
-                    if error is not None and not _is_disconnect(error):
-                        log.error("websocket %s failed", self.endpoint, exc_info=error)
-                        self.close(INTERNAL_ERROR, "server error")
+                await self._handle(data, on_text, rules)
+        except asyncio.CancelledError:
+            # Ours (close() from elsewhere) is absorbed; the server's is not.
+            if not (self._closing and reader is not None and reader.uncancel() == 0):
+                raise
+        except Exception as error:
+            if not _is_disconnect(error):
+                log.error("websocket %s failed", self.endpoint, exc_info=error)
+                self.close(INTERNAL_ERROR, "server error")
         finally:
-            for task in (writer, reader, closing):
-                task.cancel()
-            # Bounded: a cancelled receive must not hold the close frame back.
-            await asyncio.wait({writer, reader, closing}, timeout=CLOSE_TIMEOUT_SECONDS)
-        self._closing = True
+            self._reader = None
+            self._closing = True
+            flusher = self._flusher
+            if flusher is not None:
+                flusher.cancel()
+                # Bounded: a write waiting on a stalled client must not hold the close back.
+                await asyncio.wait({flusher}, timeout=CLOSE_TIMEOUT_SECONDS)
         if self.close_reason is not None:
             code, reason = self.close_reason
             with contextlib.suppress(Exception):

@@ -20,7 +20,7 @@ from prometheus_client import Counter
 from app.metrics import WEBSOCKET_MESSAGES
 from app.presence import PresenceRecorder
 from app.realtime.broker import Broker
-from app.realtime.connection import GOING_AWAY, Connection, encode
+from app.realtime.connection import GOING_AWAY, Connection, encode, text_frame
 from app.realtime.messages import Audience, BrokerMessage
 from app.realtime.rooms import MemberRecord, RoomDirectory, member_record
 
@@ -141,8 +141,7 @@ class Hub:
             with contextlib.suppress(Exception):
                 await self.directory.remove_member(room, connection.id, connection.room_name, owner)
             raise
-        connection.rooms.add(room)
-        connection.held[room] = []  # room traffic waits until the joiner has the room's state
+        connection.hold(room)  # room traffic waits until the joiner has the room's state
         self.rooms[room].add(connection)
         return True
 
@@ -150,13 +149,11 @@ class Hub:
         """The joiner has been sent the room's state: pass on what arrived meanwhile, in order.
         (So `presence_state` is always a joiner's first frame of a room, and nothing published
         between the state's read and now is lost.)"""
-        for frame in connection.held.pop(room, []):
-            connection.send(frame)
+        connection.release(room)
 
     async def leave(self, connection: Connection, room: str) -> bool:
         """Remove the connection from `room`; True when its name has left the room entirely."""
-        connection.rooms.discard(room)
-        connection.held.pop(room, None)
+        connection.leave_room(room)
         self.rooms[room].discard(connection)
         if not self.rooms[room]:
             del self.rooms[room]
@@ -225,8 +222,10 @@ class Hub:
         if isinstance(frame, dict) and frame.get("event") == "presence_diff":
             sent = self._deliver_presence(targets, frame, room)
         else:
-            text = encode(frame)  # once per message, not once per receiver
-            sent = sum(_send_or_hold(connection, text, room) for connection in targets)
+            # Encoded and framed once per message, not once per receiver.
+            text = encode(frame)
+            wire_frame = text_frame(text)
+            sent = sum(_send_or_hold(connection, text, room, wire_frame) for connection in targets)
         if sent:
             self._count_out(to, sent)
 
@@ -244,6 +243,7 @@ class Hub:
         """A presence diff without the receiver's own join (a batch may hold it); returns
         how many were queued."""
         text = encode(frame)
+        wire_frame = text_frame(text)
         joined = {entry["name"] for entry in frame["joins"]}
         sent = 0
         for connection in targets:
@@ -252,7 +252,7 @@ class Hub:
                 if joins or frame["leaves"]:
                     sent += _send_or_hold(connection, encode({**frame, "joins": joins}), room)
             else:
-                sent += _send_or_hold(connection, text, room)
+                sent += _send_or_hold(connection, text, room, wire_frame)
         return sent
 
     def _targets(self, to: Audience) -> list[Connection]:
@@ -283,12 +283,14 @@ class Hub:
                 log.warning("hub heartbeat failed: %s", type(error).__name__)
 
 
-def _send_or_hold(connection: Connection, text: str, room: str | None) -> int:
-    """Queue `text` for `connection`, or hold it while it is being welcomed to `room`;
-    1 if it was queued now (a held frame is counted when it is sent)."""
-    held = connection.held.get(room) if room is not None else None
+def _send_or_hold(
+    connection: Connection, text: str, room: str | None, wire_frame: bytes | None = None
+) -> int:
+    """Send `text` (framed as `wire_frame` when given) to `connection`, or hold it while it is
+    being welcomed to `room`; 1 if it was taken now (a held frame is counted when sent)."""
+    held = connection.held_frames(room)
     if held is None:
-        return 1 if connection.enqueue(text) else 0
+        return 1 if connection.enqueue(text, wire_frame) else 0
     held.append(text)
     return 0
 

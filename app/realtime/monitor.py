@@ -17,7 +17,7 @@ from quart_schema import hide
 
 from app import state
 from app.auth.identity import current_identity
-from app.realtime.connection import Connection, encode
+from app.realtime.connection import Connection, encode, text_frame
 from app.realtime.handshake import check_origin
 from app.realtime.protocol import FrameError, MonitorFrame, parse_frame
 from app.realtime.session import new_connection, run_connection
@@ -53,8 +53,9 @@ class MemoryMonitor:
         while self.subscribers:
             self.samples_taken += 1
             frame = encode({"event": "server_response", "data": memory_sample()})
+            wire_frame = text_frame(frame)  # once for every watcher
             for connection in list(self.subscribers):
-                connection.send(frame)
+                connection.send(frame, wire_frame)
             await asyncio.sleep(self.interval)
 
     async def stop(self) -> None:

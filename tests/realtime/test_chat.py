@@ -7,6 +7,18 @@ import pytest
 from app.state import app_state
 from tests.auth_helpers import make_user
 from tests.realtime.conftest import receive_json, send_json
+from tests.waiting import eventually
+
+
+async def registered(app, endpoint: str, count: int) -> None:
+    """Wait until `count` connections of `endpoint` are registered with the hub: the test
+    client returns before the server has taken a websocket in, and frames sent meanwhile
+    reach only the clients already there (as with any server)."""
+
+    async def check() -> bool:
+        return len(app_state(app).hub.by_endpoint[endpoint]) == count
+
+    await eventually(check)
 
 
 async def join(ws, room: str, nickname: str | None = None) -> tuple[dict, dict]:
@@ -185,8 +197,9 @@ async def test_open_connections_count_as_online(serve_app) -> None:
             assert [u["id"] for u in online["data"]["users"]] == [user.id]
 
 
-async def test_seed_group_chat_relays_text_to_everyone(client) -> None:
+async def test_seed_group_chat_relays_text_to_everyone(app, client) -> None:
     async with client.websocket("/websocket") as one, client.websocket("/websocket") as two:
+        await registered(app, "relay", 2)
         await one.send("大家好")
         assert await one.receive() == "大家好" and await two.receive() == "大家好"
         await two.send("")  # heartbeat: not relayed
@@ -194,8 +207,9 @@ async def test_seed_group_chat_relays_text_to_everyone(client) -> None:
         assert await one.receive() == "second"
 
 
-async def test_seed_nickname_chat(client) -> None:
+async def test_seed_nickname_chat(app, client) -> None:
     async with client.websocket("/websocket/ann") as ann, client.websocket("/websocket/bob") as bob:
+        await registered(app, "nickname", 2)
         await send_json(ann, {"msg": "hi all"})
         assert await receive_json(bob) == {"name": "ann", "msg": "hi all"}
         assert await receive_json(ann) == {"name": "ann", "msg": "hi all"}

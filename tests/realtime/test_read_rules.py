@@ -22,10 +22,8 @@ def connection() -> Connection:
 
 
 def queued_frames(client: Connection) -> list[dict]:
-    frames = []
-    while not client.queue.empty():
-        frames.append(json.loads(client.queue.get_nowait()))
-    return frames
+    """The frames waiting for a client not yet accepted (so none are written), taken out."""
+    return [json.loads(text) for text in client.take_waiting()]
 
 
 async def test_frames_past_the_rate_get_errors_then_a_1008_close() -> None:

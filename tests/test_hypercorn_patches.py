@@ -1,4 +1,4 @@
-"""The changes app/serving.py makes to Hypercorn's and wsproto's websocket handling still apply
+"""The changes app/hypercorn_patches.py makes to Hypercorn's and wsproto's websocket handling still apply
 to the installed versions: these fail loudly when an upgrade moves the internals they touch."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from wsproto.connection import Connection, ConnectionState
 from wsproto.events import CloseConnection
 from wsproto.frame_protocol import CloseReason
 
-from app.serving import patch_hypercorn
+from app.hypercorn_patches import patch_hypercorn
 
 
 def masked_text_frame(payload: bytes) -> bytes:
@@ -68,7 +68,7 @@ BROWSER_OFFER = "permessage-deflate; client_max_window_bits"
 def test_websocket_compression_is_declined_unless_turned_on() -> None:
     from wsproto.handshake import server_extensions_handshake
 
-    from app.serving import set_websocket_compression
+    from app.hypercorn_patches import set_websocket_compression
 
     try:
         set_websocket_compression(False)

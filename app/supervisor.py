@@ -1,4 +1,4 @@
-"""Running Hypercorn workers, with a shutdown that websockets can see.
+"""The worker supervisor: Hypercorn workers with a shutdown that websockets can see.
 
 Hypercorn's own multi-worker runner (`hypercorn.run.run`) tells a worker to stop through a
 private event and then waits up to `graceful_timeout` for open connections: a websocket only
@@ -18,7 +18,6 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Generator
 from multiprocessing import get_context
 from multiprocessing.connection import wait
 from multiprocessing.synchronize import Event as EventType
@@ -26,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from hypercorn.config import Config, Sockets
-from wsproto.extensions import PerMessageDeflate
 
 from app.metrics import MULTIPROCESS_DIRECTORY, prepare_multiprocess_directory, worker_exited
 
@@ -129,148 +127,6 @@ def _sockets_per_worker(config: Config) -> list[Sockets]:
     return [config.create_sockets() for _ in range(config.workers)]
 
 
-def limit_websocket_compression() -> None:
-    """Negotiate permessage-deflate without context takeover (RFC 7692 §7.1.1).
-
-    Hypercorn accepts permessage-deflate with context takeover, which keeps a zlib compressor and
-    decompressor (about 100 KiB resident, measured by bench/idle_connections.py) alive for each
-    connection's whole life. Without context takeover they exist only while a message is being
-    compressed: frames of this service are small JSON, so the compression lost is small.
-    """
-    from functools import partial
-
-    from hypercorn.protocol import ws_stream
-    from wsproto.extensions import PerMessageDeflate
-
-    ws_stream.PerMessageDeflate = partial(  # type: ignore[attr-defined, assignment]
-        PerMessageDeflate, server_no_context_takeover=True, client_no_context_takeover=True
-    )
-
-
-class DeclinedPerMessageDeflate(PerMessageDeflate):
-    """permessage-deflate, declined when a client offers it (WS_COMPRESSION=false)."""
-
-    def accept(self, offer: str) -> None:
-        return None
-
-
-def set_websocket_compression(enabled: bool) -> None:
-    """`WS_COMPRESSION`: negotiate permessage-deflate (without context takeover, see
-    `limit_websocket_compression`) or decline it. Off by default: for this service's small
-    JSON frames it costs CPU and saves no bytes (bench/: a 1,000-receiver fan-out cost 29%
-    more server CPU per delivery with browsers' default offer accepted)."""
-    from hypercorn.protocol import ws_stream
-
-    if enabled:
-        limit_websocket_compression()
-    else:
-        ws_stream.PerMessageDeflate = DeclinedPerMessageDeflate  # type: ignore[attr-defined]
-
-
-def close_refused_frames() -> None:
-    """Answer a frame wsproto refuses with a close frame carrying its code (RFC 6455 §7.4.1:
-    1007 for a text frame that is not UTF-8, 1002 for a protocol error).
-
-    wsproto reports such a frame as a `CloseConnection` event while the connection is still
-    OPEN; Hypercorn replies to a `CloseConnection` only in the REMOTE_CLOSING state, so it
-    dropped the TCP connection without a close frame (the client saw 1006). Marking the state
-    REMOTE_CLOSING, as a close frame from the client would, makes Hypercorn send the reply.
-    """
-    from wsproto.connection import Connection, ConnectionState
-    from wsproto.events import CloseConnection, Event
-
-    if getattr(Connection.events, "closes_refused_frames", False):
-        return
-    original_events = Connection.events
-
-    def events(self: Connection) -> Generator[Event, None, None]:
-        for event in original_events(self):
-            if isinstance(event, CloseConnection) and self._state is ConnectionState.OPEN:
-                self._state = ConnectionState.REMOTE_CLOSING
-            yield event
-
-    events.closes_refused_frames = True  # type: ignore[attr-defined]
-    Connection.events = events  # type: ignore[method-assign]
-
-
-def close_ended_websockets() -> None:
-    """Close the TCP connection as soon as a websocket over HTTP/1.1 has ended (RFC 6455 §7.1.1:
-    the server closes the connection after the close handshake).
-
-    Hypercorn leaves it open until the client closes it: a client that never reads or never
-    answers the close frame kept its connection task alive, and with it every graceful shutdown,
-    until `graceful_timeout` ran out.
-    """
-    import h11
-    from hypercorn.events import Closed
-    from hypercorn.protocol.h11 import H11Protocol
-
-    if getattr(H11Protocol._maybe_recycle, "closes_ended_websockets", False):
-        return
-    original_maybe_recycle = H11Protocol._maybe_recycle
-
-    async def maybe_recycle(self: H11Protocol) -> None:
-        if self.connection.our_state is h11.SWITCHED_PROTOCOL:
-            await self._close_stream()
-            await self.send(Closed())
-            return
-        await original_maybe_recycle(self)
-
-    maybe_recycle.closes_ended_websockets = True  # type: ignore[attr-defined]
-    H11Protocol._maybe_recycle = maybe_recycle  # type: ignore[method-assign]
-
-
-CONNECTION_CLOSE_SECONDS = 60.0  # how long a closing connection may take to flush
-SHUTDOWN_CLOSE_SECONDS = 1.0  # the same, once the worker is shutting down
-
-
-def bound_connection_close() -> None:
-    """Give a closing TCP connection at most `CONNECTION_CLOSE_SECONDS` to flush what is left
-    to send (`SHUTDOWN_CLOSE_SECONDS` once the worker shuts down), then abort it.
-
-    Hypercorn closes a connection with `writer.close()` and waits for `wait_closed()`, which
-    lasts until the peer has read everything still buffered: a client that stopped reading
-    (a stalled websocket reader) kept that task, and so every graceful shutdown, waiting until
-    `graceful_timeout` ran out. A slow reader still gets its last frames (its 1013 close
-    included) as long as it reads within the bound.
-    """
-    from hypercorn.asyncio.tcp_server import TCPServer
-
-    if getattr(TCPServer._close, "bounded", False):
-        return
-    original_close = TCPServer._close
-
-    async def close(self: TCPServer) -> None:
-        closing = asyncio.ensure_future(original_close(self))
-        shutting_down = asyncio.ensure_future(self.context.terminated.wait())
-        try:
-            await asyncio.wait(
-                {closing, shutting_down},
-                timeout=CONNECTION_CLOSE_SECONDS,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if not closing.done() and shutting_down.done():
-                await asyncio.wait({closing}, timeout=SHUTDOWN_CLOSE_SECONDS)
-        finally:
-            shutting_down.cancel()
-        if not closing.done():
-            self.writer.transport.abort()  # the peer never read: drop what is left
-            await asyncio.wait({closing}, timeout=SHUTDOWN_CLOSE_SECONDS)
-
-    close.bounded = True  # type: ignore[attr-defined]
-    close.__wrapped__ = original_close  # type: ignore[attr-defined]
-    TCPServer._close = close  # type: ignore[method-assign]
-
-
-def patch_hypercorn() -> None:
-    """Every change this service makes to Hypercorn's and wsproto's websocket handling; each is
-    checked against the installed versions by tests/test_serving_patches.py."""
-    limit_websocket_compression()
-    close_refused_frames()
-    close_ended_websockets()
-    bound_connection_close()
-
-
 async def _report_lingering(config: Config) -> None:
     """Halfway through `graceful_timeout`, log the tasks still holding the shutdown (their
     coroutine and where it waits): what an operator needs to find a stuck connection."""
@@ -281,7 +137,6 @@ async def _report_lingering(config: Config) -> None:
             continue
         log.warning("shutdown still waiting on task %s: %s", task.get_name(), _awaiting(task))
     # A connection's task awaits Hypercorn's TCPServer, whose coroutine a task does not show.
-    import gc
     import inspect
 
     for held in gc.get_objects():
@@ -323,6 +178,7 @@ def _worker_main(config: Config, sockets: Sockets, stop: EventType) -> None:
     from hypercorn.asyncio.run import worker_serve
     from hypercorn.utils import load_application
 
+    from app.hypercorn_patches import patch_hypercorn, set_websocket_compression
     from app.state import app_state
 
     patch_hypercorn()

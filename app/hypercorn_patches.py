@@ -1,0 +1,259 @@
+"""Every change this service makes to Hypercorn, wsproto and h11, in one place, each applied
+only on the versions it was written for (`SUPPORTED`; docs/design.md, "Server patches", says
+what each fixes upstream and what would let it go).
+
+- `limit_websocket_compression` / `set_websocket_compression`: permessage-deflate without
+  context takeover, or declined (`WS_COMPRESSION`);
+- `close_refused_frames`: a frame wsproto refuses is answered with its close code, not dropped;
+- `close_ended_websockets`: the TCP connection closes once a websocket's close handshake ends;
+- `bound_connection_close`: a closing connection whose peer stopped reading is aborted;
+- `websocket_wire`: the TCP transport under a websocket, so a broadcast frame encoded once is
+  written to every receiver (app/realtime/connection.py).
+
+`patch_hypercorn()` checks the versions first; on any other version it raises
+`UnsupportedServerVersion`, whose one line `serve` prints before exiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Generator
+from functools import partial
+from importlib.metadata import version
+from typing import Any
+
+from wsproto.extensions import PerMessageDeflate
+
+# The releases each patch was written and tested for (pyproject.toml bounds them the same way).
+SUPPORTED = {
+    "hypercorn": ("0.17.", "0.18."),
+    "wsproto": ("1.2.", "1.3."),
+    "h11": ("0.14.", "0.15.", "0.16."),
+}
+
+
+class UnsupportedServerVersion(RuntimeError):
+    """An installed Hypercorn, wsproto or h11 this module was not written for."""
+
+
+def check_versions() -> None:
+    """Raises `UnsupportedServerVersion` naming the first package whose installed version is
+    not in `SUPPORTED`."""
+    for package, prefixes in SUPPORTED.items():
+        installed = version(package)
+        if not installed.startswith(prefixes):
+            raise UnsupportedServerVersion(
+                f"{package} {installed} is installed; app/hypercorn_patches.py supports "
+                f"{package} {', '.join(prefix + 'x' for prefix in prefixes)}: install a "
+                "supported version or check the patches against this one"
+            )
+
+
+def limit_websocket_compression() -> None:
+    """Negotiate permessage-deflate without context takeover (RFC 7692 §7.1.1).
+
+    Hypercorn accepts permessage-deflate with context takeover, which keeps a zlib compressor and
+    decompressor (about 100 KiB resident, measured by bench/idle_connections.py) alive for each
+    connection's whole life. Without context takeover they exist only while a message is being
+    compressed: frames of this service are small JSON, so the compression lost is small.
+    """
+    from hypercorn.protocol import ws_stream
+
+    ws_stream.PerMessageDeflate = partial(  # type: ignore[attr-defined, assignment]
+        PerMessageDeflate, server_no_context_takeover=True, client_no_context_takeover=True
+    )
+
+
+class DeclinedPerMessageDeflate(PerMessageDeflate):
+    """permessage-deflate, declined when a client offers it (WS_COMPRESSION=false)."""
+
+    def accept(self, offer: str) -> None:
+        return None
+
+
+def set_websocket_compression(enabled: bool) -> None:
+    """`WS_COMPRESSION`: negotiate permessage-deflate (without context takeover, see
+    `limit_websocket_compression`) or decline it. Off by default: for this service's small
+    JSON frames it costs CPU and saves no bytes (bench/: a 1,000-receiver fan-out cost 29%
+    more server CPU per delivery with browsers' default offer accepted)."""
+    from hypercorn.protocol import ws_stream
+
+    if enabled:
+        limit_websocket_compression()
+    else:
+        ws_stream.PerMessageDeflate = DeclinedPerMessageDeflate  # type: ignore[attr-defined]
+
+
+def close_refused_frames() -> None:
+    """Answer a frame wsproto refuses with a close frame carrying its code (RFC 6455 §7.4.1:
+    1007 for a text frame that is not UTF-8, 1002 for a protocol error).
+
+    wsproto reports such a frame as a `CloseConnection` event while the connection is still
+    OPEN; Hypercorn replies to a `CloseConnection` only in the REMOTE_CLOSING state, so it
+    dropped the TCP connection without a close frame (the client saw 1006). Marking the state
+    REMOTE_CLOSING, as a close frame from the client would, makes Hypercorn send the reply.
+    """
+    from wsproto.connection import Connection, ConnectionState
+    from wsproto.events import CloseConnection, Event
+
+    if getattr(Connection.events, "closes_refused_frames", False):
+        return
+    original_events = Connection.events
+
+    def events(self: Connection) -> Generator[Event, None, None]:
+        for event in original_events(self):
+            if isinstance(event, CloseConnection) and self._state is ConnectionState.OPEN:
+                self._state = ConnectionState.REMOTE_CLOSING
+            yield event
+
+    events.closes_refused_frames = True  # type: ignore[attr-defined]
+    Connection.events = events  # type: ignore[method-assign]
+
+
+def close_ended_websockets() -> None:
+    """Close the TCP connection as soon as a websocket over HTTP/1.1 has ended (RFC 6455 §7.1.1:
+    the server closes the connection after the close handshake).
+
+    Hypercorn leaves it open until the client closes it: a client that never reads or never
+    answers the close frame kept its connection task alive, and with it every graceful shutdown,
+    until `graceful_timeout` ran out.
+    """
+    import h11
+    from hypercorn.events import Closed
+    from hypercorn.protocol.h11 import H11Protocol
+
+    if getattr(H11Protocol._maybe_recycle, "closes_ended_websockets", False):
+        return
+    original_maybe_recycle = H11Protocol._maybe_recycle
+
+    async def maybe_recycle(self: H11Protocol) -> None:
+        if self.connection.our_state is h11.SWITCHED_PROTOCOL:
+            await self._close_stream()
+            await self.send(Closed())
+            return
+        await original_maybe_recycle(self)
+
+    maybe_recycle.closes_ended_websockets = True  # type: ignore[attr-defined]
+    H11Protocol._maybe_recycle = maybe_recycle  # type: ignore[method-assign]
+
+
+CONNECTION_CLOSE_SECONDS = 60.0  # how long a closing connection may take to flush
+SHUTDOWN_CLOSE_SECONDS = 1.0  # the same, once the worker is shutting down
+
+
+def bound_connection_close() -> None:
+    """Give a closing TCP connection at most `CONNECTION_CLOSE_SECONDS` to flush what is left
+    to send (`SHUTDOWN_CLOSE_SECONDS` once the worker shuts down), then abort it.
+
+    Hypercorn closes a connection with `writer.close()` and waits for `wait_closed()`, which
+    lasts until the peer has read everything still buffered: a client that stopped reading
+    (a stalled websocket reader) kept that task, and so every graceful shutdown, waiting until
+    `graceful_timeout` ran out. A slow reader still gets its last frames (its 1013 close
+    included) as long as it reads within the bound.
+    """
+    from hypercorn.asyncio.tcp_server import TCPServer
+
+    if getattr(TCPServer._close, "bounded", False):
+        return
+    original_close = TCPServer._close
+
+    async def close(self: TCPServer) -> None:
+        closing = asyncio.ensure_future(original_close(self))
+        shutting_down = asyncio.ensure_future(self.context.terminated.wait())
+        try:
+            await asyncio.wait(
+                {closing, shutting_down},
+                timeout=CONNECTION_CLOSE_SECONDS,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if not closing.done() and shutting_down.done():
+                await asyncio.wait({closing}, timeout=SHUTDOWN_CLOSE_SECONDS)
+        finally:
+            shutting_down.cancel()
+        if not closing.done():
+            self.writer.transport.abort()  # the peer never read: drop what is left
+            await asyncio.wait({closing}, timeout=SHUTDOWN_CLOSE_SECONDS)
+
+    close.bounded = True  # type: ignore[attr-defined]
+    close.__wrapped__ = original_close  # type: ignore[attr-defined]
+    TCPServer._close = close  # type: ignore[method-assign]
+
+
+def patch_hypercorn() -> None:
+    """Apply every patch above, after checking the installed versions (raises
+    `UnsupportedServerVersion`). Idempotent."""
+    check_versions()
+    limit_websocket_compression()
+    close_refused_frames()
+    close_ended_websockets()
+    bound_connection_close()
+
+
+# Direct writes to a websocket's transport ------------------------------------------------------
+
+WIRE_HIGH_WATER = 64 * 1024  # bytes buffered in the transport before writes wait (asyncio's own)
+
+
+class WebsocketWire:
+    """Writes whole, already encoded websocket frames straight to a connection's TCP transport.
+
+    Hypercorn sends each frame through wsproto and its protocol layers: for a broadcast, the
+    same text encoded and framed once per receiver, with a lock, a write and a drain each (about
+    60% of a delivery's CPU, bench/). A server's frames are unmasked (RFC 6455 §5.1), so one
+    encoded frame is good for every receiver without compression; wsproto keeps no state for
+    the data frames it does not send. Writes stop once Hypercorn closes the websocket or the
+    transport.
+    """
+
+    __slots__ = ("_stream", "_transport", "_writer")
+
+    def __init__(self, stream: Any, writer: asyncio.StreamWriter) -> None:
+        self._stream = stream
+        self._writer = writer
+        self._transport = writer.transport
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the websocket is still open for data frames."""
+        from hypercorn.protocol.ws_stream import ASGIWebsocketState
+
+        return (
+            self._stream.state is ASGIWebsocketState.CONNECTED
+            and not self._stream.closed
+            and not self._transport.is_closing()
+        )
+
+    def writable(self) -> bool:
+        """Open, with less than `WIRE_HIGH_WATER` bytes waiting in the transport."""
+        return self.is_open and self._transport.get_write_buffer_size() < WIRE_HIGH_WATER
+
+    def write(self, frame: bytes) -> None:
+        self._transport.write(frame)
+
+    async def drain(self) -> None:
+        """Wait until the transport's buffer is low again. Raises `ConnectionError` when the
+        connection is lost."""
+        await self._writer.drain()
+
+
+def websocket_wire(asgi_send: Any) -> WebsocketWire | None:
+    """The wire under an accepted websocket's ASGI `send`, or None where frames must go through
+    Hypercorn: HTTP/2 (RFC 8441), an extension such as permessage-deflate negotiated, another
+    server (the test client)."""
+    from hypercorn.asyncio.tcp_server import TCPServer
+    from hypercorn.protocol.h11 import H11Protocol
+    from hypercorn.protocol.ws_stream import WSStream
+
+    stream = getattr(asgi_send, "__self__", None)
+    if not isinstance(stream, WSStream):
+        return None
+    protocol = getattr(stream.send, "__self__", None)
+    if not isinstance(protocol, H11Protocol):
+        return None
+    server = getattr(protocol.send, "__self__", None)
+    if not isinstance(server, TCPServer):
+        return None
+    extensions = getattr(getattr(stream.connection, "_proto", None), "extensions", None)
+    if extensions is None or any(extension.enabled() for extension in extensions):
+        return None
+    return WebsocketWire(stream, server.writer)
