@@ -55,6 +55,9 @@ def test_the_benchmark_runs_every_suite_and_prints_its_table(
         "burst of 10",
         "10 joins to one room",
         "idle websocket (20 open, joined)",
+        "idle /websocket (20 open, 1 worker)",
+        "raw ASGI relay on Hypercorn",
+        "GET user, 4 connections + 4 slow uploads",
     ):
         assert workload in table, table
     rows = json.loads(rows_file.read_text())
@@ -65,6 +68,14 @@ def test_the_benchmark_runs_every_suite_and_prints_its_table(
     assert all(row["reference"] > 0 for row in rates if row["reference_name"] != "Flask original")
     joins = next(row for row in rows if row["workload"] == "10 joins to one room")
     assert joins["value"] < 30
+    # One slow-upload round: the service kept serving beside the slow sockets and let each go
+    # (408, or closed) within HTTP_BODY_TIMEOUT (1 s in the smoke run) + 1 s.
+    slow = next(row for row in rows if row["workload"].endswith("longest a slow socket was held"))
+    assert slow["met"], slow
+    beside = next(
+        row for row in rows if row["workload"] == "GET user, 4 connections + 4 slow uploads"
+    )
+    assert beside["value"] > 0, beside
     # Nothing it started is left running (its servers inherit this run's id).
     assert _processes_of_this_run() == []
 
