@@ -18,12 +18,20 @@ An ASGI middleware around the app, for HTTP requests (websockets and the probes 
    the app starts its response (or ends without one): writing the response to a slow reader
    holds no slot.
 
-Why these bounds (docs/performance.md, measured by `python -m bench --suite concurrency`): a
-worker runs one event loop, so running more requests at once than the loop can serve only
-lengthens every loop turn (timers, websockets and probes wait behind them) and buys no
-throughput; the default `HTTP_CONCURRENCY` is the database pool's size (`DB_POOL_SIZE +
-DB_MAX_OVERFLOW`): past it a request would wait for a connection anyway, and below it a slow
-database (20 ms away) would leave connections idle.
+Why these bounds (docs/performance.md, measured by `python -m bench --suite concurrency`):
+- A fixed limit, the database pool's size (`DB_POOL_SIZE`, 10), not an adaptive one. A worker
+  runs one event loop: past a few requests at once, more only lengthen every loop turn and buy
+  no throughput on the CPU; with a database 20 ms away, the pool is what bounds throughput, and
+  fewer requests than connections leave connections idle while more would open and close
+  overflow connections for each (measured: 9% of requests did at 15 over a pool of 5). An
+  AIMD or gradient limit (Netflix's concurrency-limits, Envoy) steers by latency or loop lag;
+  at high connection counts both rise with the work of reading and refusing the requests
+  outside the limit as much as with the admitted ones (measured: loop lag p50 10-20 ms at
+  4,000 connections with 10 admitted), so it would shrink the limit where the pool, not the
+  CPU, is the bound. docs/performance.md has the figures.
+- `HTTP_QUEUE_TIMEOUT` 2 s: clients that retry at once (`wrk`, or a crowd pressing reload)
+  come back N/timeout times a second; at 1 s, 1,000 connections on two workers had 1,500-2,600
+  of 8 s's requests shed and kept 0.6-0.7 of the throughput, at 2 s none were shed.
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     # with Retry-After). A body must arrive within `http_body_timeout` seconds (then 408), with
     # at most `http_client_max_bodies` arriving at once from one client address (then 429).
     http_concurrency: int | None = Field(default=None, ge=0, le=10_000)
-    http_queue_timeout: float = Field(default=1.0, gt=0, le=300)
+    http_queue_timeout: float = Field(default=2.0, gt=0, le=300)
     http_queue_max: int = Field(default=2048, ge=1, le=1_000_000)
     http_body_timeout: float = Field(default=10.0, gt=0, le=3600)
     http_client_max_bodies: int = Field(default=32, ge=1, le=100_000)

@@ -20,8 +20,11 @@ import contextlib
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+
+import psutil
 
 from bench import http_load, rest
 from bench.databases import create_database, drop_database, sync_url
@@ -33,7 +36,7 @@ WRK_TIMEOUT_SECONDS = 4
 SIDE_WARMUP_SECONDS = 2.0  # slow clients settle in before wrk starts
 DATABASE_DELAY_MS = 20
 OVERLOAD_LIMIT = "2"  # HTTP_CONCURRENCY of the overload scenario: far below what c4000 offers
-QUEUE_TIMEOUT_SECONDS = 1.0  # the default HTTP_QUEUE_TIMEOUT
+QUEUE_TIMEOUT_SECONDS = 2.0  # the default HTTP_QUEUE_TIMEOUT
 BODY_TIMEOUT_SECONDS = 10.0  # the default HTTP_BODY_TIMEOUT
 SideLoad = Callable[[str, int, float], Awaitable[SlowOutcomes | IdleOutcome]]
 
@@ -177,6 +180,23 @@ def measure(
     return asyncio.run(both())
 
 
+def settle(server: Server, timeout: float = 15.0) -> None:
+    """Wait until the server holds (almost) no client connection: thousands of connections
+    closing at the end of a scenario must not weigh on the next one's first seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        held = sum(
+            1
+            for connection in psutil.net_connections(kind="tcp")
+            if connection.laddr
+            and connection.laddr.port == server.port
+            and connection.status == psutil.CONN_ESTABLISHED
+        )
+        if held <= 8:
+            return
+        time.sleep(0.2)
+
+
 @dataclass
 class ConcurrencyResults:
     measured: dict[tuple[str, str], Measured] = field(default_factory=dict)  # (scenario, server)
@@ -237,6 +257,7 @@ def run(
                         result, side = measure(
                             url, scenario.connections, seconds, scenario.side, server
                         )
+                        settle(server)
                         measured = results.of(scenario.key, name)
                         measured.loads.append(result)
                         if side is not None:
