@@ -3,6 +3,9 @@
 An ASGI middleware around the app, for HTTP requests (websockets and the probes `/healthz`,
 `/readyz`, `/metrics` pass straight through). A request goes through three stages:
 
+0. **Framing.** A request with both `Content-Length` and `Transfer-Encoding` is refused with
+   400 and its connection closed (RFC 9112 §6.1), the probes included. (h11 refuses a
+   `Transfer-Encoding` other than `chunked` before the app: app.hypercorn_patches.)
 1. **Client I/O, bounded in time and per address.** A request that declares a body
    (`Content-Length` or `Transfer-Encoding`) has it read in full before it counts as work:
    within `HTTP_BODY_TIMEOUT` seconds (else 408, connection closed), at most
@@ -19,7 +22,7 @@ An ASGI middleware around the app, for HTTP requests (websockets and the probes 
    holds no slot.
 
 Why these bounds (docs/performance.md, measured by `python -m bench --suite concurrency`):
-- A fixed limit, the database pool's size (`DB_POOL_SIZE`, 10), not an adaptive one. A worker
+- A fixed limit, the database pool's size (`DB_POOL_SIZE`, 8), not an adaptive one. A worker
   runs one event loop: past a few requests at once, more only lengthen every loop turn and buy
   no throughput on the CPU; with a database 20 ms away, the pool is what bounds throughput, and
   fewer requests than connections leave connections idle while more would open and close
@@ -60,7 +63,6 @@ Message = dict[str, Any]
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 RETRY_AFTER_SECONDS = 1
 SWEEP_SECONDS = 0.05  # how often the queue's expired heads are shed while no slot frees
-_BODY_HEADERS = (b"content-length", b"transfer-encoding")
 
 
 class AdmissionQueue:
@@ -179,18 +181,34 @@ class Admission:
     def __call__(self, scope: Scope, receive: Any, send: Any) -> Awaitable[None]:
         # Passed through without a coroutine of this middleware's own: a websocket would keep
         # its frame alive for the connection's whole life (bench/, idle memory).
-        if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS:
-            result: Awaitable[None] = self.app(scope, receive, send)
-            return result
-        return self._admit(scope, receive, send)
-
-    async def _admit(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            passed: Awaitable[None] = self.app(scope, receive, send)
+            return passed
+        lengths = codings = 0
         for name, _ in scope["headers"]:
-            if name in _BODY_HEADERS:
-                receive = await self._read_body(scope, receive, send)
-                if receive is None:
-                    return
-                break
+            if name == b"content-length":
+                lengths += 1
+            elif name == b"transfer-encoding":
+                codings += 1
+        if lengths and codings:
+            # RFC 9112 §6.1: such a request may be smuggling a second one behind its body.
+            return _answer(
+                scope,
+                send,
+                400,
+                "Content-Length and Transfer-Encoding together are refused",
+                close=True,
+            )
+        if scope["path"] in EXEMPT_PATHS:
+            exempt: Awaitable[None] = self.app(scope, receive, send)
+            return exempt
+        return self._admit(scope, receive, send, has_body=bool(lengths or codings))
+
+    async def _admit(self, scope: Scope, receive: Any, send: Any, *, has_body: bool) -> None:
+        if has_body:
+            receive = await self._read_body(scope, receive, send)
+            if receive is None:
+                return
         queue = self.queue
         if queue is None:
             await self.app(scope, receive, send)

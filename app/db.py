@@ -100,8 +100,8 @@ def create_engine(settings: Settings, *, autocommit: bool = False) -> AsyncEngin
     several workers read while one writes. MySQL: utf8mb4, and the pool settings
     `DB_POOL_SIZE`, `DB_MAX_OVERFLOW`, `DB_POOL_TIMEOUT` (seconds), `DB_POOL_RECYCLE` (seconds)
     and `DB_POOL_PRE_PING` (with `DB_POOL_PING_IDLE_SECONDS`). With `autocommit`, every
-    connection runs in the server's autocommit mode (MySQL only: the read engine of
-    `Database.reading()`).
+    connection runs in the server's autocommit mode, and the pool has no overflow (MySQL only:
+    the read engine of `Database.reading()`).
 
     Round trips: the pool does not roll connections back when they come back (every connection
     returns from a `Session` or `Connection` block, which has already ended its transaction),
@@ -127,7 +127,9 @@ def create_engine(settings: Settings, *, autocommit: bool = False) -> AsyncEngin
         url,
         echo=settings.db_echo,
         pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
+        # The read pool serves HTTP_CONCURRENCY requests (DB_POOL_SIZE by default): no overflow,
+        # so a worker holds at most 2 x DB_POOL_SIZE + DB_MAX_OVERFLOW connections.
+        max_overflow=0 if autocommit else settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
         pool_recycle=settings.db_pool_recycle,
         pool_pre_ping=settings.db_pool_pre_ping and settings.db_pool_ping_idle_seconds == 0,

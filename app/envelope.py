@@ -36,6 +36,7 @@ from app.errors import (
     NotFoundError,
     ServiceError,
 )
+from app.request_log import TRACEBACKS
 from app.validation import field_name
 
 log = logging.getLogger(__name__)
@@ -122,12 +123,21 @@ async def _on_service_error(error: ServiceError) -> Response:
     return failed(status, error.message)
 
 
+def _cause(error: BaseException) -> str:
+    """The error's type and the driver's own message, one line, at most 200 characters (no SQL:
+    SQLAlchemy's own text repeats the statement and its parameters)."""
+    origin = getattr(error, "orig", None) or error.__cause__ or error
+    text = " ".join(str(origin).split())[:200]
+    return f"{type(error).__name__}: {text}" if origin is not error else type(error).__name__
+
+
 async def _on_database_unavailable(error: Exception) -> Response:
+    # An outage: one line per request; its traceback once a minute per type (TRACEBACKS).
     log.error(
         "database unavailable (request id %s): %s",
         g.get("request_id"),
-        type(error).__name__,
-        exc_info=error,
+        _cause(error),
+        exc_info=TRACEBACKS.exc_info(error),
     )
     return failed(
         503,
@@ -148,7 +158,12 @@ async def _on_redis_unavailable(error: Exception) -> Response:
 
 async def _on_unexpected_error(error: Exception) -> Response:
     request_id = g.get("request_id")
-    log.error("unhandled error (request id %s)", request_id, exc_info=error)
+    log.error(
+        "unhandled error (request id %s): %s",
+        request_id,
+        type(error).__name__,
+        exc_info=TRACEBACKS.exc_info(error),
+    )
     return failed(500, f"internal server error (request id {request_id})")
 
 

@@ -7,6 +7,7 @@ what each fixes upstream and what would let it go).
 - `close_refused_frames`: a frame wsproto refuses is answered with its close code, not dropped;
 - `close_ended_websockets`: the TCP connection closes once a websocket's close handshake ends;
 - `bound_connection_close`: a closing connection whose peer stopped reading is aborted;
+- `refuse_transfer_codings_with_400`: a `Transfer-Encoding` other than chunked is a 400;
 - `websocket_wire`: the TCP transport under a websocket, so a broadcast frame encoded once is
   written to every receiver (app/realtime/connection.py).
 
@@ -179,6 +180,29 @@ def bound_connection_close() -> None:
     TCPServer._close = close  # type: ignore[method-assign]
 
 
+def refuse_transfer_codings_with_400() -> None:
+    """Answer a request whose `Transfer-Encoding` is anything but `chunked` with 400 (and the
+    connection closed), not 501.
+
+    h11 implements only `chunked` and hints 501 for every other coding. RFC 9112 §6.3: when
+    the final coding is not chunked, the body's length cannot be known and the server MUST
+    answer 400 and close; a proxy and this server could then disagree on where the request
+    ends (request smuggling). This service implements no other coding, so every other one is
+    answered alike. h11 hints 501 for nothing else.
+    """
+    from hypercorn.protocol.h11 import H11Protocol
+
+    if getattr(H11Protocol._send_error_response, "refuses_codings_with_400", False):
+        return
+    original = H11Protocol._send_error_response
+
+    async def send_error_response(self: H11Protocol, status_code: int) -> None:
+        await original(self, 400 if status_code == 501 else status_code)
+
+    send_error_response.refuses_codings_with_400 = True  # type: ignore[attr-defined]
+    H11Protocol._send_error_response = send_error_response  # type: ignore[method-assign]
+
+
 def patch_hypercorn() -> None:
     """Apply every patch above, after checking the installed versions (raises
     `UnsupportedServerVersion`). Idempotent."""
@@ -187,6 +211,7 @@ def patch_hypercorn() -> None:
     close_refused_frames()
     close_ended_websockets()
     bound_connection_close()
+    refuse_transfer_codings_with_400()
 
 
 # Direct writes to a websocket's transport ------------------------------------------------------

@@ -25,6 +25,8 @@ Metrics (names follow Prometheus conventions; durations in seconds):
   or `queue_timeout` (waited longer than `HTTP_QUEUE_TIMEOUT`);
   `http_client_requests_refused_total{reason}`: `body_timeout` (408), `body_too_large` (413),
   `client_bodies` (429: `HTTP_CLIENT_MAX_BODIES` uploads from one address at once).
+- `error_tracebacks_total{exception, outcome}`: errors that came with a traceback, `logged` or
+  `suppressed` (at most one traceback per exception type a minute is written: app/request_log.py).
 - `event_loop_lag_seconds`: how late each worker's event loop ran a probe due every 0.1 s
   (app/loop_lag.py); a lag of more than a few milliseconds means something blocked the loop.
 - `scheduler_job_runs_total{outcome}`: `success`, `error`, `missed`, `skipped`;
@@ -94,6 +96,11 @@ DB_CONNECTIONS_IN_USE = Gauge(
     multiprocess_mode="livesum",
 )
 REDIS_ERRORS = Counter("redis_errors_total", "Redis calls that failed", ["kind"])
+ERROR_TRACEBACKS = Counter(
+    "error_tracebacks_total",
+    "Errors with a traceback, by exception type: written to the log, or suppressed",
+    ["exception", "outcome"],
+)
 SCHEDULER_RUNS = Counter("scheduler_job_runs_total", "Scheduled job runs", ["outcome"])
 SCHEDULER_LEADER = Gauge(
     "scheduler_leader", "1 on the worker that leads the scheduler", multiprocess_mode="liveall"

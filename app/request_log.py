@@ -15,6 +15,7 @@ import uuid
 from pythonjsonlogger.json import JsonFormatter
 from quart import Quart, Response, g, request
 
+from app.metrics import ERROR_TRACEBACKS
 from app.settings import Settings
 
 access_log = logging.getLogger("app.access")
@@ -41,6 +42,35 @@ class EscapingFormatter(logging.Formatter):
     def formatMessage(self, record: logging.LogRecord) -> str:
         record.message = escape_controls(record.message)
         return super().formatMessage(record)
+
+
+class TracebackLimit:
+    """At most one traceback per exception type per `interval` seconds.
+
+    An outage (a database gone, a bug hit by every request) raises the same error on every
+    request: each still gets its one log line, but its traceback is written once a minute per
+    type, not hundreds of times a second (the rest is `error_tracebacks_total{outcome=
+    "suppressed"}`).
+    """
+
+    def __init__(self, interval: float = 60.0) -> None:
+        self.interval = interval
+        self._last: dict[str, float] = {}
+
+    def exc_info(self, error: BaseException) -> BaseException | None:
+        """`error` if its traceback may be written now, else None (count it either way)."""
+        kind = f"{type(error).__module__}.{type(error).__qualname__}"
+        now = time.monotonic()
+        last = self._last.get(kind)
+        if last is None or now - last >= self.interval:
+            self._last[kind] = now
+            ERROR_TRACEBACKS.labels(kind, "logged").inc()
+            return error
+        ERROR_TRACEBACKS.labels(kind, "suppressed").inc()
+        return None
+
+
+TRACEBACKS = TracebackLimit()
 
 
 def configure_logging(settings: Settings) -> None:

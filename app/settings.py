@@ -37,8 +37,8 @@ class Settings(BaseSettings):
     # maxconnections = pool_size + max_overflow, blocking -> wait up to pool_timeout seconds,
     # ping -> pool_pre_ping. pool_recycle stays below MySQL's wait_timeout (28800 s by default).
     database_url: str = DEFAULT_DATABASE_URL
-    db_pool_size: int = Field(default=10, ge=1, le=200)
-    db_max_overflow: int = Field(default=5, ge=0, le=500)
+    db_pool_size: int = Field(default=8, ge=1, le=200)
+    db_max_overflow: int = Field(default=4, ge=0, le=500)
     db_pool_timeout: float = Field(default=10.0, gt=0, le=300)
     db_pool_recycle: int = Field(default=1800, ge=-1)
     db_pool_pre_ping: bool = True

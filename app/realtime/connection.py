@@ -35,6 +35,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from app.db import DatabaseTimeoutError
 from app.hypercorn_patches import WebsocketWire, websocket_wire
 from app.metrics import WEBSOCKET_DROPPED, WEBSOCKET_MESSAGES
+from app.request_log import TRACEBACKS
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +285,12 @@ class Connection:
                     await self.websocket.send(text)
         except Exception as error:
             if not _is_disconnect(error):
-                log.error("websocket %s: writing failed", self.endpoint, exc_info=error)
+                log.error(
+                    "websocket %s: writing failed: %s",
+                    self.endpoint,
+                    type(error).__name__,
+                    exc_info=TRACEBACKS.exc_info(error),
+                )
                 self.close(INTERNAL_ERROR, "server error")
         finally:
             self._flusher = None
@@ -338,7 +344,12 @@ class Connection:
                 raise
         except Exception as error:
             if not _is_disconnect(error):
-                log.error("websocket %s failed", self.endpoint, exc_info=error)
+                log.error(
+                    "websocket %s failed: %s",
+                    self.endpoint,
+                    type(error).__name__,
+                    exc_info=TRACEBACKS.exc_info(error),
+                )
                 self.close(INTERNAL_ERROR, "server error")
         finally:
             self._reader = None

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
+from app.json_provider import loads
 from app.validation import field_name
 
 STRICT = ConfigDict(strict=True, extra="forbid")
@@ -83,11 +83,13 @@ class FrameError(ValueError):
 
 
 def parse_frame(text: str, adapter: TypeAdapter[Any] | type[BaseModel]) -> Any:
-    """Parse a JSON text frame against its schema. Raises `FrameError` naming the field."""
+    """Parse a JSON text frame against its schema, with the request bodies' strict parser
+    (app.json_provider: no NaN or Infinity, nesting at most 1024 deep, in bounded time).
+    Raises `FrameError` naming the field."""
     try:
-        data = json.loads(text)
+        data = loads(text)
     except ValueError as error:
-        raise FrameError("frame is not valid JSON") from error
+        raise FrameError(f"frame is not valid JSON ({error})") from error
     if not isinstance(data, dict):
         raise FrameError("frame must be a JSON object")
     try:
