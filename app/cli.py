@@ -122,11 +122,18 @@ def create_admin_command(name: str, password: str) -> None:
     password. The first admin of a service with API_AUTH=required comes from here."""
     import asyncio
 
-    from app.services.admins import ensure_admin_account
+    from app.names import refusal
+    from app.services.admins import LookAlikeName, ensure_admin_account
 
     if len(password) < 8:
         raise click.BadParameter("at least 8 characters", param_hint="--password")
-    created = asyncio.run(ensure_admin_account(load_settings(), name=name, password=password))
+    reason = refusal(name)
+    if reason is not None:
+        raise click.BadParameter(reason, param_hint="--name")
+    try:
+        created = asyncio.run(ensure_admin_account(load_settings(), name=name, password=password))
+    except LookAlikeName as error:
+        raise click.BadParameter(str(error), param_hint="--name") from None
     click.echo(f"admin {name!r} {'created' if created else 'updated'}")
 
 

@@ -119,6 +119,8 @@ class User(Base):
     # `name_key(name)`, kept by `_keep_name_key`: unique, so names are unique case-insensitively
     # on every backend (MySQL's binary collation and SQLite alike).
     name_key: Mapped[str] = mapped_column(String(NAME_KEY_MAX), unique=True)
+    # `names.skeleton(name)`, kept with it: unique, so no two names look alike (UTS #39).
+    name_skeleton: Mapped[str] = mapped_column(String(NAME_KEY_MAX), unique=True)
     role: Mapped[int] = mapped_column(SmallInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Argon2id PHC string; None for accounts that cannot log in (the original had no passwords).
@@ -128,7 +130,10 @@ class User(Base):
 
     @validates("name")
     def _keep_name_key(self, _key: str, value: str) -> str:
+        from app.names import skeleton
+
         self.name_key = name_key(value)
+        self.name_skeleton = skeleton(value)
         return value
 
     blogs: Mapped[list[Blog]] = relationship(

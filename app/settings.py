@@ -136,6 +136,9 @@ class Settings(BaseSettings):
     scheduler_max_instances: int = Field(default=1, ge=1)
     scheduler_misfire_grace_time: int = Field(default=30, ge=1)
     scheduler_lease_seconds: float = Field(default=10.0, ge=1, le=600)
+    # The shortest interval a job may have (app/scheduler/guard.py): shorter ones are refused
+    # by the API (400) and, found in the store, never run.
+    scheduler_min_interval_seconds: float = Field(default=1.0, ge=0.1, le=86400)
     scheduler_history: int = Field(default=50, ge=1, le=10_000)
     scheduler_builtin_jobs: bool = True
 

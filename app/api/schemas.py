@@ -27,6 +27,7 @@ from app.models import (
     USER_NAME_MAX,
     name_key,
 )
+from app.names import refusal
 
 STRICT = ConfigDict(strict=True, extra="ignore")
 
@@ -41,10 +42,19 @@ def printable_name(value: str) -> str:
     return value
 
 
+def one_script(value: str) -> str:
+    """Refuse names that mix scripts (app.names: "rоot" with a Cyrillic о)."""
+    reason = refusal(value)
+    if reason is not None:
+        raise ValueError(reason)
+    return value
+
+
 UserName = Annotated[
     StrictStr,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=USER_NAME_MAX),
     AfterValidator(printable_name),
+    AfterValidator(one_script),
 ]
 TagName = Annotated[
     StrictStr,

@@ -26,7 +26,8 @@ from app import state
 from app.auth.identity import current_identity
 from app.batching import BatchedLookup
 from app.db import Database
-from app.models import name_key, new_id
+from app.models import new_id
+from app.names import refusal, skeleton
 from app.realtime.connection import Connection
 from app.realtime.handshake import check_origin
 from app.realtime.hub import NICKNAME_ROOM
@@ -128,6 +129,9 @@ async def nickname_socket(nickname: str) -> None:
     nickname = nickname.strip()
     if not NICKNAME.match(nickname):
         raise BadRequest("nickname: 1 to 32 characters, no control characters")
+    reason = refusal(nickname)
+    if reason is not None:
+        raise BadRequest(f"nickname: {reason}")
     connection = new_connection("nickname", name=nickname, user_id=identity_fields()["user_id"])
     await run_connection(
         connection, _nickname_frame, on_open=_nickname_open, on_close=_nickname_close
@@ -165,9 +169,9 @@ class _LastPresence:
 _last_presence = _LastPresence()
 
 
-async def _taken_name_keys(keys: list[str]) -> dict[str, bool]:
+async def _taken_skeletons(skeletons: list[str]) -> dict[str, bool]:
     async with state.database().session() as session:
-        return dict.fromkeys(await accounts.taken_name_keys(session, keys), True)
+        return dict.fromkeys(await accounts.taken_skeletons(session, skeletons), True)
 
 
 # Per database (one per served app): nickname checks of a burst of joins, one query a turn.
@@ -175,11 +179,12 @@ _account_names: WeakKeyDictionary[Database, BatchedLookup[str, bool]] = WeakKeyD
 
 
 async def _nickname_is_an_account(nickname: str) -> bool:
+    """Whether `nickname` is, or looks like, an account's name (app.names)."""
     database = state.database()
     lookup = _account_names.get(database)
     if lookup is None:
-        lookup = _account_names[database] = BatchedLookup(_taken_name_keys, False)
-    return await lookup.get(name_key(nickname))
+        lookup = _account_names[database] = BatchedLookup(_taken_skeletons, False)
+    return await lookup.get(skeleton(nickname))
 
 
 async def _join(connection: Connection, frame: Join) -> None:
@@ -205,7 +210,8 @@ async def _join_admitted(connection: Connection, frame: Join) -> None:
             return
         if await _nickname_is_an_account(frame.nickname):
             connection.send_error(
-                f"nickname: {frame.nickname!r} is an account's name; log in", ref="join"
+                f"nickname: {frame.nickname!r} is (or looks like) an account's name; log in",
+                ref="join",
             )
             return
         connection.name = frame.nickname

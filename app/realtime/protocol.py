@@ -5,18 +5,37 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
 
 from app.json_provider import loads
+from app.names import refusal
 from app.validation import field_name
 
 STRICT = ConfigDict(strict=True, extra="forbid")
 RoomName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+def _one_script(value: str) -> str:
+    reason = refusal(value)  # "аnn" with a Cyrillic а is not "ann" (app.names)
+    if reason is not None:
+        raise ValueError(reason)
+    return value
+
+
 Nickname = Annotated[
     str,
     StringConstraints(
         strip_whitespace=True, min_length=1, max_length=32, pattern=r"^[^\x00-\x1f\x7f]+$"
     ),
+    AfterValidator(_one_script),
 ]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=4000)]
 
@@ -106,7 +125,8 @@ def parse_frame(text: str, adapter: TypeAdapter[Any] | type[BaseModel]) -> Any:
         field = field_name(location) or "frame"
         if first["type"] == "union_tag_invalid" or (field == "event" and "event" in data):
             raise FrameError(f"event: unknown event {data.get('event')!r}") from error
-        raise FrameError(f"{field}: {first['msg']}") from error
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise FrameError(f"{field}: {message}") from error
 
 
 def timestamp() -> str:

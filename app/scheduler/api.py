@@ -14,9 +14,11 @@ from typing import Any, Literal, TypeVar
 from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
 from pydantic import BaseModel, ConfigDict, RootModel
 from quart import Blueprint, Response, jsonify, request
+from quart.blueprints import BlueprintSetupState
 from quart_schema import RequestSchemaValidationError, tag, validate_request
 from redis.exceptions import RedisError
 from werkzeug.exceptions import Forbidden, HTTPException
+from werkzeug.routing import PathConverter
 
 from app import state
 from app.api.openapi import NoContent, documents
@@ -29,6 +31,21 @@ from app.scheduler.serialize import JobDefinitionError
 from app.scheduler.service import SchedulerService, SchedulerStateError
 
 blueprint = Blueprint("scheduler", __name__, url_prefix="/scheduler")
+
+
+class StoredJobId(PathConverter):
+    """Any stored job's id, slashes and line breaks included ("../x" written by hand or an
+    older version): such a job can still be read and deleted. Ids this API accepts are safe
+    path segments (app.scheduler.definitions)."""
+
+    regex = "[^/](?s:.*?)"
+
+
+@blueprint.record_once
+def _register_converter(setup: BlueprintSetupState) -> None:
+    setup.app.url_map.converters["job_id"] = StoredJobId
+
+
 V = TypeVar("V", bound=Callable[..., Any])
 
 
@@ -63,6 +80,7 @@ class JobOut(BaseModel):
     args: list[Any]
     kwargs: dict[str, Any]
     trigger: str
+    refused: str | None = None  # why a stored job may not run here (it stays paused)
 
 
 class JobRunOut(BaseModel):
@@ -215,7 +233,8 @@ async def add_job(data: JobRequest) -> Response:
         return error(400, str(exception))
 
 
-@blueprint.get("/jobs/<job_id>")
+# `job_id:`: any stored id (StoredJobId); the action routes below are more specific and win.
+@blueprint.get("/jobs/<job_id:job_id>")
 @scheduler_responds(JobOut, 404)
 @tag(["scheduler"])
 async def get_job(job_id: str) -> Response:
@@ -225,7 +244,7 @@ async def get_job(job_id: str) -> Response:
         return not_found(job_id)
 
 
-@blueprint.delete("/jobs/<job_id>")
+@blueprint.delete("/jobs/<job_id:job_id>")
 @scheduler_responds(NoContent, 404, status=204)
 @tag(["scheduler"])
 async def delete_job(job_id: str) -> Response:
@@ -236,7 +255,7 @@ async def delete_job(job_id: str) -> Response:
     return Response(status=204)
 
 
-@blueprint.patch("/jobs/<job_id>")
+@blueprint.patch("/jobs/<job_id:job_id>")
 @scheduler_responds(JobOut, 404, 413)
 @validate_request(JobRequest)
 @tag(["scheduler"])

@@ -14,6 +14,7 @@ APScheduler 3's trigger arguments.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -69,25 +70,43 @@ def _time_zone(value: str) -> str:
     return value
 
 
+def _safe_id(value: str) -> str:
+    if not re.match(JOB_ID_PATTERN, value):
+        raise ValueError(JOB_ID_RULE)
+    return value
+
+
 IsoDateTime = Annotated[StrictStr, AfterValidator(_iso_datetime)]
 TimeZoneName = Annotated[StrictStr, AfterValidator(_time_zone)]
-WholeSeconds = Annotated[StrictInt, Field(ge=0)]
+# Upper bounds keep every value inside what APScheduler and `timedelta` can compute (a
+# `seconds` of 1e300 overflowed into a 500): ten years for an interval, a day for a jitter, 30
+# days of grace; a job id is a safe path segment (no "/", no control characters).
+MAX_INTERVAL_SECONDS = 10 * 365 * 86400
+MAX_JITTER_SECONDS = 86400
+MAX_GRACE_SECONDS = 30 * 86400
+MAX_INSTANCES = 100
+JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}\Z"
+JOB_ID_RULE = (
+    "must be 1 to 64 letters, digits, '_', '.', ':' or '-', starting with a letter or digit"
+)
+UNIT_SECONDS = {"weeks": 604800, "days": 86400, "hours": 3600, "minutes": 60, "seconds": 1}
+WholeSeconds = Annotated[StrictInt, Field(ge=0, le=MAX_JITTER_SECONDS)]
 AtLeastOne = Annotated[StrictInt, Field(ge=1)]
 Amount = Annotated[StrictInt | StrictFloat, Field(ge=0)]
-CronField = StrictStr | StrictInt
+CronField = Annotated[StrictStr, Field(max_length=200)] | Annotated[StrictInt, Field(ge=0, le=9999)]
 
 
 class JobFields(BaseModel):
     """The fields every job has, whatever its trigger."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
-    id: Annotated[StrictStr, Field(min_length=1, max_length=191)] | None = None
-    name: StrictStr | None = None
+    id: Annotated[StrictStr, AfterValidator(_safe_id)] | None = None
+    name: Annotated[StrictStr, Field(max_length=200)] | None = None
     func: StrictStr | None = None  # checked against the registry when the job is added
     args: list[Any] | None = None
     kwargs: dict[str, Any] | None = None
-    misfire_grace_time: AtLeastOne | None = None
-    max_instances: AtLeastOne | None = None
+    misfire_grace_time: Annotated[StrictInt, Field(ge=1, le=MAX_GRACE_SECONDS)] | None = None
+    max_instances: Annotated[StrictInt, Field(ge=1, le=MAX_INSTANCES)] | None = None
     coalesce: StrictBool | None = None
     executor: Literal["default", "threadpool"] | None = None
     next_run_time: IsoDateTime | None = None
@@ -116,7 +135,25 @@ class IntervalJob(JobFields):
     def _has_a_period(self) -> IntervalJob:
         if not any(getattr(self, unit) for unit in INTERVAL_UNITS):
             raise ValueError("interval: give weeks, days, hours, minutes or seconds")
+        for unit in INTERVAL_UNITS:
+            amount = getattr(self, unit)
+            if amount is not None and amount * UNIT_SECONDS[unit] > MAX_INTERVAL_SECONDS:
+                limit = MAX_INTERVAL_SECONDS // UNIT_SECONDS[unit]
+                raise ValueError(f"{unit}: must be at most {limit} (ten years)")
+        if self.period_seconds > MAX_INTERVAL_SECONDS:
+            raise ValueError("interval: must be at most ten years in all")
         return self
+
+    @property
+    def period_seconds(self) -> float:
+        """The interval in seconds (its units added up)."""
+        return sum((getattr(self, unit) or 0) * UNIT_SECONDS[unit] for unit in INTERVAL_UNITS)
+
+    @property
+    def period_field(self) -> str:
+        """The one unit given, to name in errors; "interval" when several are."""
+        given = [unit for unit in INTERVAL_UNITS if getattr(self, unit)]
+        return given[0] if len(given) == 1 else "interval"
 
 
 class CronJob(JobFields):

@@ -1,16 +1,23 @@
 """The leader loop: every tick, hold (or try to take) the lease, then run jobs only while this
-worker leads and the shared state is `running`; every other worker keeps its scheduler paused."""
+worker leads and the shared state is `running`; every other worker keeps its scheduler paused.
+
+On taking the lead, the stored jobs are screened first (app.scheduler.guard): a job that may not
+run is paused and marked refused before the scheduler looks at it. Between ticks the scheduler
+runs jobs only while the lease is surely held (`held_now`): a worker whose loop stalled past its
+lease steps down at its next wake-up, before running anything.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import socket
+from collections.abc import Awaitable, Callable
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import STATE_PAUSED
 
 from app.metrics import SCHEDULER_LEADER
+from app.scheduler.guard import GuardedScheduler
 from app.scheduler.leadership import LocalLeadership, RedisLeadership
 from app.scheduler.shared_state import RUNNING, SharedState
 
@@ -25,14 +32,17 @@ class LeaderLoop:
 
     def __init__(
         self,
-        scheduler: AsyncIOScheduler,
+        scheduler: GuardedScheduler,
         leadership: RedisLeadership | LocalLeadership,
         state: SharedState,
         allowed_hosts: list[str],
+        screen: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.scheduler = scheduler
         self.leadership = leadership
         self.state = state
+        self.screen = screen  # run on taking the lead, before any job runs
+        scheduler.may_run = self.may_run
         self.host_name = socket.gethostname()
         self.allowed_hosts = allowed_hosts
         self.is_leader = False
@@ -40,6 +50,20 @@ class LeaderLoop:
         self.attempts = 0  # lease attempts made (a host that may not lead makes none)
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+
+    def may_run(self) -> bool:
+        """Whether the scheduler may run jobs now: this worker leads and its lease surely holds.
+        A lease found lapsed ends the leadership here (metric included), until a tick renews
+        or retakes it."""
+        if not self.is_leader:
+            return False
+        if self.leadership.held_now():
+            return True
+        log.warning("scheduler lease lapsed (the loop stalled?): stepping down")
+        self.is_leader = False
+        SCHEDULER_LEADER.set(0)
+        self.scheduler.pause()
+        return False
 
     @property
     def host_allowed(self) -> bool:
@@ -85,6 +109,12 @@ class LeaderLoop:
                 "taken" if leads else "lost",
                 self.leadership.identity,
             )
+            if leads and self.screen is not None:
+                try:
+                    await self.screen()
+                except Exception as error:  # a store that fails: try again next tick
+                    log.warning("stored jobs not screened (%s)", type(error).__name__)
+                    leads = should_run = False
         self.is_leader = leads
         SCHEDULER_LEADER.set(1 if leads else 0)
         paused = self.scheduler.state == STATE_PAUSED

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import time
 import uuid
 
 from redis.asyncio import Redis
@@ -30,6 +31,9 @@ class LocalLeadership:
 
     def __init__(self) -> None:
         self.identity = worker_identity()
+
+    def held_now(self) -> bool:
+        return True
 
     async def acquire_or_renew(self) -> bool:
         return True
@@ -50,18 +54,32 @@ class RedisLeadership:
     def __init__(self, redis: Redis, *, key: str, lease_seconds: float) -> None:
         self.redis = redis
         self.key = key
+        self.lease_seconds = lease_seconds
         self.identity = worker_identity()
         self.lock = Lock(redis, key, timeout=lease_seconds, blocking=False, thread_local=False)
+        self._held = False  # held at the last attempt (or unknown after an error)
+        self._valid_until = 0.0  # loop time until which the lease is surely still ours
+
+    def held_now(self) -> bool:
+        """Whether the lease is surely still this worker's: taken or renewed less than a lease
+        ago, counted from before the call that did it (a loop blocked past the lease, or a
+        paused process, finds it lapsed, whoever holds it now)."""
+        return self._held and time.monotonic() < self._valid_until
 
     async def acquire_or_renew(self) -> bool:
         """Whether this worker holds the lease after the call."""
-        if self.lock.local.token is not None:  # held at the last tick (or unknown after an error)
+        asked = time.monotonic()
+        if self._held:
             try:
                 await self.lock.reacquire()
+                self._valid_until = asked + self.lease_seconds
                 return True
             except LockNotOwnedError:
-                self.lock.local.token = None  # expired and maybe taken: compete again
-        return bool(await self.lock.acquire(blocking=False, token=self.identity))
+                self._held = False  # expired and maybe taken: compete again
+        self._held = bool(await self.lock.acquire(blocking=False, token=self.identity))
+        if self._held:
+            self._valid_until = asked + self.lease_seconds
+        return self._held
 
     async def leader(self) -> str | None:
         holder = await self.redis.get(self.key)
@@ -70,5 +88,6 @@ class RedisLeadership:
         return None if holder is None else str(holder)
 
     async def release(self) -> None:
+        self._held = False
         with contextlib.suppress(LockError):  # not held (or no longer): nothing to release
             await self.lock.release()

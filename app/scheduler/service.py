@@ -16,13 +16,13 @@ from typing import Any
 
 from apscheduler.executors.asyncio import AsyncIOExecutor
 from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from quart import Quart
 from redis.asyncio import Redis
 
 from app.scheduler import jobs as builtin_jobs  # noqa: F401 (registers the built-in functions)
 from app.scheduler import runtime
 from app.scheduler.definitions import JobDefinition, parse_job
+from app.scheduler.guard import GuardedScheduler, RefusedJobs, bound_catching_up
 from app.scheduler.history import (
     RECORDED_EVENTS,
     JobRun,
@@ -85,7 +85,9 @@ class SchedulerService:
         else:
             self.leadership = LocalLeadership()
             self.history = MemoryRunHistory(settings.scheduler_history)
-        self.scheduler = AsyncIOScheduler(
+        bound_catching_up()
+        self.refused = RefusedJobs(redis, f"{prefix}scheduler:refused")
+        self.scheduler = GuardedScheduler(
             jobstores={"default": create_jobstore(settings)},
             executors={
                 "default": AsyncIOExecutor(),
@@ -104,9 +106,15 @@ class SchedulerService:
             timezone=self.timezone,
             history=self.history,
             worker=self.leadership.identity,
+            min_interval=settings.scheduler_min_interval_seconds,
+            refused=self.refused,
         )
         self.leader = LeaderLoop(
-            self.scheduler, self.leadership, self.shared_state, settings.scheduler_allowed_hosts
+            self.scheduler,
+            self.leadership,
+            self.shared_state,
+            settings.scheduler_allowed_hosts,
+            screen=self.jobs.screen_stored_jobs,
         )
 
     @property

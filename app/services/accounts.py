@@ -1,4 +1,5 @@
-"""Finding accounts by name. Names are unique case-insensitively (`models.name_key`)."""
+"""Finding accounts by name. Names are unique case-insensitively (`models.name_key`), and no
+two look alike (`names.skeleton`)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ async def find_by_name(session: AsyncSession, name: str) -> User | None:
     return await session.scalar(select(User).where(User.name_key == name_key(name)))
 
 
-async def taken_name_keys(session: AsyncSession, keys: list[str]) -> set[str]:
-    """Which of the name keys (`name_key(name)`) are accounts' (one Core query)."""
+async def taken_skeletons(session: AsyncSession, skeletons: list[str]) -> set[str]:
+    """Which of the skeletons (`names.skeleton(name)`) are accounts' names' (one Core query):
+    a nickname with one of them is, or looks like, an account's name."""
     connection = await session.connection()
-    found = await connection.scalars(select(User.name_key).where(User.name_key.in_(keys)))
+    found = await connection.scalars(
+        select(User.name_skeleton).where(User.name_skeleton.in_(skeletons))
+    )
     return set(found)

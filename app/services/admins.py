@@ -7,19 +7,33 @@ from sqlalchemy import select
 from app.auth.passwords import hash_password
 from app.db import Database
 from app.models import User, name_key
+from app.names import skeleton
 from app.services.permissions import ADMIN_ROLE
 from app.services.tokens import revoke_user_credentials
 from app.settings import Settings
 
 
+class LookAlikeName(ValueError):
+    """The name looks like another user's (app.names); `str()` names that user."""
+
+
 async def ensure_admin_account(settings: Settings, *, name: str, password: str) -> bool:
-    """Make `name` an admin with `password`; True if the user was created, False if updated."""
+    """Make `name` an admin with `password`; True if the user was created, False if updated.
+    Raises `LookAlikeName` when `name` looks like another user's name."""
     database = Database(settings)
     try:
         async with database.session() as session:
             user = await session.scalar(select(User).where(User.name_key == name_key(name)))
             created = user is None
             if user is None:
+                similar = await session.scalar(
+                    select(User.name).where(User.name_skeleton == skeleton(name))
+                )
+                if similar is not None:
+                    raise LookAlikeName(
+                        f"{name!r} looks like the existing user name {similar!r} "
+                        "(confusable characters)"
+                    )
                 user = User(name=name)
                 session.add(user)
             user.role = ADMIN_ROLE

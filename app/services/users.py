@@ -6,7 +6,7 @@ Passwords are optional and write-only: stored as Argon2id hashes, never returned
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import bindparam, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
@@ -14,6 +14,7 @@ from sqlalchemy.orm import selectinload
 from app.auth.passwords import hash_password
 from app.errors import ConflictError, ForbiddenError, NotFoundError
 from app.models import Blog, User, name_key
+from app.names import skeleton
 from app.services.pagination import Page, paginate
 from app.services.permissions import Actor, ensure_admin, ensure_self_or_admin
 from app.services.rows import rowcount
@@ -27,12 +28,27 @@ def _name_taken(name: str) -> ConflictError:
     return ConflictError(f"name: a user named {name!r} already exists")
 
 
+def _looks_taken(name: str, existing: str) -> ConflictError:
+    return ConflictError(
+        f"name: {name!r} looks like the existing user name {existing!r} (confusable characters)"
+    )
+
+
 async def _ensure_name_free(
     session: AsyncSession, name: str, *, except_id: str | None = None
 ) -> None:
-    owner_id = await session.scalar(select(User.id).where(User.name_key == name_key(name)))
-    if owner_id is not None and owner_id != except_id:
-        raise _name_taken(name)
+    """Raises `ConflictError` when another user has `name` (case-insensitively) or a name that
+    looks like it (the same confusable skeleton, app.names)."""
+    key, look = name_key(name), skeleton(name)
+    rows = await session.execute(
+        select(User.id, User.name, User.name_key).where(
+            or_(User.name_key == key, User.name_skeleton == look)
+        )
+    )
+    for owner_id, existing, existing_key in rows:
+        if owner_id == except_id:
+            continue
+        raise _name_taken(name) if existing_key == key else _looks_taken(name, existing)
 
 
 async def _commit_or_conflict(session: AsyncSession, name: str) -> None:
