@@ -28,6 +28,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
+from app import state
 from app.db import DatabaseTimeoutError
 from app.errors import (
     ConflictError,
@@ -36,7 +37,6 @@ from app.errors import (
     NotFoundError,
     ServiceError,
 )
-from app.request_log import TRACEBACKS
 from app.validation import field_name
 
 log = logging.getLogger(__name__)
@@ -97,10 +97,11 @@ def describe_validation_error(error: Exception, *, body: bool = True) -> str:
     problems = []
     for item in error.errors(include_url=False, include_input=False):
         field = field_name(tuple(item["loc"]))
+        message = str(item["msg"]).removeprefix("Value error, ")  # a validator's own words
         if not field:
-            problems.append("request body must be a JSON object" if body else item["msg"])
+            problems.append("request body must be a JSON object" if body else message)
         else:
-            problems.append(f"{field}: {item['msg']}")
+            problems.append(f"{field}: {message}")
     return "; ".join(dict.fromkeys(problems))
 
 
@@ -137,7 +138,7 @@ async def _on_database_unavailable(error: Exception) -> Response:
         "database unavailable (request id %s): %s",
         g.get("request_id"),
         _cause(error),
-        exc_info=TRACEBACKS.exc_info(error),
+        exc_info=state.tracebacks().exc_info(error),
     )
     return failed(
         503,
@@ -162,7 +163,7 @@ async def _on_unexpected_error(error: Exception) -> Response:
         "unhandled error (request id %s): %s",
         request_id,
         type(error).__name__,
-        exc_info=TRACEBACKS.exc_info(error),
+        exc_info=state.tracebacks().exc_info(error),
     )
     return failed(500, f"internal server error (request id {request_id})")
 

@@ -14,6 +14,9 @@ Metrics (names follow Prometheus conventions; durations in seconds):
   direction}`: frames received (`in`) and queued to clients (`out`);
   `websocket_messages_dropped_total{reason}`: `slow_consumer` (a send queue overflowed and the
   client was closed with 1013) and `broker_unavailable` (a publish Redis did not take).
+- `chat_room_messages_total`: messages published to room logs (its rate is the offsets given out
+  per second); `chat_recoveries_total{recovered}`: joins with `since` that got every missed
+  message (`true`) or were told they could not (`false`).
 - `online_users`: users active within `ONLINE_LAST_MINUTES`, read from the presence store at
   scrape time.
 - `db_pool_connections_in_use`: database connections checked out, summed over workers.
@@ -30,7 +33,10 @@ Metrics (names follow Prometheus conventions; durations in seconds):
 - `event_loop_lag_seconds`: how late each worker's event loop ran a probe due every 0.1 s
   (app/loop_lag.py); a lag of more than a few milliseconds means something blocked the loop.
 - `scheduler_job_runs_total{outcome}`: `success`, `error`, `missed`, `skipped`;
-  `scheduler_leader{pid}`: 1 for the worker holding the leadership lease, 0 for the others.
+  `scheduler_leader{pid}`: 1 for the worker holding the leadership lease, 0 for the others (a
+  stalled or stopped worker cannot lower its own); `scheduler_lease_expiry_seconds{pid}`: the Unix
+  time until which that worker surely holds the lease: the leaders at time t are the workers
+  whose value is above t, never more than one (app/scheduler/leadership.py).
 
 The route and the request hooks are in app/web/metrics.py.
 """
@@ -102,8 +108,21 @@ ERROR_TRACEBACKS = Counter(
     ["exception", "outcome"],
 )
 SCHEDULER_RUNS = Counter("scheduler_job_runs_total", "Scheduled job runs", ["outcome"])
+CHAT_ROOM_MESSAGES = Counter(
+    "chat_room_messages_total", "Messages published to room logs (offsets given out)"
+)
+CHAT_RECOVERIES = Counter(
+    "chat_recoveries_total",
+    "Room joins that asked to recover from a position: recovered, or not (told so)",
+    ["recovered"],
+)
 SCHEDULER_LEADER = Gauge(
     "scheduler_leader", "1 on the worker that leads the scheduler", multiprocess_mode="liveall"
+)
+SCHEDULER_LEASE_EXPIRY = Gauge(
+    "scheduler_lease_expiry_seconds",
+    "Unix time until which the worker surely holds the scheduler lease (0: it does not)",
+    multiprocess_mode="liveall",
 )
 
 

@@ -70,9 +70,6 @@ class TracebackLimit:
         return None
 
 
-TRACEBACKS = TracebackLimit()
-
-
 def configure_logging(settings: Settings) -> None:
     """Send the `app` loggers to stderr, as text or (`LOG_FORMAT=json`) one JSON object a line."""
     handler = logging.StreamHandler(sys.stderr)

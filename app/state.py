@@ -1,7 +1,7 @@
 """The application state: every resource one worker holds, typed and in one place.
 
-`create_app` makes an `AppState` with the settings; `before_serving` fills in the resources and
-`after_serving` takes them away again. Code reaches them through the accessors below
+`create_app` makes an `AppState` with the settings; while the app serves, app.lifespan fills in
+the resources, and takes them away again after. Code reaches them through the accessors below
 (`database()`, `hub()`, …), so a renamed resource is a type error, not a `KeyError` at run time.
 Each accessor raises `ResourceUnavailable` outside a serving app or when the resource is off
 (e.g. `scheduler()` with `SCHEDULER_ENABLED=false`, `redis()` without `REDIS_URL`).
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from app.realtime.hub import Hub
     from app.realtime.monitor import MemoryMonitor
     from app.redis_client import GuardedRedis
+    from app.request_log import TracebackLimit
     from app.scheduler.service import SchedulerService
     from app.settings import Settings
 
@@ -40,7 +41,7 @@ class ResourceUnavailable(RuntimeError):
 
 @dataclass
 class AppState:
-    """What a worker holds from `before_serving` to `after_serving` (None: not open, or off)."""
+    """What a worker holds while it serves (None: not open, or off; app.lifespan)."""
 
     settings: Settings
     database: Database | None = None
@@ -54,8 +55,16 @@ class AppState:
     ws_read_rules: ReadRules | None = None
     scheduler: SchedulerService | None = None
     loop_lag: LoopLagProbe | None = None
-    # Run when the worker starts shutting down, before Hypercorn's graceful wait (app.serving).
+    # Run when the worker starts shutting down, before Hypercorn's graceful wait (app.supervisor).
     drain_hooks: list[DrainHook] = field(default_factory=list)
+    # At most one traceback per exception type a minute in the log (app.request_log).
+    tracebacks: TracebackLimit = field(default_factory=lambda: _traceback_limit())
+
+
+def _traceback_limit() -> TracebackLimit:
+    from app.request_log import TracebackLimit
+
+    return TracebackLimit()
 
 
 def attach_state(app: Quart, settings: Settings) -> AppState:
@@ -116,3 +125,11 @@ def ws_read_rules() -> ReadRules:
 
 def scheduler() -> SchedulerService:
     return _serving(app_state().scheduler, "the scheduler")
+
+
+def tracebacks() -> TracebackLimit:
+    """The app's traceback limit (outside an app: one of its own, for this call)."""
+    try:
+        return app_state().tracebacks
+    except RuntimeError:  # no app context (a task outside a request)
+        return _traceback_limit()

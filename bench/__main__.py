@@ -284,6 +284,16 @@ def run_joins(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
     seconds = statistics.median(o.seconds for o in outcomes)
     frames = statistics.median(o.frames for o in outcomes)
     load = statistics.median(loads)
+    recoveries: list[websocket_load.ReconnectResult] = []
+    for round_number in range(arguments.runs):
+        Redis.from_url(redis_url).flushdb()
+        with service(arguments.mysql_url, redis_url) as server:
+            recovery = run_async(websocket_load.reconnects(server, arguments.joins))
+        recoveries.append(recovery)
+        log(
+            f"  reconnect round {round_number + 1}/{arguments.runs}: {recovery.seconds:.2f} s, "
+            f"{recovery.recovered} recovered, {recovery.failed} not"
+        )
     return [
         Row(f"{arguments.joins} joins to one room", seconds, "s", target="<= 2", load=load),
         Row(
@@ -292,6 +302,23 @@ def run_joins(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
             "frames",
             f"{frames:,.0f} frames in all",
             load=load,
+        ),
+        Row(
+            f"{arguments.joins} clients reconnect at once with recovery",
+            statistics.median(r.seconds for r in recoveries),
+            "s",
+            f"{min(r.recovered for r in recoveries)} of {arguments.joins} recovered every message",
+            target="<= 2",
+            load=load,
+            detail="from the first reconnect to the last recovered history",
+        ),
+        Row(
+            f"{arguments.joins} clients reconnect: not recovered",
+            max(r.failed for r in recoveries),
+            "clients",
+            target="<= 0",
+            load=load,
+            absolute_target=True,
         ),
     ]
 

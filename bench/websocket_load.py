@@ -236,3 +236,78 @@ async def _until_history(client: ClientConnection) -> bool:
         event = json.loads(await asyncio.wait_for(client.recv(), 120))["event"]
         if event in ("history", "error"):
             return event == "history"
+
+
+@dataclass
+class ReconnectResult:
+    seconds: float
+    recovered: int
+    failed: int
+
+
+async def reconnects(server: Server, count: int, missed: int = 20) -> ReconnectResult:
+    """`count` clients in one `/ws/chat` room lose their connections together (a deploy), the
+    room gets `missed` messages meanwhile, and all reconnect at once, each rejoining from its
+    last position: seconds from the first reconnect until every one has its `history` (and how
+    many came back `recovered`)."""
+    clients = await open_clients(server.ws + "/ws/chat", count)
+    positions: list[dict[str, object]] = []
+    try:
+        sender = clients[0]
+        for index, client in enumerate(clients):
+            await client.send(
+                json.dumps({"event": "join", "room": "reconnect", "nickname": f"r{index}"})
+            )
+        await asyncio.gather(*(_until_history(client) for client in clients))
+        await sender.send(json.dumps({"event": "message", "room": "reconnect", "text": "seen"}))
+        for client in clients:
+            while True:
+                frame = json.loads(await asyncio.wait_for(client.recv(), 60))
+                if frame["event"] == "message":
+                    positions.append({"epoch": frame["epoch"], "offset": frame["offset"]})
+                    break
+    finally:
+        for client in clients:
+            client.transport.abort()  # dropped, as by a deploy or a network change
+    writer = (await open_clients(server.ws + "/ws/chat", 1))[0]
+    await writer.send(json.dumps({"event": "join", "room": "reconnect", "nickname": "writer"}))
+    await _until_history(writer)
+    for number in range(missed):
+        await writer.send(
+            json.dumps({"event": "message", "room": "reconnect", "text": f"m{number}"})
+        )
+    recovered = failed = 0
+    started = time.perf_counter()
+
+    async def rejoin(index: int) -> bool:
+        client = await connect(
+            server.ws + "/ws/chat", compression=None, max_size=None, open_timeout=120,
+            ping_interval=None,
+        )  # fmt: skip
+        reopened.append(client)
+        await client.send(
+            json.dumps(
+                {
+                    "event": "join",
+                    "room": "reconnect",
+                    "nickname": f"r{index}",
+                    "since": positions[index],
+                }
+            )
+        )
+        while True:
+            frame = json.loads(await asyncio.wait_for(client.recv(), 120))
+            if frame["event"] == "history":
+                return bool(frame["recovered"]) and len(frame["messages"]) == missed
+            if frame["event"] == "error":
+                return False
+
+    reopened: list[ClientConnection] = []
+    try:
+        outcomes = await asyncio.gather(*(rejoin(i) for i in range(count)), return_exceptions=True)
+        seconds = time.perf_counter() - started
+        recovered = sum(outcome is True for outcome in outcomes)
+        failed = count - recovered
+    finally:
+        await close_clients([*reopened, writer])
+    return ReconnectResult(seconds, recovered, failed)

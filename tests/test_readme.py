@@ -44,6 +44,16 @@ def fresh_copy(target: Path) -> None:
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(origin, target / name)  # keeps mtimes: make sees .venv up to date
     (target / ".venv").symlink_to(PROJECT_ROOT / ".venv")
+    # The venv is shared: make in the copy must never reinstall this checkout's package from
+    # the copy (an editable install pointing at a folder about to be deleted). What it installs
+    # from counts as no newer than the venv's stamp.
+    stamp = PROJECT_ROOT / ".venv" / ".installed"
+    if stamp.exists():
+        installed = stamp.stat().st_mtime
+        for name in ("pyproject.toml", "requirements-dev.lock"):
+            copied = target / name
+            mtime = min(copied.stat().st_mtime, installed - 1)
+            os.utime(copied, (mtime, mtime))
 
 
 def test_the_quickstart_runs_as_written(tmp_path) -> None:

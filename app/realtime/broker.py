@@ -1,8 +1,10 @@
 """Brokers: how a message published on one worker reaches the connections of every worker.
 
 `InProcessBroker` (the embedded default) hands messages straight back to this worker's hub: it
-is correct for one process only. `RedisBroker` publishes on a Redis pub/sub channel that every
-worker and container subscribes to; a lost subscription is re-established with back-off.
+is correct for one process only. `RedisBroker` publishes on Redis sharded pub/sub channels that
+every worker and container subscribes to; a lost subscription is re-established with back-off.
+A room's messages do not go through `publish`: the room's log publishes them on its channel in
+the same step as it numbers them (app.realtime.rooms).
 """
 
 from __future__ import annotations
@@ -10,15 +12,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from app.keyspace import Keyspace
 from app.metrics import WEBSOCKET_DROPPED
-from app.realtime.messages import BrokerMessage
+from app.realtime.messages import Audience, BrokerMessage
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,9 @@ class Broker(Protocol):
 
     async def publish(self, message: BrokerMessage) -> None:
         """Send `message` (JSON-serialisable) to every worker, this one included."""
+
+    def count_undelivered(self) -> None:
+        """Count a message the store did not take."""
 
     async def close(self) -> None: ...
 
@@ -48,27 +54,43 @@ class InProcessBroker:
         if self._deliver is not None:
             self._deliver(message)
 
+    def count_undelivered(self) -> None:
+        return None  # in process, every message is delivered
+
     async def close(self) -> None:
         self._deliver = None
 
 
 class RedisBroker:
-    """Redis pub/sub on one channel; each worker also receives its own messages, so ordering is
-    the same for everyone.
+    """Redis sharded pub/sub (`SPUBLISH`/`SSUBSCRIBE`, Redis 7+) over `Keyspace.channels()`:
+    each message goes to the shard of its audience (`route`), so the messages of one room or
+    endpoint stay in order, and every worker (this one included) subscribes to every shard.
+    On a Redis Cluster the shards spread over the nodes: no node carries all chat traffic.
 
-    Pub/sub channels are global to a Redis server (not per database), so the channel name
-    carries the deployment's namespace (`setup.hub_channel`). A lost subscription is made
-    again with back-off until Redis answers; messages that could not be published meanwhile are
-    counted in `undelivered` (and logged when the subscription is back).
+    A lost subscription is made again with back-off until Redis answers; after each
+    (re)subscription `on_subscribed` runs, so the hub can fetch from the rooms' logs what was
+    published meanwhile. Messages that could not be published are counted in `undelivered`
+    (and logged when Redis is back).
     """
 
-    def __init__(self, redis: Redis, channel: str) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keyspace: Keyspace,
+        on_subscribed: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.redis = redis
-        self.channel = channel
+        self.keyspace = keyspace
+        self.on_subscribed = on_subscribed
         self.undelivered = 0
         self._task: asyncio.Task[None] | None = None
         self._first_attempt = asyncio.Event()
         self._undelivered_logged = 0
+
+    def channel(self, to: Audience) -> str:
+        """The shard channel of an audience: its room's, else its endpoint's."""
+        key = to.get("room") or to.get("endpoint") or ""
+        return self.keyspace.channel(self.keyspace.shard(str(key)))
 
     async def start(self, deliver: Deliver) -> None:
         self._task = asyncio.create_task(self._listen(deliver), name="redis-broker")
@@ -82,14 +104,16 @@ class RedisBroker:
         while True:
             try:
                 async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(self.channel)
+                    await pubsub.ssubscribe(*self.keyspace.channels())
                     self._first_attempt.set()
                     self._report_undelivered()
                     backoff = 0.2
+                    if self.on_subscribed is not None:
+                        await self.on_subscribed()
                     while True:
                         # The client's socket timeout must not end an idle subscription.
                         item = await pubsub.get_message(timeout=1.0)
-                        if item is None or item.get("type") != "message":
+                        if item is None or item.get("type") != "smessage":
                             continue
                         self._report_undelivered()  # a message arrived: Redis is back
                         try:
@@ -111,12 +135,16 @@ class RedisBroker:
     async def publish(self, message: BrokerMessage) -> None:
         """Raises a `redis.exceptions.RedisError` when Redis is unavailable (counted)."""
         try:
-            await self.redis.publish(self.channel, orjson.dumps(message))
+            await self.redis.spublish(self.channel(message["to"]), orjson.dumps(message))
         except RedisError:
-            self.undelivered += 1
-            WEBSOCKET_DROPPED.labels("broker_unavailable").inc()
+            self.count_undelivered()
             raise
         self._report_undelivered()
+
+    def count_undelivered(self) -> None:
+        """A message Redis did not take (here, or in a room's publish script)."""
+        self.undelivered += 1
+        WEBSOCKET_DROPPED.labels("broker_unavailable").inc()
 
     def _report_undelivered(self) -> None:
         """Log, once Redis answers again, how many messages the outage cost."""

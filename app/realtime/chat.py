@@ -13,24 +13,25 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import secrets
 from collections.abc import Sequence
-from typing import TypedDict
+from typing import Any, TypedDict
 from weakref import WeakKeyDictionary
 
 from quart import Blueprint, render_template
 from quart_schema import hide
-from redis.exceptions import RedisError
 from werkzeug.exceptions import BadRequest
 
 from app import state
 from app.auth.identity import current_identity
 from app.batching import BatchedLookup
 from app.db import Database
+from app.metrics import CHAT_RECOVERIES
 from app.models import new_id
 from app.names import refusal, skeleton
 from app.realtime.connection import Connection
 from app.realtime.handshake import check_origin
-from app.realtime.hub import NICKNAME_ROOM
+from app.realtime.hub import NICKNAME_ROOM, history_frame
 from app.realtime.messages import ToEndpoint
 from app.realtime.protocol import (
     ChatFrame,
@@ -41,10 +42,11 @@ from app.realtime.protocol import (
     NicknameChatFrame,
     Ping,
     Private,
+    Since,
     parse_frame,
     timestamp,
 )
-from app.realtime.rooms import MemberRecord, member_record
+from app.realtime.rooms import MemberRecord, Position, member_record
 from app.realtime.session import current_hub, new_connection, run_connection
 from app.services import accounts
 
@@ -119,7 +121,7 @@ async def _nickname_open(connection: Connection) -> None:
 
 async def _nickname_close(connection: Connection, _rooms: list[str]) -> None:
     await current_hub().directory.remove_member(
-        NICKNAME_ROOM, connection.id, connection.room_name, f"conn:{connection.id}"
+        NICKNAME_ROOM, connection.id, skeleton(connection.room_name), f"conn:{connection.id}"
     )
 
 
@@ -215,6 +217,7 @@ async def _join_admitted(connection: Connection, frame: Join) -> None:
             )
             return
         connection.name = frame.nickname
+        connection.claim = connection.claim or frame.claim or secrets.token_urlsafe(24)
     try:
         joined = await hub.join(connection, frame.room)
     except Exception:
@@ -229,7 +232,7 @@ async def _join_admitted(connection: Connection, frame: Join) -> None:
         )
         return
     try:
-        await _welcome(connection, frame.room)
+        await _welcome(connection, frame.room, frame.since)
     except Exception:
         # Release the name at once (not after three missed heartbeats), then report.
         with contextlib.suppress(Exception):
@@ -237,25 +240,31 @@ async def _join_admitted(connection: Connection, frame: Join) -> None:
         raise
 
 
-async def _welcome(connection: Connection, room: str) -> None:
-    """After a join: the join to the others, then the room's state and history to the
-    newcomer. Everything that can fail comes first, so a failed join sends no state."""
+async def _welcome(connection: Connection, room: str, since: Since | None) -> None:
+    """After a join: the join to the others, then the room's state and its log to the
+    newcomer: every message after `since` when the log still has them (`recovered`), else the
+    latest. Everything that can fail comes first, so a failed join sends no state."""
     hub = current_hub()
     members = await hub.directory.members(room)
-    history = await hub.directory.history(room)
+    read = await hub.directory.read_log(
+        room, Position(since.epoch, since.offset) if since else None
+    )
+    if since is not None:
+        CHAT_RECOVERIES.labels("true" if read.recovered else "false").inc()
     others = [m for m in members if m["name"] == connection.name and m["conn"] != connection.id]
     if not others:
         await hub.announce_presence(room, joined=presence_entry(connection), skip=connection.id)
-    connection.send(
-        {
-            "event": "presence_state",
-            "room": room,
-            "you": connection.name,
-            "members": presence_names(members),
-        }
-    )
-    connection.send({"event": "history", "room": room, "messages": history})
-    hub.welcomed(connection, room)
+    state_frame: dict[str, Any] = {
+        "event": "presence_state",
+        "room": room,
+        "you": connection.name,
+        "members": presence_names(members),
+    }
+    if connection.claim is not None:  # to this anonymous client only: its nickname's owner
+        state_frame["claim"] = connection.claim
+    connection.send(state_frame)
+    connection.send(history_frame(room, read))
+    hub.welcomed(connection, room, (read.epoch, read.top) if read.epoch else None)
 
 
 def presence_entry(connection: Connection) -> dict[str, str | None]:
@@ -292,13 +301,9 @@ async def _chat_frame(connection: Connection, text: str) -> None:
             "text": frame.text,
             "ts": timestamp(),
         }
-        # Deliver first: a message that reached the room is not reported as failed because
-        # its history entry could not be written.
-        await hub.publish({"kind": "room", "room": frame.room}, message)
-        try:
-            await hub.directory.append_history(frame.room, message, state.settings().chat_history)
-        except RedisError as error:
-            log.warning("chat history not written (%s)", type(error).__name__)
+        # Numbered, logged and sent in one step; a store that fails does none of it (the
+        # sender gets an error frame: Connection's STORE_ERRORS).
+        await hub.publish_to_room(frame.room, message)
     elif isinstance(frame, Private):
         members = await hub.directory.members(frame.room)
         if not any(member["name"] == frame.to for member in members):

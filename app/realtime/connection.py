@@ -32,10 +32,10 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from app import state
 from app.db import DatabaseTimeoutError
 from app.hypercorn_patches import WebsocketWire, websocket_wire
 from app.metrics import WEBSOCKET_DROPPED, WEBSOCKET_MESSAGES
-from app.request_log import TRACEBACKS
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +95,10 @@ class Connection:
         "endpoint",
         "name",
         "user_id",
+        "claim",
         "_rooms",
         "_held",
+        "_positions",
         "queue_size",
         "max_delay",
         "close_reason",
@@ -129,10 +131,16 @@ class Connection:
         self.endpoint = endpoint
         self.name = name
         self.user_id = user_id
+        # An anonymous client's secret that owns its nickname across reconnects (chat joins).
+        self.claim: str | None = None
         # Made when first needed: most connections join no room (relay, nickname, monitor).
         self._rooms: set[str] | None = None
-        # Per room being joined: its traffic held until the joiner has the room's state.
-        self._held: dict[str, list[str]] | None = None
+        # Per room being joined: its traffic held until the joiner has the room's state, as
+        # (text, log position or None).
+        self._held: dict[str, list[tuple[str, tuple[str, int] | None]]] | None = None
+        # Per room: the log position (epoch, offset) of the last message sent (app.realtime.
+        # rooms): a message at or before it is not sent again.
+        self._positions: dict[str, tuple[str, int]] | None = None
         self.queue_size = queue_size
         self.max_delay = max_delay
         self.close_reason: tuple[int, str] | None = None
@@ -170,8 +178,9 @@ class Connection:
 
     def hold(self, room: str) -> None:
         """Enter `room` with its traffic held: frames for it wait (`held_frames`) until
-        `release(room)`. So the room's state is a joiner's first frame of it (docs/websockets.md:
-        `presence_state`, then `history`), and nothing published meanwhile is lost."""
+        `release(room, …)`. So the room's state is a joiner's first frame of it
+        (docs/websockets.md: `presence_state`, then `history`), and nothing published
+        meanwhile is lost."""
         if self._rooms is None:
             self._rooms = set()
         self._rooms.add(room)
@@ -179,17 +188,36 @@ class Connection:
             self._held = {}
         self._held[room] = []
 
-    def held_frames(self, room: str | None) -> list[str] | None:
+    def held_frames(self, room: str | None) -> list[tuple[str, tuple[str, int] | None]] | None:
         """The list collecting `room`'s traffic while it is held, else None."""
         if room is None or self._held is None:
             return None
         return self._held.get(room)
 
-    def release(self, room: str) -> None:
-        """Send what was held for `room`, in order, and stop holding it."""
+    def release(self, room: str, position: tuple[str, int] | None) -> None:
+        """The joiner was sent the room's log up to `position` (epoch, offset): send what was
+        held for `room`, in order, except the log's messages it already has, and stop holding."""
+        if position is not None:
+            self.admit(room, position)
         frames = self._held.pop(room, None) if self._held is not None else None
-        for frame in frames or ():
-            self.send(frame)
+        for text, at in frames or ():
+            if at is None or self.admit(room, at):
+                self.send(text)
+
+    def admit(self, room: str, position: tuple[str, int]) -> bool:
+        """Whether a log message at `position` is new to this connection (a later offset, or
+        another epoch: the log was lost and begun again); if so it becomes the last sent."""
+        if self._positions is None:
+            self._positions = {}
+        last = self._positions.get(room)
+        if last is not None and last[0] == position[0] and position[1] <= last[1]:
+            return False
+        self._positions[room] = position
+        return True
+
+    def position(self, room: str) -> tuple[str, int] | None:
+        """The log position of the last message of `room` sent to this connection."""
+        return self._positions.get(room) if self._positions is not None else None
 
     def leave_room(self, room: str) -> None:
         """Leave `room`; whatever was held for it is dropped."""
@@ -197,6 +225,8 @@ class Connection:
             self._rooms.discard(room)
         if self._held is not None:
             self._held.pop(room, None)
+        if self._positions is not None:
+            self._positions.pop(room, None)
 
     @property
     def waiting_frames(self) -> int:
@@ -289,7 +319,7 @@ class Connection:
                     "websocket %s: writing failed: %s",
                     self.endpoint,
                     type(error).__name__,
-                    exc_info=TRACEBACKS.exc_info(error),
+                    exc_info=state.tracebacks().exc_info(error),
                 )
                 self.close(INTERNAL_ERROR, "server error")
         finally:
@@ -348,7 +378,7 @@ class Connection:
                     "websocket %s failed: %s",
                     self.endpoint,
                     type(error).__name__,
-                    exc_info=TRACEBACKS.exc_info(error),
+                    exc_info=state.tracebacks().exc_info(error),
                 )
                 self.close(INTERNAL_ERROR, "server error")
         finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 from collections import defaultdict
@@ -16,13 +17,15 @@ from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import Counter
+from redis.exceptions import RedisError
 
-from app.metrics import WEBSOCKET_MESSAGES
+from app.metrics import CHAT_ROOM_MESSAGES, WEBSOCKET_MESSAGES
+from app.names import skeleton
 from app.presence import PresenceRecorder
 from app.realtime.broker import Broker
 from app.realtime.connection import GOING_AWAY, Connection, encode, text_frame
 from app.realtime.messages import Audience, BrokerMessage
-from app.realtime.rooms import MemberRecord, RoomDirectory, member_record
+from app.realtime.rooms import LogRead, MemberRecord, Position, RoomDirectory, member_record
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +85,30 @@ class Hub:
         self._empty = asyncio.Event()
         self._empty.set()
         self._frames_out: dict[str, Counter] = {}
+        # Per room: the log position (epoch, offset) of the last message this worker delivered.
+        self.positions: dict[str, tuple[str, int]] = {}
 
     async def start(self) -> None:
         await self.broker.start(self.deliver)
         self._heartbeat = asyncio.create_task(self._beat(), name="hub-heartbeat")
+
+    async def catch_up(self) -> None:
+        """After the broker (re)subscribed: send this worker's connections what their rooms'
+        logs got while it was not listening (each connection takes only what is new to it,
+        `Connection.admit`). Runs before the subscription's first message is read, so what
+        comes live follows in order. Where the log no longer holds everything missed, the
+        room's connections get `history` with `recovered: false`, as a rejoining client would."""
+        for room in list(self.rooms):
+            known = self.positions.get(room)
+            read = await self.directory.read_log(room, Position(*known) if known else None)
+            if known is not None and not read.recovered and read.epoch == known[0]:
+                for connection in list(self.rooms.get(room, ())):
+                    connection.send(history_frame(room, read))
+                    if read.messages:
+                        connection.admit(room, (read.epoch, read.top))
+                continue
+            for message in read.messages:
+                self.deliver({"to": {"kind": "room", "room": room}, "frame": message, "skip": None})
 
     async def stop(self) -> None:
         await self.close_all(GOING_AWAY, "server shutting down")
@@ -127,29 +150,37 @@ class Hub:
         return left
 
     def owner(self, connection: Connection) -> str:
-        return f"user:{connection.user_id}" if connection.user_id else f"conn:{connection.id}"
+        """Who a name in a room belongs to: the user; an anonymous client's claim (kept
+        across its reconnects; stored hashed); else the connection."""
+        if connection.user_id:
+            return f"user:{connection.user_id}"
+        if connection.claim:
+            return "anon:" + hashlib.sha256(connection.claim.encode()).hexdigest()[:32]
+        return f"conn:{connection.id}"
 
     async def join(self, connection: Connection, room: str) -> bool:
         """Add the connection to `room` under its name; False if another owner has the name.
         If the shared store fails, whatever the join may have recorded is released (best
         effort) and the error is raised."""
         owner = self.owner(connection)
+        record = self._record(connection)
         try:
-            if not await self.directory.join_member(room, self._record(connection), owner):
+            if not await self.directory.join_member(room, record, owner):
                 return False
         except Exception:
             with contextlib.suppress(Exception):
-                await self.directory.remove_member(room, connection.id, connection.room_name, owner)
+                await self.directory.remove_member(room, connection.id, record["key"], owner)
             raise
         connection.hold(room)  # room traffic waits until the joiner has the room's state
         self.rooms[room].add(connection)
         return True
 
-    def welcomed(self, connection: Connection, room: str) -> None:
-        """The joiner has been sent the room's state: pass on what arrived meanwhile, in order.
-        (So `presence_state` is always a joiner's first frame of a room, and nothing published
-        between the state's read and now is lost.)"""
-        connection.release(room)
+    def welcomed(self, connection: Connection, room: str, position: tuple[str, int] | None) -> None:
+        """The joiner has been sent the room's state and its log up to `position`: pass on
+        what arrived meanwhile, in order, without the log messages it already has. (So
+        `presence_state` is always a joiner's first frame of a room, and every message
+        published since the log was read reaches it exactly once.)"""
+        connection.release(room, position)
 
     async def leave(self, connection: Connection, room: str) -> bool:
         """Remove the connection from `room`; True when its name has left the room entirely."""
@@ -158,8 +189,20 @@ class Hub:
         if not self.rooms[room]:
             del self.rooms[room]
         return await self.directory.remove_member(
-            room, connection.id, connection.room_name, self.owner(connection)
+            room, connection.id, skeleton(connection.room_name), self.owner(connection)
         )
+
+    async def publish_to_room(self, room: str, message: dict[str, Any]) -> dict[str, Any]:
+        """Give `message` its place in the room's log and send it to the room on every worker,
+        in one step (app.realtime.rooms); returns it with its `offset` and `epoch`. Raises the
+        store's error (`RedisError`)."""
+        try:
+            published = await self.directory.publish(room, message)
+        except RedisError:
+            self.broker.count_undelivered()
+            raise
+        CHAT_ROOM_MESSAGES.inc()
+        return published
 
     def _record(self, connection: Connection) -> MemberRecord:
         return member_record(
@@ -222,10 +265,16 @@ class Hub:
         if isinstance(frame, dict) and frame.get("event") == "presence_diff":
             sent = self._deliver_presence(targets, frame, room)
         else:
+            position = log_position(frame) if room is not None else None
+            if position is not None and room is not None:
+                self.positions[room] = position
             # Encoded and framed once per message, not once per receiver.
             text = encode(frame)
             wire_frame = text_frame(text)
-            sent = sum(_send_or_hold(connection, text, room, wire_frame) for connection in targets)
+            sent = sum(
+                _send_or_hold(connection, text, room, wire_frame, position)
+                for connection in targets
+            )
         if sent:
             self._count_out(to, sent)
 
@@ -284,15 +333,43 @@ class Hub:
 
 
 def _send_or_hold(
-    connection: Connection, text: str, room: str | None, wire_frame: bytes | None = None
+    connection: Connection,
+    text: str,
+    room: str | None,
+    wire_frame: bytes | None = None,
+    position: tuple[str, int] | None = None,
 ) -> int:
     """Send `text` (framed as `wire_frame` when given) to `connection`, or hold it while it is
-    being welcomed to `room`; 1 if it was taken now (a held frame is counted when sent)."""
+    being welcomed to `room`; 1 if it was taken now (a held frame is counted when sent). A
+    log message (`position`) the connection already has is not sent again."""
     held = connection.held_frames(room)
-    if held is None:
-        return 1 if connection.enqueue(text, wire_frame) else 0
-    held.append(text)
-    return 0
+    if held is not None:
+        held.append((text, position))
+        return 0
+    if position is not None and room is not None and not connection.admit(room, position):
+        return 0
+    return 1 if connection.enqueue(text, wire_frame) else 0
+
+
+def log_position(frame: dict[str, Any] | str) -> tuple[str, int] | None:
+    """The (epoch, offset) of a room log message, else None."""
+    if isinstance(frame, dict):
+        offset = frame.get("offset")
+        if isinstance(offset, int):
+            return str(frame.get("epoch", "")), offset
+    return None
+
+
+def history_frame(room: str, read: LogRead) -> dict[str, Any]:
+    """The `history` frame of a log read (docs/websockets.md)."""
+    return {
+        "event": "history",
+        "room": room,
+        "messages": read.messages,
+        "recovered": read.recovered,
+        "epoch": read.epoch,
+        "offset": read.top,
+    }
 
 
 def presence_diff(

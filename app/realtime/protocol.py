@@ -45,13 +45,26 @@ class Ping(BaseModel):
     event: Literal["ping"]
 
 
+class Since(BaseModel):
+    """A position in a room's log: the `epoch` and `offset` of the last message a client has."""
+
+    model_config = STRICT
+    epoch: Annotated[str, StringConstraints(max_length=64)]
+    offset: Annotated[int, Field(ge=0, le=2**53)]
+
+
 class Join(BaseModel):
-    """Join `room`; anonymous clients give a `nickname` (unique in the room)."""
+    """Join `room`; anonymous clients give a `nickname` (unique in the room). With `since`, a
+    rejoining client gets every message after that position (docs/websockets.md)."""
 
     model_config = STRICT
     event: Literal["join"]
     room: RoomName
     nickname: Nickname | None = None
+    since: Since | None = None
+    # The `claim` an anonymous client got in its first `presence_state`: its nickname is its
+    # own again at once after a reconnect (without it, only once the old connection is gone).
+    claim: Annotated[str, StringConstraints(min_length=16, max_length=64)] | None = None
 
 
 class Leave(BaseModel):

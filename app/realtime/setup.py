@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from limits import parse
 from redis.asyncio import Redis
 
+from app.keyspace import Keyspace
 from app.realtime.broker import Broker, InProcessBroker, RedisBroker
 from app.realtime.connection import ReadRules
 from app.realtime.hub import Hub
@@ -15,51 +19,64 @@ from app.state import AppState
 STALE_HEARTBEATS = 3
 
 
-def hub_channel(redis: Redis, prefix: str) -> str:
-    """The hub's pub/sub channel: `<prefix>db<N>:hub`. Channels are global to a Redis server,
-    so two deployments on one server (other db numbers or prefixes) never share one."""
-    database = redis.connection_pool.connection_kwargs.get("db", 0)
-    return f"{prefix}db{database}:hub"
+def keyspace_of(redis: Redis, prefix: str) -> Keyspace:
+    """The key and channel names of this deployment (app.keyspace): channels are global to a
+    Redis server, so they carry the database number as well as `REDIS_KEY_PREFIX`."""
+    return Keyspace(
+        prefix=prefix, database=int(redis.connection_pool.connection_kwargs.get("db", 0))
+    )
 
 
-async def open_realtime(state: AppState, redis: Redis | None) -> None:
-    """Start the hub (and its broker subscription) and register its drain hook, which sends
-    every websocket 1001 when the worker starts shutting down (`app.serving`)."""
+@asynccontextmanager
+async def realtime(state: AppState, redis: Redis | None) -> AsyncIterator[None]:
+    """The worker's realtime parts, open for the block: the hub (and its broker
+    subscription), the memory monitor and the read rules; the hub's drain hook, which sends
+    every websocket 1001 when the worker starts shutting down (app.supervisor). Closed in the
+    reverse order, whatever the block did."""
     settings = state.settings
     assert state.presence is not None, "presence opens before the realtime parts"
     stale_after = settings.ws_room_heartbeat * STALE_HEARTBEATS
     broker: Broker
     directory: RoomDirectory
+    redis_broker: RedisBroker | None = None
+    memory_directory: MemoryRoomDirectory | None = None
     if redis is not None:
-        broker = RedisBroker(redis, channel=hub_channel(redis, settings.redis_key_prefix))
+        keyspace = keyspace_of(redis, settings.redis_key_prefix)
+        broker = redis_broker = RedisBroker(redis, keyspace)
         directory = RedisRoomDirectory(
             redis,
             stale_after=stale_after,
-            prefix=settings.redis_key_prefix,
+            keyspace=keyspace,
+            keep=settings.chat_history,
             history_seconds=settings.chat_history_seconds,
         )
     else:
         broker = InProcessBroker()
-        directory = MemoryRoomDirectory(stale_after=stale_after)
+        directory = memory_directory = MemoryRoomDirectory(
+            stale_after=stale_after,
+            keep=settings.chat_history,
+            history_seconds=settings.chat_history_seconds,
+        )
     hub = Hub(broker, directory, state.presence, heartbeat_seconds=settings.ws_room_heartbeat)
-    await hub.start()
-    state.hub = hub
-    state.memory_monitor = MemoryMonitor(settings.monitor_interval)
-    state.ws_read_rules = ReadRules(
-        max_message_bytes=settings.ws_max_message_bytes,
-        idle_timeout=settings.ws_idle_timeout,
-        rate=parse(settings.ws_rate_limit),
-        flood_strikes=settings.ws_flood_strikes,
-    )
-    state.drain_hooks.append(hub.stop)
-
-
-async def close_realtime(state: AppState) -> None:
-    monitor, state.memory_monitor = state.memory_monitor, None
-    if monitor is not None:
+    if redis_broker is not None:
+        redis_broker.on_subscribed = hub.catch_up
+    if memory_directory is not None:
+        memory_directory.deliver = hub.deliver
+    monitor = MemoryMonitor(settings.monitor_interval)
+    try:
+        await hub.start()
+        state.hub = hub
+        state.memory_monitor = monitor
+        state.ws_read_rules = ReadRules(
+            max_message_bytes=settings.ws_max_message_bytes,
+            idle_timeout=settings.ws_idle_timeout,
+            rate=parse(settings.ws_rate_limit),
+            flood_strikes=settings.ws_flood_strikes,
+        )
+        state.drain_hooks.append(hub.stop)
+        yield
+    finally:
+        state.drain_hooks.clear()
+        state.memory_monitor = state.hub = state.ws_read_rules = None
         await monitor.stop()
-    hub, state.hub = state.hub, None
-    if hub is not None:
         await hub.stop()
-    state.ws_read_rules = None
-    state.drain_hooks.clear()

@@ -274,6 +274,8 @@ async def _job_action(job_id: str, action: Callable[[str], Awaitable[Any]]) -> R
         return jsonify(await action(job_id))
     except JobLookupError:
         return not_found(job_id)
+    except JobDefinitionError as exception:  # resuming a refused job
+        return error(400, str(exception))
 
 
 @blueprint.post("/jobs/<job_id>/pause")

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 
 from apscheduler.schedulers.base import STATE_PAUSED
 
-from app.metrics import SCHEDULER_LEADER
+from app.metrics import SCHEDULER_LEADER, SCHEDULER_LEASE_EXPIRY
 from app.scheduler.guard import GuardedScheduler
 from app.scheduler.leadership import LocalLeadership, RedisLeadership
 from app.scheduler.shared_state import RUNNING, SharedState
@@ -62,6 +62,7 @@ class LeaderLoop:
         log.warning("scheduler lease lapsed (the loop stalled?): stepping down")
         self.is_leader = False
         SCHEDULER_LEADER.set(0)
+        SCHEDULER_LEASE_EXPIRY.set(0)
         self.scheduler.pause()
         return False
 
@@ -86,6 +87,7 @@ class LeaderLoop:
                 log.warning("scheduler lease not released: %s", type(error).__name__)
         self.is_leader = False
         SCHEDULER_LEADER.set(0)
+        SCHEDULER_LEASE_EXPIRY.set(0)
 
     async def tick(self) -> None:
         """One round: lease, state, then pause or resume this worker's scheduler."""
@@ -117,6 +119,7 @@ class LeaderLoop:
                     leads = should_run = False
         self.is_leader = leads
         SCHEDULER_LEADER.set(1 if leads else 0)
+        SCHEDULER_LEASE_EXPIRY.set(self.leadership.held_until() if leads else 0)
         paused = self.scheduler.state == STATE_PAUSED
         if should_run and paused:
             self.scheduler.resume()

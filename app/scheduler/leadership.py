@@ -35,6 +35,9 @@ class LocalLeadership:
     def held_now(self) -> bool:
         return True
 
+    def held_until(self) -> float:
+        return time.time() + 3600.0  # always the leader: an hour ahead, renewed each tick
+
     async def acquire_or_renew(self) -> bool:
         return True
 
@@ -65,6 +68,13 @@ class RedisLeadership:
         ago, counted from before the call that did it (a loop blocked past the lease, or a
         paused process, finds it lapsed, whoever holds it now)."""
         return self._held and time.monotonic() < self._valid_until
+
+    def held_until(self) -> float:
+        """The Unix time until which the lease is surely this worker's (0: not held). Redis
+        expires the lease no earlier, and nobody else can take it before it expires there."""
+        if not self._held:
+            return 0.0
+        return time.time() + max(0.0, self._valid_until - time.monotonic())
 
     async def acquire_or_renew(self) -> bool:
         """Whether this worker holds the lease after the call."""

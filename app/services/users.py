@@ -6,7 +6,7 @@ Passwords are optional and write-only: stored as Argon2id hashes, never returned
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, delete, or_, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
@@ -39,11 +39,10 @@ async def _ensure_name_free(
 ) -> None:
     """Raises `ConflictError` when another user has `name` (case-insensitively) or a name that
     looks like it (the same confusable skeleton, app.names)."""
-    key, look = name_key(name), skeleton(name)
+    # One indexed lookup: names with one key also share their skeleton (it starts from the key).
+    key = name_key(name)
     rows = await session.execute(
-        select(User.id, User.name, User.name_key).where(
-            or_(User.name_key == key, User.name_skeleton == look)
-        )
+        select(User.id, User.name, User.name_key).where(User.name_skeleton == skeleton(name))
     )
     for owner_id, existing, existing_key in rows:
         if owner_id == except_id:

@@ -59,10 +59,11 @@ def run_server(
     ready_path: str = "/api/v1/tag",
     startup_timeout: float = 30,
     command: list[str] | None = None,
+    port: int | None = None,
 ) -> Iterator[RunningServer]:
     """Run `command` (default `python -m app serve`) in `tmp_path` with N workers, `env` added to
-    a minimal environment, and BIND set to a free loopback port."""
-    port = free_port()
+    a minimal environment, and BIND set to `port` (default: a free loopback port)."""
+    port = port or free_port()
     log_path = tmp_path / f"server-{port}.log"
     full_env = {
         "PATH": os.environ.get("PATH", ""),

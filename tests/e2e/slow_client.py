@@ -20,6 +20,7 @@ class StalledClient:
 
     def __init__(self, url: str, receive_buffer: int = 4096) -> None:
         self.close_reason = ""
+        self._pending: list[object] = []  # received, not yet handed out (a read takes one)
         uri = parse_uri(url)
         self.protocol = ClientProtocol(uri, max_size=None)
         self.sock = socket.socket()
@@ -65,8 +66,13 @@ class StalledClient:
         """The server's frames as they arrive, until `timeout` seconds pass or it hangs up."""
         deadline = time.monotonic() + timeout
         self.sock.settimeout(0.5)
-        while time.monotonic() < deadline:
-            yield from self.protocol.events_received()
+        while True:
+            # Frames parsed from one read and not yet handed out wait for the next read_text.
+            self._pending.extend(self.protocol.events_received())
+            while self._pending:
+                yield self._pending.pop(0)
+            if time.monotonic() >= deadline:
+                return
             try:
                 data = self.sock.recv(65536)
             except TimeoutError:
@@ -74,7 +80,9 @@ class StalledClient:
             if not data:
                 break
             self.protocol.receive_data(data)
-        yield from self.protocol.events_received()
+        self._pending.extend(self.protocol.events_received())
+        while self._pending:
+            yield self._pending.pop(0)
 
     def read_text(self, timeout: float = 10) -> str:
         """The next text frame from the server."""

@@ -7,7 +7,8 @@ import re
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.e2e.server import run_cli, run_server
+from tests.conftest import REDIS_URL
+from tests.e2e.server import free_port, run_cli, run_server
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -60,6 +61,18 @@ def test_memory_monitor_page(site, browser, tmp_path) -> None:
     headers = page.locator("#memory-head th").all_inner_texts()
     assert {"total", "available", "percent", "used"} <= set(headers)
     page.screenshot(path=str(tmp_path / "monitor.png"))
+
+    # Bytes in binary units, the exact count in a tooltip; the table fits a 1,100 px page.
+    cell = page.locator("#memory-rows tr").first.locator("td").first
+    expect(cell).to_have_text(re.compile(r"^[\d.]+ (GiB|MiB|KiB|B)$"))
+    assert re.fullmatch(r"[\d,]+ bytes", cell.get_attribute("title") or "")
+    page.set_viewport_size({"width": 1100, "height": 800})
+    overflow = page.evaluate(
+        "() => { const box = document.querySelector('.scroll-x');"
+        " return [box.scrollWidth, box.clientWidth, document.documentElement.scrollWidth,"
+        " window.innerWidth]; }"
+    )
+    assert overflow[0] <= overflow[1] and overflow[2] <= overflow[3], overflow
 
     page.get_by_role("button", name="停止监控").click()
     # Stopping closes the socket normally (1000): no sample can arrive after it.
@@ -147,3 +160,58 @@ def test_form_login_and_logout_in_the_browser(site, browser) -> None:
     expect(page).to_have_url(site.base_url + "/login")
     expect(page.locator("nav")).to_contain_text("Log in")
     page.close()
+
+
+def test_pages_reconnect_after_a_restart_and_show_each_message_once(browser, tmp_path) -> None:
+    """Two pages chat, and a monitor page watches; the service stops (SIGTERM: 1001) and comes
+    back on the same port; a third client sends messages on the restarted service. Each chat
+    page shows every one of them once, in order, with no "missed" line (its rejoin recovered
+    them from the room's log), and the monitor streams again."""
+    import json
+
+    import redis
+    from websockets.sync.client import connect
+
+    port = free_port()
+    env = {"APP_ENV": "development", "REDIS_URL": REDIS_URL, "MONITOR_INTERVAL": "0.3"}
+    run_cli(tmp_path, env, ["init-db"])
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    contexts = [browser.new_context() for _ in range(3)]
+    ann, bob, monitor = (context.new_page() for context in contexts)
+    with run_server(tmp_path, env, workers=1, port=port) as first:
+        for page, name in ((ann, "ann"), (bob, "bob")):
+            page.goto(first.base_url + "/chat")
+            page.fill("#nickname", name)
+            page.fill("#room", "recovery")
+            page.click("#join")
+            expect(page.locator("#status")).to_have_text(f"in recovery as {name}")
+        monitor.goto(first.base_url + "/")
+        expect(monitor.locator("#status")).to_have_text("连接成功")
+        ann.fill("#text", "before")
+        ann.click("#send")
+        expect(bob.locator("#messages li.message")).to_have_text(["ann: before"])
+        assert first.stop() == 0
+    expect(ann.locator("#status")).to_have_text("reconnecting…")
+    expect(monitor.locator("#status")).to_contain_text("重新连接中")
+    texts = [f"after {number}" for number in range(5)]
+    with run_server(tmp_path, env, workers=1, port=port) as second:
+        # Playwright's sync API runs a loop in this thread: the third client is a sync one.
+        url = second.base_url.replace("http://", "ws://") + "/ws/chat"
+        with connect(url, origin=second.base_url) as carl:
+            carl.send(json.dumps({"event": "join", "room": "recovery", "nickname": "carl"}))
+            for text in texts:
+                carl.send(json.dumps({"event": "message", "room": "recovery", "text": text}))
+            published = 0
+            while published < len(texts):  # its own copies: every message is in the log
+                published += json.loads(carl.recv(timeout=10))["event"] == "message"
+        for page in (ann, bob):
+            shown = page.locator("#messages li.message, #messages li.history")
+            expect(shown).to_have_text(
+                ["ann: before", *[f"carl: {t}" for t in texts]], timeout=30_000
+            )
+            expect(page.locator("#messages li.missed")).to_have_count(0)
+            expect(page.locator("#status")).to_have_text(re.compile(r"^in recovery as "))
+        expect(monitor.locator("#status")).to_have_text("连接成功", timeout=30_000)
+        ann.screenshot(path=str(tmp_path / "recovered.png"))
+    for context in contexts:
+        context.close()

@@ -50,13 +50,21 @@ async def joins_seen(ws, names: set[str]) -> None:
 async def test_join_message_and_presence(client) -> None:
     async with client.websocket("/ws/chat") as ann, client.websocket("/ws/chat") as bob:
         state, history = await join(ann, "lobby", "ann")
+        assert len(state.pop("claim")) >= 16  # the nickname's owner, kept by the client
         assert state == {
             "event": "presence_state",
             "room": "lobby",
             "you": "ann",
             "members": [{"name": "ann", "user_id": None}],
         }
-        assert history == {"event": "history", "room": "lobby", "messages": []}
+        assert history == {
+            "event": "history",
+            "room": "lobby",
+            "messages": [],
+            "recovered": False,
+            "epoch": "",
+            "offset": 0,
+        }
 
         state, _ = await join(bob, "lobby", "bob")
         assert [m["name"] for m in state["members"]] == ["ann", "bob"]
@@ -73,6 +81,7 @@ async def test_join_message_and_presence(client) -> None:
         assert to_ann["event"] == "message" and to_ann["from"] == "bob"
         assert to_ann["text"] == "hello" and len(to_ann["id"]) == 36
         assert to_ann["ts"].endswith("Z")
+        assert to_ann["offset"] == 1 and to_ann["epoch"]
 
         await send_json(bob, {"event": "leave", "room": "lobby"})
         assert await receive_json(bob) == {"event": "left", "room": "lobby"}
@@ -158,7 +167,7 @@ async def test_errors_keep_the_connection(client, frame, error) -> None:
         await send_json(ws, frame)
         assert (await receive_json(ws))["msg"].startswith(error)
         await ws.send("{broken")
-        assert (await receive_json(ws))["msg"] == "frame is not valid JSON"
+        assert (await receive_json(ws))["msg"].startswith("frame is not valid JSON (")
         await send_json(ws, {"event": "ping"})
         assert await receive_json(ws) == {"event": "pong"}
 
@@ -176,7 +185,7 @@ async def test_logged_in_users_speak_under_their_account_name(serve_app) -> None
         anonymous = app.test_client()
         async with anonymous.websocket("/ws/chat") as ws:
             await send_json(ws, {"event": "join", "room": "lobby", "nickname": "alice"})
-            assert "is an account's name" in (await receive_json(ws))["msg"]
+            assert "looks like) an account's name" in (await receive_json(ws))["msg"]
 
 
 async def test_open_connections_count_as_online(serve_app) -> None:
@@ -235,3 +244,75 @@ async def test_bad_nickname_in_the_url_is_refused(client) -> None:
         async with client.websocket("/websocket/%20%20") as ws:
             await ws.receive()
     assert refused.value.response.status_code == 400
+
+
+async def test_a_rejoin_with_since_gets_exactly_what_it_missed(serve_app) -> None:
+    """The memory backend (embedded default): offsets, then a rejoin from a position gets every
+    later message and `recovered: true`; a position older than the log gets the latest ones and
+    `recovered: false`; live messages follow with no gap and no duplicate."""
+    async with serve_app(chat_history=10, api_auth="open") as app:
+        client = app.test_client()
+        async with client.websocket("/ws/chat") as ann, client.websocket("/ws/chat") as bob:
+            await join(ann, "lobby", "ann")
+            await join(bob, "lobby", "bob")
+            await receive_json(ann)  # bob joined
+            seen = []
+            for i in range(3):
+                await send_json(ann, {"event": "message", "room": "lobby", "text": f"a{i}"})
+                seen.append(await receive_json(bob))
+                await receive_json(ann)
+            assert [m["offset"] for m in seen] == [1, 2, 3]
+            epoch = seen[0]["epoch"]
+            await send_json(bob, {"event": "leave", "room": "lobby"})
+            await receive_json(bob)
+            await receive_json(ann)  # bob left
+            for i in range(4):
+                await send_json(ann, {"event": "message", "room": "lobby", "text": f"b{i}"})
+                await receive_json(ann)
+            await send_json(
+                bob,
+                {
+                    "event": "join",
+                    "room": "lobby",
+                    "nickname": "bob",
+                    "since": {"epoch": epoch, "offset": 3},
+                },
+            )
+            await receive_json(bob)  # presence_state
+            history = await receive_json(bob)
+            assert history["recovered"] is True and history["offset"] == 7
+            assert [m["text"] for m in history["messages"]] == ["b0", "b1", "b2", "b3"]
+            await send_json(ann, {"event": "message", "room": "lobby", "text": "live"})
+            live = await receive_json(bob)
+            assert live["text"] == "live" and live["offset"] == 8
+        async with client.websocket("/ws/chat") as carl:
+            await send_json(
+                carl,
+                {
+                    "event": "join",
+                    "room": "lobby",
+                    "nickname": "carl",
+                    "since": {"epoch": "x", "offset": 1},
+                },
+            )
+            await receive_json(carl)
+            history = await receive_json(carl)
+            assert history["recovered"] is False and len(history["messages"]) == 8
+
+
+async def test_a_reconnecting_anonymous_client_keeps_its_nickname_with_its_claim(client) -> None:
+    """The old connection is not gone yet (its worker died, or the drop is not noticed): the
+    nickname is still held. With the claim from its first presence_state, the client takes it
+    back at once; without it, the nickname stays taken."""
+    async with client.websocket("/ws/chat") as old:
+        state, _ = await join(old, "lobby", "ann")
+        async with client.websocket("/ws/chat") as thief:
+            await send_json(thief, {"event": "join", "room": "lobby", "nickname": "ann"})
+            assert (await receive_json(thief))["msg"] == "nickname: 'ann' is taken in 'lobby'"
+        async with client.websocket("/ws/chat") as back:
+            await send_json(
+                back, {"event": "join", "room": "lobby", "nickname": "ann", "claim": state["claim"]}
+            )
+            again = await receive_json(back)
+            assert again["event"] == "presence_state" and again["you"] == "ann"
+            assert again["claim"] == state["claim"]

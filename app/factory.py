@@ -1,0 +1,155 @@
+"""The app factory: the one place that wires the routes, hooks and middlewares together (the
+resources a worker opens while it serves are app.lifespan's)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from datetime import timedelta
+from typing import Any
+
+from quart import Quart
+from quart.wrappers import Request
+from quart_schema import QuartSchema
+from werkzeug.exceptions import BadRequest
+
+from app import json_provider
+from app.admission import Admission
+from app.api import api_v1
+from app.api.openapi import SECURITY_SCHEMES, DocumentingProvider
+from app.auth.cookie_session import CachedSerializerSessionInterface
+from app.auth.csrf import check_csrf, csrf_token
+from app.auth.identity import identify_request, identify_websocket
+from app.cli import DATABASE_COMMANDS
+from app.db import start_database_deadline
+from app.envelope import register_error_handlers
+from app.health import blueprint as health_blueprint
+from app.lifespan import serving
+from app.realtime import chat, monitor
+from app.realtime.asgi import DrainWebsocketReceive, WebsocketSchemeFromProxy
+from app.request_log import configure_logging, register_request_logging
+from app.resources import resource_path
+from app.scheduler.off import scheduler_off_blueprint
+from app.security_headers import register_security_headers
+from app.settings import Settings
+from app.state import attach_state
+from app.web import basics, docs, pages
+from app.web.metrics import register_metrics
+
+
+class ApiRequest(Request):
+    """A request whose unparsable JSON body is a 400 with a message, never a 500: invalid
+    UTF-8, NaN/Infinity and over-deep nesting included (`app.json_provider`)."""
+
+    async def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
+        if cache and self._cached_json[silent] is not Ellipsis:
+            return self._cached_json[silent]
+        if not (force or self.is_json):
+            return None
+        data = await self.get_data(cache=cache, as_text=False)
+        try:
+            result = json_provider.loads(data)
+        except ValueError as error:
+            if not silent:
+                raise BadRequest(f"request body is not valid JSON ({error})") from None
+            result = None
+        if cache:
+            self._cached_json[silent] = result
+        return result
+
+
+def create_app(settings: Settings | None = None) -> Quart:
+    """Build the Quart app.
+
+    Arguments:
+        settings: the configuration; read from the environment when None.
+
+    The resources (database, Redis, hub, scheduler, …) are opened while the app serves
+    (app.lifespan), so it must be served (Hypercorn) or entered with `app.test_app()` before it
+    answers requests.
+    """
+    settings = settings or Settings()
+    configure_logging(settings)
+
+    app = Quart(__name__, template_folder=str(resource_path("templates")))
+    app.request_class = ApiRequest
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_content_length,
+        TESTING=settings.app_env == "testing",
+        SESSION_COOKIE_NAME="session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+        PERMANENT_SESSION_LIFETIME=timedelta(seconds=settings.permanent_session_lifetime),
+    )
+    state = attach_state(app, settings)
+
+    QuartSchema(
+        app,
+        info={"title": "quart-framework", "version": "0.1.0"},
+        security_schemes=SECURITY_SCHEMES,
+        openapi_provider_class=DocumentingProvider,
+        openapi_path="/openapi.json",
+        swagger_ui_path=None,  # served by app.web.docs, without a CDN
+        redoc_ui_path=None,
+        scalar_ui_path=None,
+    )
+    json_provider.use_orjson(app)
+    register_request_logging(app)
+    app.session_interface = CachedSerializerSessionInterface()
+    register_metrics(app)
+    register_security_headers(app, settings)
+    register_error_handlers(app)
+    app.jinja_env.globals["csrf_token"] = csrf_token
+
+    @app.before_request
+    async def bound_database_work() -> None:
+        start_database_deadline(settings.db_timeout)
+
+    app.before_request(identify_request)
+    app.before_request(check_csrf)
+    app.before_websocket(identify_websocket)
+    app.register_blueprint(api_v1)
+    app.register_blueprint(health_blueprint)
+    app.register_blueprint(pages.blueprint)
+    app.register_blueprint(docs.blueprint)
+    app.register_blueprint(basics.blueprint)
+    app.register_blueprint(monitor.blueprint)
+    app.register_blueprint(chat.blueprint)
+    if settings.scheduler_enabled and settings.scheduler_api_enabled:
+        from app.scheduler.api import blueprint as scheduler_api
+
+        app.register_blueprint(scheduler_api)
+    else:
+        app.register_blueprint(scheduler_off_blueprint(settings))
+    for command in DATABASE_COMMANDS:
+        app.cli.add_command(command)
+
+    @app.while_serving
+    async def open_resources() -> AsyncGenerator[None, None]:
+        async with serving(app, state):
+            yield
+
+    # HTTP requests pass admission; websockets pass the receive drain (each middleware passes
+    # the other kind straight through, without a coroutine of its own).
+    app.asgi_app = Admission(  # type: ignore[method-assign, assignment]
+        app.asgi_app,
+        limit=settings.effective_http_concurrency,
+        queue_timeout=settings.http_queue_timeout,
+        queue_max=settings.http_queue_max,
+        body_timeout=settings.http_body_timeout,
+        client_max_bodies=settings.http_client_max_bodies,
+        max_body_bytes=settings.max_content_length,
+    )
+    app.asgi_app = DrainWebsocketReceive(app.asgi_app)  # type: ignore[method-assign, assignment]
+    if settings.forwarded_allow_hops:
+        from hypercorn.middleware import ProxyFixMiddleware
+
+        # Behind N trusted proxies, the client address comes from X-Forwarded-For (and the
+        # scheme from X-Forwarded-Proto, kept ws/wss for websockets).
+        app.asgi_app = ProxyFixMiddleware(  # type: ignore[method-assign]
+            WebsocketSchemeFromProxy(app.asgi_app),
+            mode="legacy",
+            trusted_hops=settings.forwarded_allow_hops,
+        )
+    return app
