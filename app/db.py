@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
 
 from app.metrics import DB_CONNECTIONS_IN_USE
 from app.resources import resource_path
@@ -236,7 +237,12 @@ class Database:
         for engine in {self.engine, self.read_engine}:
             event.listen(engine.sync_engine.pool, "checkout", _counted_checkout)
             event.listen(engine.sync_engine.pool, "checkin", _counted_checkin)
-        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        # A Session class of this database's own: ORM event listeners bound to it (e.g. the
+        # credential cache's) see this app's sessions only, not another app's in this process.
+        self.session_class: type[Session] = type("DatabaseSession", (Session,), {})
+        self.sessionmaker = async_sessionmaker(
+            self.engine, expire_on_commit=False, sync_session_class=self.session_class
+        )
         self._is_sqlite = settings.is_sqlite
         self.timeout = settings.db_timeout
         self._after_unit_of_work: dict[str, Callable[[], Awaitable[None]]] = {}

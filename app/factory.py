@@ -127,7 +127,7 @@ def create_app(settings: Settings | None = None) -> Quart:
 
     @app.while_serving
     async def open_resources() -> AsyncGenerator[None, None]:
-        async with serving(app, state):
+        async with serving(state):
             yield
 
     # HTTP requests pass admission; websockets pass the receive drain (each middleware passes
@@ -141,7 +141,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         client_max_bodies=settings.http_client_max_bodies,
         max_body_bytes=settings.max_content_length,
     )
-    app.asgi_app = DrainWebsocketReceive(app.asgi_app)  # type: ignore[method-assign, assignment]
+    app.asgi_app = DrainWebsocketReceive(app.asgi_app, state.websocket_drains)  # type: ignore[method-assign, assignment]
     if settings.forwarded_allow_hops:
         from hypercorn.middleware import ProxyFixMiddleware
 

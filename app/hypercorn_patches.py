@@ -5,7 +5,6 @@ what each fixes upstream and what would let it go).
 - `limit_websocket_compression` / `set_websocket_compression`: permessage-deflate without
   context takeover, or declined (`WS_COMPRESSION`);
 - `close_refused_frames`: a frame wsproto refuses is answered with its close code, not dropped;
-- `close_ended_websockets`: the TCP connection closes once a websocket's close handshake ends;
 - `bound_connection_close`: a closing connection whose peer stopped reading is aborted;
 - `refuse_transfer_codings_with_400`: a `Transfer-Encoding` other than chunked is a 400;
 - `websocket_wire`: the TCP transport under a websocket, so a broadcast frame encoded once is
@@ -25,11 +24,12 @@ from typing import Any
 
 from wsproto.extensions import PerMessageDeflate
 
-# The releases each patch was written and tested for (pyproject.toml bounds them the same way).
+# The release series each patch was written for and is shown on by tests/test_hypercorn_patches.py
+# (pyproject.toml bounds them the same way; requirements.lock pins one release of each).
 SUPPORTED = {
-    "hypercorn": ("0.17.", "0.18."),
-    "wsproto": ("1.2.", "1.3."),
-    "h11": ("0.14.", "0.15.", "0.16."),
+    "hypercorn": ("0.18.",),
+    "wsproto": ("1.3.",),
+    "h11": ("0.16.",),
 }
 
 
@@ -111,33 +111,6 @@ def close_refused_frames() -> None:
     Connection.events = events  # type: ignore[method-assign]
 
 
-def close_ended_websockets() -> None:
-    """Close the TCP connection as soon as a websocket over HTTP/1.1 has ended (RFC 6455 §7.1.1:
-    the server closes the connection after the close handshake).
-
-    Hypercorn leaves it open until the client closes it: a client that never reads or never
-    answers the close frame kept its connection task alive, and with it every graceful shutdown,
-    until `graceful_timeout` ran out.
-    """
-    import h11
-    from hypercorn.events import Closed
-    from hypercorn.protocol.h11 import H11Protocol
-
-    if getattr(H11Protocol._maybe_recycle, "closes_ended_websockets", False):
-        return
-    original_maybe_recycle = H11Protocol._maybe_recycle
-
-    async def maybe_recycle(self: H11Protocol) -> None:
-        if self.connection.our_state is h11.SWITCHED_PROTOCOL:
-            await self._close_stream()
-            await self.send(Closed())
-            return
-        await original_maybe_recycle(self)
-
-    maybe_recycle.closes_ended_websockets = True  # type: ignore[attr-defined]
-    H11Protocol._maybe_recycle = maybe_recycle  # type: ignore[method-assign]
-
-
 CONNECTION_CLOSE_SECONDS = 60.0  # how long a closing connection may take to flush
 SHUTDOWN_CLOSE_SECONDS = 1.0  # the same, once the worker is shutting down
 
@@ -209,7 +182,6 @@ def patch_hypercorn() -> None:
     check_versions()
     limit_websocket_compression()
     close_refused_frames()
-    close_ended_websockets()
     bound_connection_close()
     refuse_transfer_codings_with_400()
 

@@ -19,9 +19,11 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-from quart import Quart
-
-from app.auth.credential_cache import CREDENTIALS_CHANGED, CredentialCache
+from app.auth.credential_cache import (
+    CREDENTIALS_CHANGED,
+    CredentialCache,
+    watch_credential_changes,
+)
 from app.auth.identity import VerifiedPasswords
 from app.auth.rate_limit import CredentialGuard
 from app.db import Database
@@ -35,7 +37,7 @@ log = logging.getLogger("app")
 
 
 @asynccontextmanager
-async def serving(app: Quart, state: AppState) -> AsyncIterator[None]:
+async def serving(state: AppState) -> AsyncIterator[None]:
     """Open every resource of `state` for the time the worker serves (see the module)."""
     settings = state.settings
     async with AsyncExitStack() as stack:
@@ -51,6 +53,7 @@ async def serving(app: Quart, state: AppState) -> AsyncIterator[None]:
             state.redis = redis
             stack.callback(setattr, state, "redis", None)
 
+        stack.callback(_forget_credentials_and_presence, state)
         store = create_presence_store(settings, database=database, redis=redis)
         state.presence = PresenceRecorder(store)
         state.credential_guard = CredentialGuard(settings, redis)
@@ -62,8 +65,8 @@ async def serving(app: Quart, state: AppState) -> AsyncIterator[None]:
                 max_age=settings.credential_cache_seconds,
             )
             state.credential_cache = cache
+            watch_credential_changes(database.session_class)
             database.after_unit_of_work(CREDENTIALS_CHANGED, cache.advance)
-        stack.callback(_forget_credentials_and_presence, state)
 
         await stack.enter_async_context(realtime(state, redis))
 
@@ -78,7 +81,7 @@ async def serving(app: Quart, state: AppState) -> AsyncIterator[None]:
 
             scheduler = SchedulerService(settings, redis)
             stack.push_async_callback(scheduler.stop)
-            await scheduler.start(app)
+            await scheduler.start()
             state.scheduler = scheduler
             stack.callback(setattr, state, "scheduler", None)
 

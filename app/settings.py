@@ -7,13 +7,13 @@ The defaults run the embedded configuration: a SQLite file, no Redis, one proces
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from app.scheduler.definitions import JobDefinition
+from app.validation import field_name
 
 DEVELOPMENT_SECRET_KEY = "development-only-secret-key-change-me"  # noqa: S105 (a marker, refused in production)
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/quart-framework.db"
@@ -127,8 +127,9 @@ class Settings(BaseSettings):
     scheduler_timezone: str | None = None  # None: DISPLAY_TIMEZONE
     scheduler_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
     scheduler_job_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    # JSON, as Flask-APScheduler's JOBS (which is accepted as a name too).
-    scheduler_jobs: list[JobDefinition] = Field(
+    # JSON, as Flask-APScheduler's JOBS (which is accepted as a name too): a list of
+    # app.scheduler.definitions.JobDefinition, parsed by `_parse_scheduler_jobs`.
+    scheduler_jobs: list[Any] = Field(
         default_factory=list, validation_alias=AliasChoices("scheduler_jobs", "jobs")
     )
     scheduler_thread_pool_size: int = Field(default=10, ge=1, le=200)
@@ -176,6 +177,27 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
         return value
+
+    @field_validator("scheduler_jobs")
+    @classmethod
+    def _parse_scheduler_jobs(cls, jobs: list[Any]) -> list[Any]:
+        """Each job by the API's model (a discriminated union on `trigger`), imported only when
+        jobs are configured: importing the settings imports no part of the scheduler."""
+        if not jobs:
+            return []
+        from app.scheduler.definitions import parse_job
+
+        parsed = []
+        for index, job in enumerate(jobs):
+            try:
+                parsed.append(parse_job(job))
+            except ValidationError as error:
+                problems = "; ".join(
+                    _job_problem(job, item["loc"], item["msg"])
+                    for item in error.errors(include_url=False, include_input=False)
+                )
+                raise ValueError(f"job [{index}]: {problems}") from None
+        return parsed
 
     @field_validator("auth_rate_limit", "auth_address_rate_limit", "ws_rate_limit")
     @classmethod
@@ -249,6 +271,16 @@ class Settings(BaseSettings):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.display_timezone)
+
+
+def _job_problem(job: Any, location: tuple[Any, ...], message: str) -> str:
+    """`field: message` for one error of a job definition (the union's tag, first in the
+    location, is not a field; a model's own message already names its field)."""
+    if location and isinstance(job, dict) and location[0] not in job:
+        location = location[1:]
+    message = message.removeprefix("Value error, ")
+    name = field_name(location)
+    return message if not name or message.startswith(f"{name}:") else f"{name}: {message}"
 
 
 def describe_settings_error(error: ValidationError) -> str:

@@ -9,6 +9,7 @@ Each accessor raises `ResourceUnavailable` outside a serving app or when the res
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar, cast
@@ -57,6 +58,9 @@ class AppState:
     loop_lag: LoopLagProbe | None = None
     # Run when the worker starts shutting down, before Hypercorn's graceful wait (app.supervisor).
     drain_hooks: list[DrainHook] = field(default_factory=list)
+    # Tasks dropping the input of websockets whose handler returned (app.realtime.asgi): held
+    # here until done (asyncio keeps only weak references to tasks).
+    websocket_drains: set[asyncio.Task[None]] = field(default_factory=set)
     # At most one traceback per exception type a minute in the log (app.request_log).
     tracebacks: TracebackLimit = field(default_factory=lambda: _traceback_limit())
 

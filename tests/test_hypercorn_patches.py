@@ -1,82 +1,233 @@
-"""The changes app/hypercorn_patches.py makes to Hypercorn's and wsproto's websocket handling still apply
-to the installed versions: these fail loudly when an upgrade moves the internals they touch."""
+"""Each change app/hypercorn_patches.py makes, shown on a real Hypercorn server through a raw
+socket, with the patch and without it (tests/hypercorn_server.py serves a tiny app with only
+the patches named). When an upgrade changes what a patch relies on, its "with" case fails;
+when upstream fixes the problem, its "without" case fails, and the patch can go."""
 
 from __future__ import annotations
 
-import inspect
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
-import h11
-from hypercorn.protocol import h11 as hypercorn_h11
-from hypercorn.protocol import ws_stream
-from wsproto import ConnectionType
-from wsproto.connection import Connection, ConnectionState
-from wsproto.events import CloseConnection
-from wsproto.frame_protocol import CloseReason
+import pytest
 
-from app.hypercorn_patches import patch_hypercorn
+from app.hypercorn_patches import UnsupportedServerVersion, check_versions
+from tests.e2e.server import PROJECT_ROOT, free_port
+from tests.waiting import poll
 
-
-def masked_text_frame(payload: bytes) -> bytes:
-    """A client's (masked) text frame, built by hand so it may hold invalid UTF-8."""
-    mask = b"\x01\x02\x03\x04"
-    masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
-    return bytes([0x81, 0x80 | len(payload)]) + mask + masked
-
-
-def test_a_text_frame_that_is_not_utf8_is_answered_with_close_1007() -> None:
-    patch_hypercorn()
-    server = Connection(ConnectionType.SERVER)
-    server.receive_data(masked_text_frame(b"\xff\xfe"))
-    events = list(server.events())
-    assert events == [
-        CloseConnection(code=CloseReason.INVALID_FRAME_PAYLOAD_DATA, reason=events[0].reason)
-    ]
-    # Hypercorn answers a CloseConnection only in this state (ws_stream._handle_events).
-    assert server.state is ConnectionState.REMOTE_CLOSING
-    reply = server.send(events[0].response())
-    assert reply[:2] == b"\x88" + bytes([len(reply) - 2]) and reply[2:4] == (1007).to_bytes(2)
-    assert "ConnectionState.REMOTE_CLOSING" in inspect.getsource(ws_stream.WSStream._handle_events)
+HANDSHAKE = (
+    "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+)
+BROWSER_OFFER = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
 
 
-def test_hypercorn_internals_the_patches_use_are_there() -> None:
-    patch_hypercorn()
-    assert getattr(hypercorn_h11.H11Protocol._maybe_recycle, "closes_ended_websockets", False)
-    assert callable(hypercorn_h11.H11Protocol._close_stream)
-    assert hasattr(h11, "SWITCHED_PROTOCOL")
-    from hypercorn.asyncio.tcp_server import TCPServer
+@dataclass
+class BareServer:
+    process: subprocess.Popen[str]
+    port: int
 
-    assert getattr(TCPServer._close, "bounded", False)
-    # What bound_connection_close relies on: the connection's writer, and the worker's
-    # terminated event it watches.
-    source = inspect.getsource(TCPServer._close.__wrapped__)
-    assert "self.writer.close()" in source and "wait_closed()" in source
-    assert "self.context.terminated.wait()" in inspect.getsource(TCPServer._idle_timeout)
-    # permessage-deflate is negotiated through this name (limit_websocket_compression).
-    assert ws_stream.PerMessageDeflate.keywords == {
-        "server_no_context_takeover": True,
-        "client_no_context_takeover": True,
-    }
-    # A websocket's messages reach the app through spawn_app's bounded queue (app/realtime/asgi.py).
-    from hypercorn.asyncio.task_group import TaskGroup
+    def connect(self, receive_buffer: int | None = None) -> socket.socket:
+        client = socket.socket()
+        if receive_buffer is not None:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        client.settimeout(5)
+        client.connect(("127.0.0.1", self.port))
+        return client
 
-    assert "max_app_queue_size" in inspect.getsource(TaskGroup.spawn_app)
+    def stop(self) -> float:
+        """SIGTERM; the seconds until the process exited."""
+        started = time.monotonic()
+        self.process.terminate()
+        self.process.wait(30)
+        return time.monotonic() - started
 
 
-BROWSER_OFFER = "permessage-deflate; client_max_window_bits"
+@contextmanager
+def bare_server(patches: str, graceful_timeout: float = 5) -> Iterator[BareServer]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.hypercorn_server", str(port), patches, str(graceful_timeout)],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    server = BareServer(process, port)
 
-
-def test_websocket_compression_is_declined_unless_turned_on() -> None:
-    from wsproto.handshake import server_extensions_handshake
-
-    from app.hypercorn_patches import set_websocket_compression
+    def listening() -> bool:
+        try:
+            server.connect().close()
+            return True
+        except OSError:
+            assert process.poll() is None, "the bare server exited"
+            return False
 
     try:
-        set_websocket_compression(False)
-        assert server_extensions_handshake([BROWSER_OFFER], [ws_stream.PerMessageDeflate()]) is None
-        set_websocket_compression(True)
-        accepted = server_extensions_handshake([BROWSER_OFFER], [ws_stream.PerMessageDeflate()])
-        assert accepted is not None
-        assert b"server_no_context_takeover" in accepted
-        assert b"client_no_context_takeover" in accepted
+        poll(listening, 20)
+        yield server
     finally:
-        patch_hypercorn()
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+
+
+def websocket(
+    server: BareServer, path: str = "/echo", extra: str = ""
+) -> tuple[socket.socket, str]:
+    """A connected websocket (raw socket) and the handshake's response head."""
+    client = server.connect()
+    client.sendall(HANDSHAKE.format(path=path, extra=extra).encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = client.recv(1)
+        assert chunk, f"closed during the handshake: {head!r}"
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return client, head.decode()
+
+
+def client_frame(opcode: int, payload: bytes) -> bytes:
+    """A client's masked frame (payload under 126 bytes), built by hand so it may be invalid."""
+    mask = b"\x01\x02\x03\x04"
+    masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + masked
+
+
+def server_frame(client: socket.socket) -> tuple[int, bytes] | None:
+    """The server's next (unmasked, short) frame as (opcode, payload); None at end of stream."""
+    head = client.recv(2)
+    if len(head) < 2:
+        return None
+    length = head[1] & 0x7F
+    payload = b""
+    while len(payload) < length:
+        payload += client.recv(length - len(payload))
+    return head[0] & 0x0F, payload
+
+
+def ends_within(client: socket.socket, seconds: float) -> bool:
+    """Whether the server ends the TCP stream (EOF or reset) within `seconds`, reading and
+    dropping whatever it still sends before that."""
+    deadline = time.monotonic() + seconds
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            client.settimeout(left)
+            if client.recv(4096) == b"":
+                return True
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        pass
+    return False
+
+
+def test_the_installed_versions_are_the_supported_ones() -> None:
+    check_versions()  # else `serve` refuses to start (tests/test_cli.py shows the line)
+    assert issubclass(UnsupportedServerVersion, RuntimeError)
+
+
+@pytest.mark.parametrize("patched", [True, False], ids=["patched", "upstream"])
+def test_close_refused_frames(patched: bool) -> None:
+    """A text frame that is not UTF-8: answered with close 1007 (RFC 6455 §7.4.1); upstream
+    drops the connection without a close frame (the client sees 1006)."""
+    with bare_server("close_refused_frames" if patched else "none") as server:
+        client, _ = websocket(server)
+        client.sendall(client_frame(0x1, b"\xff\xfe"))
+        frame = server_frame(client)
+        if patched:
+            assert frame is not None and frame[0] == 0x8
+            assert int.from_bytes(frame[1][:2]) == 1007
+        else:
+            assert frame is None
+
+
+def test_upstream_closes_a_websocket_the_app_has_closed() -> None:
+    """Once the app has closed its websocket, Hypercorn 0.18 closes the TCP connection without
+    waiting for the client's answer (RFC 6455 §7.1.1): the earlier `close_ended_websockets`
+    patch changed nothing here and went (docs/design.md, "Server patches")."""
+    with bare_server("none") as server:
+        client, _ = websocket(server, "/close")
+        frame = server_frame(client)  # the server's close; this client never answers it
+        assert frame is not None and frame[0] == 0x8
+        assert ends_within(client, 3)
+
+
+@pytest.mark.parametrize("patched", [True, False], ids=["patched", "upstream"])
+def test_bound_connection_close(patched: bool) -> None:
+    """A response ends while its client has stopped reading: the closing connection waits
+    for the client to read what is left. Patched, shutdown aborts it within about a second;
+    upstream, it holds the worker's shutdown for the whole graceful timeout (6 s here)."""
+    graceful = 6.0
+    with bare_server("bound_connection_close" if patched else "none", graceful) as server:
+        client = server.connect(receive_buffer=4096)
+        client.sendall(b"GET /body HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        assert server.process.stdout is not None
+        for line in server.process.stdout:  # the response is in the server, never read by us
+            if "GET /body" in line:
+                break
+        else:
+            pytest.fail("the bare server exited")
+        took = server.stop()
+        if patched:
+            assert took < 3, took
+        else:
+            assert took >= graceful - 0.5, took
+        client.close()
+
+
+@pytest.mark.parametrize("patched", [True, False], ids=["patched", "upstream"])
+def test_refuse_transfer_codings_with_400(patched: bool) -> None:
+    """A Transfer-Encoding other than chunked: 400 and the connection closed (RFC 9112 §6.3);
+    upstream h11 answers 501."""
+    with bare_server("refuse_transfer_codings_with_400" if patched else "none") as server:
+        client = server.connect()
+        client.sendall(
+            b"POST /body HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip\r\n\r\nxyz"
+        )
+        status = client.recv(64).split(b"\r\n", 1)[0]
+        assert status.startswith(b"HTTP/1.1 400" if patched else b"HTTP/1.1 501"), status
+        assert ends_within(client, 3)
+
+
+@pytest.mark.parametrize(
+    ("patches", "negotiated"),
+    [
+        ("none", "permessage-deflate"),
+        ("limit_websocket_compression", "server_no_context_takeover"),
+        ("set_websocket_compression:false", None),
+    ],
+)
+def test_websocket_compression(patches: str, negotiated: str | None) -> None:
+    """A browser's permessage-deflate offer: upstream accepts it with context takeover (a zlib
+    compressor and decompressor kept for the connection's life); limited, without context
+    takeover (RFC 7692 §7.1.1); with WS_COMPRESSION=false (the default), declined."""
+    with bare_server(patches) as server:
+        _, head = websocket(server, extra=BROWSER_OFFER)
+        extensions = [
+            line.split(":", 1)[1].strip()
+            for line in head.split("\r\n")
+            if line.lower().startswith("sec-websocket-extensions:")
+        ]
+        if negotiated is None:
+            assert extensions == []
+        else:
+            assert len(extensions) == 1 and negotiated in extensions[0]
+            if patches == "none":
+                assert "no_context_takeover" not in extensions[0]
+
+
+@pytest.mark.parametrize(("offer", "writer"), [("", "wire"), (BROWSER_OFFER, "hypercorn")])
+def test_websocket_wire_applies_only_to_plain_websockets(offer: str, writer: str) -> None:
+    """`websocket_wire` finds the transport under a plain HTTP/1.1 websocket; once an
+    extension is negotiated, frames go through Hypercorn (which compresses them)."""
+    with bare_server("limit_websocket_compression") as server:
+        client, _ = websocket(server, path="/wire", extra=offer)
+        frame = server_frame(client)
+        assert frame is not None
+        assert frame[1] == writer.encode() or writer == "hypercorn"  # compressed: not readable
+        if writer == "hypercorn":
+            assert frame[1] != b"wire"

@@ -68,3 +68,25 @@ async def test_releasing_a_connection_twice_does_not_add_a_slot(redis_url) -> No
         await pool.release(held)
     finally:
         await pool.aclose()
+
+
+async def test_the_redis_py_internals_the_pool_uses_still_mean_the_same(redis_url) -> None:
+    """BoundedWaitConnectionPool relies on two internals of redis-py's ConnectionPool
+    (pyproject caps redis below 9 for them): `get_available_connection()` checks a connection
+    out without waiting (reusing a released one) and records it in `_in_use_connections`,
+    which `release()` empties again."""
+    pool = BoundedWaitConnectionPool.from_url(redis_url, max_connections=2, timeout=0.3)
+    try:
+        connection = pool.get_available_connection()
+        assert connection in pool._in_use_connections
+        await pool.ensure_connection(connection)
+        await pool.release(connection)
+        assert connection not in pool._in_use_connections
+        assert pool.get_available_connection() is connection  # reused, not a new one
+        await pool.release(connection)
+        checked_out = await pool.get_connection()
+        assert checked_out in pool._in_use_connections
+        await pool.release(checked_out)
+        assert not pool._in_use_connections
+    finally:
+        await pool.aclose()

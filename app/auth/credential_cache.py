@@ -105,7 +105,14 @@ def mark_changed(session: Session) -> None:
 CREDENTIAL_COLUMNS = ("name", "role", "password_hash")
 
 
-@event.listens_for(Session, "do_orm_execute")
+def watch_credential_changes(session_class: type[Session]) -> None:
+    """Flag the sessions of `session_class` (a `Database`'s own class, so another app in this
+    process is not watched) that end or change a credential (`CREDENTIALS_CHANGED`). Call it
+    once per class."""
+    event.listen(session_class, "do_orm_execute", _flag_bulk_deletes)
+    event.listen(session_class, "before_flush", _flag_changed_rows)
+
+
 def _flag_bulk_deletes(state: ORMExecuteState) -> None:
     """`delete(ApiToken)` and `delete(User)` statements end credentials."""
     mapper = state.bind_mapper
@@ -113,7 +120,6 @@ def _flag_bulk_deletes(state: ORMExecuteState) -> None:
         mark_changed(state.session)
 
 
-@event.listens_for(Session, "before_flush")
 def _flag_changed_rows(session: Session, _flush: UOWTransaction, _instances: Any) -> None:
     """A deleted token or user, or a user's new name, role or password, changes credentials."""
     for instance in session.deleted:

@@ -21,12 +21,14 @@ from typing import Any, TypeVar
 
 from cachetools import TTLCache
 from quart import current_app, g, request, session, websocket
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.datastructures import Authorization, WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
 
 from app import state
-from app.auth.passwords import verify_password
+from app.auth.passwords import hash_password, needs_rehash, verify_password
 from app.auth.rate_limit import CredentialGuard
+from app.db import DatabaseTimeoutError
 from app.models import TOKEN_KIND_BEARER, TOKEN_KIND_SESSION, User, name_key
 from app.presence import PresenceRecorder
 from app.services import accounts, tokens
@@ -118,10 +120,27 @@ async def authenticate_password(name: str, password: str) -> User | None:
     async with guard.password_check(address, name):
         if await verify_password(user.password_hash if user else None, password):
             assert user is not None and user.password_hash is not None
+            if needs_rehash(user.password_hash):
+                await _upgrade_password_hash(user, password)
             verified.remember(name, password, user.password_hash)
             return user
         await guard.record_failure(address, name)
     return None
+
+
+async def _upgrade_password_hash(user: User, password: str) -> None:
+    """Hash the password again with today's Argon2 parameters (after a successful check, the
+    only time the password is known). A failure to store it is logged, not the login's."""
+    old = user.password_hash
+    assert old is not None
+    new = await hash_password(password)
+    try:
+        async with state.database().session() as db:
+            if await accounts.replace_password_hash(db, user.id, old, new):
+                user.password_hash = new
+                log.info("password hash of user %s upgraded to the current parameters", user.id)
+    except (DatabaseTimeoutError, SQLAlchemyError) as error:
+        log.warning("password hash of user %s not upgraded: %s", user.id, type(error).__name__)
 
 
 async def _from_authorization_header(credentials: Authorization | None) -> Identity:

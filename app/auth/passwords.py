@@ -30,3 +30,13 @@ async def verify_password(password_hash: str | None, password: str) -> bool:
         )
     except (VerificationError, InvalidHashError):
         return False
+
+
+def needs_rehash(password_hash: str) -> bool:
+    """Whether `password_hash` was made with other parameters than `HASHER`'s (older, weaker
+    or stronger): hash the password again at the next successful login (argon2-cffi's
+    `check_needs_rehash`)."""
+    try:
+        return HASHER.check_needs_rehash(password_hash)
+    except InvalidHashError:
+        return False

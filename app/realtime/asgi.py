@@ -23,14 +23,19 @@ AFTER_DISCONNECT_SECONDS = 1.0
 # frames through it; Quart's `websocket.send` adds a loop turn, an accept check and a signal
 # to every frame: about a third of a broadcast delivery's CPU, measured by bench/).
 ASGI_SEND = "quart_framework.asgi_send"
-_draining: set[asyncio.Task[None]] = set()  # referenced until done (asyncio keeps weak refs)
 
 
 class DrainWebsocketReceive:
-    """Wrap `app` so a websocket's `receive` never stalls the server once the app returned."""
+    """Wrap `app` so a websocket's `receive` never stalls the server once the app returned.
 
-    def __init__(self, app: ASGIApp) -> None:
+    Arguments:
+        app: the ASGI app.
+        drains: where the draining tasks are held until done (`AppState.websocket_drains`).
+    """
+
+    def __init__(self, app: ASGIApp, drains: set[asyncio.Task[None]]) -> None:
         self.app = app
+        self.drains = drains
 
     def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[None]:
         if scope["type"] != "websocket":
@@ -56,8 +61,8 @@ class DrainWebsocketReceive:
             # does a task take over reading (per connection it would cost a task, a queue
             # and an event for the connection's whole life: bench/, idle memory).
             task = asyncio.ensure_future(_drain(receive, disconnected))
-            _draining.add(task)
-            task.add_done_callback(_draining.discard)
+            self.drains.add(task)
+            task.add_done_callback(self.drains.discard)
 
 
 async def _drain(receive: Any, disconnected: bool) -> None:

@@ -13,12 +13,13 @@ import hashlib
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypedDict
 
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 
+from app.batching import BatchedLookup
 from app.metrics import CHAT_ROOM_MESSAGES, WEBSOCKET_MESSAGES
 from app.names import skeleton
 from app.presence import PresenceRecorder
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 NICKNAME_ROOM = "~nickname-chat"  # the seed endpoint's members; chat rooms cannot start with "~"
 DRAIN_SECONDS = 5.0
 PRESENCE_BATCH_SECONDS = 0.2
-JOIN_CONCURRENCY = 16  # joins of this worker in progress at once (chat._join)
+JOIN_CONCURRENCY = 16  # joins of this worker in progress at once (app.realtime.chat.room_chat)
 
 
 class PresenceBatch:
@@ -52,6 +53,18 @@ class PresenceBatch:
             self.leaves[left["name"]] = left
 
 
+class PresenceEntry(TypedDict):
+    name: str
+    user_id: str | None
+
+
+TakenNames = Callable[[list[str]], Awaitable[dict[str, bool]]]
+
+
+async def no_account_names(skeletons: list[str]) -> dict[str, bool]:
+    return {}
+
+
 class Hub:
     """This worker's websocket connections.
 
@@ -60,6 +73,8 @@ class Hub:
         directory: room membership and history shared by every worker.
         presence: marks authenticated connections online (on connect and every heartbeat).
         heartbeat_seconds: how often this worker refreshes its room members and presence.
+        taken_names: which of some name skeletons (app.names) belong to accounts
+            (`{skeleton: True}`); a burst of joins asks it once per loop turn.
     """
 
     def __init__(
@@ -69,6 +84,7 @@ class Hub:
         presence: PresenceRecorder,
         *,
         heartbeat_seconds: float,
+        taken_names: TakenNames = no_account_names,
     ) -> None:
         self.broker = broker
         self.directory = directory
@@ -87,6 +103,29 @@ class Hub:
         self._frames_out: dict[str, Counter] = {}
         # Per room: the log position (epoch, offset) of the last message this worker delivered.
         self.positions: dict[str, tuple[str, int]] = {}
+        self._account_names = BatchedLookup(taken_names, False)
+        # The presence entries of the last member sequence (`presence_entries`).
+        self._last_members: Sequence[MemberRecord] | None = None
+        self._last_entries: list[PresenceEntry] = []
+
+    async def is_account_name(self, nickname: str) -> bool:
+        """Whether `nickname` is, or looks like, an account's name (app.names). Raises the
+        database's errors."""
+        return await self._account_names.get(skeleton(nickname))
+
+    def presence_entries(self, members: Sequence[MemberRecord]) -> list[PresenceEntry]:
+        """One entry per name (a user may be connected several times), sorted by name. The
+        entries of the last member sequence are kept: joins that share one read of the room
+        (RedisRoomDirectory.members) share this work too."""
+        if self._last_members is members:
+            return self._last_entries
+        seen: dict[str, PresenceEntry] = {}
+        for member in members:
+            if member["name"] not in seen:
+                seen[member["name"]] = {"name": member["name"], "user_id": member["user_id"]}
+        entries = [seen[name] for name in sorted(seen)]
+        self._last_members, self._last_entries = members, entries
+        return entries
 
     async def start(self) -> None:
         await self.broker.start(self.deliver)
@@ -158,12 +197,13 @@ class Hub:
             return "anon:" + hashlib.sha256(connection.claim.encode()).hexdigest()[:32]
         return f"conn:{connection.id}"
 
-    async def join(self, connection: Connection, room: str) -> bool:
-        """Add the connection to `room` under its name; False if another owner has the name.
-        If the shared store fails, whatever the join may have recorded is released (best
-        effort) and the error is raised."""
+    async def join(self, connection: Connection, room: str, name: str) -> bool:
+        """Add the connection to `room` under `name` (the connection takes that name); False if
+        another owner has the name (the connection's name is then unchanged). If the shared
+        store fails, whatever the join may have recorded is released (best effort) and the
+        error is raised."""
         owner = self.owner(connection)
-        record = self._record(connection)
+        record = member_record(connection.id, name, connection.user_id, self.directory.clock())
         try:
             if not await self.directory.join_member(room, record, owner):
                 return False
@@ -171,6 +211,7 @@ class Hub:
             with contextlib.suppress(Exception):
                 await self.directory.remove_member(room, connection.id, record["key"], owner)
             raise
+        connection.name = name
         connection.hold(room)  # room traffic waits until the joiner has the room's state
         self.rooms[room].add(connection)
         return True

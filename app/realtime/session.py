@@ -11,6 +11,7 @@ from typing import Any, cast
 from quart import websocket
 
 from app import state
+from app.auth.identity import current_identity
 from app.metrics import WEBSOCKETS_OPEN
 from app.realtime.asgi import ASGI_SEND
 from app.realtime.connection import (
@@ -28,6 +29,14 @@ log = logging.getLogger("app.access")
 
 CloseHook = Callable[[Connection, list[str]], Awaitable[None]]
 ASGISend = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def identity_fields() -> dict[str, str | None]:
+    """The handshake's account: `{"name", "user_id"}` (both None for an anonymous client)."""
+    identity = current_identity()
+    if identity is None:
+        return {"name": None, "user_id": None}
+    return {"name": identity.actor.name, "user_id": identity.user_id}
 
 
 def current_hub() -> Hub:

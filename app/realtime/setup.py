@@ -14,6 +14,7 @@ from app.realtime.connection import ReadRules
 from app.realtime.hub import Hub
 from app.realtime.monitor import MemoryMonitor
 from app.realtime.rooms import MemoryRoomDirectory, RedisRoomDirectory, RoomDirectory
+from app.services import accounts
 from app.state import AppState
 
 STALE_HEARTBEATS = 3
@@ -57,7 +58,20 @@ async def realtime(state: AppState, redis: Redis | None) -> AsyncIterator[None]:
             keep=settings.chat_history,
             history_seconds=settings.chat_history_seconds,
         )
-    hub = Hub(broker, directory, state.presence, heartbeat_seconds=settings.ws_room_heartbeat)
+    database = state.database
+    assert database is not None, "the database opens before the realtime parts"
+
+    async def taken_names(skeletons: list[str]) -> dict[str, bool]:
+        async with database.session() as session:
+            return dict.fromkeys(await accounts.taken_skeletons(session, skeletons), True)
+
+    hub = Hub(
+        broker,
+        directory,
+        state.presence,
+        heartbeat_seconds=settings.ws_room_heartbeat,
+        taken_names=taken_names,
+    )
     if redis_broker is not None:
         redis_broker.on_subscribed = hub.catch_up
     if memory_directory is not None:

@@ -1,4 +1,5 @@
-"""Built-in job functions (all registered with `@job_function`)."""
+"""Built-in job functions (all registered with `@job_function`). A coroutine job runs in the
+serving app's context (app.scheduler.executor): `app.state` works as in a request."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from sqlalchemy.exc import IntegrityError
 
 from app import state
 from app.models import OnlineSnapshot
-from app.scheduler import runtime
 from app.scheduler.registry import job_function
 
 log = logging.getLogger(__name__)
@@ -28,30 +28,28 @@ def print_test(*args: object) -> str:
 @job_function
 async def purge_presence() -> int:
     """Drop presence entries older than the window (the memory backend keeps them otherwise)."""
-    async with runtime.app().app_context():
-        return await state.presence().store.purge()
+    return await state.presence().store.purge()
 
 
 @job_function
 async def snapshot_online_count() -> int:
     """Store how many users are online now, once per minute (the minute is the key, so a
     second run for the same minute changes nothing)."""
-    async with runtime.app().app_context():
-        store = state.presence().store
-        window = min(state.settings().online_last_minutes, store.max_window_minutes)
-        count = len(await store.online(window))
-        taken_at = datetime.now(UTC).replace(second=0, microsecond=0)
-        async with state.database().session() as session:
-            session.add(OnlineSnapshot(taken_at=taken_at, online_count=count))
-            try:
-                await session.commit()
-            except IntegrityError:
-                await session.rollback()
+    store = state.presence().store
+    window = min(state.settings().online_last_minutes, store.max_window_minutes)
+    count = len(await store.online(window))
+    taken_at = datetime.now(UTC).replace(second=0, microsecond=0)
+    async with state.database().session() as session:
+        session.add(OnlineSnapshot(taken_at=taken_at, online_count=count))
+        try:
+            await session.commit()
+        except IntegrityError:
+            await session.rollback()
     return count
 
 
 @job_function
 async def count_snapshots() -> int:
     """How many snapshots are stored (a harmless job for trying the API)."""
-    async with runtime.app().app_context(), state.database().session() as session:
+    async with state.database().session() as session:
         return await session.scalar(select(func.count()).select_from(OnlineSnapshot)) or 0

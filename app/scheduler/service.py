@@ -11,17 +11,16 @@ store round trips per wake-up on the loop (sub-millisecond on a local Redis; REA
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import socket
 from typing import Any
 
-from apscheduler.executors.asyncio import AsyncIOExecutor
 from apscheduler.executors.pool import ThreadPoolExecutor
-from quart import Quart
 from redis.asyncio import Redis
 
 from app.scheduler import jobs as builtin_jobs  # noqa: F401 (registers the built-in functions)
-from app.scheduler import runtime
 from app.scheduler.definitions import JobDefinition, parse_job
+from app.scheduler.executor import AppContextExecutor
 from app.scheduler.guard import GuardedScheduler, RefusedJobs, bound_catching_up
 from app.scheduler.history import (
     RECORDED_EVENTS,
@@ -87,10 +86,11 @@ class SchedulerService:
             self.history = MemoryRunHistory(settings.scheduler_history)
         bound_catching_up()
         self.refused = RefusedJobs(redis, f"{prefix}scheduler:refused")
+        self.executor = AppContextExecutor()
         self.scheduler = GuardedScheduler(
             jobstores={"default": create_jobstore(settings)},
             executors={
-                "default": AsyncIOExecutor(),
+                "default": self.executor,
                 "threadpool": ThreadPoolExecutor(settings.scheduler_thread_pool_size),
             },
             job_defaults={
@@ -123,14 +123,15 @@ class SchedulerService:
 
     # Lifecycle ------------------------------------------------------------------------------
 
-    async def start(self, app: Quart) -> None:
+    async def start(self) -> None:
         """Start paused on this loop, add the configured and built-in jobs that are missing, and
-        begin competing for leadership.
+        begin competing for leadership. Call it in the app's context (the lifespan): coroutine
+        jobs run in a copy of it (app.scheduler.executor).
 
         Raises:
             ValueError: a job of `SCHEDULER_JOBS` is invalid (named, with the field).
         """
-        runtime.set_app(app)
+        self.executor.use_context(contextvars.copy_context())
         recorder = RunRecorder(self.history, self.leadership.identity, asyncio.get_running_loop())
         self.scheduler.add_listener(recorder, RECORDED_EVENTS)
         self.scheduler.start(paused=True)
@@ -150,7 +151,6 @@ class SchedulerService:
         await self.leader.stop()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        runtime.set_app(None)
 
     # Shared state (Flask-APScheduler's scheduler routes) ------------------------------------
 

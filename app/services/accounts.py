@@ -3,7 +3,7 @@ two look alike (`names.skeleton`)."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import User, name_key
@@ -22,3 +22,15 @@ async def taken_skeletons(session: AsyncSession, skeletons: list[str]) -> set[st
         select(User.name_skeleton).where(User.name_skeleton.in_(skeletons))
     )
     return set(found)
+
+
+async def replace_password_hash(session: AsyncSession, user_id: str, old: str, new: str) -> bool:
+    """Store `new` (the same password, hashed with today's parameters) where the user's hash
+    is still `old`: a password changed meanwhile is kept. Whether it was stored. Commits. A
+    Core statement: the password is the same, so no credential changes (no epoch advance)."""
+    connection = await session.connection()
+    result = await connection.execute(
+        update(User).where(User.id == user_id, User.password_hash == old).values(password_hash=new)
+    )
+    await session.commit()
+    return bool(result.rowcount)

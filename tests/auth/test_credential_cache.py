@@ -166,3 +166,32 @@ async def test_without_a_reachable_redis_every_check_reads_the_database(serve_ap
         await failed(
             await client.get("/api/v1/me", headers=bearer(token)), 401, "GET", "/api/v1/me"
         )
+
+
+async def test_the_change_listeners_watch_only_their_own_apps_sessions(
+    serve_app, redis_url
+) -> None:
+    """Two apps in one process (as in tests): the one with the cache flags its own sessions; a
+    rename through the other app's database (no cache) flags nothing, and no Session class
+    but the cache's database's own is watched."""
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    from app.auth.credential_cache import CREDENTIALS_CHANGED, _flag_changed_rows
+    from app.models import User
+
+    async with serve_app(redis_url=redis_url) as cached, serve_app() as plain:
+        alice = await make_user(cached, "alice", password="alice-password")
+        flags = {}
+        for name, app in (("cached", cached), ("plain", plain)):
+            async with app_state(app).database.session() as session:
+                user = await session.get(User, alice.id)
+                user.name = f"alice-{name}"
+                await session.flush()
+                flags[name] = session.info.get(CREDENTIALS_CHANGED, False)
+                await session.commit()
+        assert flags == {"cached": True, "plain": False}
+        assert event.contains(
+            app_state(cached).database.session_class, "before_flush", _flag_changed_rows
+        )
+        assert not event.contains(Session, "before_flush", _flag_changed_rows)

@@ -196,3 +196,28 @@ async def test_deleting_a_user_deletes_their_tokens(app, client) -> None:
     await failed(await client.get("/api/v1/me", headers=bearer(token)), 401, "GET", "/api/v1/me")
     async with app_state(app).database.session() as session:
         assert list(await session.scalars(select(ApiToken))) == []
+
+
+async def test_a_hash_with_old_parameters_is_upgraded_at_the_next_login(app, client) -> None:
+    """A hash made with weaker parameters (an older release, another system) still logs in,
+    and is replaced by one with today's parameters; tokens and other credentials live on."""
+    from argon2 import PasswordHasher
+
+    user = await make_user(app, "alice", password="alice-password")
+    token = await ok(await client.post("/api/v1/tokens", headers=basic("alice", "alice-password")))
+    weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash("alice-password")
+    async with app_state(app).database.session() as session:
+        await session.execute(update(User).where(User.id == user.id).values(password_hash=weak))
+        await session.commit()
+    await ok(await client.get("/api/v1/me", headers=basic("alice", "alice-password")))
+    async with app_state(app).database.session() as session:
+        stored = await session.scalar(select(User.password_hash).where(User.id == user.id))
+    assert stored != weak and stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    await ok(await client.get("/api/v1/me", headers=basic("alice", "alice-password")))
+    await ok(await client.get("/api/v1/me", headers=bearer(token["token"])))
+    await failed(
+        await client.get("/api/v1/me", headers=basic("alice", "wrong-password")),
+        401,
+        "GET",
+        "/api/v1/me",
+    )

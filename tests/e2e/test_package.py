@@ -129,6 +129,8 @@ def test_the_wheel_carries_templates_migrations_and_hypercorn_settings(installed
         assert name in names
     migrations = {path.name for path in (PROJECT_ROOT / "alembic" / "versions").glob("*.py")}
     assert {Path(n).name for n in names if "/alembic/versions/" in n} == migrations
+    scripts = {path.name for path in (PROJECT_ROOT / "app" / "realtime" / "scripts").glob("*.lua")}
+    assert scripts and {Path(n).name for n in names if n.endswith(".lua")} == scripts
 
 
 def test_the_installed_wheel_serves_from_an_empty_folder(installed, tmp_path) -> None:

@@ -296,3 +296,55 @@ def test_concurrent_claims_from_two_processes_have_one_winner_per_room(redis_url
             await client.aclose()
 
     assert asyncio.run(members_per_room()) == [1] * ROOMS_RACED
+
+
+async def test_a_join_with_since_costs_no_more_redis_round_trips(
+    serve_app, redis_url, monkeypatch
+) -> None:
+    """Issue 19's budget: a join with `since` costs at most one Redis round trip more than a
+    join without it (here: none; the log is read by the same script either way). Round trips
+    are counted on the real client: one per command, one per pipeline."""
+    from redis.asyncio.client import Pipeline
+
+    round_trips: list[str] = []
+    command = Redis.execute_command
+    execute = Pipeline.execute
+
+    async def counted_command(self, *args, **options):
+        round_trips.append(str(args[0]))
+        return await command(self, *args, **options)
+
+    async def counted_pipeline(self, *args, **options):
+        round_trips.append("pipeline")
+        return await execute(self, *args, **options)
+
+    async with serve_app(redis_url=redis_url, api_auth="open") as app:
+        client = app.test_client()
+        async with client.websocket("/ws/chat") as ann:
+            await send_json(ann, {"event": "join", "room": "trips", "nickname": "ann"})
+            await receive_json(ann)
+            await receive_json(ann)
+            await send_json(ann, {"event": "message", "room": "trips", "text": "one"})
+            position = await receive_json(ann)
+
+            async def joined(frame: dict) -> list[str]:
+                async with client.websocket("/ws/chat") as ws:
+                    await send_json(ws, {"event": "ping"})  # connected and registered first
+                    assert (await receive_json(ws))["event"] == "pong"
+                    round_trips.clear()
+                    monkeypatch.setattr(Redis, "execute_command", counted_command)
+                    monkeypatch.setattr(Pipeline, "execute", counted_pipeline)
+                    await send_json(ws, frame)
+                    assert (await receive_json(ws))["event"] == "presence_state"
+                    history = await receive_json(ws)
+                    monkeypatch.undo()
+                    assert history["event"] == "history"
+                    return list(round_trips)
+
+            plain = await joined({"event": "join", "room": "trips", "nickname": "bob"})
+            since = {"epoch": position["epoch"], "offset": position["offset"]}
+            recovering = await joined(
+                {"event": "join", "room": "trips", "nickname": "carl", "since": since}
+            )
+    assert plain and len(recovering) <= len(plain) + 1, (plain, recovering)
+    print(f"join round trips: {len(plain)} plain {plain}, {len(recovering)} with since")

@@ -1,8 +1,17 @@
 """Job functions for the scheduler tests, registered like any application job."""
 
+from app import state
 from app.scheduler.registry import job_function
+
+PREFIXES_SEEN: list[str] = []
 
 
 @job_function
 async def explode() -> None:
     raise RuntimeError("boom")
+
+
+@job_function
+async def note_key_prefix() -> None:
+    """Record the REDIS_KEY_PREFIX of the app whose context the job runs in."""
+    PREFIXES_SEEN.append(state.settings().redis_key_prefix)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.state import app_state
+from tests.auth_helpers import make_user
 from tests.scheduler.conftest import ADMIN, USER
 from tests.waiting import eventually
 
@@ -344,3 +345,48 @@ async def test_a_job_removed_by_the_leader_during_a_patch_is_404_not_500(app, cl
         scheduler.remove_listener(leader_removes_it)
     assert response.status_code == 404
     assert await response.get_json() == {"error_message": "Job ending not found"}
+
+
+async def test_jobs_of_two_apps_in_one_process_run_in_their_own_apps_context(serve_app) -> None:
+    """No module-level app (app.scheduler.executor): each app's jobs see that app's state."""
+    from tests.scheduler.jobs import PREFIXES_SEEN
+
+    PREFIXES_SEEN.clear()
+    async with (
+        serve_app(
+            scheduler_enabled=True, scheduler_builtin_jobs=False, redis_key_prefix="one:"
+        ) as one,
+        serve_app(
+            scheduler_enabled=True, scheduler_builtin_jobs=False, redis_key_prefix="two:"
+        ) as two,
+    ):
+        await make_user(one, "root", role=1)  # the database both apps share
+        for app in (one, two):
+            response = await add(
+                app.test_client(), id="which", func="tests.scheduler.jobs:note_key_prefix"
+            )
+            assert response.status_code == 200, await response.get_json()
+
+        async def both_ran() -> bool:
+            return len(PREFIXES_SEEN) == 2
+
+        await eventually(both_ran)
+    assert sorted(PREFIXES_SEEN) == ["one:", "two:"]
+
+
+def test_only_marked_functions_and_listed_modules_may_be_scheduled() -> None:
+    import app.scheduler.jobs  # noqa: F401 (as the scheduler service does: the marks exist)
+    from app.scheduler.registry import ForbiddenJobFunction, check_func
+
+    assert check_func("app.scheduler.jobs:print_test", []) == "app.scheduler.jobs:print_test"
+    for func, allowed in (
+        ("os:system", []),  # imported, not marked
+        ("app.scheduler.jobs:state.settings", ["app.scheduler.jobs"]),  # not a module function
+        ("app.scheduler.jobs:_private", ["app.scheduler.jobs"]),
+        ("app.scheduler.jobs:print_test.__call__", []),
+        ("never.imported.module:f", []),
+    ):
+        with pytest.raises(ForbiddenJobFunction):
+            check_func(func, allowed)
+    assert check_func("json:dumps", ["json"]) == "json:dumps"
+    assert "never.imported.module" not in __import__("sys").modules

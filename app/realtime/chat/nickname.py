@@ -1,0 +1,78 @@
+"""`/websocket/<nickname>`: the seed's nickname chat. `{"msg"}` goes to everyone as
+`{"name", "msg"}`; with `to_user` or `to_client`, only to that nickname as `{"from_user", "msg"}`.
+The endpoint's members are the hub directory's `NICKNAME_ROOM`."""
+
+from __future__ import annotations
+
+import re
+
+from werkzeug.exceptions import BadRequest
+
+from app.names import refusal, skeleton
+from app.realtime.connection import Connection
+from app.realtime.handshake import check_origin
+from app.realtime.hub import NICKNAME_ROOM
+from app.realtime.messages import ToEndpoint
+from app.realtime.protocol import FrameError, NicknameChatFrame, parse_frame
+from app.realtime.rooms import member_record
+from app.realtime.session import current_hub, identity_fields, new_connection, run_connection
+
+NICKNAME = re.compile(r"^[^\x00-\x1f\x7f/]{1,32}$")
+NICKNAME_CHAT: ToEndpoint = {"kind": "endpoint", "endpoint": "nickname"}
+
+
+async def _nickname_frame(connection: Connection, text: str) -> None:
+    try:
+        frame = parse_frame(text, NicknameChatFrame)
+    except FrameError as error:
+        connection.send_error(str(error))
+        return
+    if frame.event == "ping":
+        connection.send({"event": "pong"})
+        return
+    if frame.msg is None:
+        connection.send_error("msg: required")
+        return
+    hub = current_hub()
+    recipient = frame.to_user or frame.to_client
+    if recipient is None:
+        await hub.publish(NICKNAME_CHAT, {"name": connection.name, "msg": frame.msg})
+        return
+    members = await hub.directory.members(NICKNAME_ROOM)
+    if not any(member["name"] == recipient for member in members):
+        connection.send_error(f"to_user: {recipient!r} is not online", to_user=recipient)
+        return
+    await hub.publish(
+        {"kind": "names", "endpoint": "nickname", "names": [recipient]},
+        {"from_user": connection.name, "msg": frame.msg},
+    )
+
+
+async def _nickname_open(connection: Connection) -> None:
+    hub = current_hub()
+    await hub.directory.add_member(
+        NICKNAME_ROOM,
+        member_record(
+            connection.id, connection.room_name, connection.user_id, hub.directory.clock()
+        ),
+    )
+
+
+async def _nickname_close(connection: Connection, _rooms: list[str]) -> None:
+    await current_hub().directory.remove_member(
+        NICKNAME_ROOM, connection.id, skeleton(connection.room_name), f"conn:{connection.id}"
+    )
+
+
+async def nickname_socket(nickname: str) -> None:
+    check_origin()
+    nickname = nickname.strip()
+    if not NICKNAME.match(nickname):
+        raise BadRequest("nickname: 1 to 32 characters, no control characters")
+    reason = refusal(nickname)
+    if reason is not None:
+        raise BadRequest(f"nickname: {reason}")
+    connection = new_connection("nickname", name=nickname, user_id=identity_fields()["user_id"])
+    await run_connection(
+        connection, _nickname_frame, on_open=_nickname_open, on_close=_nickname_close
+    )

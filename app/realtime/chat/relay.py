@@ -1,0 +1,21 @@
+"""`/websocket`: the seed's anonymous group chat: every text frame goes to every client."""
+
+from __future__ import annotations
+
+from app.realtime.connection import Connection
+from app.realtime.handshake import check_origin
+from app.realtime.messages import ToEndpoint
+from app.realtime.session import current_hub, identity_fields, new_connection, run_connection
+
+RELAY: ToEndpoint = {"kind": "endpoint", "endpoint": "relay"}
+
+
+async def _relay(connection: Connection, text: str) -> None:
+    if text == "":  # an empty frame is a heartbeat: it keeps the connection, nobody sees it
+        return
+    await current_hub().publish(RELAY, text)
+
+
+async def relay_socket() -> None:
+    check_origin()
+    await run_connection(new_connection("relay", user_id=identity_fields()["user_id"]), _relay)

@@ -1,0 +1,174 @@
+"""`/ws/chat`: rooms with presence and a resumable log (docs/websockets.md "Recovery").
+
+Events `join` (with `since` to resume, `claim` to take an anonymous nickname back), `leave`,
+`message` (numbered in the room's log: app.realtime.rooms), `private` (live only), `ping`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from typing import Any
+
+from app.metrics import CHAT_RECOVERIES
+from app.models import new_id
+from app.realtime.connection import Connection
+from app.realtime.handshake import check_origin
+from app.realtime.hub import history_frame
+from app.realtime.protocol import (
+    ChatFrame,
+    FrameError,
+    Join,
+    Leave,
+    Message,
+    Ping,
+    Private,
+    Since,
+    parse_frame,
+    timestamp,
+)
+from app.realtime.rooms import Position
+from app.realtime.session import current_hub, identity_fields, new_connection, run_connection
+
+
+async def _join(connection: Connection, frame: Join) -> None:
+    # A burst of joins is admitted a few at a time: each then runs at full speed, within its
+    # store timeouts, instead of all of them starving each other past those timeouts.
+    async with current_hub().join_slots:
+        await _join_admitted(connection, frame)
+
+
+async def _join_admitted(connection: Connection, frame: Join) -> None:
+    hub = current_hub()
+    if connection.in_room(frame.room):
+        connection.send_error(f"room: already in {frame.room!r}", ref="join")
+        return
+    if connection.user_id is None:
+        if frame.nickname is None:
+            connection.send_error(
+                "nickname: required for anonymous clients (or log in)", ref="join"
+            )
+            return
+        if connection.name not in (None, frame.nickname):
+            connection.send_error("nickname: one nickname per connection", ref="join")
+            return
+        if await hub.is_account_name(frame.nickname):
+            connection.send_error(
+                f"nickname: {frame.nickname!r} is (or looks like) an account's name; log in",
+                ref="join",
+            )
+            return
+        connection.claim = connection.claim or frame.claim or secrets.token_urlsafe(24)
+    name = frame.nickname if connection.user_id is None else connection.name
+    assert name is not None  # checked above for anonymous clients; an account's name else
+    if not await hub.join(connection, frame.room, name):
+        connection.send_error(
+            f"nickname: {frame.nickname!r} is taken in {frame.room!r}", ref="join"
+        )
+        return
+    try:
+        await _welcome(connection, frame.room, frame.since)
+    except Exception:
+        # Release the name at once (not after three missed heartbeats), then report.
+        with contextlib.suppress(Exception):
+            await hub.leave(connection, frame.room)
+        raise
+
+
+async def _welcome(connection: Connection, room: str, since: Since | None) -> None:
+    """After a join: the join to the others, then the room's state and its log to the
+    newcomer: every message after `since` when the log still has them (`recovered`), else the
+    latest. Everything that can fail comes first, so a failed join sends no state."""
+    hub = current_hub()
+    members = await hub.directory.members(room)
+    read = await hub.directory.read_log(
+        room, Position(since.epoch, since.offset) if since else None
+    )
+    if since is not None:
+        CHAT_RECOVERIES.labels("true" if read.recovered else "false").inc()
+    others = [m for m in members if m["name"] == connection.name and m["conn"] != connection.id]
+    if not others:
+        await hub.announce_presence(room, joined=presence_entry(connection), skip=connection.id)
+    state_frame: dict[str, Any] = {
+        "event": "presence_state",
+        "room": room,
+        "you": connection.name,
+        "members": hub.presence_entries(members),
+    }
+    if connection.claim is not None:  # to this anonymous client only: its nickname's owner
+        state_frame["claim"] = connection.claim
+    connection.send(state_frame)
+    connection.send(history_frame(room, read))
+    hub.welcomed(connection, room, (read.epoch, read.top) if read.epoch else None)
+
+
+def presence_entry(connection: Connection) -> dict[str, str | None]:
+    return {"name": connection.room_name, "user_id": connection.user_id}
+
+
+async def _announce_leave(connection: Connection, room: str) -> None:
+    await current_hub().announce_presence(room, left=presence_entry(connection))
+
+
+async def _chat_frame(connection: Connection, text: str) -> None:
+    try:
+        frame = parse_frame(text, ChatFrame)
+    except FrameError as error:
+        connection.send_error(str(error))
+        return
+    hub = current_hub()
+    if isinstance(frame, Ping):
+        connection.send({"event": "pong"})
+    elif isinstance(frame, Join):
+        await _join(connection, frame)
+    elif not connection.in_room(frame.room):
+        connection.send_error(f"room: join {frame.room!r} first", ref=frame.event)
+    elif isinstance(frame, Leave):
+        if await hub.leave(connection, frame.room):
+            await _announce_leave(connection, frame.room)
+        connection.send({"event": "left", "room": frame.room})
+    elif isinstance(frame, Message):
+        message = {
+            "event": "message",
+            "id": new_id(),
+            "room": frame.room,
+            "from": connection.name,
+            "text": frame.text,
+            "ts": timestamp(),
+        }
+        # Numbered, logged and sent in one step; a store that fails does none of it (the
+        # sender gets an error frame: Connection's STORE_ERRORS).
+        await hub.publish_to_room(frame.room, message)
+    elif isinstance(frame, Private):
+        members = await hub.directory.members(frame.room)
+        if not any(member["name"] == frame.to for member in members):
+            connection.send_error(f"to: {frame.to!r} is not in {frame.room!r}", ref="private")
+            return
+        message = {
+            "event": "private",
+            "id": new_id(),
+            "room": frame.room,
+            "from": connection.name,
+            "to": frame.to,
+            "text": frame.text,
+            "ts": timestamp(),
+        }
+        await hub.publish({"kind": "names", "room": frame.room, "names": [frame.to]}, message)
+        if frame.to != connection.name:
+            connection.send(message)  # the sender's copy
+
+
+async def _chat_close(connection: Connection, rooms_left: list[str]) -> None:
+    # unregister() already left the rooms; announce the names that are gone from them.
+    hub = current_hub()
+    for room in rooms_left:
+        members = await hub.directory.members(room)
+        if not any(member["name"] == connection.name for member in members):
+            await _announce_leave(connection, room)
+
+
+async def chat_socket() -> None:
+    check_origin()
+    fields = identity_fields()
+    connection = new_connection("chat", name=fields["name"], user_id=fields["user_id"])
+    await run_connection(connection, _chat_frame, on_close=_chat_close)

@@ -1,0 +1,87 @@
+"""A bare Hypercorn server (asyncio worker, one process) with a tiny ASGI app, and only the
+patches of app/hypercorn_patches.py named on the command line: the tests of each patch run it
+with and without that patch (tests/test_hypercorn_patches.py).
+
+    python -m tests.hypercorn_server PORT PATCH[:true|false][,PATCH...]|none GRACEFUL_TIMEOUT
+
+The app: `GET /body` answers 60,000 bytes (the access log, on stdout, says when Hypercorn has
+them, just before it closes a `Connection: close` connection); websocket `/echo` echoes text
+frames; websocket `/wire` says whether the service's direct writes apply (`websocket_wire`):
+"wire", or "hypercorn"; websocket `/close` closes (1000) at once. The listening socket's send
+buffer is small (4 KiB), so a client that stops reading leaves data waiting in the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import sys
+from typing import Any
+
+from hypercorn.asyncio.run import worker_serve
+from hypercorn.config import Config, Sockets
+from hypercorn.utils import wrap_app
+
+from app import hypercorn_patches
+
+BODY = b"x" * 60_000
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while (message := await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+    elif scope["type"] == "http":
+        while (await receive()).get("more_body"):
+            pass
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", str(len(BODY)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": BODY})
+    elif scope["type"] == "websocket":
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        if scope["path"] == "/close":
+            await send({"type": "websocket.close", "code": 1000})
+            return
+        if scope["path"] == "/wire":
+            wire = hypercorn_patches.websocket_wire(send)
+            await send({"type": "websocket.send", "text": "wire" if wire else "hypercorn"})
+        while (message := await receive())["type"] == "websocket.receive":
+            await send({"type": "websocket.send", "text": message.get("text") or ""})
+
+
+async def main(port: int, patches: list[str], graceful_timeout: float) -> None:
+    for patch in patches:  # "name" or "name:false" (set_websocket_compression's argument)
+        name, _, argument = patch.partition(":")
+        function = getattr(hypercorn_patches, name)
+        function(argument == "true") if argument else function()
+    config = Config()
+    config.bind = [f"127.0.0.1:{port}"]
+    config.graceful_timeout = graceful_timeout
+    config.accesslog = "-"  # the line comes once the response is handed over, before its close
+    listening = socket.socket()
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # accepted sockets inherit
+    listening.bind(("127.0.0.1", port))
+    listening.listen(64)
+    listening.setblocking(False)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await worker_serve(
+        wrap_app(app, config.wsgi_max_body_size, "asgi"),
+        config,
+        sockets=Sockets([], [listening], []),
+        shutdown_trigger=stop.wait,
+    )
+
+
+if __name__ == "__main__":
+    port, patches, graceful = sys.argv[1:4]
+    asyncio.run(main(int(port), [] if patches == "none" else patches.split(","), float(graceful)))
