@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import struct
 import time
@@ -325,15 +326,25 @@ class Connection:
         finally:
             self._flusher = None
 
-    async def _handle(self, data: str | bytes, on_text: FrameHandler, rules: ReadRules) -> None:
-        """One frame from the client: limits first, then `on_text`."""
+    async def handle_frame(
+        self, data: str | bytes, on_text: FrameHandler, rules: ReadRules
+    ) -> None:
+        """One frame from the client: `rules` first (a frame over `max_message_bytes` closes
+        with 1009, one over the rate gets an error frame, a flood closes with 1008; a binary
+        frame gets an error frame), then `on_text`. A store outage in `on_text` is an error
+        frame (`unavailable`); the connection lives on."""
         self.last_received = time.monotonic()
         self._frames_in.inc()
         size = len(data) if isinstance(data, bytes) else len(data.encode())
         if size > rules.max_message_bytes:
             self.close(MESSAGE_TOO_BIG, f"frames are limited to {rules.max_message_bytes} bytes")
             return
-        if not rules.allow(self):
+        verdict = rules.check(self)
+        if verdict is FrameVerdict.RATE_LIMITED:
+            self.send_error(f"rate limited: at most {rules.rate}")
+            return
+        if verdict is FrameVerdict.FLOOD:
+            self.close(POLICY_VIOLATION, "too many frames: flood limit reached")
             return
         if isinstance(data, bytes):
             self.send_error("binary frames are not supported; send text")
@@ -367,7 +378,7 @@ class Connection:
                         POLICY_VIOLATION, f"idle for {rules.idle_timeout:.0f} s: send a ping"
                     )
                     break
-                await self._handle(data, on_text, rules)
+                await self.handle_frame(data, on_text, rules)
         except asyncio.CancelledError:
             # Ours (close() from elsewhere) is absorbed; the server's is not.
             if not (self._closing and reader is not None and reader.uncancel() == 0):
@@ -401,6 +412,14 @@ def _is_disconnect(error: BaseException) -> bool:
     )
 
 
+class FrameVerdict(enum.Enum):
+    """What `ReadRules.check` makes of one frame."""
+
+    ALLOW = "allow"
+    RATE_LIMITED = "rate_limited"  # dropped, answered with an error frame
+    FLOOD = "flood"  # too many strikes in a row: close with 1008
+
+
 class ReadRules:
     """Limits every connection of a worker reads under: size, idle time, and a rate limit.
 
@@ -428,7 +447,13 @@ class ReadRules:
         self._windows: dict[str, tuple[float, int]] = {}  # connection id: (window start, frames)
         self._strikes: dict[str, int] = {}
 
-    def allow(self, connection: Connection) -> bool:
+    def check(self, connection: Connection) -> FrameVerdict:
+        """Count one frame from `connection` and judge it; acts on nothing (the connection
+        answers the verdict: `Connection.handle_frame`).
+
+        Returns `ALLOW` within `rate`; past it `RATE_LIMITED` (the frame is dropped), or
+        `FLOOD` once `flood_strikes` frames in a row were over the rate.
+        """
         now = time.monotonic()
         started, frames = self._windows.get(connection.id, (now, 0))
         if now - started >= self._window_seconds:
@@ -436,15 +461,12 @@ class ReadRules:
         self._windows[connection.id] = (started, frames + 1)
         if frames < self.rate.amount:
             self._strikes.pop(connection.id, None)
-            return True
+            return FrameVerdict.ALLOW
         strikes = self._strikes.get(connection.id, 0) + 1
         self._strikes[connection.id] = strikes
-        if strikes >= self.flood_strikes:
-            connection.close(POLICY_VIOLATION, "too many frames: flood limit reached")
-        else:
-            connection.send_error(f"rate limited: at most {self.rate}")
-        return False
+        return FrameVerdict.FLOOD if strikes >= self.flood_strikes else FrameVerdict.RATE_LIMITED
 
     def forget(self, connection: Connection) -> None:
+        """Drop `connection`'s window and strikes (it has closed)."""
         self._windows.pop(connection.id, None)
         self._strikes.pop(connection.id, None)
