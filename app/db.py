@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -253,12 +253,27 @@ class Database:
         self._after_unit_of_work[flag] = hook
 
     async def connect(self) -> None:
-        """Open one connection to fail fast on a wrong URL; switch SQLite to WAL journaling."""
-        async with self.engine.connect() as connection:
-            if self._is_sqlite:
-                await connection.execute(text("PRAGMA journal_mode=WAL"))
-            else:
-                await connection.execute(text("SELECT 1"))
+        """Open one connection to fail fast on a wrong URL; switch SQLite to WAL journaling.
+
+        A MySQL server that cannot be reached (refused, lost, timed out: an outage, not a
+        wrong setting) is logged in one line and the worker serves anyway, answering 503 and
+        `/readyz` 503 until the server is back: a worker started during an outage (a restart,
+        a new container) must not exit and leave its sockets' clients waiting. Any other
+        error (access denied, unknown database, a bad URL) raises.
+        """
+        try:
+            async with self.engine.connect() as connection:
+                if self._is_sqlite:
+                    await connection.execute(text("PRAGMA journal_mode=WAL"))
+                else:
+                    await connection.execute(text("SELECT 1"))
+        except DBAPIError as error:
+            if self._is_sqlite or not _is_unreachable(error):
+                raise
+            log.warning(
+                "database unreachable at startup (%s); serving, with 503s until it answers",
+                " ".join(str(error.orig).split())[:200],
+            )
 
     @asynccontextmanager
     async def session(self, time_limit: float | None = None) -> AsyncIterator[AsyncSession]:
@@ -406,3 +421,16 @@ def upgrade_to_head(settings: Settings) -> MigrationOutcome:
 def downgrade_to_base(settings: Settings) -> MigrationOutcome:
     """Revert every migration (`alembic downgrade base`): drops all tables and their data."""
     return _migrate(settings, "downgrade", "base")
+
+
+# MySQL client errors that mean the server could not be reached or went away (CR_* codes).
+UNREACHABLE_SERVER_CODES = frozenset({2002, 2003, 2006, 2013})
+
+
+def _is_unreachable(error: DBAPIError) -> bool:
+    """Whether `error` is a server out of reach, not a refusal (access, unknown database)."""
+    origin = error.orig
+    if isinstance(origin, (OSError, TimeoutError)):
+        return True
+    code = origin.args[0] if origin is not None and origin.args else None
+    return code in UNREACHABLE_SERVER_CODES

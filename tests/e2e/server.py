@@ -95,6 +95,12 @@ def run_server(
             if time.monotonic() > deadline:
                 raise AssertionError(f"server not ready in {startup_timeout}s:\n{server.log()}")
             time.sleep(0.1)
+        # One worker answering is not all of them: a test that breaks a dependency next must
+        # not catch another worker still starting (each says "Running on" once it serves).
+        while command is None and server.log().count("Running on") < workers:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"not every worker started:\n{server.log()}")
+            time.sleep(0.1)
         yield server
     finally:
         if process.poll() is None:

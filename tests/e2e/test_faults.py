@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import re
 import statistics
@@ -143,6 +144,84 @@ def test_a_killed_database_gives_503_at_once_and_recovers_after_restart(stack) -
         f"\nFAULT mariadb killed: GET 503 in {users_took:.2f}s, readyz 503 in {ready_took:.2f}s;"
         f" recovered {recovered_in:.2f}s after restart"
     )
+
+
+def test_workers_started_during_an_outage_serve_503s_and_recover(tmp_path) -> None:
+    """A worker that starts while MariaDB is unreachable (a restart, a new container) serves:
+    503s and /readyz 503, one warning line, then recovers. It used to exit at startup with a
+    full traceback, be restarted and exit again every few seconds, while the clients queued on
+    its sockets waited for it."""
+    with own_mariadb(tmp_path) as mariadb, own_redis(tmp_path) as redis:
+        env = deployment_env(mariadb, redis)
+        prepare(tmp_path, env, mariadb)
+        mariadb.kill()
+        with run_server(tmp_path, env, workers=2, ready_path="/healthz") as server:
+            api = server.base_url
+            with httpx.Client(base_url=api, timeout=10) as http:  # new connections: both workers
+                for _ in range(8):
+                    assert_503_envelope(http.get("/api/v1/user", headers={"Connection": "close"}))
+                assert http.get("/readyz").status_code == 503
+            log = server.log()
+            assert log.count("database unreachable at startup") == 2, log
+            assert "exited with" not in log and "ERROR app.factory" not in log, log
+            mariadb.start()
+            recovered_in = poll(lambda: answers(f"{api}/api/v1/user"), timeout=15)
+            poll(lambda: httpx.get(f"{api}/readyz", timeout=5).status_code == 200, timeout=15)
+    print(f"\nFAULT started during an outage: recovered {recovered_in:.2f}s after restart")
+
+
+def test_an_outage_logs_one_line_per_answer_and_few_tracebacks(stack) -> None:
+    """Issue 23, defect 6: while MariaDB was down, each of 176 answered 503s logged an ERROR
+    with a full traceback. Now each answer logs one line, and a worker writes at most one
+    traceback per exception type a minute (the rest counted in `error_tracebacks_total`)."""
+    server, mariadb, _ = stack
+    api = server.base_url
+    mariadb.kill()
+
+    async def burst(count: int) -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+            paths = ["/api/v1/user", "/api/v1/user/1", "/api/v1/blog", "/api/v1/tag"]
+            return await asyncio.gather(*(http.get(paths[n % 4]) for n in range(count)))
+
+    responses = asyncio.run(burst(120))
+    for response in responses:
+        assert_503_envelope(response)
+    request_ids = {response.headers["X-Request-ID"] for response in responses}
+
+    def every_answer_logged() -> bool:
+        return server.log().count("database unavailable (request id") >= len(responses)
+
+    poll(every_answer_logged, timeout=10)
+    log = server.log()
+    outage_lines = re.findall(r"database unavailable \(request id ([^)]+)\)", log)
+    assert sorted(outage_lines) == sorted(request_ids), "one line per answered request"
+    lines = log.splitlines()
+    tracebacks = sum(  # log records followed by a traceback (a chained one repeats the header)
+        1
+        for before, line in itertools.pairwise(lines)
+        if line.startswith("Traceback (most recent") and re.match(r"\d{4}-\d\d-\d\d ", before)
+    )
+    kinds = set(re.findall(r"database unavailable \(request id [^)]+\): (\w+)", log))
+    assert 1 <= tracebacks <= 2 * len(kinds), (tracebacks, kinds)  # 2 workers
+    metrics = httpx.get(f"{api}/metrics", timeout=10).text
+
+    def traceback_count(outcome: str) -> float:
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines()
+            if line.startswith("error_tracebacks_total{") and f'outcome="{outcome}"' in line
+        )
+
+    # Every traceback written is counted, and so is every one held back (other errors of the
+    # outage, a readiness probe's, may add to those).
+    assert traceback_count("logged") == tracebacks
+    suppressed = traceback_count("suppressed")
+    assert suppressed >= len(responses) - tracebacks
+    print(
+        f"\nFAULT log flood: {len(responses)} answers, {len(outage_lines)} outage lines,"
+        f" {tracebacks} tracebacks ({', '.join(sorted(kinds))}), {suppressed:.0f} suppressed"
+    )
+    mariadb.start()
 
 
 # Redis -------------------------------------------------------------------------------------
