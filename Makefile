@@ -57,8 +57,8 @@ $(WRK):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
 
 lint: $(STAMP)
-	$(BIN)/ruff check app tests alembic bench
-	$(BIN)/ruff format --check app tests alembic bench
+	$(BIN)/ruff check app tests alembic bench deploy
+	$(BIN)/ruff format --check app tests alembic bench deploy
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
 
