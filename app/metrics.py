@@ -31,7 +31,9 @@ Metrics (names follow Prometheus conventions; durations in seconds):
 - `error_tracebacks_total{exception, outcome}`: errors that came with a traceback, `logged` or
   `suppressed` (at most one traceback per exception type a minute is written: app/request_log.py).
 - `event_loop_lag_seconds`: how late each worker's event loop ran a probe due every 0.1 s
-  (app/loop_lag.py); a lag of more than a few milliseconds means something blocked the loop.
+  (app/loop_lag.py); a lag of more than a few milliseconds means something blocked the loop,
+  or the worker waited for a CPU. `event_loop_own_lag_seconds`: the same less the time the
+  loop's thread waited for a CPU (Linux scheduler statistics): the worker's own blocking.
 - `scheduler_job_runs_total{outcome}`: `success`, `error`, `missed`, `skipped`;
   `scheduler_leader{pid}`: 1 for the worker holding the leadership lease, 0 for the others (a
   stalled or stopped worker cannot lower its own); `scheduler_lease_expiry_seconds{pid}`: the Unix
@@ -62,6 +64,12 @@ HTTP_LATENCY = Histogram(
 EVENT_LOOP_LAG = Histogram(
     "event_loop_lag_seconds",
     "How late the event loop ran a callback that was due",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+EVENT_LOOP_OWN_LAG = Histogram(
+    "event_loop_own_lag_seconds",
+    "Event-loop lag less the time the loop's thread waited for a CPU: what the worker's own "
+    "code held the loop (equal to the lag where Linux gives no scheduler statistics)",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 HTTP_REQUESTS_WAITING = Gauge(

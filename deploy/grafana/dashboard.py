@@ -91,8 +91,10 @@ def build() -> Dashboard:
                 "Event-loop lag",
                 "s",
                 quantile(0.99, "event_loop_lag_seconds", "instance"),
+                quantile(0.99, "event_loop_own_lag_seconds", "instance"),
                 description="How late a worker's loop runs a timer: every request and "
-                "websocket of that worker waits as long.",
+                "websocket of that worker waits as long. The own lag leaves out the time the "
+                "worker waited for a CPU: high lag with low own lag is a crowded machine.",
             )
         )
         .with_row(Row("Websockets and chat"))

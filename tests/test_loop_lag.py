@@ -1,0 +1,91 @@
+"""The event-loop lag probe (app/loop_lag.py): the lag counts both the loop's own blocking and
+the time the worker waited for a CPU; the own lag counts only the first."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+
+from prometheus_client import REGISTRY
+
+from app.loop_lag import LoopLagProbe, cpu_wait_seconds
+from tests.e2e.server import PROJECT_ROOT
+
+
+def means() -> dict[str, tuple[float, float]]:
+    """Per histogram: (observations, their sum) in this process."""
+    return {
+        name: (
+            REGISTRY.get_sample_value(f"{name}_count") or 0.0,
+            REGISTRY.get_sample_value(f"{name}_sum") or 0.0,
+        )
+        for name in ("event_loop_lag_seconds", "event_loop_own_lag_seconds")
+    }
+
+
+def test_this_kernel_reports_cpu_waits() -> None:
+    waited = cpu_wait_seconds()
+    assert waited is not None and waited >= 0  # else the own lag is the whole lag
+
+
+async def test_a_blocking_call_on_the_loop_is_own_lag() -> None:
+    before = means()
+    probe = LoopLagProbe(interval=0.02)
+    probe.start()
+    await asyncio.sleep(0.05)
+    time.sleep(0.3)  # noqa: ASYNC251 - the blocking call under test: no CPU used or waited for
+    await asyncio.sleep(0.05)
+    await probe.stop()
+    after = means()
+    for name, (count, total) in after.items():
+        assert count > before[name][0]
+        assert total - before[name][1] >= 0.25, name
+
+
+# A worker starved of CPU: pinned to one CPU at the lowest priority beside a process that spins
+# there, its loop doing small steps of work. Its lag grows; its own lag stays the steps' size.
+STARVED = """
+import asyncio, json, os, subprocess, sys, time
+os.sched_setaffinity(0, {0})
+spinner = subprocess.Popen([sys.executable, "-c",
+    "import os\\nos.sched_setaffinity(0, {0})\\nwhile True: pass"])
+os.nice(19)
+from prometheus_client import REGISTRY
+from app.loop_lag import LoopLagProbe
+
+async def main():
+    probe = LoopLagProbe(interval=0.05)
+    probe.start()
+    until = time.monotonic() + 2
+    while time.monotonic() < until:
+        step = time.thread_time() + 0.002
+        while time.thread_time() < step:
+            pass
+        await asyncio.sleep(0)
+    await probe.stop()
+
+try:
+    asyncio.run(main())
+finally:
+    spinner.kill()
+print(json.dumps({name: REGISTRY.get_sample_value(name + "_sum")
+                  / REGISTRY.get_sample_value(name + "_count")
+                  for name in ("event_loop_lag_seconds", "event_loop_own_lag_seconds")}))
+"""
+
+
+def test_waiting_for_a_cpu_is_lag_but_not_own_lag() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", STARVED],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    mean = json.loads(result.stdout.splitlines()[-1])
+    assert mean["event_loop_lag_seconds"] >= 0.05, mean  # starved: late by far more than a step
+    assert mean["event_loop_own_lag_seconds"] <= 0.02, mean  # its own steps are 2 ms each
