@@ -35,10 +35,10 @@ def series(title: str, unit: str, *queries: Dataquery, description: str = "") ->
     return panel
 
 
-def quantile(q: float, metric: str, by: str) -> Dataquery:
+def quantile(q: float, metric: str, by: str, name: str = "") -> Dataquery:
     return query(
         f"histogram_quantile({q}, sum by (le, {by}) (rate({metric}_bucket{RATE})))",
-        f"p{round(q * 100)} {{{{{by}}}}}",
+        f"{name}p{round(q * 100)} {{{{{by}}}}}",
     )
 
 
@@ -90,8 +90,8 @@ def build() -> Dashboard:
             series(
                 "Event-loop lag",
                 "s",
-                quantile(0.99, "event_loop_lag_seconds", "instance"),
-                quantile(0.99, "event_loop_own_lag_seconds", "instance"),
+                quantile(0.99, "event_loop_lag_seconds", "instance", "lag "),
+                quantile(0.99, "event_loop_own_lag_seconds", "instance", "own lag "),
                 description="How late a worker's loop runs a timer: every request and "
                 "websocket of that worker waits as long. The own lag leaves out the time the "
                 "worker waited for a CPU: high lag with low own lag is a crowded machine.",
