@@ -13,6 +13,7 @@ from prometheus_client import REGISTRY
 
 from app.loop_lag import LoopLagProbe, cpu_wait_seconds
 from tests.e2e.server import PROJECT_ROOT
+from tests.waiting import eventually
 
 
 def means() -> dict[str, tuple[float, float]]:
@@ -35,9 +36,13 @@ async def test_a_blocking_call_on_the_loop_is_own_lag() -> None:
     before = means()
     probe = LoopLagProbe(interval=0.02)
     probe.start()
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0)  # one loop turn: the probe starts its sleep
     time.sleep(0.3)  # noqa: ASYNC251 - the blocking call under test: no CPU used or waited for
-    await asyncio.sleep(0.05)
+
+    async def observed() -> bool:
+        return means()["event_loop_own_lag_seconds"][0] > before["event_loop_own_lag_seconds"][0]
+
+    await eventually(observed, timeout=5, interval=0.01)
     await probe.stop()
     after = means()
     for name, (count, total) in after.items():

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.waiting import poll
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -97,10 +99,13 @@ def run_server(
             time.sleep(0.1)
         # One worker answering is not all of them: a test that breaks a dependency next must
         # not catch another worker still starting (each says "Running on" once it serves).
-        while command is None and server.log().count("Running on") < workers:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"not every worker started:\n{server.log()}")
-            time.sleep(0.1)
+        if command is None:
+
+            def every_worker_serves() -> bool:
+                assert process.poll() is None, f"server exited:\n{server.log()}"
+                return server.log().count("Running on") >= workers
+
+            poll(every_worker_serves, max(deadline - time.monotonic(), 1))
         yield server
     finally:
         if process.poll() is None:

@@ -5,6 +5,7 @@ position has left the log, or whose epoch is gone (Redis flushed), is told it co
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import time
@@ -16,6 +17,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from app.keyspace import Keyspace
 from tests.conftest import REDIS_URL
 from tests.e2e.server import RunningServer, prepare_deployment, run_server
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 OPENED = re.compile(r"\[(\d+)\] websocket /ws/chat opened id=")
@@ -47,11 +49,12 @@ async def open_on(
     for _ in range(100):
         before = len(OPENED.findall(server.log()))
         ws = await connect(ws_url(server), compression=None)
-        deadline = time.monotonic() + 5
-        while len(pids := OPENED.findall(server.log())) == before:
-            assert time.monotonic() < deadline, "the server did not log the connection"
-            await asyncio.sleep(0.02)
-        pid = pids[before]
+
+        async def logged(before: int = before) -> bool:
+            return len(OPENED.findall(server.log())) > before
+
+        await eventually(logged, timeout=5, interval=0.02)
+        pid = OPENED.findall(server.log())[before]
         if pid != not_on:
             return ws, pid
         await ws.close()
@@ -279,12 +282,13 @@ def test_soak_every_client_receives_the_room_exactly_once_in_order(tmp_path) -> 
             sending.clear()
             # Quiet: every client rejoins and catches up to the log's end.
             top = lambda: int(Redis.from_url(REDIS_URL).hget(SOAK_KEYS.meta, "top") or 0)  # noqa: E731
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
+
+            async def caught_up() -> bool:
                 final = top()
-                if all(c.received and c.received[-1][1] == final for c in clients):
-                    break
-                await asyncio.sleep(0.5)
+                return all(c.received and c.received[-1][1] == final for c in clients)
+
+            with contextlib.suppress(AssertionError):  # the assertions below say who lags
+                await eventually(caught_up, timeout=60, interval=0.5)
             stop.set()
             await asyncio.gather(*tasks)
             assert killed
