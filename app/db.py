@@ -272,7 +272,7 @@ class Database:
                 raise
             log.warning(
                 "database unreachable at startup (%s); serving, with 503s until it answers",
-                " ".join(str(error.orig).split())[:200],
+                describe_database_error(error),
             )
 
     @asynccontextmanager
@@ -421,6 +421,14 @@ def upgrade_to_head(settings: Settings) -> MigrationOutcome:
 def downgrade_to_base(settings: Settings) -> MigrationOutcome:
     """Revert every migration (`alembic downgrade base`): drops all tables and their data."""
     return _migrate(settings, "downgrade", "base")
+
+
+def describe_database_error(error: BaseException) -> str:
+    """The error's type and the driver's own message, one line, at most 200 characters (no SQL:
+    SQLAlchemy's own text repeats the statement and its parameters)."""
+    origin = getattr(error, "orig", None) or error.__cause__ or error
+    text = " ".join(str(origin).split())[:200]
+    return f"{type(error).__name__}: {text}" if origin is not error else type(error).__name__
 
 
 # MySQL client errors that mean the server could not be reached or went away (CR_* codes).

@@ -29,7 +29,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
 from app import state
-from app.db import DatabaseTimeoutError
+from app.db import DatabaseTimeoutError, describe_database_error
 from app.errors import (
     ConflictError,
     ForbiddenError,
@@ -124,20 +124,12 @@ async def _on_service_error(error: ServiceError) -> Response:
     return failed(status, error.message)
 
 
-def _cause(error: BaseException) -> str:
-    """The error's type and the driver's own message, one line, at most 200 characters (no SQL:
-    SQLAlchemy's own text repeats the statement and its parameters)."""
-    origin = getattr(error, "orig", None) or error.__cause__ or error
-    text = " ".join(str(origin).split())[:200]
-    return f"{type(error).__name__}: {text}" if origin is not error else type(error).__name__
-
-
 async def _on_database_unavailable(error: Exception) -> Response:
     # An outage: one line per request; its traceback once a minute per type (TRACEBACKS).
     log.error(
         "database unavailable (request id %s): %s",
         g.get("request_id"),
-        _cause(error),
+        describe_database_error(error),
         exc_info=state.tracebacks().exc_info(error),
     )
     return failed(
