@@ -6,8 +6,8 @@ a kept answer is used only while the deployment-wide *credentials epoch* in Redi
 was read under. Every change that can end or alter a credential (a revoked token or session,
 a user's new password, role or name, a deleted user) advances the epoch after its commit
 (`Database.session` calls `advance` when `mark_changed` flagged the session), so the next
-request on any worker reads the database again. A check costs one Redis GET instead of a
-database query.
+request on any worker reads the database again. A check costs one Redis GET (shared by the
+checks of one loop turn) instead of a database query.
 
 Failure modes (docs/security.md): without Redis there is no cache (every check reads the
 database). While Redis fails, checks read the database and the worker drops what it kept. A
@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import Session, UOWTransaction
 
+from app.batching import SharedReads
 from app.models import ApiToken, User
 from app.services.permissions import Actor
 
@@ -62,11 +63,16 @@ class CredentialCache:
         self.redis = redis
         self.key = f"{key_prefix}{EPOCH_KEY}"
         self.kept: TTLCache[tuple[str, str], KeptCredential] = TTLCache(MAX_ENTRIES, max_age)
+        self._epoch_reads: SharedReads[Any] = SharedReads(self.redis.get)
 
     async def current_epoch(self) -> str | None:
-        """The epoch now (one GET), or None when Redis fails (then nothing kept is trusted)."""
+        """The epoch now, or None when Redis fails (then nothing kept is trusted).
+
+        The checks begun in one loop turn share one GET, sent after all of them asked: each
+        still sees every change committed before it asked, and a burst costs one round trip.
+        """
         try:
-            value = await self.redis.get(self.key)
+            value = await self._epoch_reads.read(self.key)
         except (RedisError, OSError, TimeoutError) as error:
             self.kept.clear()
             log.debug("credential cache bypassed: %s", type(error).__name__)
