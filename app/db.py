@@ -16,6 +16,9 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+# Called through its module: tracing (app.tracing) instruments the engines it creates by
+# wrapping that module attribute.
+import sqlalchemy.ext.asyncio
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
@@ -24,7 +27,6 @@ from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
-    create_async_engine,
 )
 from sqlalchemy.orm import Session
 
@@ -114,7 +116,7 @@ def create_engine(settings: Settings, *, autocommit: bool = False) -> AsyncEngin
         sqlite_path = settings.sqlite_path
         if sqlite_path is not None:
             sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, echo=settings.db_echo)
+        engine = sqlalchemy.ext.asyncio.create_async_engine(url, echo=settings.db_echo)
         event.listen(engine.sync_engine, "connect", enable_sqlite_integrity)
         return engine
     connect_args: dict[str, object] = {}
@@ -124,7 +126,7 @@ def create_engine(settings: Settings, *, autocommit: bool = False) -> AsyncEngin
     if is_mysql:
         connect_args["connect_timeout"] = settings.db_connect_timeout
     options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
-    engine = create_async_engine(
+    engine = sqlalchemy.ext.asyncio.create_async_engine(
         url,
         echo=settings.db_echo,
         pool_size=settings.db_pool_size,

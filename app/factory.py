@@ -32,6 +32,7 @@ from app.scheduler.off import scheduler_off_blueprint
 from app.security_headers import register_security_headers
 from app.settings import Settings
 from app.state import attach_state
+from app.tracing import start_tracing, traced_http
 from app.web import basics, docs, pages
 from app.web.metrics import register_metrics
 
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     """
     settings = settings or Settings()
     configure_logging(settings)
+    start_tracing(settings)
 
     app = Quart(__name__, template_folder=str(resource_path("templates")))
     app.request_class = ApiRequest
@@ -142,6 +144,8 @@ def create_app(settings: Settings | None = None) -> Quart:
         max_body_bytes=settings.max_content_length,
     )
     app.asgi_app = DrainWebsocketReceive(app.asgi_app, state.websocket_drains)  # type: ignore[method-assign, assignment]
+    # A server span per HTTP request when tracing is on (shed requests included).
+    app.asgi_app = traced_http(app.asgi_app)  # type: ignore[method-assign]
     if settings.forwarded_allow_hops:
         from hypercorn.middleware import ProxyFixMiddleware
 

@@ -15,6 +15,7 @@ it had opened (tests/test_lifespan.py injects a failure at each step):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -32,6 +33,7 @@ from app.presence import PresenceRecorder, create_presence_store
 from app.realtime.setup import realtime
 from app.redis_client import create_redis
 from app.state import AppState
+from app.tracing import flush_traces
 
 log = logging.getLogger("app")
 
@@ -41,6 +43,8 @@ async def serving(state: AppState) -> AsyncIterator[None]:
     """Open every resource of `state` for the time the worker serves (see the module)."""
     settings = state.settings
     async with AsyncExitStack() as stack:
+        # Closed last: the spans of the whole shutdown are exported (off: returns at once).
+        stack.push_async_callback(asyncio.to_thread, flush_traces)
         database = Database(settings)
         stack.push_async_callback(database.dispose)
         await database.connect()

@@ -1,6 +1,7 @@
 """Logging: one line per request (method, path, status, duration, request id), text or JSON lines.
 
-The request id comes from a sane incoming `X-Request-ID` or is generated; it is echoed in the
+The request id is the trace id when tracing is on (app.tracing), else it comes from a sane
+incoming `X-Request-ID` or is generated; it is echoed in the
 response header and named in 500 messages, so a user's report finds its log line.
 """
 
@@ -17,6 +18,7 @@ from quart import Quart, Response, g, request
 
 from app.metrics import ERROR_TRACEBACKS
 from app.settings import Settings
+from app.tracing import current_trace_id
 
 access_log = logging.getLogger("app.access")
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -92,8 +94,14 @@ def configure_logging(settings: Settings) -> None:
 
 async def _start_timer() -> None:
     # getlist: a missing header costs werkzeug's `get` an exception (BadRequestKeyError).
-    incoming = next(iter(request.headers.getlist(REQUEST_ID_HEADER)), "")
-    g.request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    # With tracing on, the request id is the trace id (a caller continues its own trace with
+    # `traceparent`); else a sane incoming X-Request-ID, or a new one.
+    trace_id = current_trace_id()
+    if trace_id is not None:
+        g.request_id = trace_id
+    else:
+        incoming = next(iter(request.headers.getlist(REQUEST_ID_HEADER)), "")
+        g.request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
     g.request_started = time.perf_counter()
 
 

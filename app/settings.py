@@ -157,6 +157,15 @@ class Settings(BaseSettings):
     bind: Annotated[list[str], NoDecode] | None = None
     web_concurrency: int | None = Field(default=None, ge=1, le=64)
 
+    # Traces (app/tracing.py, docs/observability.md): on when an OTLP endpoint is set; the
+    # exporter, the sampler (OTEL_TRACES_SAMPLER, _ARG) and the resource read the other
+    # standard OTEL_* variables themselves.
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_exporter_otlp_traces_endpoint: str | None = None
+    otel_sdk_disabled: bool = False
+    # The memory monitor's frames get no spans unless asked for: its clients ping all day.
+    trace_monitor_frames: bool = False
+
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 
@@ -234,6 +243,13 @@ class Settings(BaseSettings):
         if self.http_concurrency is not None:
             return self.http_concurrency
         return self.db_pool_size
+
+    @property
+    def tracing_enabled(self) -> bool:
+        """Whether traces are exported: an OTLP endpoint is set and the SDK is not disabled
+        (the OpenTelemetry specification's `OTEL_SDK_DISABLED`)."""
+        endpoint = self.otel_exporter_otlp_traces_endpoint or self.otel_exporter_otlp_endpoint
+        return bool(endpoint) and not self.otel_sdk_disabled
 
     @property
     def is_sqlite(self) -> bool:

@@ -6,7 +6,8 @@ raw ASGI app; fan-out, a burst, joins and idle memory against a bare `websockets
 compression) and the gevent-websocket relay. REST figures are medians of `--runs` interleaved
 rounds; websocket figures the medians of `--runs` runs. `--smoke` runs everything tiny (the
 test suite does, so the benchmark cannot rot). The databases it creates are dropped at the end;
-the Redis database it is given (default 7) is emptied before and after.
+the Redis database it is given (default 7) is emptied before and after. The `tracing` suite
+measures the cost of OpenTelemetry tracing (bench/tracing.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any, TypeVar
 from redis import Redis
 from sqlalchemy.engine import make_url
 
-from bench import concurrency, http_load, rest, websocket_load
+from bench import concurrency, http_load, rest, tracing, websocket_load
 from bench.databases import create_database, drop_database, sync_url
 from bench.report import Row, load_average, render
 from bench.servers import (
@@ -69,8 +70,12 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "--only",
         "--suite",
         dest="only",
-        default="rest,fanout,joins,idle,concurrency",
+        default="rest,fanout,joins,idle,concurrency,tracing",
         help="comma-separated suites to run",
+    )
+    parser.add_argument(
+        "--baseline-rev",
+        help="tracing suite: also run the service as it was at this git revision",
     )
     parser.add_argument("--smoke", action="store_true", help="everything tiny (for the tests)")
     parser.add_argument("--json", help="also write the rows to this file")
@@ -410,12 +415,30 @@ def run_concurrency(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
     )
 
 
+def run_tracing(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
+    if not http_load.available():
+        raise SystemExit("wrk is required for the tracing benchmark (apt-get install wrk)")
+    return tracing.run(
+        arguments.mysql_url,
+        redis_url,
+        runs=arguments.runs,
+        seconds=arguments.seconds,
+        connections=arguments.connections,
+        receivers=arguments.receivers,
+        rate=arguments.rate,
+        messages=arguments.messages,
+        baseline_rev=arguments.baseline_rev,
+        log=log,
+    )
+
+
 SUITES = {
     "rest": run_rest,
     "fanout": run_fanout,
     "joins": run_joins,
     "idle": run_idle,
     "concurrency": run_concurrency,
+    "tracing": run_tracing,
 }
 
 

@@ -46,6 +46,9 @@ def test_the_validator_refuses_what_the_api_would() -> None:
         kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
 
 
+OTEL_SDK_VARIABLES = {"OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"}
+
+
 def test_the_deployment_agrees_with_the_service() -> None:
     resources = manifests()
     deployment = resources["Deployment"]
@@ -58,8 +61,9 @@ def test_the_deployment_agrees_with_the_service() -> None:
     pause = int(container["lifecycle"]["preStop"]["exec"]["command"][-1])
     graceful = tomllib.loads((PROJECT_ROOT / "hypercorn.toml").read_text())["graceful_timeout"]
     assert pod["terminationGracePeriodSeconds"] > pause + graceful
-    # Every variable is a setting the service reads; secrets come by reference only.
-    known = {name.upper() for name in Settings.model_fields}
+    # Every variable is a setting the service reads, or one the OpenTelemetry SDK reads
+    # itself (app/tracing.py); secrets come by reference only.
+    known = {name.upper() for name in Settings.model_fields} | OTEL_SDK_VARIABLES
     for variable in container["env"]:
         assert variable["name"] in known, variable["name"]
         if variable["name"] in {"SECRET_KEY", "DATABASE_URL", "REDIS_URL"}:

@@ -37,6 +37,7 @@ from app import state
 from app.db import DatabaseTimeoutError
 from app.hypercorn_patches import WebsocketWire, websocket_wire
 from app.metrics import WEBSOCKET_DROPPED, WEBSOCKET_MESSAGES
+from app.tracing import frame_span
 
 log = logging.getLogger(__name__)
 
@@ -350,7 +351,8 @@ class Connection:
             self.send_error("binary frames are not supported; send text")
             return
         try:
-            await on_text(self, data)
+            with frame_span(self.endpoint, data):
+                await on_text(self, data)
         except STORE_ERRORS:
             # Redis or the database is down: this frame failed, the connection lives on.
             self.send_error(STORE_UNAVAILABLE, code="unavailable")

@@ -27,6 +27,7 @@ from app.realtime.broker import Broker
 from app.realtime.connection import GOING_AWAY, Connection, encode, text_frame
 from app.realtime.messages import Audience, BrokerMessage
 from app.realtime.rooms import LogRead, MemberRecord, Position, RoomDirectory, member_record
+from app.tracing import delivery_span, publish_span
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +239,8 @@ class Hub:
         in one step (app.realtime.rooms); returns it with its `offset` and `epoch`. Raises the
         store's error (`RedisError`)."""
         try:
-            published = await self.directory.publish(room, message)
+            with publish_span(f"room/{room}") as trace:
+                published = await self.directory.publish(room, message, trace=trace)
         except RedisError:
             self.broker.count_undelivered()
             raise
@@ -258,7 +260,10 @@ class Hub:
         """Deliver `frame` to the connections matching `to`, on every worker. Raises the
         broker's error (`redis.exceptions.RedisError`) when it cannot take the message."""
         message: BrokerMessage = {"to": to, "frame": frame, "skip": skip}
-        await self.broker.publish(message)
+        with publish_span(destination(to)) as trace:
+            if trace is not None:
+                message["trace"] = trace
+            await self.broker.publish(message)
 
     async def announce_presence(
         self,
@@ -299,7 +304,18 @@ class Hub:
             log.warning("presence batch for %s not published: %s", room, type(error).__name__)
 
     def deliver(self, message: BrokerMessage) -> None:
-        """Hand a broker message to this worker's matching connections (never blocks)."""
+        """Hand a broker message to this worker's matching connections (never blocks); a
+        traced message's delivery is a span (app.tracing)."""
+        if "trace" not in message:
+            self._deliver(message)
+            return
+        with delivery_span(message, destination(message["to"]), self.worker) as span:
+            sent = self._deliver(message)
+            if span is not None:
+                span.set_attribute("messaging.batch.message_count", sent)
+
+    def _deliver(self, message: BrokerMessage) -> int:
+        """Queue `message` to the matching connections; returns how many took it now."""
         to, skip, frame = message["to"], message.get("skip"), message["frame"]
         targets = [c for c in self._targets(to) if c.id != skip]
         room = to["room"] if to["kind"] != "endpoint" and "room" in to else None
@@ -318,6 +334,7 @@ class Hub:
             )
         if sent:
             self._count_out(to, sent)
+        return sent
 
     def _count_out(self, to: Audience, frames: int) -> None:
         endpoint = to.get("endpoint", "chat") if to["kind"] != "room" else "chat"
@@ -390,6 +407,12 @@ def _send_or_hold(
     if position is not None and room is not None and not connection.admit(room, position):
         return 0
     return 1 if connection.enqueue(text, wire_frame) else 0
+
+
+def destination(to: Audience) -> str:
+    """An audience as a messaging destination name: "room/<name>" or "endpoint/<name>"."""
+    room = to.get("room")
+    return f"room/{room}" if room is not None else f"endpoint/{to.get('endpoint', '')}"
 
 
 def log_position(frame: dict[str, Any] | str) -> tuple[str, int] | None:

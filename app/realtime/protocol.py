@@ -124,6 +124,9 @@ def parse_frame(text: str, adapter: TypeAdapter[Any] | type[BaseModel]) -> Any:
         raise FrameError(f"frame is not valid JSON ({error})") from error
     if not isinstance(data, dict):
         raise FrameError("frame must be a JSON object")
+    # Any frame may carry a W3C trace context for the server to continue (app.tracing).
+    if not isinstance(data.pop("traceparent", ""), str):
+        raise FrameError("traceparent: must be a string")
     try:
         if isinstance(adapter, TypeAdapter):
             return adapter.validate_python(data)

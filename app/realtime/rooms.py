@@ -105,10 +105,13 @@ class RoomDirectory(Protocol):
     async def refresh(self, room: str, members: list[MemberRecord]) -> None:
         """Heartbeat: mark this worker's `members` of `room` as alive now."""
 
-    async def publish(self, room: str, message: dict[str, Any]) -> dict[str, Any]:
+    async def publish(
+        self, room: str, message: dict[str, Any], *, trace: str | None = None
+    ) -> dict[str, Any]:
         """Give `message` the room's next offset and its epoch, append it to the log and send it
-        to every worker's connections in the room, atomically; returns it as sent. Raises the
-        store's error (`RedisError`) when it could do none of it."""
+        to every worker's connections in the room, atomically; returns it as sent. `trace` (a
+        W3C `traceparent`) rides in the broker envelope, not in the log. Raises the store's
+        error (`RedisError`) when it could do none of it."""
 
     async def read_log(self, room: str, since: Position | None) -> LogRead:
         """Every message after `since` when the log still holds them all (recovered), else the
@@ -188,13 +191,22 @@ class MemoryRoomDirectory:
             return None
         return log
 
-    async def publish(self, room: str, message: dict[str, Any]) -> dict[str, Any]:
+    async def publish(
+        self, room: str, message: dict[str, Any], *, trace: str | None = None
+    ) -> dict[str, Any]:
         log = self._log(room)
         if log is None:
             log = self._logs[room] = _MemoryLog(new_epoch(), self.keep)
         published = log.append(message, self.clock())
         if self.deliver is not None:  # no await since the offset was taken: in order
-            self.deliver({"to": {"kind": "room", "room": room}, "frame": published, "skip": None})
+            envelope: BrokerMessage = {
+                "to": {"kind": "room", "room": room},
+                "frame": published,
+                "skip": None,
+            }
+            if trace is not None:
+                envelope["trace"] = trace
+            self.deliver(envelope)
         return published
 
     async def read_log(self, room: str, since: Position | None) -> LogRead:
@@ -335,7 +347,9 @@ class RedisRoomDirectory:
                 pipeline.expire(keys.names, self._ttl)
                 await pipeline.execute()
 
-    async def publish(self, room: str, message: dict[str, Any]) -> dict[str, Any]:
+    async def publish(
+        self, room: str, message: dict[str, Any], *, trace: str | None = None
+    ) -> dict[str, Any]:
         keys = self.keyspace.room(room)
         _, _, text = await self._publish(
             keys=[keys.meta, keys.log, keys.channel],
@@ -345,6 +359,7 @@ class RedisRoomDirectory:
                 self.keep,
                 self.history_seconds,
                 room,
+                trace or "",
             ],
         )
         published: dict[str, Any] = orjson.loads(text)

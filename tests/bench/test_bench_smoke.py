@@ -58,6 +58,8 @@ def test_the_benchmark_runs_every_suite_and_prints_its_table(
         "idle /websocket (20 open, 1 worker)",
         "raw ASGI relay on Hypercorn",
         "GET user, 4 connections + 4 slow uploads",
+        "GET user, tracing on (10% sampled)",
+        "fan-out 1 -> 5 CPU per delivery, tracing on (10% sampled)",
     ):
         assert workload in table, table
     rows = json.loads(rows_file.read_text())

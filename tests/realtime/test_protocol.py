@@ -21,6 +21,7 @@ from app.realtime.protocol import ChatFrame, FrameError, Join, Message, parse_fr
         ('{"event": "message", "room": "a", "text": 5}', "text: Input should be a valid string"),
         ('{"event": "private", "room": "a", "text": "x"}', "to: Field required"),
         ('{"event": "join", "room": "a", "extra": 1}', "extra: Extra inputs are not permitted"),
+        ('{"event": "ping", "traceparent": 1}', "traceparent: must be a string"),
     ],
 )
 def test_bad_frames_name_the_field(text, error) -> None:
@@ -34,6 +35,9 @@ def test_good_frames() -> None:
         event="join", room="lobby", nickname="ann"
     )
     assert isinstance(parse_frame('{"event":"message","room":"x","text":"hi"}', ChatFrame), Message)
+    # Any frame may carry a trace context for the server (app.tracing); the schema never sees it.
+    traced = '{"event":"message","room":"x","text":"hi","traceparent":"00-ab-cd-01"}'
+    assert parse_frame(traced, ChatFrame) == Message(event="message", room="x", text="hi")
 
 
 @pytest.mark.parametrize(

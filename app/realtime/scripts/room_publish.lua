@@ -5,7 +5,8 @@
 -- room's sharded channel (same slot).
 -- ARGV[1] the message (JSON object, without offset and epoch), ARGV[2] a new epoch, used when
 -- the room has none or its log was lost, ARGV[3] entries kept (0: no log), ARGV[4] TTL of
--- the log and its meta after this message (seconds), ARGV[5] the room's name.
+-- the log and its meta after this message (seconds), ARGV[5] the room's name, ARGV[6] the W3C
+-- traceparent for the envelope ('' for none: app.tracing).
 -- Returns {epoch, offset, the message as published (JSON)}.
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 local top = tonumber(redis.call('HGET', KEYS[1], 'top') or '0')
@@ -28,6 +29,10 @@ if keep > 0 then
   redis.call('EXPIRE', KEYS[2], ARGV[4])
 end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
-local envelope = cjson.encode({to = {kind = 'room', room = ARGV[5]}, skip = cjson.null, frame = message})
+local envelope = {to = {kind = 'room', room = ARGV[5]}, skip = cjson.null, frame = message}
+if ARGV[6] ~= '' then
+  envelope['trace'] = ARGV[6]
+end
+envelope = cjson.encode(envelope)
 redis.call('SPUBLISH', KEYS[3], envelope)
 return {epoch, top, text}

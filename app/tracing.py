@@ -1,0 +1,232 @@
+"""Traces (OpenTelemetry): a request's HTTP span with its SQL and Redis spans, and a chat message
+from the frame that sent it to its delivery on every worker.
+
+Off by default. `OTEL_EXPORTER_OTLP_ENDPOINT` (or `..._TRACES_ENDPOINT`) turns it on in every
+worker, exporting over OTLP/HTTP; the standard `OTEL_*` variables choose the rest (the sampler,
+e.g. `OTEL_TRACES_SAMPLER=parentbased_traceidratio` with `OTEL_TRACES_SAMPLER_ARG=0.1`; the
+service name; `OTEL_SDK_DISABLED=true` turns it off again). docs/observability.md.
+
+- HTTP: the ASGI instrumentation opens the request's server span (a `traceparent` header
+  continues the caller's trace); the SQLAlchemy and redis-py instrumentations add a span per
+  statement and per command (a pipeline or Lua script is one span).
+- Websockets: the ASGI instrumentation is not on websockets (a connection would be one span of
+  hours, and its per-message wrappers would cost every frame); each frame the client sends is
+  a span of its own instead (`frame_span`), which continues a `traceparent` given inside the
+  frame (browsers cannot set headers on a websocket handshake: docs/websockets.md).
+- Fan-out: a publish is a PRODUCER span whose W3C `traceparent` rides in the broker envelope
+  (`BrokerMessage["trace"]`); each worker's delivery is a CONSUMER span continuing it and
+  linked to it, holding how many of that worker's connections got the frame
+  (`delivery_span`). Unsampled publishes carry nothing and cost the receivers nothing.
+
+The tracer provider is the process's (OpenTelemetry keeps one per process), set once by
+`start_tracing` in each worker; while it is unset every helper here returns at its first test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from app.settings import Settings
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import Span, Tracer
+
+log = logging.getLogger(__name__)
+
+TRACEPARENT = "traceparent"
+SERVICE_NAME = "quart-framework"
+# Probes and scrapes would be most of the traces and say nothing (OTEL_PYTHON_ASGI_EXCLUDED_URLS
+# replaces this list).
+EXCLUDED_URLS = "/healthz,/readyz,/metrics"
+FLUSH_TIMEOUT_MS = 5000
+
+_provider: TracerProvider | None = None
+_tracer: Tracer | None = None
+_trace_monitor_frames = False
+
+
+def tracing_on() -> bool:
+    return _tracer is not None
+
+
+def start_tracing(settings: Settings) -> bool:
+    """Set up this process's tracing when `settings.tracing_enabled`, once per process; returns
+    whether tracing is on. Instruments redis-py (every client) and SQLAlchemy (every engine
+    created afterwards through `sqlalchemy.ext.asyncio.create_async_engine`)."""
+    global _provider, _tracer, _trace_monitor_frames
+    if _tracer is not None or not settings.tracing_enabled:
+        return _tracer is not None
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    attributes = {"service.instance.id": f"{socket.gethostname()}:{os.getpid()}"}
+    if not os.environ.get("OTEL_SERVICE_NAME"):
+        attributes["service.name"] = SERVICE_NAME
+    # The sampler comes from OTEL_TRACES_SAMPLER(_ARG); the exporter's endpoint, headers and
+    # timeout from OTEL_EXPORTER_OTLP_*.
+    provider = TracerProvider(resource=Resource.create(attributes))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    RedisInstrumentor().instrument(tracer_provider=provider)
+    # The instrumentation declares SQLAlchemy < 2.1 and refuses 2.1 unless told; it works on
+    # 2.1 (its events are unchanged), which tests/e2e/test_tracing.py checks.
+    SQLAlchemyInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
+    _provider = provider
+    _tracer = provider.get_tracer("app")
+    _trace_monitor_frames = settings.trace_monitor_frames
+    log.info("tracing on: spans exported over OTLP/HTTP")
+    return True
+
+
+def flush_traces() -> None:
+    """Export the spans still buffered (a worker's shutdown), waiting at most 5 s."""
+    if _provider is not None:
+        _provider.force_flush(FLUSH_TIMEOUT_MS)
+
+
+def traced_http(asgi_app: Any) -> Any:
+    """`asgi_app` with a server span per HTTP request when tracing is on (other scopes pass
+    straight through); else `asgi_app` itself."""
+    if _tracer is None:
+        return asgi_app
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # A coroutine function, as asgiref's ASGI-version check wants (the middlewares under
+        # it return their awaitable from a plain __call__).
+        await asgi_app(scope, receive, send)
+
+    excluded = os.environ.get("OTEL_PYTHON_ASGI_EXCLUDED_URLS", EXCLUDED_URLS)
+    traced = OpenTelemetryMiddleware(
+        application, excluded_urls=excluded, exclude_spans=["receive", "send"]
+    )
+
+    async def http_only(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await traced(scope, receive, send)
+        else:
+            await asgi_app(scope, receive, send)
+
+    return http_only
+
+
+def current_trace_id() -> str | None:
+    """The current span's trace id (32 hex digits) while tracing is on, else None."""
+    if _tracer is None:
+        return None
+    from opentelemetry import trace
+
+    context = trace.get_current_span().get_span_context()
+    return trace.format_trace_id(context.trace_id) if context.is_valid else None
+
+
+def frame_traceparent(data: str) -> str | None:
+    """The `traceparent` member of a JSON object frame, if it has a string one."""
+    if TRACEPARENT not in data:
+        return None
+    with contextlib.suppress(ValueError):
+        frame = orjson.loads(data)
+        if isinstance(frame, dict) and isinstance(frame.get(TRACEPARENT), str):
+            return str(frame[TRACEPARENT])
+    return None
+
+
+def frame_span(endpoint: str, data: str | bytes) -> AbstractContextManager[Any]:
+    """A span for one frame a client sent on `endpoint`: it continues the frame's own
+    `traceparent` (a W3C trace context string) or starts a trace, which the sampler may drop.
+    No span for the memory monitor unless `TRACE_MONITOR_FRAMES`."""
+    if _tracer is None or (endpoint == "monitor" and not _trace_monitor_frames):
+        return nullcontext()
+    from opentelemetry.context import Context
+    from opentelemetry.trace import SpanKind
+
+    traceparent = frame_traceparent(data) if isinstance(data, str) else None
+    parent = _extract(traceparent) if traceparent else Context()
+    return _tracer.start_as_current_span(
+        f"WEBSOCKET frame /{endpoint}",
+        context=parent,
+        kind=SpanKind.SERVER,
+        attributes={"websocket.endpoint": endpoint, "websocket.frame.bytes": len(data)},
+    )
+
+
+@contextlib.contextmanager
+def publish_span(destination: str) -> Iterator[str | None]:
+    """A PRODUCER span around a publish to `destination` ("room/<name>", "endpoint/<name>");
+    yields the `traceparent` to put in the envelope, or None when there is nothing to continue
+    (tracing off, or the span not sampled)."""
+    if _tracer is None:
+        yield None
+        return
+    from opentelemetry.trace import SpanKind
+
+    with _tracer.start_as_current_span(
+        f"publish {destination}",
+        kind=SpanKind.PRODUCER,
+        attributes={
+            "messaging.system": "redis",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": destination,
+        },
+    ) as span:
+        yield _traceparent_of(span) if span.is_recording() else None
+
+
+@contextlib.contextmanager
+def delivery_span(
+    envelope: Mapping[str, Any], destination: str, worker: str
+) -> Iterator[Span | None]:
+    """A CONSUMER span for this worker's delivery of a broker message whose envelope carries a
+    `trace` (else yields None): a child of the publish span, linked to it. The caller sets
+    `messaging.batch.message_count` to how many connections it reached."""
+    traceparent = envelope.get("trace")
+    if _tracer is None or not isinstance(traceparent, str):
+        yield None
+        return
+    from opentelemetry import trace
+    from opentelemetry.trace import Link, SpanKind
+
+    parent = _extract(traceparent)
+    publisher = trace.get_current_span(parent).get_span_context()
+    with _tracer.start_as_current_span(
+        f"deliver {destination}",
+        context=parent,
+        kind=SpanKind.CONSUMER,
+        links=[Link(publisher)] if publisher.is_valid else None,
+        attributes={
+            "messaging.system": "redis",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": destination,
+            "app.worker": worker,
+        },
+    ) as span:
+        yield span
+
+
+def _extract(traceparent: str) -> Any:
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    return TraceContextTextMapPropagator().extract({TRACEPARENT: traceparent})
+
+
+def _traceparent_of(span: Span) -> str | None:
+    from opentelemetry.trace import set_span_in_context
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    carrier: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(carrier, context=set_span_in_context(span))
+    return carrier.get(TRACEPARENT)
