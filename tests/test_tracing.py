@@ -14,7 +14,10 @@ from tests.conftest import make_settings
         ({}, False),
         ({"otel_exporter_otlp_endpoint": "http://collector:4318"}, True),
         ({"otel_exporter_otlp_traces_endpoint": "http://collector:4318/v1/traces"}, True),
-        ({"otel_exporter_otlp_endpoint": "http://collector:4318", "otel_sdk_disabled": True}, False),
+        (
+            {"otel_exporter_otlp_endpoint": "http://collector:4318", "otel_sdk_disabled": True},
+            False,
+        ),
     ],
 )
 def test_tracing_is_on_only_with_an_endpoint_and_the_sdk_enabled(overrides, enabled) -> None:
