@@ -33,7 +33,7 @@ from app.presence import PresenceRecorder, create_presence_store
 from app.realtime.setup import realtime
 from app.redis_client import create_redis
 from app.state import AppState
-from app.tracing import flush_traces
+from app.tracing import flush_traces, untraced
 
 log = logging.getLogger("app")
 
@@ -45,7 +45,12 @@ async def serving(state: AppState) -> AsyncIterator[None]:
     async with AsyncExitStack() as stack:
         # Closed last: the spans of the whole shutdown are exported (off: returns at once).
         stack.push_async_callback(asyncio.to_thread, flush_traces)
+        # Made before `untraced()`: tracing instruments the engines made while it is not
+        # suppressed.
         database = Database(settings)
+        # Requests are traced; what the worker does on its own (and the tasks it starts here)
+        # is not (app.tracing).
+        stack.enter_context(untraced())
         stack.push_async_callback(database.dispose)
         await database.connect()
         state.database = database

@@ -30,6 +30,7 @@ import os
 import socket
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -78,7 +79,9 @@ def start_tracing(settings: Settings) -> bool:
         attributes["service.name"] = SERVICE_NAME
     # The sampler comes from OTEL_TRACES_SAMPLER(_ARG); the exporter's endpoint, headers and
     # timeout from OTEL_EXPORTER_OTLP_*.
-    provider = TracerProvider(resource=Resource.create(attributes))
+    provider = TracerProvider(
+        resource=Resource.create(attributes), id_generator=_head_sampled_ids()
+    )
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     RedisInstrumentor().instrument(tracer_provider=provider)
@@ -92,6 +95,18 @@ def start_tracing(settings: Settings) -> bool:
     return True
 
 
+def untraced() -> AbstractContextManager[Any]:
+    """Instrumentation suppressed for the block and the tasks it starts (a worker's own
+    background work: startup checks, heartbeats, the broker's subscription, scheduled jobs),
+    so their statements do not become traces of their own; a no-op while tracing is off.
+    Engines must be made outside it: the SQLAlchemy instrumentation skips those made inside."""
+    if _tracer is None:
+        return nullcontext()
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    return suppress_instrumentation()
+
+
 def flush_traces() -> None:
     """Export the spans still buffered (a worker's shutdown), waiting at most 5 s."""
     if _provider is not None:
@@ -99,29 +114,84 @@ def flush_traces() -> None:
 
 
 def traced_http(asgi_app: Any) -> Any:
-    """`asgi_app` with a server span per HTTP request when tracing is on (other scopes pass
-    straight through); else `asgi_app` itself."""
-    if _tracer is None:
+    """`asgi_app` with a server span per sampled HTTP request when tracing is on (other scopes
+    pass straight through); else `asgi_app` itself.
+
+    The sampler (`OTEL_TRACES_SAMPLER`) is asked first, with the request's `traceparent`: an
+    unsampled request (90% at 10% sampling), and one to `EXCLUDED_URLS`, skips the ASGI
+    instrumentation and runs with instrumentation suppressed under a non-recording span of its
+    own trace id (still the log's request id), so its SQL and Redis calls cost no span work.
+    A sampled one goes through the instrumentation, whose root span gets the trace id the
+    sampler was asked about (`_head_sampled_ids`).
+    """
+    if _provider is None:
         return asgi_app
-    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+    from opentelemetry import propagate, trace
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware, asgi_getter
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+    from opentelemetry.sdk.trace.sampling import Decision
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+    from opentelemetry.util.http import parse_excluded_urls
 
     async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
         # A coroutine function, as asgiref's ASGI-version check wants (the middlewares under
         # it return their awaitable from a plain __call__).
         await asgi_app(scope, receive, send)
 
-    excluded = os.environ.get("OTEL_PYTHON_ASGI_EXCLUDED_URLS", EXCLUDED_URLS)
-    traced = OpenTelemetryMiddleware(
-        application, excluded_urls=excluded, exclude_spans=["receive", "send"]
-    )
+    excluded = parse_excluded_urls(os.environ.get("OTEL_PYTHON_ASGI_EXCLUDED_URLS", EXCLUDED_URLS))
+    traced = OpenTelemetryMiddleware(application, exclude_spans=["receive", "send"])
+    sampler = _provider.sampler
+    ids = _provider.id_generator
 
     async def http_only(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            await traced(scope, receive, send)
-        else:
+        if scope["type"] != "http":
+            await asgi_app(scope, receive, send)
+            return
+        parent = propagate.extract(scope, getter=asgi_getter)
+        parent_span = trace.get_current_span(parent).get_span_context()
+        trace_id = parent_span.trace_id if parent_span.is_valid else ids.generate_trace_id()
+        sampled = (
+            not excluded.url_disabled(scope.get("path", ""))
+            and sampler.should_sample(
+                parent, trace_id, scope.get("method", "HTTP"), SpanKind.SERVER
+            ).decision
+            is Decision.RECORD_AND_SAMPLE
+        )
+        if sampled:
+            # The instrumentation's root span takes this trace id (a caller's trace: its own).
+            primed = _next_trace_id.set(0 if parent_span.is_valid else trace_id)
+            try:
+                await traced(scope, receive, send)
+            finally:
+                _next_trace_id.reset(primed)
+            return
+        span = NonRecordingSpan(
+            SpanContext(trace_id, ids.generate_span_id(), False, TraceFlags(TraceFlags.DEFAULT))
+        )
+        with trace.use_span(span), suppress_instrumentation():
             await asgi_app(scope, receive, send)
 
     return http_only
+
+
+_next_trace_id: ContextVar[int] = ContextVar("next_trace_id", default=0)
+
+
+def _head_sampled_ids() -> Any:
+    """The SDK's random ids, except that the next root span's trace id may be primed: the one
+    `traced_http` asked the sampler about, so the instrumentation's span gets the same
+    decision."""
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
+    class HeadSampledIds(RandomIdGenerator):
+        def generate_trace_id(self) -> int:
+            primed = _next_trace_id.get()
+            if primed:
+                _next_trace_id.set(0)
+                return primed
+            return super().generate_trace_id()
+
+    return HeadSampledIds()
 
 
 def current_trace_id() -> str | None:
@@ -147,21 +217,33 @@ def frame_traceparent(data: str) -> str | None:
 
 def frame_span(endpoint: str, data: str | bytes) -> AbstractContextManager[Any]:
     """A span for one frame a client sent on `endpoint`: it continues the frame's own
-    `traceparent` (a W3C trace context string) or starts a trace, which the sampler may drop.
-    No span for the memory monitor unless `TRACE_MONITOR_FRAMES`."""
+    `traceparent` (a W3C trace context string) or starts a trace, which the sampler may drop
+    (then the instrumentations are suppressed under it). No span for the memory monitor
+    unless `TRACE_MONITOR_FRAMES`."""
     if _tracer is None or (endpoint == "monitor" and not _trace_monitor_frames):
         return nullcontext()
+    return _frame_span(_tracer, endpoint, data)
+
+
+@contextlib.contextmanager
+def _frame_span(tracer: Tracer, endpoint: str, data: str | bytes) -> Iterator[Span]:
     from opentelemetry.context import Context
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
     from opentelemetry.trace import SpanKind
 
     traceparent = frame_traceparent(data) if isinstance(data, str) else None
     parent = _extract(traceparent) if traceparent else Context()
-    return _tracer.start_as_current_span(
+    with tracer.start_as_current_span(
         f"WEBSOCKET frame /{endpoint}",
         context=parent,
         kind=SpanKind.SERVER,
         attributes={"websocket.endpoint": endpoint, "websocket.frame.bytes": len(data)},
-    )
+    ) as span:
+        if span.is_recording():
+            yield span
+        else:
+            with suppress_instrumentation():
+                yield span
 
 
 @contextlib.contextmanager

@@ -84,8 +84,8 @@ def test_a_request_is_one_trace_with_its_sql_and_redis_spans(server, receiver) -
     assert http.name.startswith("GET") and http.resource["service.name"] == "quart-framework-test"
     sql = [span for span in spans if span.attributes.get("db.system") == "mysql"]
     commands = [span for span in spans if span.attributes.get("db.system") == "redis"]
-    assert any("SELECT" in str(span.attributes.get("db.statement")) for span in sql)
-    assert any(span.name == "GET" for span in commands)  # the credentials epoch
+    assert any("SELECT" in str(span.attributes.get("db.statement")) for span in sql), sql
+    assert any(span.name == "GET" for span in commands), [s.name for s in spans]  # the epoch
     by_id = {span.span_id: span for span in spans}
     for child in sql + commands:  # each reaches the request's span through its parents
         parent = child
@@ -166,3 +166,56 @@ def test_a_chat_message_is_one_trace_from_frame_to_both_workers(server, receiver
     (root,) = [span for span in own if not span.parent_span_id]
     assert root.name == "WEBSOCKET frame /chat"
     assert [span.name for span in own if span.kind == KIND_PRODUCER] == ["publish room/traced"]
+
+
+def test_head_sampling_keeps_whole_traces_and_follows_a_sampled_caller(
+    receiver, tmp_path_factory
+) -> None:
+    """At 50% sampling: a request is traced whole (its SQL and Redis spans) or not at all (no
+    orphan statement spans); a caller's sampled `traceparent` is always followed; the request
+    id is the trace id either way."""
+    env = prepare_deployment(
+        tmp_path_factory.mktemp("sampled-setup"),
+        "tracing_sampled",
+        ("root", ADMIN_PASSWORD),
+        REDIS_URL=REDIS_URL,
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+        OTEL_BSP_SCHEDULE_DELAY="100",
+        OTEL_SERVICE_NAME="quart-framework-sampled",
+        OTEL_TRACES_SAMPLER="parentbased_traceidratio",
+        OTEL_TRACES_SAMPLER_ARG="0.5",
+    )
+    with run_server(tmp_path_factory.mktemp("sampled"), env, workers=1) as server:
+        auth = ("root", ADMIN_PASSWORD)
+        with httpx.Client(base_url=server.base_url, auth=auth) as client:
+            request_ids = [client.get("/api/v1/user").headers["X-Request-ID"] for _ in range(40)]
+            caller_trace = secrets.token_hex(16)
+            followed = client.get(
+                "/api/v1/user",
+                headers={"traceparent": f"00-{caller_trace}-{secrets.token_hex(8)}-01"},
+            )
+        assert followed.headers["X-Request-ID"] == caller_trace
+        assert all(len(request_id) == 32 for request_id in request_ids)
+
+        def ours() -> list[ReceivedSpan]:
+            return [
+                span
+                for span in receiver.snapshot()
+                if span.resource["service.name"] == "quart-framework-sampled"
+            ]
+
+        # Wait for the followed caller's request (the last one) and the batch before it.
+        poll_for(ours, lambda spans: any(s.trace_id == caller_trace for s in spans))
+        spans = ours()
+        servers = {span.trace_id for span in spans if span.kind == KIND_SERVER}
+        listed = {span.trace_id for span in spans if span.name == "GET /api/v1/user"}
+        assert caller_trace in listed
+        sampled = listed - {caller_trace}
+        assert sampled <= set(request_ids)
+        assert 5 <= len(sampled) <= 35, len(sampled)  # 40 requests at 50%
+        # Every span belongs to a request's trace (the readiness polls' too): none is orphaned.
+        orphans = [(s.name, s.parent_span_id) for s in spans if s.trace_id not in servers]
+        assert not orphans, orphans
+        for trace_id in servers:  # each sampled request's statements are in its trace
+            kinds = {s.attributes.get("db.system") for s in spans if s.trace_id == trace_id}
+            assert "mysql" in kinds, trace_id
