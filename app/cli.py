@@ -81,10 +81,11 @@ def serve_command(bind: str | None, workers: int | None, migrate: bool) -> None:
     config = hypercorn_config(settings, bind=bind, workers=workers)
     # Hypercorn refuses larger frames with 1009 before the app sees them.
     config.websocket_max_message_size = settings.ws_max_message_bytes
-    if config.workers > 1 and not settings.redis_url:
+    if config.workers > 1 and not settings.redis_configured:
         logging.getLogger("app").warning(
             "%d workers without REDIS_URL: presence, chat rooms, rate limits and scheduled jobs "
-            "are per worker (each worker runs the jobs); set REDIS_URL to share them",
+            "are per worker (each worker runs the jobs); set REDIS_URL (or REDIS_SENTINELS) to "
+            "share them",
             config.workers,
         )
     sys.exit(run_workers(config))

@@ -88,7 +88,7 @@ async def serving(state: AppState) -> AsyncIterator[None]:
         if settings.scheduler_enabled:
             from app.scheduler.service import SchedulerService
 
-            scheduler = SchedulerService(settings, redis)
+            scheduler = SchedulerService(settings, redis, database)
             stack.push_async_callback(scheduler.stop)
             await scheduler.start()
             state.scheduler = scheduler

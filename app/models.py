@@ -36,6 +36,8 @@ NAME_KEY_MAX = 255  # room for NFKC + case folding, which can lengthen a name
 TAG_NAME_MAX = 64
 BLOG_TITLE_MAX = 120
 BLOG_CONTEXT_MAX = 1_000_000  # characters; MEDIUMTEXT holds 16 MiB of utf8mb4
+JOB_ID_MAX = 64  # the scheduler's job ids (app.scheduler.definitions.JOB_ID_PATTERN)
+WORKER_NAME_MAX = 255  # host:pid
 
 MYSQL_TABLE_OPTIONS: dict[str, Any] = {
     "mysql_engine": "InnoDB",
@@ -218,3 +220,17 @@ class OnlineSnapshot(Base):
 
     taken_at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
     online_count: Mapped[int] = mapped_column(Integer)
+
+
+class ScheduledRun(Base):
+    """A scheduled run that a worker claimed before running it (app.scheduler.fencing): its
+    identity, (job id, scheduled time), is the primary key, so two workers that both believe
+    they lead (a lease lost in a Redis failover) cannot both run one tick."""
+
+    __tablename__ = "scheduler_runs"
+    __table_args__ = MYSQL_TABLE_OPTIONS
+
+    job_id: Mapped[str] = mapped_column(String(JOB_ID_MAX), primary_key=True)
+    run_time: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True, index=True)
+    worker: Mapped[str] = mapped_column(String(WORKER_NAME_MAX))
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -22,6 +22,7 @@ from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -57,6 +58,9 @@ class BoundedWaitConnectionPool(ConnectionPool):
 
     def __init__(self, *, timeout: float, max_connections: int, **kwargs: Any) -> None:
         super().__init__(max_connections=max_connections, **kwargs)
+        self._bound_waits(timeout, max_connections)
+
+    def _bound_waits(self, timeout: float, max_connections: int) -> None:
         self.timeout = timeout
         self._free = asyncio.Semaphore(max_connections)
 
@@ -88,6 +92,27 @@ class BoundedWaitConnectionPool(ConnectionPool):
         finally:
             if checked_out:  # a slot per checkout, even if closing a broken connection fails
                 self._free.release()
+
+
+class BoundedWaitSentinelPool(BoundedWaitConnectionPool, SentinelConnectionPool):
+    """The bounded pool for a master found through Sentinel: each new connection asks the
+    sentinels where the master is (redis-py's `SentinelConnectionPool`), so after a failover
+    the connections that fail are replaced by connections to the promoted replica, and a
+    connection to a master demoted to replica is dropped at its first write (READONLY)."""
+
+    def __init__(
+        self,
+        service_name: str,
+        sentinel_manager: Sentinel,
+        *,
+        timeout: float,
+        max_connections: int,
+        **kwargs: Any,
+    ) -> None:
+        SentinelConnectionPool.__init__(
+            self, service_name, sentinel_manager, max_connections=max_connections, **kwargs
+        )
+        self._bound_waits(timeout, max_connections)
 
 
 class RedisUnavailable(RedisConnectionError):
@@ -187,6 +212,8 @@ class GuardedRedis(Redis):
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
         await self.circuit.close()
         await super().aclose(close_connection_pool)
+        if isinstance(self.connection_pool, SentinelConnectionPool):
+            await self.connection_pool.sentinel_manager.aclose()
 
 
 def redis_options(settings: Settings) -> dict[str, Any]:
@@ -199,21 +226,43 @@ def redis_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def create_redis(settings: Settings) -> GuardedRedis | None:
-    """A client for `REDIS_URL`, or None when it is unset (the embedded, single-process mode).
+def sentinel_options(settings: Settings) -> dict[str, Any]:
+    """How to reach the sentinels (`REDIS_SENTINEL_PASSWORD`), with the same bounds."""
+    return {**redis_options(settings), "password": settings.redis_sentinel_password}
 
-    Connects lazily; see the module docstring for the bounds.
+
+def create_redis(settings: Settings) -> GuardedRedis | None:
+    """A client for `REDIS_URL`, or for the master that `REDIS_SENTINELS` name
+    `REDIS_SENTINEL_MASTER`; None when neither is set (the embedded, single-process mode).
+
+    Connects lazily; see the module docstring for the bounds. Every user of Redis in the
+    service (the app, the broker's subscription, the credential limits' storage) shares this
+    client's pool, so all of them follow a Sentinel failover.
     """
-    if not settings.redis_url:
-        return None
-    pool = BoundedWaitConnectionPool.from_url(
-        settings.redis_url,
-        max_connections=settings.redis_max_connections,
-        timeout=settings.redis_pool_timeout,
-        decode_responses=True,
-        health_check_interval=30,
+    pool: BoundedWaitConnectionPool
+    options = {
+        "max_connections": settings.redis_max_connections,
+        "timeout": settings.redis_pool_timeout,
+        "decode_responses": True,
+        "health_check_interval": 30,
         **redis_options(settings),
-    )
+    }
+    if settings.redis_sentinels:
+        assert settings.redis_sentinel_master is not None  # Settings requires it
+        sentinels = Sentinel(
+            settings.redis_sentinel_addresses, sentinel_kwargs=sentinel_options(settings)
+        )
+        pool = BoundedWaitSentinelPool(
+            settings.redis_sentinel_master,
+            sentinels,
+            password=settings.redis_password,
+            db=settings.redis_db,
+            **options,
+        )
+    elif settings.redis_url:
+        pool = BoundedWaitConnectionPool.from_url(settings.redis_url, **options)
+    else:
+        return None
     client = GuardedRedis(connection_pool=pool)
     client.circuit = RedisCircuit(client.ping_unguarded, settings.redis_probe_seconds)
     return client

@@ -54,11 +54,19 @@ class Settings(BaseSettings):
     db_timeout: float = Field(default=5.0, gt=0, le=3600)
     db_echo: bool = False
 
+    # One Redis topology (docs/operations.md "Redis topologies"): a server (`REDIS_URL`), or a
+    # master found through Sentinel (`REDIS_SENTINELS` and `REDIS_SENTINEL_MASTER`; the data
+    # nodes' `REDIS_PASSWORD` and `REDIS_DB`, the sentinels' own `REDIS_SENTINEL_PASSWORD`).
     redis_url: str | None = None
+    redis_sentinels: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    redis_sentinel_master: str | None = None
+    redis_sentinel_password: str | None = None
+    redis_password: str | None = None
+    redis_db: int = Field(default=0, ge=0, le=1000)
     redis_timeout: float = Field(default=1.0, gt=0, le=30)
     redis_max_connections: int = Field(default=50, ge=2, le=10_000)
     redis_pool_timeout: float = Field(default=5.0, gt=0, le=60)
-    redis_probe_seconds: float = Field(default=1.0, gt=0, le=60)
+    redis_probe_seconds: float = Field(default=0.5, gt=0, le=60)
 
     # Authentication (README "Auth modes"). `open` restores the original's anonymous writes.
     api_auth: Literal["required", "open"] = "required"
@@ -187,6 +195,22 @@ class Settings(BaseSettings):
             return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
         return value
 
+    @field_validator("redis_sentinels", mode="before")
+    @classmethod
+    def _split_addresses(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [address.strip() for address in value.split(",") if address.strip()]
+        return value
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _host_and_port(cls, addresses: list[str]) -> list[str]:
+        for address in addresses:
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{address!r} is not host:port")
+        return addresses
+
     @field_validator("scheduler_jobs")
     @classmethod
     def _parse_scheduler_jobs(cls, jobs: list[Any]) -> list[Any]:
@@ -228,13 +252,42 @@ class Settings(BaseSettings):
                 f"SECRET_KEY must be a random value of at least {SECRET_KEY_MIN} characters when "
                 f"APP_ENV={self.app_env} (for local runs use APP_ENV=development)"
             )
-        if self.effective_presence_backend == "redis" and not self.redis_url:
-            raise ValueError("PRESENCE_BACKEND=redis needs REDIS_URL")
-        if self.effective_scheduler_jobstore == "redis" and not self.redis_url:
-            raise ValueError("SCHEDULER_JOBSTORE=redis needs REDIS_URL")
+        self._one_redis_topology()
+        if self.effective_presence_backend == "redis" and not self.redis_configured:
+            raise ValueError("PRESENCE_BACKEND=redis needs REDIS_URL or REDIS_SENTINELS")
+        if self.effective_scheduler_jobstore == "redis" and not self.redis_configured:
+            raise ValueError("SCHEDULER_JOBSTORE=redis needs REDIS_URL or REDIS_SENTINELS")
         if self.effective_scheduler_jobstore == "sqlalchemy" and not self.scheduler_sqlalchemy_url:
             raise ValueError("SCHEDULER_JOBSTORE=sqlalchemy needs SCHEDULER_SQLALCHEMY_URL")
         return self
+
+    def _one_redis_topology(self) -> None:
+        if self.redis_sentinels and self.redis_url:
+            raise ValueError("REDIS_SENTINELS: set it or REDIS_URL, not both")
+        if self.redis_sentinels and not self.redis_sentinel_master:
+            raise ValueError("REDIS_SENTINEL_MASTER: required with REDIS_SENTINELS")
+        for name, value in (
+            ("REDIS_SENTINEL_MASTER", self.redis_sentinel_master),
+            ("REDIS_SENTINEL_PASSWORD", self.redis_sentinel_password),
+            ("REDIS_PASSWORD", self.redis_password),
+        ):
+            if value is not None and not self.redis_sentinels:
+                raise ValueError(
+                    f"{name}: only with REDIS_SENTINELS (with REDIS_URL, the URL carries it)"
+                )
+        if self.redis_db and not self.redis_sentinels:
+            raise ValueError("REDIS_DB: only with REDIS_SENTINELS (REDIS_URL carries its own)")
+
+    @property
+    def redis_configured(self) -> bool:
+        """Whether a shared Redis is configured (a server or a Sentinel-managed master)."""
+        return bool(self.redis_url or self.redis_sentinels)
+
+    @property
+    def redis_sentinel_addresses(self) -> list[tuple[str, int]]:
+        """`REDIS_SENTINELS` as (host, port) pairs."""
+        pairs = [address.rpartition(":") for address in self.redis_sentinels]
+        return [(host.strip("[]"), int(port)) for host, _, port in pairs]
 
     @property
     def effective_http_concurrency(self) -> int:
@@ -270,7 +323,7 @@ class Settings(BaseSettings):
     def effective_presence_backend(self) -> str:
         if self.presence_backend is not None:
             return self.presence_backend
-        return "redis" if self.redis_url else "memory"
+        return "redis" if self.redis_configured else "memory"
 
     @property
     def secure_cookies(self) -> bool:
@@ -282,7 +335,7 @@ class Settings(BaseSettings):
     def effective_scheduler_jobstore(self) -> str:
         if self.scheduler_jobstore is not None:
             return self.scheduler_jobstore
-        return "redis" if self.redis_url else "memory"
+        return "redis" if self.redis_configured else "memory"
 
     @property
     def tz(self) -> ZoneInfo:

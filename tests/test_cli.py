@@ -83,6 +83,37 @@ def test_a_bad_setting_is_one_line_and_exit_2(cli_app, database_env, variable, v
     assert len(lines) == 1 and variable in lines[0] and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(
+    ("variables", "named"),
+    [
+        ({"REDIS_SENTINELS": "127.0.0.1:26379"}, "REDIS_SENTINEL_MASTER"),
+        ({"REDIS_SENTINEL_MASTER": "mymaster"}, "REDIS_SENTINEL_MASTER"),
+        (
+            {
+                "REDIS_SENTINELS": "127.0.0.1:26379",
+                "REDIS_SENTINEL_MASTER": "mymaster",
+                "REDIS_URL": "redis://127.0.0.1:6379/0",
+            },
+            "REDIS_SENTINELS",
+        ),
+        ({"REDIS_SENTINELS": "127.0.0.1", "REDIS_SENTINEL_MASTER": "m"}, "REDIS_SENTINELS"),
+        ({"REDIS_SENTINELS": "h:70000", "REDIS_SENTINEL_MASTER": "m"}, "REDIS_SENTINELS"),
+        ({"REDIS_SENTINEL_PASSWORD": "secret"}, "REDIS_SENTINEL_PASSWORD"),
+        ({"REDIS_PASSWORD": "secret", "REDIS_URL": "redis://h:6379/0"}, "REDIS_PASSWORD"),
+        ({"REDIS_DB": "3"}, "REDIS_DB"),
+    ],
+)
+def test_a_bad_redis_topology_is_one_line_naming_the_variable_and_exit_2(
+    cli_app, database_env, variables, named
+) -> None:
+    result = cli_app.test_cli_runner().invoke(
+        args=["init-db"], env={**database_env, "APP_ENV": "production", **variables}
+    )
+    assert result.exit_code == EXIT_CONFIGURATION_ERROR, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and f"{named}:" in lines[0] and "Traceback" not in result.output
+
+
 def test_bind_and_workers_come_from_settings_and_arguments_win(monkeypatch, tmp_path) -> None:
     from app.cli import hypercorn_config
     from app.settings import Settings

@@ -57,6 +57,7 @@ def test_upgrade_matches_models_and_downgrade_reverts(empty_database_url) -> Non
         "blog_tags",
         "blogs",
         "online_snapshots",
+        "scheduler_runs",
         "tags",
         "users",
     ]

@@ -123,3 +123,20 @@ def test_scheduler_jobs_are_validated_at_start_naming_the_field(monkeypatch) -> 
     with pytest.raises(ValidationError) as raised:
         Settings()
     assert "give weeks, days, hours, minutes or seconds" in describe_settings_error(raised.value)
+
+
+def test_a_sentinel_topology_is_read(monkeypatch) -> None:
+    monkeypatch.setenv("APP_ENV", "development")
+    monkeypatch.setenv("REDIS_SENTINELS", "10.0.0.1:26379, sentinel-2:26380,[::1]:26381")
+    monkeypatch.setenv("REDIS_SENTINEL_MASTER", "quart")
+    monkeypatch.setenv("REDIS_DB", "2")
+    settings = Settings()
+    assert settings.redis_sentinel_addresses == [
+        ("10.0.0.1", 26379),
+        ("sentinel-2", 26380),
+        ("::1", 26381),
+    ]
+    assert settings.redis_configured and settings.redis_db == 2
+    # Every shared part defaults to Redis, as with REDIS_URL.
+    assert settings.effective_presence_backend == "redis"
+    assert settings.effective_scheduler_jobstore == "redis"

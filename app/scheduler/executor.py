@@ -1,32 +1,104 @@
-"""Where a coroutine job runs: on the loop, in the serving app's context.
+"""Where a job runs: on the loop, in the serving app's context, once its run is claimed.
 
 Jobs run outside requests, yet they use the app's resources (`app.state`). The scheduler is
 started inside the app's lifespan, where the app context is pushed (Quart runs `while_serving`
 in it): the executor keeps a copy of that `contextvars` context, and each job's task starts
 from it. No module-level app reference (two apps in one process, as in tests, keep theirs).
+
+Before a scheduled run, the executor claims it (app.scheduler.fencing): a run another worker
+claimed is reported as skipped (`RunFenced`), one that could not be claimed (the database
+failed) as an error; neither runs.
 """
 
 from __future__ import annotations
 
 import contextvars
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, JobExecutionEvent
 from apscheduler.executors.asyncio import AsyncIOExecutor
+from apscheduler.executors.base import run_coroutine_job, run_job
+from apscheduler.util import iscoroutinefunction_partial
+
+from app.scheduler.fencing import RunFenced
+
+Claim = Callable[[str, datetime], Awaitable[bool]]
 
 
 class AppContextExecutor(AsyncIOExecutor):  # type: ignore[misc]
     """APScheduler's AsyncIOExecutor whose jobs start in `context` (set by `use_context`,
-    before the scheduler starts). Jobs run in the thread pool executor get no app context."""
+    before the scheduler starts) and run only once `claim(job id, run time)` says so (set by
+    `use_claims`; without it every run is made). Jobs run in the thread pool executor get no
+    app context."""
 
     def __init__(self) -> None:
         super().__init__()
         self.context: contextvars.Context | None = None
+        self.claim: Claim | None = None
 
     def use_context(self, context: contextvars.Context) -> None:
         self.context = context
 
-    def _do_submit_job(self, job: Any, run_times: Any) -> None:
+    def use_claims(self, claim: Claim) -> None:
+        self.claim = claim
+
+    def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
         if self.context is None:
             raise RuntimeError("AppContextExecutor: use_context() before jobs run")
         # The job's task copies the context current when it is created: this one.
-        self.context.run(super()._do_submit_job, job, run_times)
+        if self.claim is None:
+            self.context.run(super()._do_submit_job, job, run_times)
+        else:
+            self.context.run(self._submit_claimed, job, run_times, self.claim)
+
+    def _submit_claimed(self, job: Any, run_times: list[datetime], claim: Claim) -> None:
+        """AsyncIOExecutor._do_submit_job (APScheduler 3.11), with each run claimed first."""
+
+        def callback(future: Any) -> None:
+            self._pending_futures.discard(future)
+            try:
+                events = future.result()
+            except BaseException:
+                self._run_job_error(job.id, *sys.exc_info()[1:])
+            else:
+                self._run_job_success(job.id, events)
+
+        future = self._eventloop.create_task(self._run_claimed(job, run_times, claim))
+        future.add_done_callback(callback)
+        self._pending_futures.add(future)
+
+    async def _run_claimed(
+        self, job: Any, run_times: list[datetime], claim: Claim
+    ) -> list[JobExecutionEvent]:
+        alias = job._jobstore_alias
+        events: list[JobExecutionEvent] = []
+        claimed = []
+        for run_time in run_times:
+            try:
+                won = await claim(job.id, run_time)
+            except Exception as error:  # no claim, no run
+                events.append(
+                    JobExecutionEvent(EVENT_JOB_ERROR, job.id, alias, run_time, exception=error)
+                )
+                continue
+            if won:
+                claimed.append(run_time)
+            else:
+                fenced = RunFenced("claimed by another worker, which runs it")
+                events.append(
+                    JobExecutionEvent(
+                        EVENT_JOB_MAX_INSTANCES, job.id, alias, run_time, exception=fenced
+                    )
+                )
+        if claimed:
+            if iscoroutinefunction_partial(job.func):
+                ran = await run_coroutine_job(job, alias, claimed, self._logger.name)
+            else:
+                ran = await self._eventloop.run_in_executor(
+                    None, run_job, job, alias, claimed, self._logger.name
+                )
+            events.extend(ran)
+        return events

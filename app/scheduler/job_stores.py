@@ -18,20 +18,33 @@ def create_jobstore(settings: Settings) -> BaseJobStore:
         from redis.connection import parse_url
         from redis.retry import Retry
 
-        from app.redis_client import redis_options
+        from app.redis_client import redis_options, sentinel_options
 
-        assert settings.redis_url is not None  # Settings refuses redis without REDIS_URL
-        options = parse_url(settings.redis_url)
         prefix = settings.redis_key_prefix
+        keys = {
+            "jobs_key": f"{prefix}scheduler:jobs",
+            "run_times_key": f"{prefix}scheduler:run_times",
+        }
         # The synchronous client gets the async client's bounds (REDIS_TIMEOUT for connect and
         # reads) and no retries.
         sync_options = {**redis_options(settings), "retry": Retry(NoBackoff(), 0)}
-        return RedisJobStore(
-            jobs_key=f"{prefix}scheduler:jobs",
-            run_times_key=f"{prefix}scheduler:run_times",
-            **sync_options,
-            **options,
-        )
+        if settings.redis_sentinels:
+            from redis.sentinel import Sentinel
+
+            # The master the sentinels name, asked again after each failed connection.
+            sentinels = Sentinel(
+                settings.redis_sentinel_addresses,
+                sentinel_kwargs={**sentinel_options(settings), "retry": Retry(NoBackoff(), 0)},
+            )
+            master = sentinels.master_for(
+                settings.redis_sentinel_master,
+                password=settings.redis_password,
+                db=settings.redis_db,
+                **sync_options,
+            )
+            return RedisJobStore(**keys, connection_pool=master.connection_pool)
+        assert settings.redis_url is not None  # Settings refuses redis without a topology
+        return RedisJobStore(**keys, **sync_options, **parse_url(settings.redis_url))
     if kind == "sqlalchemy":
         from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 

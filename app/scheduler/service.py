@@ -18,9 +18,11 @@ from typing import Any
 from apscheduler.executors.pool import ThreadPoolExecutor
 from redis.asyncio import Redis
 
+from app.db import Database
 from app.scheduler import jobs as builtin_jobs  # noqa: F401 (registers the built-in functions)
 from app.scheduler.definitions import JobDefinition, parse_job
 from app.scheduler.executor import AppContextExecutor
+from app.scheduler.fencing import RunClaims
 from app.scheduler.guard import GuardedScheduler, RefusedJobs, bound_catching_up
 from app.scheduler.history import (
     RECORDED_EVENTS,
@@ -64,10 +66,15 @@ class SchedulerService:
     Arguments:
         settings: the `SCHEDULER_*` settings.
         redis: the worker's Redis client, or None (one process: it always leads).
+        database: where scheduled runs are claimed before they run (app.scheduler.fencing);
+            None runs them unclaimed (tests of the scheduler alone).
     """
 
-    def __init__(self, settings: Settings, redis: Redis | None) -> None:
+    def __init__(
+        self, settings: Settings, redis: Redis | None, database: Database | None = None
+    ) -> None:
         self.settings = settings
+        self.database = database
         self.timezone = settings.scheduler_timezone or settings.display_timezone
         self.host_name = socket.gethostname()
         prefix = settings.redis_key_prefix
@@ -132,6 +139,8 @@ class SchedulerService:
             ValueError: a job of `SCHEDULER_JOBS` is invalid (named, with the field).
         """
         self.executor.use_context(contextvars.copy_context())
+        if self.database is not None:
+            self.executor.use_claims(RunClaims(self.database, self.leadership.identity).claim)
         recorder = RunRecorder(self.history, self.leadership.identity, asyncio.get_running_loop())
         self.scheduler.add_listener(recorder, RECORDED_EVENTS)
         self.scheduler.start(paused=True)

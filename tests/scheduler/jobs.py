@@ -15,3 +15,12 @@ async def explode() -> None:
 async def note_key_prefix() -> None:
     """Record the REDIS_KEY_PREFIX of the app whose context the job runs in."""
     PREFIXES_SEEN.append(state.settings().redis_key_prefix)
+
+
+TICKS_RUN: list[str] = []
+
+
+@job_function
+async def note_tick() -> None:
+    """Count a run (the fencing test reads each app's run history for its scheduled time)."""
+    TICKS_RUN.append(state.settings().redis_key_prefix)
