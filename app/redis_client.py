@@ -16,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, TypeAlias
 
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
@@ -216,6 +218,74 @@ class GuardedRedis(Redis):
             await self.connection_pool.sentinel_manager.aclose()
 
 
+class GuardedClusterPipeline(ClusterPipeline):
+    """A cluster pipeline whose `execute` goes through the client's circuit and its limit of
+    commands in flight."""
+
+    client: GuardedRedisCluster
+
+    async def execute(
+        self, raise_on_error: bool = True, allow_redirections: bool = True
+    ) -> list[Any]:
+        async with self.client.guard():
+            return await super().execute(raise_on_error, allow_redirections)
+
+
+class GuardedRedisCluster(RedisCluster):
+    """`redis.asyncio.RedisCluster` behind the same guards as `GuardedRedis`: a `RedisCircuit`,
+    and at most `max_in_flight` commands and pipelines of this worker at once, a caller waiting
+    up to `wait_timeout` seconds for a turn (redis-py's cluster nodes refuse a connection past
+    their limit at once instead of waiting: `MaxConnectionsError`). A turn that does not come
+    is `ConnectionError("No connection available.")`, as with the bounded pool."""
+
+    circuit: RedisCircuit
+
+    def __init__(self, *, max_in_flight: int, wait_timeout: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._turns = asyncio.Semaphore(max_in_flight)
+        self._wait_timeout = wait_timeout
+
+    @contextlib.asynccontextmanager
+    async def guard(self) -> AsyncIterator[None]:
+        self.circuit.check()
+        if self._turns.locked():
+            try:
+                async with asyncio.timeout(self._wait_timeout):
+                    await self._turns.acquire()
+            except TimeoutError as error:
+                raise RedisConnectionError("No connection available.") from error
+        else:
+            await self._turns.acquire()
+        try:
+            yield
+        except UNREACHABLE as error:
+            self.circuit.record_failure(error)
+            raise
+        finally:
+            self._turns.release()
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        async with self.guard():
+            return await super().execute_command(*args, **options)
+
+    def pipeline(
+        self, transaction: Any | None = None, shard_hint: Any | None = None
+    ) -> ClusterPipeline:
+        """A pipeline; with `transaction`, every key it touches must share one slot (a hash
+        tag: app.keyspace)."""
+        pipeline = GuardedClusterPipeline(self, transaction)  # type: ignore[abstract]
+        pipeline.client = self
+        return pipeline
+
+    async def ping_unguarded(self) -> bool:
+        """PING (every primary) that ignores the circuit (its probe)."""
+        return bool(await super().execute_command("PING"))
+
+    async def aclose(self) -> None:
+        await self.circuit.close()
+        await super().aclose()
+
+
 def redis_options(settings: Settings) -> dict[str, Any]:
     """Connection options shared by every Redis client of the service (the sync one of the
     scheduler's job store too): bounded connect and reads, no retries."""
@@ -231,9 +301,29 @@ def sentinel_options(settings: Settings) -> dict[str, Any]:
     return {**redis_options(settings), "password": settings.redis_sentinel_password}
 
 
-def create_redis(settings: Settings) -> GuardedRedis | None:
-    """A client for `REDIS_URL`, or for the master that `REDIS_SENTINELS` name
-    `REDIS_SENTINEL_MASTER`; None when neither is set (the embedded, single-process mode).
+def create_cluster_client(settings: Settings) -> GuardedRedisCluster:
+    """A client for the Redis Cluster that `REDIS_CLUSTER_NODES` belong to (it learns the
+    others and the slots from them). Connects lazily."""
+    client = GuardedRedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in settings.redis_cluster_addresses],
+        max_in_flight=settings.redis_max_connections,
+        wait_timeout=settings.redis_pool_timeout,
+        # Per node: every command in flight may go to one node, plus the subscriptions.
+        max_connections=settings.redis_max_connections + 4,
+        password=settings.redis_password,
+        decode_responses=True,
+        health_check_interval=30,
+        socket_timeout=settings.redis_timeout,
+        socket_connect_timeout=settings.redis_timeout,
+    )
+    client.circuit = RedisCircuit(client.ping_unguarded, settings.redis_probe_seconds)
+    return client
+
+
+def create_redis(settings: Settings) -> SharedRedis | None:
+    """A client for `REDIS_URL`, for the master that `REDIS_SENTINELS` name
+    `REDIS_SENTINEL_MASTER`, or for the cluster of `REDIS_CLUSTER_NODES`; None when none is set
+    (the embedded, single-process mode).
 
     Connects lazily; see the module docstring for the bounds. Every user of Redis in the
     service (the app, the broker's subscription, the credential limits' storage) shares this
@@ -247,6 +337,8 @@ def create_redis(settings: Settings) -> GuardedRedis | None:
         "health_check_interval": 30,
         **redis_options(settings),
     }
+    if settings.redis_cluster_nodes:
+        return create_cluster_client(settings)
     if settings.redis_sentinels:
         assert settings.redis_sentinel_master is not None  # Settings requires it
         sentinels = Sentinel(
@@ -266,3 +358,14 @@ def create_redis(settings: Settings) -> GuardedRedis | None:
     client = GuardedRedis(connection_pool=pool)
     client.circuit = RedisCircuit(client.ping_unguarded, settings.redis_probe_seconds)
     return client
+
+
+# The app's Redis client, whichever the topology: every Redis user of the service takes it.
+SharedRedis: TypeAlias = GuardedRedis | GuardedRedisCluster
+
+
+def redis_database(redis: SharedRedis) -> int:
+    """The database number the client uses (a cluster has only database 0)."""
+    if isinstance(redis, GuardedRedisCluster):
+        return 0
+    return int(redis.connection_pool.connection_kwargs.get("db", 0))

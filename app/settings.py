@@ -54,10 +54,12 @@ class Settings(BaseSettings):
     db_timeout: float = Field(default=5.0, gt=0, le=3600)
     db_echo: bool = False
 
-    # One Redis topology (docs/operations.md "Redis topologies"): a server (`REDIS_URL`), or a
+    # One Redis topology (docs/operations.md "Redis topologies"): a server (`REDIS_URL`), a
     # master found through Sentinel (`REDIS_SENTINELS` and `REDIS_SENTINEL_MASTER`; the data
-    # nodes' `REDIS_PASSWORD` and `REDIS_DB`, the sentinels' own `REDIS_SENTINEL_PASSWORD`).
+    # nodes' `REDIS_PASSWORD` and `REDIS_DB`, the sentinels' own `REDIS_SENTINEL_PASSWORD`),
+    # or a Redis Cluster (`REDIS_CLUSTER_NODES`, some of its nodes; `REDIS_PASSWORD`).
     redis_url: str | None = None
+    redis_cluster_nodes: Annotated[list[str], NoDecode] = Field(default_factory=list)
     redis_sentinels: Annotated[list[str], NoDecode] = Field(default_factory=list)
     redis_sentinel_master: str | None = None
     redis_sentinel_password: str | None = None
@@ -195,14 +197,14 @@ class Settings(BaseSettings):
             return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
         return value
 
-    @field_validator("redis_sentinels", mode="before")
+    @field_validator("redis_sentinels", "redis_cluster_nodes", mode="before")
     @classmethod
     def _split_addresses(cls, value: object) -> object:
         if isinstance(value, str):
             return [address.strip() for address in value.split(",") if address.strip()]
         return value
 
-    @field_validator("redis_sentinels")
+    @field_validator("redis_sentinels", "redis_cluster_nodes")
     @classmethod
     def _host_and_port(cls, addresses: list[str]) -> list[str]:
         for address in addresses:
@@ -254,40 +256,58 @@ class Settings(BaseSettings):
             )
         self._one_redis_topology()
         if self.effective_presence_backend == "redis" and not self.redis_configured:
-            raise ValueError("PRESENCE_BACKEND=redis needs REDIS_URL or REDIS_SENTINELS")
+            raise ValueError("PRESENCE_BACKEND=redis needs a Redis (REDIS_URL, …)")
         if self.effective_scheduler_jobstore == "redis" and not self.redis_configured:
-            raise ValueError("SCHEDULER_JOBSTORE=redis needs REDIS_URL or REDIS_SENTINELS")
-        if self.effective_scheduler_jobstore == "sqlalchemy" and not self.scheduler_sqlalchemy_url:
-            raise ValueError("SCHEDULER_JOBSTORE=sqlalchemy needs SCHEDULER_SQLALCHEMY_URL")
+            raise ValueError("SCHEDULER_JOBSTORE=redis needs a Redis (REDIS_URL, …)")
         return self
 
     def _one_redis_topology(self) -> None:
+        if self.redis_cluster_nodes and (self.redis_url or self.redis_sentinels):
+            raise ValueError(
+                "REDIS_CLUSTER_NODES: set one of REDIS_URL, REDIS_SENTINELS, REDIS_CLUSTER_NODES"
+            )
         if self.redis_sentinels and self.redis_url:
             raise ValueError("REDIS_SENTINELS: set it or REDIS_URL, not both")
+        if self.redis_cluster_nodes and self.scheduler_jobstore == "redis":
+            raise ValueError(
+                "SCHEDULER_JOBSTORE: APScheduler's Redis job store does not run on a Redis "
+                "Cluster; use sqlalchemy (the default with REDIS_CLUSTER_NODES)"
+            )
         if self.redis_sentinels and not self.redis_sentinel_master:
             raise ValueError("REDIS_SENTINEL_MASTER: required with REDIS_SENTINELS")
         for name, value in (
             ("REDIS_SENTINEL_MASTER", self.redis_sentinel_master),
             ("REDIS_SENTINEL_PASSWORD", self.redis_sentinel_password),
-            ("REDIS_PASSWORD", self.redis_password),
         ):
             if value is not None and not self.redis_sentinels:
-                raise ValueError(
-                    f"{name}: only with REDIS_SENTINELS (with REDIS_URL, the URL carries it)"
-                )
+                raise ValueError(f"{name}: only with REDIS_SENTINELS")
+        if self.redis_password is not None and not (
+            self.redis_sentinels or self.redis_cluster_nodes
+        ):
+            raise ValueError(
+                "REDIS_PASSWORD: only with REDIS_SENTINELS or REDIS_CLUSTER_NODES (REDIS_URL "
+                "carries its own)"
+            )
         if self.redis_db and not self.redis_sentinels:
-            raise ValueError("REDIS_DB: only with REDIS_SENTINELS (REDIS_URL carries its own)")
+            raise ValueError(
+                "REDIS_DB: only with REDIS_SENTINELS (REDIS_URL carries its own; a cluster has "
+                "database 0 only)"
+            )
 
     @property
     def redis_configured(self) -> bool:
         """Whether a shared Redis is configured (a server or a Sentinel-managed master)."""
-        return bool(self.redis_url or self.redis_sentinels)
+        return bool(self.redis_url or self.redis_sentinels or self.redis_cluster_nodes)
 
     @property
     def redis_sentinel_addresses(self) -> list[tuple[str, int]]:
         """`REDIS_SENTINELS` as (host, port) pairs."""
-        pairs = [address.rpartition(":") for address in self.redis_sentinels]
-        return [(host.strip("[]"), int(port)) for host, _, port in pairs]
+        return _host_port_pairs(self.redis_sentinels)
+
+    @property
+    def redis_cluster_addresses(self) -> list[tuple[str, int]]:
+        """`REDIS_CLUSTER_NODES` as (host, port) pairs."""
+        return _host_port_pairs(self.redis_cluster_nodes)
 
     @property
     def effective_http_concurrency(self) -> int:
@@ -335,11 +355,31 @@ class Settings(BaseSettings):
     def effective_scheduler_jobstore(self) -> str:
         if self.scheduler_jobstore is not None:
             return self.scheduler_jobstore
+        if self.redis_cluster_nodes:
+            return "sqlalchemy"  # APScheduler's Redis store needs one server (MULTI on 2 keys)
         return "redis" if self.redis_configured else "memory"
+
+    @property
+    def effective_scheduler_sqlalchemy_url(self) -> str:
+        """`SCHEDULER_SQLALCHEMY_URL`, or the service's own database on its synchronous driver
+        (PyMySQL, which aiomysql is built on; SQLite's built-in one)."""
+        if self.scheduler_sqlalchemy_url:
+            return self.scheduler_sqlalchemy_url
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.database_url)
+        backend = url.get_backend_name()
+        driver = "mysql+pymysql" if backend in ("mysql", "mariadb") else backend
+        return url.set(drivername=driver).render_as_string(hide_password=False)
 
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.display_timezone)
+
+
+def _host_port_pairs(addresses: list[str]) -> list[tuple[str, int]]:
+    pairs = [address.rpartition(":") for address in addresses]
+    return [(host.strip("[]"), int(port)) for host, _, port in pairs]
 
 
 def _job_problem(job: Any, location: tuple[Any, ...], message: str) -> str:

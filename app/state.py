@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from app.realtime.connection import ReadRules
     from app.realtime.hub import Hub
     from app.realtime.monitor import MemoryMonitor
-    from app.redis_client import GuardedRedis
+    from app.redis_client import SharedRedis
     from app.request_log import TracebackLimit
     from app.scheduler.service import SchedulerService
     from app.settings import Settings
@@ -46,7 +46,7 @@ class AppState:
 
     settings: Settings
     database: Database | None = None
-    redis: GuardedRedis | None = None
+    redis: SharedRedis | None = None
     presence: PresenceRecorder | None = None
     credential_guard: CredentialGuard | None = None
     credential_cache: CredentialCache | None = None
@@ -98,7 +98,7 @@ def database() -> Database:
     return _serving(app_state().database, "the database")
 
 
-def redis() -> GuardedRedis | None:
+def redis() -> SharedRedis | None:
     """The worker's Redis client, or None without `REDIS_URL`."""
     return app_state().redis
 

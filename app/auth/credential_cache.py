@@ -34,7 +34,7 @@ from app.services.permissions import Actor
 if TYPE_CHECKING:
     from sqlalchemy.orm import ORMExecuteState
 
-    from app.redis_client import GuardedRedis
+    from app.redis_client import SharedRedis
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class CredentialCache:
         max_age: seconds an answer may be kept at most (`CREDENTIAL_CACHE_SECONDS`).
     """
 
-    def __init__(self, redis: GuardedRedis, *, key_prefix: str, max_age: float) -> None:
+    def __init__(self, redis: SharedRedis, *, key_prefix: str, max_age: float) -> None:
         self.redis = redis
         self.key = f"{key_prefix}{EPOCH_KEY}"
         self.kept: TTLCache[tuple[str, str], KeptCredential] = TTLCache(MAX_ENTRIES, max_age)

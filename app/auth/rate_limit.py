@@ -29,12 +29,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage import MemoryStorage, RedisClusterStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from werkzeug.exceptions import TooManyRequests
 
 from app.models import name_key
-from app.redis_client import UNREACHABLE, GuardedRedis
+from app.redis_client import UNREACHABLE, GuardedRedisCluster, SharedRedis
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -63,17 +63,33 @@ class CredentialGuard:
     """Counts failed credential checks per client address (`AUTH_ADDRESS_RATE_LIMIT`) and per
     account name (`AUTH_RATE_LIMIT`, case-insensitive as names are)."""
 
-    def __init__(self, settings: Settings, redis: GuardedRedis | None) -> None:
+    def __init__(self, settings: Settings, redis: SharedRedis | None) -> None:
         self.per_account: RateLimitItem = parse(settings.auth_rate_limit)
         self.per_address: RateLimitItem = parse(settings.auth_address_rate_limit)
         self.storage: Storage
         self.redis = redis
-        if redis is not None:
+        key_prefix = f"{settings.redis_key_prefix}auth-failures"
+        if isinstance(redis, GuardedRedisCluster):
+            # `limits`' own cluster client (each counter is one key: one slot per script).
+            nodes = ",".join(f"{host}:{port}" for host, port in settings.redis_cluster_addresses)
+            options: dict[str, Any] = {
+                "socket_timeout": settings.redis_timeout,
+                "socket_connect_timeout": settings.redis_timeout,
+            }
+            if settings.redis_password is not None:
+                options["password"] = settings.redis_password
+            self.storage = RedisClusterStorage(
+                f"async+redis+cluster://{nodes}",
+                implementation="redispy",
+                key_prefix=key_prefix,
+                **options,
+            )
+        elif redis is not None:
             # Shares the worker's connection pool: closed with the app's Redis client.
             self.storage = RedisStorage(
                 "async+redis://",
                 implementation="redispy",
-                key_prefix=f"{settings.redis_key_prefix}auth-failures",
+                key_prefix=key_prefix,
                 connection_pool=redis.connection_pool,  # type: ignore[arg-type]
             )
         else:

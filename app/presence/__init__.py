@@ -12,9 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from redis.asyncio import Redis
-
 from app.db import Database
+from app.redis_client import SharedRedis
 from app.settings import Settings
 
 Clock = Callable[[], float]
@@ -45,7 +44,7 @@ class PresenceStore(Protocol):
 
 
 def create_presence_store(
-    settings: Settings, *, database: Database, redis: Redis | None, clock: Clock = time.time
+    settings: Settings, *, database: Database, redis: SharedRedis | None, clock: Clock = time.time
 ) -> PresenceStore:
     """The backend named by `settings.effective_presence_backend`."""
     backend = settings.effective_presence_backend

@@ -1,25 +1,31 @@
 """Presence in Redis: the minute-bucket recipe of Armin Ronacher's Flask snippet (contract §7).
 
 Keys (under an optional prefix):
-- `online-users/<epoch minute>`: a set of the user ids active in that minute;
-- `user-activity/<user id>`: the user's last activity, epoch seconds.
+- `{presence}online-users/<epoch minute>`: a set of the user ids active in that minute;
+- `{presence}user-activity/<user id>`: the user's last activity, epoch seconds.
+
 Both expire at `now + window*60 + 10`, so Redis forgets on its own. A mark is one pipeline, one
 round trip; `online(N)` is the SUNION of the last N minute sets plus one MGET. Correct with any
-number of workers and containers sharing the Redis.
+number of workers and containers sharing the Redis. The `{presence}` hash tag keeps the keys in
+one slot of a Redis Cluster, so SUNION and MGET stay single commands there too.
 """
 
 from __future__ import annotations
 
 import time
 
-from redis.asyncio import Redis
-
 from app.presence import Clock, check_window
+from app.redis_client import SharedRedis
 
 
 class RedisPresenceStore:
     def __init__(
-        self, redis: Redis, *, window_minutes: int, key_prefix: str = "", clock: Clock = time.time
+        self,
+        redis: SharedRedis,
+        *,
+        window_minutes: int,
+        key_prefix: str = "",
+        clock: Clock = time.time,
     ) -> None:
         self.redis = redis
         self.max_window_minutes = window_minutes
@@ -27,10 +33,10 @@ class RedisPresenceStore:
         self.clock = clock
 
     def bucket_key(self, minute: int) -> str:
-        return f"{self.prefix}online-users/{minute}"
+        return f"{self.prefix}{{presence}}online-users/{minute}"
 
     def activity_key(self, user_id: str) -> str:
-        return f"{self.prefix}user-activity/{user_id}"
+        return f"{self.prefix}{{presence}}user-activity/{user_id}"
 
     async def mark(self, user_id: str) -> None:
         now = int(self.clock())

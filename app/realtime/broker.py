@@ -16,12 +16,14 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import orjson
-from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import ClusterPubSub
 from redis.exceptions import RedisError
 
 from app.keyspace import Keyspace
 from app.metrics import WEBSOCKET_DROPPED
 from app.realtime.messages import Audience, BrokerMessage
+from app.redis_client import SharedRedis
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,10 @@ Deliver = Callable[[BrokerMessage], None]
 # A lost subscription is retried after 0.2 s, doubling up to this: after a Sentinel failover the
 # chat is back within a second of the new master (tests/e2e/test_redis_sentinel.py).
 RESUBSCRIBE_MAX_SECONDS = 1.0
+
+
+class ShardMoved(RedisError):
+    """The server ended a shard subscription (a cluster slot migration)."""
 
 
 class Broker(Protocol):
@@ -78,7 +84,7 @@ class RedisBroker:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: SharedRedis,
         keyspace: Keyspace,
         on_subscribed: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
@@ -106,34 +112,52 @@ class RedisBroker:
         backoff = 0.2
         while True:
             try:
-                async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                async with self.redis.pubsub() as pubsub:
                     await pubsub.ssubscribe(*self.keyspace.channels())
                     self._first_attempt.set()
                     self._report_undelivered()
                     backoff = 0.2
                     if self.on_subscribed is not None:
                         await self.on_subscribed()
-                    while True:
-                        # The client's socket timeout must not end an idle subscription.
-                        item = await pubsub.get_message(timeout=1.0)
-                        if item is None or item.get("type") != "smessage":
-                            continue
-                        self._report_undelivered()  # a message arrived: Redis is back
-                        try:
-                            deliver(orjson.loads(item["data"]))
-                        except Exception:
-                            log.exception("undeliverable broker message")
+                    if isinstance(pubsub, ClusterPubSub):
+                        # One reader per node holding some of the shards: a reader that waits
+                        # on a quiet node must not hold back another node's messages.
+                        async with asyncio.TaskGroup() as readers:
+                            for node_pubsub in list(pubsub.node_pubsub_mapping.values()):
+                                readers.create_task(self._read(node_pubsub, deliver))
+                    else:
+                        await self._read(pubsub, deliver)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
                 self._first_attempt.set()
+                cause = error.exceptions[0] if isinstance(error, ExceptionGroup) else error
                 log.warning(
                     "broker subscription lost (%s); retrying in %.1f s",
-                    type(error).__name__,
+                    type(cause).__name__,
                     backoff,
                 )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, RESUBSCRIBE_MAX_SECONDS)
+
+    async def _read(self, pubsub: PubSub, deliver: Deliver) -> None:
+        """Deliver what `pubsub` receives until it fails. A shard the server unsubscribed
+        (its slot moved to another cluster node) raises `ShardMoved`: all are subscribed
+        again, on the nodes that hold them now."""
+        while True:
+            # The client's socket timeout must not end an idle subscription.
+            item = await pubsub.get_message(timeout=1.0)
+            if item is None:
+                continue
+            if item.get("type") == "sunsubscribe":
+                raise ShardMoved(str(item.get("channel")))
+            if item.get("type") != "smessage":
+                continue
+            self._report_undelivered()  # a message arrived: Redis is back
+            try:
+                deliver(orjson.loads(item["data"]))
+            except Exception:
+                log.exception("undeliverable broker message")
 
     async def publish(self, message: BrokerMessage) -> None:
         """Raises a `redis.exceptions.RedisError` when Redis is unavailable (counted)."""

@@ -34,13 +34,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypedDict
 
 import orjson
-from redis.asyncio import Redis
 
 from app.batching import SharedReads
 from app.keyspace import Keyspace
 from app.names import skeleton
 from app.realtime.messages import BrokerMessage
 from app.realtime.scripts import script
+from app.redis_client import SharedRedis
 
 Clock = Callable[[], float]  # epoch seconds
 Deliver = Callable[[BrokerMessage], None]
@@ -253,7 +253,7 @@ class RedisRoomDirectory:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: SharedRedis,
         *,
         stale_after: float,
         keyspace: Keyspace | None = None,

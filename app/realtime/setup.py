@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from limits import parse
-from redis.asyncio import Redis
 
 from app.keyspace import Keyspace
 from app.realtime.broker import Broker, InProcessBroker, RedisBroker
@@ -14,22 +13,21 @@ from app.realtime.connection import ReadRules
 from app.realtime.hub import Hub
 from app.realtime.monitor import MemoryMonitor
 from app.realtime.rooms import MemoryRoomDirectory, RedisRoomDirectory, RoomDirectory
+from app.redis_client import SharedRedis, redis_database
 from app.services import accounts
 from app.state import AppState
 
 STALE_HEARTBEATS = 3
 
 
-def keyspace_of(redis: Redis, prefix: str) -> Keyspace:
+def keyspace_of(redis: SharedRedis, prefix: str) -> Keyspace:
     """The key and channel names of this deployment (app.keyspace): channels are global to a
     Redis server, so they carry the database number as well as `REDIS_KEY_PREFIX`."""
-    return Keyspace(
-        prefix=prefix, database=int(redis.connection_pool.connection_kwargs.get("db", 0))
-    )
+    return Keyspace(prefix=prefix, database=redis_database(redis))
 
 
 @asynccontextmanager
-async def realtime(state: AppState, redis: Redis | None) -> AsyncIterator[None]:
+async def realtime(state: AppState, redis: SharedRedis | None) -> AsyncIterator[None]:
     """The worker's realtime parts, open for the block: the hub (and its broker
     subscription), the memory monitor and the read rules; the hub's drain hook, which sends
     every websocket 1001 when the worker starts shutting down (app.supervisor). Closed in the

@@ -32,8 +32,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from redis.asyncio import Redis
 
+from app.redis_client import SharedRedis
 from app.scheduler.definitions import (
     JOB_ID_PATTERN,
     JOB_ID_RULE,
@@ -97,7 +97,7 @@ class RefusedJobs:
     """Jobs refused when the leader took over: id -> reason, in Redis (`<prefix>scheduler:
     refused`, shared by every worker) or in memory. Raises `RedisError` when Redis fails."""
 
-    def __init__(self, redis: Redis | None, key: str) -> None:
+    def __init__(self, redis: SharedRedis | None, key: str) -> None:
         self.redis = redis
         self.key = key
         self._local: dict[str, str] = {}

@@ -25,9 +25,9 @@ from apscheduler.events import (
     JobExecutionEvent,
     JobSubmissionEvent,
 )
-from redis.asyncio import Redis
 
 from app.metrics import SCHEDULER_RUNS
+from app.redis_client import SharedRedis
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class MemoryRunHistory:
 
 
 class RedisRunHistory:
-    def __init__(self, redis: Redis, *, keep: int, prefix: str = "") -> None:
+    def __init__(self, redis: SharedRedis, *, keep: int, prefix: str = "") -> None:
         self.redis = redis
         self.keep = keep
         self.prefix = prefix

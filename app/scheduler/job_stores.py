@@ -49,6 +49,6 @@ def create_jobstore(settings: Settings) -> BaseJobStore:
         from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 
         return SQLAlchemyJobStore(
-            url=settings.scheduler_sqlalchemy_url, tablename="apscheduler_jobs"
+            url=settings.effective_scheduler_sqlalchemy_url, tablename="apscheduler_jobs"
         )
     return MemoryJobStore()

@@ -16,9 +16,10 @@ import socket
 import time
 import uuid
 
-from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
 from redis.exceptions import LockError, LockNotOwnedError
+
+from app.redis_client import SharedRedis
 
 
 def worker_identity() -> str:
@@ -54,7 +55,7 @@ class RedisLeadership:
     Raises `redis.exceptions.RedisError` from any call when Redis fails.
     """
 
-    def __init__(self, redis: Redis, *, key: str, lease_seconds: float) -> None:
+    def __init__(self, redis: SharedRedis, *, key: str, lease_seconds: float) -> None:
         self.redis = redis
         self.key = key
         self.lease_seconds = lease_seconds

@@ -16,9 +16,9 @@ import socket
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
-from redis.asyncio import Redis
 
 from app.db import Database
+from app.redis_client import SharedRedis
 from app.scheduler import jobs as builtin_jobs  # noqa: F401 (registers the built-in functions)
 from app.scheduler.definitions import JobDefinition, parse_job
 from app.scheduler.executor import AppContextExecutor
@@ -71,7 +71,7 @@ class SchedulerService:
     """
 
     def __init__(
-        self, settings: Settings, redis: Redis | None, database: Database | None = None
+        self, settings: Settings, redis: SharedRedis | None, database: Database | None = None
     ) -> None:
         self.settings = settings
         self.database = database

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from redis.asyncio import Redis
+from app.redis_client import SharedRedis
 
 State = Literal["running", "paused", "stopped"]
 RUNNING: State = "running"
@@ -25,7 +25,7 @@ class SchedulerStateError(Exception):
 class SharedState:
     """Arguments: redis, the worker's client (None: this process only); key, the Redis key."""
 
-    def __init__(self, redis: Redis | None, key: str) -> None:
+    def __init__(self, redis: SharedRedis | None, key: str) -> None:
         self.redis = redis
         self.key = key
         self._local: State = RUNNING

@@ -354,6 +354,9 @@ def own_redis_cluster(tmp_path: Path, *, masters: int = 3) -> Iterator[ClusterGr
                 str(data / "nodes.conf"),
                 "--cluster-node-timeout",
                 "2000",
+                # The bus port (default: port + 10000) must be free and below 65536 too.
+                "--cluster-port",
+                str(free_port()),
             )
             node.start()
             nodes.append(node)

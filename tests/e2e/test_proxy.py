@@ -42,6 +42,43 @@ def test_compose_file_follows_the_compose_specification() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+SENTINEL_COMPOSE = PROJECT_ROOT / "deploy" / "compose.sentinel.yaml"
+
+
+def test_the_sentinel_variant_follows_the_specification_and_the_settings() -> None:
+    """deploy/compose.sentinel.yaml (an override of compose.yaml): valid Compose; its replicas'
+    merged environment is a valid Sentinel configuration of the service; the sentinels watch
+    the master the service names, with a majority quorum."""
+    checker = Path(sys.executable).parent / "check-jsonschema"
+    result = subprocess.run(
+        [checker, "--builtin-schema", "vendor.compose-spec", SENTINEL_COMPOSE],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    from app.settings import Settings
+    from tests.conftest import TEST_SECRET_KEY
+
+    base = yaml.safe_load(COMPOSE.read_text())["services"]
+    override = yaml.safe_load(SENTINEL_COMPOSE.read_text())["services"]
+    for name in ("app-1", "app-2", "migrate"):
+        environment = {**base[name]["environment"], **override[name]["environment"]}
+        environment["DATABASE_URL"] = "mysql+aiomysql://quart:pw@mysql:3306/quart"
+        settings = Settings(
+            **{k.lower(): v for k, v in environment.items()}, secret_key=TEST_SECRET_KEY
+        )
+        assert not settings.redis_url and settings.redis_configured
+    sentinels = [override[f"sentinel-{i}"] for i in (1, 2, 3)]
+    hosts = {address.split(":")[0] for address in settings.redis_sentinels}
+    assert hosts == {"sentinel-1", "sentinel-2", "sentinel-3"}
+    for sentinel in sentinels:
+        script = sentinel["command"][-1]
+        assert f"sentinel monitor {settings.redis_sentinel_master} redis 6379 2" in script
+    assert override["redis-replica"]["command"][-3:] == ["--replicaof", "redis", "6379"]
+    for name in ("app-1", "app-2"):
+        assert set(override[name]["depends_on"]) == {"sentinel-1", "sentinel-2", "sentinel-3"}
+
+
 def test_compose_deployment_shape() -> None:
     services = yaml.safe_load(COMPOSE.read_text())["services"]
     replicas = [services["app-1"], services["app-2"]]

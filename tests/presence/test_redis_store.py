@@ -24,11 +24,11 @@ def store(redis, clock) -> RedisPresenceStore:
 async def test_mark_writes_the_recipes_keys_with_expireat(store, redis, clock) -> None:
     await store.mark("u1")
     minute = int(clock()) // 60
-    assert await redis.smembers(f"online-users/{minute}") == {"u1"}
-    assert await redis.get("user-activity/u1") == str(int(clock()))
+    assert await redis.smembers(f"{{presence}}online-users/{minute}") == {"u1"}
+    assert await redis.get("{presence}user-activity/u1") == str(int(clock()))
     expected = int(clock()) + 5 * 60 + 10
-    assert await redis.expiretime(f"online-users/{minute}") == expected
-    assert await redis.expiretime("user-activity/u1") == expected
+    assert await redis.expiretime(f"{{presence}}online-users/{minute}") == expected
+    assert await redis.expiretime("{presence}user-activity/u1") == expected
 
 
 async def test_mark_is_one_executed_pipeline(store, redis) -> None:
@@ -50,7 +50,7 @@ async def test_mark_is_one_executed_pipeline(store, redis) -> None:
     redis.pipeline = counting_pipeline
     await store.mark("u1")
     assert executed == [4]  # SADD, SET, EXPIREAT, EXPIREAT in one round trip
-    assert await redis.exists("user-activity/u1") == 1
+    assert await redis.exists("{presence}user-activity/u1") == 1
 
 
 async def test_window_boundaries(store, clock) -> None:
@@ -90,11 +90,11 @@ async def test_keys_really_expire(redis_url) -> None:
         past = lambda: time.time() - 70 + 1.5  # noqa: E731
         store = RedisPresenceStore(client, window_minutes=1, clock=past)
         await store.mark("u1")
-        assert await client.exists("user-activity/u1") == 1
-        assert 0 < await client.pttl("user-activity/u1") <= 1500
+        assert await client.exists("{presence}user-activity/u1") == 1
+        assert 0 < await client.pttl("{presence}user-activity/u1") <= 1500
 
         async def expired() -> bool:  # Redis itself removes it
-            return not await client.exists("user-activity/u1")
+            return not await client.exists("{presence}user-activity/u1")
 
         await eventually(expired, timeout=5)
     finally:
@@ -104,5 +104,5 @@ async def test_keys_really_expire(redis_url) -> None:
 async def test_key_prefix(redis, clock) -> None:
     store = RedisPresenceStore(redis, window_minutes=5, key_prefix="qf:", clock=clock)
     await store.mark("u1")
-    assert await redis.exists("qf:user-activity/u1") == 1
-    assert await redis.exists("user-activity/u1") == 0
+    assert await redis.exists("qf:{presence}user-activity/u1") == 1
+    assert await redis.exists("{presence}user-activity/u1") == 0
