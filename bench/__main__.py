@@ -7,7 +7,8 @@ compression) and the gevent-websocket relay. REST figures are medians of `--runs
 rounds; websocket figures the medians of `--runs` runs. `--smoke` runs everything tiny (the
 test suite does, so the benchmark cannot rot). The databases it creates are dropped at the end;
 the Redis database it is given (default 7) is emptied before and after. The `tracing` suite
-measures the cost of OpenTelemetry tracing (bench/tracing.py).
+measures the cost of OpenTelemetry tracing (bench/tracing.py), the `cluster` suite the
+fan-out on a Redis Cluster of the benchmark's own against one Redis server.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from sqlalchemy.engine import make_url
 
 from bench import concurrency, http_load, rest, tracing, websocket_load
 from bench.databases import create_database, drop_database, sync_url
+from bench.redis_cluster import redis_cluster
 from bench.report import Row, load_average, render
 from bench.servers import (
     flask_original,
@@ -70,7 +72,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "--only",
         "--suite",
         dest="only",
-        default="rest,fanout,joins,idle,concurrency,tracing",
+        default="rest,fanout,joins,idle,concurrency,tracing,cluster",
         help="comma-separated suites to run",
     )
     parser.add_argument(
@@ -415,6 +417,52 @@ def run_concurrency(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
     )
 
 
+def run_cluster(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
+    """The fan-out on a Redis Cluster of 3 masters against one Redis server, interleaved."""
+    results: dict[str, list[websocket_load.FanoutResult]] = {"single": [], "cluster": []}
+    loads = []
+    with redis_cluster() as nodes:
+        servers = {
+            "single": lambda: service(arguments.mysql_url, redis_url),
+            "cluster": lambda: service(arguments.mysql_url, None, REDIS_CLUSTER_NODES=nodes),
+        }
+        for round_number in range(arguments.runs):
+            for name, start in servers.items():
+                with start() as server:
+                    outcome = run_async(
+                        websocket_load.fanout(
+                            server,
+                            "/websocket",
+                            receivers=arguments.receivers,
+                            rate=arguments.rate,
+                            messages=arguments.messages,
+                            burst=arguments.burst,
+                        )
+                    )
+                results[name].append(outcome)
+                loads.append(load_average())
+                log(
+                    f"  cluster round {round_number + 1}/{arguments.runs} {name:8s} p50 "
+                    f"{outcome.steady.p50_ms:7.2f} ms  p99 {outcome.steady.percentile(0.99):7.2f} "
+                    f"ms  cpu/delivery {outcome.cpu_per_delivery_us:6.1f} us"
+                )
+
+    def med(name: str, key: Callable[[websocket_load.FanoutResult], float]) -> float:
+        return statistics.median(key(result) for result in results[name])
+
+    load = statistics.median(loads)
+    shape = f"fan-out 1 -> {arguments.receivers} at {arguments.rate:g} msg/s, Redis Cluster"
+    single = "one Redis server"
+    return [
+        Row(f"{shape}, p50", med("cluster", lambda r: r.steady.p50_ms), "ms", single,
+            med("single", lambda r: r.steady.p50_ms), "", load),
+        Row(f"{shape}, p99", med("cluster", lambda r: r.steady.percentile(0.99)), "ms", single,
+            med("single", lambda r: r.steady.percentile(0.99)), "", load),
+        Row(f"{shape}, CPU per delivery", med("cluster", lambda r: r.cpu_per_delivery_us), "us",
+            single, med("single", lambda r: r.cpu_per_delivery_us), "", load),
+    ]  # fmt: skip
+
+
 def run_tracing(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
     if not http_load.available():
         raise SystemExit("wrk is required for the tracing benchmark (apt-get install wrk)")
@@ -439,6 +487,7 @@ SUITES = {
     "idle": run_idle,
     "concurrency": run_concurrency,
     "tracing": run_tracing,
+    "cluster": run_cluster,
 }
 
 

@@ -17,7 +17,7 @@ from typing import Protocol
 
 import orjson
 from redis.asyncio.client import PubSub
-from redis.asyncio.cluster import ClusterPubSub
+from redis.asyncio.cluster import ClusterPubSub, RedisCluster
 from redis.exceptions import RedisError
 
 from app.keyspace import Keyspace
@@ -112,6 +112,10 @@ class RedisBroker:
         backoff = 0.2
         while True:
             try:
+                if isinstance(self.redis, RedisCluster):
+                    # Learn the slots first: shard subscriptions look their node up in the
+                    # client's slot map, which only a command fills otherwise.
+                    await self.redis.initialize()
                 async with self.redis.pubsub() as pubsub:
                     await pubsub.ssubscribe(*self.keyspace.channels())
                     self._first_attempt.set()

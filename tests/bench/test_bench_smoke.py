@@ -60,6 +60,7 @@ def test_the_benchmark_runs_every_suite_and_prints_its_table(
         "GET user, 4 connections + 4 slow uploads",
         "GET user, tracing on (10% sampled)",
         "fan-out 1 -> 5 CPU per delivery, tracing on (10% sampled)",
+        "fan-out 1 -> 5 at 50 msg/s, Redis Cluster, p50",
     ):
         assert workload in table, table
     rows = json.loads(rows_file.read_text())

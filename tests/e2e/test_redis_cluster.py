@@ -20,7 +20,7 @@ from app.keyspace import Keyspace
 from tests.e2e.dependencies import own_redis_cluster, redis_cli
 from tests.e2e.server import prepare_deployment, run_server
 from tests.e2e.test_websockets import join, opened_by_worker, recv_json, ws_url
-from tests.waiting import poll_for
+from tests.waiting import eventually, poll_for
 
 ADMIN = ("root", "cluster-admin-password")
 
@@ -179,3 +179,36 @@ def test_the_scheduler_runs_each_tick_once_on_the_cluster(server) -> None:
     assert max(Counter(seen).values()) == 1
     info = httpx.get(f"{server.base_url}/scheduler", auth=ADMIN).json()
     assert info["leader"]
+
+
+def test_a_fresh_worker_subscribes_before_any_command(cluster) -> None:
+    """A worker's first use of the cluster may be its subscription: the shards' nodes come from
+    the slot map, which the broker fills first (without it: SlotNotCoveredError forever)."""
+    from app.realtime.broker import RedisBroker
+    from app.redis_client import create_redis
+    from tests.conftest import make_settings
+
+    async def scenario() -> list:
+        settings = make_settings("sqlite://", redis_cluster_nodes=cluster.node_addresses)
+        listening, publishing = create_redis(settings), create_redis(settings)
+        received: list = []
+        broker = RedisBroker(listening, Keyspace(prefix="fresh:"))
+        try:
+            await broker.start(received.append)
+            sender = RedisBroker(publishing, Keyspace(prefix="fresh:"))
+            for room in ("a", "b", "c", "d"):
+                await sender.publish(
+                    {"to": {"kind": "room", "room": room}, "frame": room, "skip": None}
+                )
+
+            async def all_arrived() -> bool:
+                return len(received) == 4
+
+            await eventually(all_arrived, timeout=10)
+        finally:
+            await broker.close()
+            await listening.aclose()
+            await publishing.aclose()
+        return received
+
+    assert sorted(message["frame"] for message in asyncio.run(scenario())) == ["a", "b", "c", "d"]
