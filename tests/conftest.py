@@ -14,6 +14,7 @@ import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from quart import Quart
@@ -233,3 +234,25 @@ def query_counter_of() -> Iterator[Callable[[Quart], QueryCounter]]:
     yield count
     for sync_engine, counter in listening:
         event.remove(sync_engine, "before_cursor_execute", counter)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`REDIS_CLUSTER_NODES` of a Redis Cluster of this test process's own (3 masters on free
+    ports, tests/e2e/dependencies.py), for the tests parametrised over Redis topologies."""
+    from tests.e2e.dependencies import own_redis_cluster
+
+    with own_redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster.node_addresses
+
+
+async def open_cluster_client(redis_cluster_nodes: str) -> Any:
+    """The service's own cluster client (app.redis_client), every primary emptied first."""
+    from redis.asyncio.cluster import RedisCluster
+
+    from app.redis_client import create_cluster_client
+
+    settings = make_settings("sqlite://", redis_cluster_nodes=redis_cluster_nodes)
+    client = create_cluster_client(settings)
+    await client.flushall(target_nodes=RedisCluster.PRIMARIES)
+    return client

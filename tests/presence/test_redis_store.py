@@ -6,12 +6,20 @@ import pytest
 from redis.asyncio import Redis
 
 from app.presence.redis_store import RedisPresenceStore
+from tests.conftest import open_cluster_client
 from tests.waiting import eventually
 
 
-@pytest.fixture
-async def redis(redis_url):
-    client = Redis.from_url(redis_url, decode_responses=True)
+@pytest.fixture(params=["server", "cluster"])
+async def redis(request):
+    """The store's Redis: one server, or a Redis Cluster (the `{presence}` hash tag keeps every
+    multi-key command in one slot)."""
+    if request.param == "cluster":
+        client = await open_cluster_client(request.getfixturevalue("redis_cluster_nodes"))
+        yield client
+        await client.aclose()
+        return
+    client = Redis.from_url(request.getfixturevalue("redis_url"), decode_responses=True)
     yield client
     await client.aclose()
 
@@ -41,7 +49,7 @@ async def test_mark_is_one_executed_pipeline(store, redis) -> None:
         real_execute = pipeline.execute
 
         async def execute(*a, **k):
-            executed.append(len(pipeline.command_stack))
+            executed.append(len(pipeline))  # the commands queued
             return await real_execute(*a, **k)
 
         pipeline.execute = execute

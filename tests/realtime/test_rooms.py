@@ -18,6 +18,7 @@ from app.realtime.rooms import (
     RedisRoomDirectory,
     member_record,
 )
+from tests.conftest import open_cluster_client
 from tests.realtime.conftest import receive_json, send_json
 
 STALE_AFTER = 30.0
@@ -83,13 +84,25 @@ async def test_leaving_releases_the_name_only_when_its_last_connection_leaves(re
         await client.aclose()
 
 
-@pytest.fixture(params=["redis", "memory"])
-async def log_directory(request, redis_url):
-    """A room directory of either backend, keeping 5 messages."""
+@pytest.fixture(params=["redis", "redis-cluster", "memory"])
+async def log_directory(request):
+    """A room directory of each backend (Redis: one server, or a cluster), keeping 5 messages."""
     if request.param == "memory":
         yield None, MemoryRoomDirectory(stale_after=STALE_AFTER, keep=5, history_seconds=600)
         return
-    client, rooms = directory(redis_url, keep=5)
+    if request.param == "redis-cluster":
+        client = await open_cluster_client(request.getfixturevalue("redis_cluster_nodes"))
+        try:
+            yield (
+                client,
+                RedisRoomDirectory(
+                    client, stale_after=STALE_AFTER, history_seconds=600, keyspace=KEYS, keep=5
+                ),
+            )
+        finally:
+            await client.aclose()
+        return
+    client, rooms = directory(request.getfixturevalue("redis_url"), keep=5)
     try:
         yield client, rooms
     finally:
