@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import statistics
@@ -31,6 +32,7 @@ from bench.databases import create_database, drop_database, sync_url
 from bench.redis_cluster import redis_cluster
 from bench.report import Row, load_average, render
 from bench.servers import (
+    Server,
     flask_original,
     gevent_relay,
     hypercorn_app,
@@ -145,6 +147,40 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coroutine)
 
 
+def fanout_rounds(
+    arguments: argparse.Namespace,
+    servers: dict[str, Callable[[], contextlib.AbstractContextManager[Server]]],
+    paths: dict[str, str],
+    results: dict[str, list[websocket_load.FanoutResult]],
+    loads: list[float],
+    label: str,
+) -> None:
+    """`--runs` rounds of the fan-out on each server in turn; appends to `results`, `loads`."""
+    for round_number in range(arguments.runs):
+        for name, start in servers.items():
+            with start() as server:
+                outcome = run_async(
+                    websocket_load.fanout(
+                        server,
+                        paths[name],
+                        receivers=arguments.receivers,
+                        rate=arguments.rate,
+                        messages=arguments.messages,
+                        burst=arguments.burst,
+                        deflate=name == "deflate",
+                    )
+                )
+            results[name].append(outcome)
+            loads.append(load_average())
+            log(
+                f"  {label} round {round_number + 1}/{arguments.runs} {name:8s} "
+                f"p50 {outcome.steady.p50_ms:7.2f} ms  p99 {outcome.steady.percentile(0.99):7.2f} ms  "
+                f"cpu/delivery {outcome.cpu_per_delivery_us:6.1f} us  burst p50 "
+                f"{outcome.burst.p50_ms:8.1f} ms p99 {outcome.burst.percentile(0.99):8.1f} ms  "
+                f"closed 1013: {outcome.burst.closed_1013}  missing {outcome.burst.missing}"
+            )
+
+
 def run_fanout(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
     results: dict[str, list[websocket_load.FanoutResult]] = {
         "service": [],
@@ -172,29 +208,7 @@ def run_fanout(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
         "bare": "/",
         "gevent": "/",
     }
-    for round_number in range(arguments.runs):
-        for name, start in servers.items():
-            with start() as server:
-                outcome = run_async(
-                    websocket_load.fanout(
-                        server,
-                        paths[name],
-                        receivers=arguments.receivers,
-                        rate=arguments.rate,
-                        messages=arguments.messages,
-                        burst=arguments.burst,
-                        deflate=name == "deflate",
-                    )
-                )
-            results[name].append(outcome)
-            loads.append(load_average())
-            log(
-                f"  fan-out round {round_number + 1}/{arguments.runs} {name:8s} "
-                f"p50 {outcome.steady.p50_ms:7.2f} ms  p99 {outcome.steady.percentile(0.99):7.2f} ms  "
-                f"cpu/delivery {outcome.cpu_per_delivery_us:6.1f} us  burst p50 "
-                f"{outcome.burst.p50_ms:8.1f} ms p99 {outcome.burst.percentile(0.99):8.1f} ms  "
-                f"closed 1013: {outcome.burst.closed_1013}  missing {outcome.burst.missing}"
-            )
+    fanout_rounds(arguments, servers, paths, results, loads, "fan-out")
 
     def med(name: str, key: Callable[[websocket_load.FanoutResult], float]) -> float:
         return statistics.median(key(result) for result in results[name])
@@ -426,26 +440,8 @@ def run_cluster(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
             "single": lambda: service(arguments.mysql_url, redis_url),
             "cluster": lambda: service(arguments.mysql_url, None, REDIS_CLUSTER_NODES=nodes),
         }
-        for round_number in range(arguments.runs):
-            for name, start in servers.items():
-                with start() as server:
-                    outcome = run_async(
-                        websocket_load.fanout(
-                            server,
-                            "/websocket",
-                            receivers=arguments.receivers,
-                            rate=arguments.rate,
-                            messages=arguments.messages,
-                            burst=arguments.burst,
-                        )
-                    )
-                results[name].append(outcome)
-                loads.append(load_average())
-                log(
-                    f"  cluster round {round_number + 1}/{arguments.runs} {name:8s} p50 "
-                    f"{outcome.steady.p50_ms:7.2f} ms  p99 {outcome.steady.percentile(0.99):7.2f} "
-                    f"ms  cpu/delivery {outcome.cpu_per_delivery_us:6.1f} us"
-                )
+        paths = dict.fromkeys(servers, "/websocket")
+        fanout_rounds(arguments, servers, paths, results, loads, "cluster")
 
     def med(name: str, key: Callable[[websocket_load.FanoutResult], float]) -> float:
         return statistics.median(key(result) for result in results[name])

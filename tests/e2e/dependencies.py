@@ -106,27 +106,7 @@ def own_redis(tmp_path: Path) -> Iterator[OwnServer]:
     port = free_port()
     data = tmp_path / f"redis-{port}"
     data.mkdir()
-    server = OwnServer(
-        name="redis-server",
-        command=[
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(data),
-            "--daemonize",
-            "no",
-        ],
-        port=port,
-        ready_command=["redis-cli", "-p", str(port), "ping"],
-        log_path=data / "redis.log",
-    )
+    server = _redis_server(data, port)
     server.start()
     try:
         yield server

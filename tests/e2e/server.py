@@ -151,3 +151,45 @@ def prepare_deployment(
         setup_dir, env, ["init-db"], ["create-admin", "--name", admin[0], "--password", admin[1]]
     )
     return env
+
+
+def add_tick_job(base_url: str, auth: tuple[str, str], job_id: str = "tick") -> None:
+    """Add an interval job of 1 s (the built-in `print_test`) through the scheduler's API."""
+    created = httpx.post(
+        f"{base_url}/scheduler/jobs",
+        auth=auth,
+        timeout=10,
+        json={
+            "id": job_id,
+            "func": "app.scheduler.jobs:print_test",
+            "trigger": "interval",
+            "seconds": 1,
+        },
+    )
+    assert created.status_code == 200, created.text
+
+
+def assert_presence_and_credential_limit(base_url: str, admin: tuple[str, str]) -> None:
+    """On a service with `AUTH_RATE_LIMIT=5/minute`: a new user who makes a request is online,
+    and the sixth wrong password for them is refused with 429 (both kept in Redis)."""
+    import secrets
+
+    name, password = f"n{secrets.token_hex(4)}", "newcomer-password"
+    made = httpx.post(
+        f"{base_url}/api/v1/user",
+        auth=admin,
+        json={"name": name, "password": password, "role": 0},
+        timeout=10,
+    )
+    assert made.status_code == 200, made.text
+    user_id = made.json()["data"]["id"]
+    assert httpx.get(f"{base_url}/api/v1/tag", auth=(name, password), timeout=10).is_success
+    online = httpx.get(f"{base_url}/api/v1/online", auth=admin, timeout=10).json()["data"]
+    assert user_id in {entry["id"] for entry in online["users"]}, online
+    statuses = [
+        httpx.post(
+            f"{base_url}/login", json={"name": name, "password": "wrong"}, timeout=10
+        ).status_code
+        for _ in range(6)
+    ]
+    assert statuses == [401] * 5 + [429], statuses

@@ -23,7 +23,7 @@ from websockets.asyncio.client import connect
 
 from tests.conftest import TEST_SECRET_KEY
 from tests.e2e.dependencies import OwnServer, own_mariadb, own_redis
-from tests.e2e.server import RunningServer, run_cli, run_server
+from tests.e2e.server import RunningServer, add_tick_job, run_cli, run_server
 from tests.e2e.slow_client import StalledClient
 from tests.waiting import answers, poll
 
@@ -567,18 +567,7 @@ def test_the_scheduler_leader_steps_down_while_redis_is_hung(stack) -> None:
     when it cannot renew, a leader runs the job again after Redis returns, no tick runs twice."""
     server, _, redis = stack
     api = server.base_url
-    created = httpx.post(
-        f"{api}/scheduler/jobs",
-        auth=ADMIN,
-        timeout=10,
-        json={
-            "id": "tick",
-            "func": "app.scheduler.jobs:print_test",
-            "trigger": "interval",
-            "seconds": 1,
-        },
-    )
-    assert created.status_code == 200, created.text
+    add_tick_job(api, ADMIN)
 
     def ticks() -> list[str]:
         response = httpx.get(f"{api}/scheduler/jobs/tick/runs", auth=ADMIN, timeout=10)

@@ -32,14 +32,19 @@ CLIENT_ADDRESS = "127.0.0.5"  # the test's client: not the address nginx connect
 ADMIN = ("proxy-admin", "proxy-admin-password")
 
 
-def test_compose_file_follows_the_compose_specification() -> None:
+def assert_valid_compose(path: Path) -> None:
+    """`path` is valid against the Compose specification's JSON schema."""
     checker = Path(sys.executable).parent / "check-jsonschema"
     result = subprocess.run(
-        [checker, "--builtin-schema", "vendor.compose-spec", COMPOSE],
+        [checker, "--builtin-schema", "vendor.compose-spec", path],
         capture_output=True,
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    assert_valid_compose(COMPOSE)
 
 
 SENTINEL_COMPOSE = PROJECT_ROOT / "deploy" / "compose.sentinel.yaml"
@@ -49,13 +54,7 @@ def test_the_sentinel_variant_follows_the_specification_and_the_settings() -> No
     """deploy/compose.sentinel.yaml (an override of compose.yaml): valid Compose; its replicas'
     merged environment is a valid Sentinel configuration of the service; the sentinels watch
     the master the service names, with a majority quorum."""
-    checker = Path(sys.executable).parent / "check-jsonschema"
-    result = subprocess.run(
-        [checker, "--builtin-schema", "vendor.compose-spec", SENTINEL_COMPOSE],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_valid_compose(SENTINEL_COMPOSE)
     from app.settings import Settings
     from tests.conftest import TEST_SECRET_KEY
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import secrets
 import time
 from collections import Counter
 from datetime import datetime
@@ -18,8 +17,13 @@ from websockets.asyncio.client import connect
 
 from app.keyspace import Keyspace
 from tests.e2e.dependencies import own_redis_cluster, redis_cli
-from tests.e2e.server import prepare_deployment, run_server
-from tests.e2e.test_websockets import join, opened_by_worker, recv_json, ws_url
+from tests.e2e.server import (
+    add_tick_job,
+    assert_presence_and_credential_limit,
+    prepare_deployment,
+    run_server,
+)
+from tests.e2e.test_websockets import opened_by_worker, recv_json, ws_url
 from tests.waiting import eventually, poll_for
 
 ADMIN = ("root", "cluster-admin-password")
@@ -63,7 +67,7 @@ def test_chat_across_workers_with_recovery_spread_over_the_nodes(server, cluster
                 clients.append(await connect(ws_url(server, "/ws/chat")))
             for room in rooms:
                 for i, ws in enumerate(clients):
-                    await join(ws, room, f"c{i}")
+                    await join_room(ws, room, f"c{i}")
                 await clients[0].send(
                     json.dumps({"event": "message", "room": room, "text": f"to {room}"})
                 )
@@ -111,6 +115,17 @@ def test_chat_across_workers_with_recovery_spread_over_the_nodes(server, cluster
     assert all(count >= 2 for count in subscribed.values()), subscribed  # both workers, each node
 
 
+async def join_room(ws, room: str, nickname: str) -> None:
+    """Join `room` and read until its `history`; frames of the client's other rooms (a batched
+    `presence_diff` of a room joined before) may come first."""
+    await ws.send(json.dumps({"event": "join", "room": room, "nickname": nickname}))
+    while True:
+        frame = await recv_json(ws)
+        if frame.get("room") == room and frame["event"] == "history":
+            return
+        assert frame["event"] != "error", frame
+
+
 def _calls_per_node(cluster, command: str) -> dict[int, int]:
     calls = {}
     for node in cluster.nodes:
@@ -135,37 +150,11 @@ def _shard_subscribers(port: int, channels: list[str]) -> int:
 
 
 def test_presence_and_the_credential_limit_on_the_cluster(server) -> None:
-    auth = ADMIN
-    name = f"u{secrets.token_hex(4)}"
-    made = httpx.post(
-        f"{server.base_url}/api/v1/user",
-        auth=auth,
-        json={"name": name, "password": "cluster-user-pw", "role": 0},
-    )
-    assert made.status_code == 200, made.text
-    user_id = made.json()["data"]["id"]
-    assert httpx.get(f"{server.base_url}/api/v1/tag", auth=(name, "cluster-user-pw")).is_success
-    online = httpx.get(f"{server.base_url}/api/v1/online", auth=auth).json()["data"]
-    assert user_id in {entry["id"] for entry in online["users"]}, online
-    statuses = [
-        httpx.post(f"{server.base_url}/login", json={"name": name, "password": "no"}).status_code
-        for _ in range(6)
-    ]
-    assert statuses == [401] * 5 + [429], statuses
+    assert_presence_and_credential_limit(server.base_url, ADMIN)
 
 
 def test_the_scheduler_runs_each_tick_once_on_the_cluster(server) -> None:
-    created = httpx.post(
-        f"{server.base_url}/scheduler/jobs",
-        auth=ADMIN,
-        json={
-            "id": "cluster-tick",
-            "func": "app.scheduler.jobs:print_test",
-            "trigger": "interval",
-            "seconds": 1,
-        },
-    )
-    assert created.status_code == 200, created.text
+    add_tick_job(server.base_url, ADMIN, "cluster-tick")
 
     def ticks() -> list[datetime]:
         runs = httpx.get(f"{server.base_url}/scheduler/jobs/cluster-tick/runs", auth=ADMIN)

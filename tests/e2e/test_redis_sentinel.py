@@ -17,7 +17,12 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.e2e.dependencies import own_sentinel_group, redis_cli
-from tests.e2e.server import prepare_deployment, run_server
+from tests.e2e.server import (
+    add_tick_job,
+    assert_presence_and_credential_limit,
+    prepare_deployment,
+    run_server,
+)
 from tests.e2e.test_websockets import join, opened_by_worker, recv_json, ws_url
 from tests.waiting import poll, poll_for
 
@@ -101,17 +106,7 @@ def test_a_sentinel_failover_under_load(group, tmp_path) -> None:
     with run_server(tmp_path / "server", env, workers=2) as server:
         auth = ADMIN
         token = httpx.post(server.base_url + "/api/v1/tokens", auth=auth).json()["data"]["token"]
-        created = httpx.post(
-            f"{server.base_url}/scheduler/jobs",
-            auth=auth,
-            json={
-                "id": "tick",
-                "func": "app.scheduler.jobs:print_test",
-                "trigger": "interval",
-                "seconds": 1,
-            },
-        )
-        assert created.status_code == 200, created.text
+        add_tick_job(server.base_url, auth)
         load = Load(server.base_url, token)
         threads = load.run()
         old_master = group.master()
@@ -142,27 +137,8 @@ def test_a_sentinel_failover_under_load(group, tmp_path) -> None:
         writes_back_at = min(at for at in load.write_ok_at if at > killed_at)
         assert group.master_port() != old_master.port
 
-        # Presence keeps counting: a user first seen after the failover is online.
-        newcomer = f"n{secrets.token_hex(4)}"
-        made = httpx.post(
-            f"{server.base_url}/api/v1/user",
-            auth=auth,
-            json={"name": newcomer, "password": "newcomer-password", "role": 0},
-        )
-        assert made.status_code == 200, made.text
-        user_id = made.json()["data"]["id"]
-        httpx.get(f"{server.base_url}/api/v1/tag", auth=(newcomer, "newcomer-password"))
-        online = httpx.get(f"{server.base_url}/api/v1/online", auth=auth).json()["data"]
-        assert user_id in {entry["id"] for entry in online["users"]}, online
-
-        # The credential limit keeps counting on the new master: the 6th failure is refused.
-        statuses = [
-            httpx.post(
-                f"{server.base_url}/login", json={"name": newcomer, "password": "wrong"}
-            ).status_code
-            for _ in range(6)
-        ]
-        assert statuses == [401] * 5 + [429], statuses
+        # Presence and the credential limit keep counting on the new master.
+        assert_presence_and_credential_limit(server.base_url, auth)
 
         # The tick runs on across the failover, never twice for one scheduled time.
         def ticks() -> list[datetime]:
