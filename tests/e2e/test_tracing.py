@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 import time
 
@@ -219,3 +220,43 @@ def test_head_sampling_keeps_whole_traces_and_follows_a_sampled_caller(
         for trace_id in servers:  # each sampled request's statements are in its trace
             kinds = {s.attributes.get("db.system") for s in spans if s.trace_id == trace_id}
             assert "mysql" in kinds, trace_id
+
+
+def test_the_memory_monitors_frames_are_not_traced_by_default(server, receiver) -> None:
+    """`TRACE_MONITOR_FRAMES` is off: a monitor client's ping, even with a traceparent, makes
+    no span, while a chat ping on the same worker right after it does (a worker exports its
+    spans in the order they end, so the chat's span arriving means the monitor's would have)."""
+    monitor_trace, chat_trace = secrets.token_hex(16), secrets.token_hex(16)
+
+    def worker_of(log: str, path: str, marker: str) -> str | None:
+        found = re.findall(rf"\[(\d+)\] websocket {path} opened", log.split(marker, 1)[-1])
+        return found[-1] if found else None
+
+    async def ping(ws, trace_id: str) -> None:
+        traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
+        await ws.send(json.dumps({"event": "ping", "traceparent": traceparent}))
+        while (await recv_json(ws))["event"] != "pong":
+            pass
+
+    async def scenario() -> None:
+        marker = f"monitor-{time.monotonic_ns()}"
+        async with httpx.AsyncClient() as client:
+            await client.get(f"{server.base_url}/api/v1/tag", headers={"X-Request-ID": marker})
+        async with connect(ws_url(server, "/ws")) as monitor:
+            await ping(monitor, monitor_trace)
+            monitor_worker = worker_of(server.log(), "/ws", marker)
+            chats = []
+            try:
+                while True:
+                    assert len(chats) < 50, "no chat connection landed on the monitor's worker"
+                    chats.append(await connect(ws_url(server, "/ws/chat")))
+                    if worker_of(server.log(), "/ws/chat", marker) == monitor_worker:
+                        break
+                await ping(chats[-1], chat_trace)
+            finally:
+                for ws in chats:
+                    await ws.close()
+
+    asyncio.run(scenario())
+    spans_of(receiver, chat_trace, bool)  # the chat's ping was traced and exported
+    assert receiver.in_trace(monitor_trace) == []
