@@ -329,6 +329,8 @@ def create_redis(settings: Settings) -> SharedRedis | None:
     service (the app, the broker's subscription, the credential limits' storage) shares this
     client's pool, so all of them follow a Sentinel failover.
     """
+    if settings.redis_cluster_nodes:
+        return create_cluster_client(settings)
     pool: BoundedWaitConnectionPool
     options = {
         "max_connections": settings.redis_max_connections,
@@ -337,8 +339,6 @@ def create_redis(settings: Settings) -> SharedRedis | None:
         "health_check_interval": 30,
         **redis_options(settings),
     }
-    if settings.redis_cluster_nodes:
-        return create_cluster_client(settings)
     if settings.redis_sentinels:
         assert settings.redis_sentinel_master is not None  # Settings requires it
         sentinels = Sentinel(

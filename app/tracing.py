@@ -246,17 +246,20 @@ def _frame_span(tracer: Tracer, endpoint: str, data: str | bytes) -> Iterator[Sp
                 yield span
 
 
-@contextlib.contextmanager
-def publish_span(destination: str) -> Iterator[str | None]:
+def publish_span(destination: str) -> AbstractContextManager[str | None]:
     """A PRODUCER span around a publish to `destination` ("room/<name>", "endpoint/<name>");
-    yields the `traceparent` to put in the envelope, or None when there is nothing to continue
+    gives the `traceparent` to put in the envelope, or None when there is nothing to continue
     (tracing off, or the span not sampled)."""
     if _tracer is None:
-        yield None
-        return
+        return nullcontext()
+    return _publish_span(_tracer, destination)
+
+
+@contextlib.contextmanager
+def _publish_span(tracer: Tracer, destination: str) -> Iterator[str | None]:
     from opentelemetry.trace import SpanKind
 
-    with _tracer.start_as_current_span(
+    with tracer.start_as_current_span(
         f"publish {destination}",
         kind=SpanKind.PRODUCER,
         attributes={

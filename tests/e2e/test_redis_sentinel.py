@@ -113,8 +113,7 @@ def test_a_sentinel_failover_under_load(group, tmp_path) -> None:
         promoted_at: list[float] = []
 
         def watch_promotion() -> None:
-            while group.master_port() == old_master.port:
-                time.sleep(0.05)
+            poll(lambda: group.master_port() != old_master.port, 30, interval=0.05)
             promoted_at.append(time.monotonic())
 
         watcher = threading.Thread(target=watch_promotion)
