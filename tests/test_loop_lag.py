@@ -93,4 +93,7 @@ def test_waiting_for_a_cpu_is_lag_but_not_own_lag() -> None:
     assert result.returncode == 0, result.stderr
     mean = json.loads(result.stdout.splitlines()[-1])
     assert mean["event_loop_lag_seconds"] >= 0.05, mean  # starved: late by far more than a step
-    assert mean["event_loop_own_lag_seconds"] <= 0.02, mean  # its own steps are 2 ms each
+    # Its own steps are 2 ms each: the own lag is a small part of the lag. Not an absolute bound:
+    # under the suite's load the VM's stolen time (invisible to the guest's scheduler) and other
+    # stalls land in the own lag too (seen: lag 0.93 s, own lag 0.12 s while CI ran).
+    assert mean["event_loop_own_lag_seconds"] <= mean["event_loop_lag_seconds"] / 4, mean
