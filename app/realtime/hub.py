@@ -101,6 +101,7 @@ class Hub:
         self._heartbeat: asyncio.Task[None] | None = None
         self._empty = asyncio.Event()
         self._empty.set()
+        self._closing: tuple[int, str] | None = None  # set by close_all: the worker is going
         self._frames_out: dict[str, Counter] = {}
         # Per room: the log position (epoch, offset) of the last message this worker delivered.
         self.positions: dict[str, tuple[str, int]] = {}
@@ -162,7 +163,9 @@ class Hub:
 
     async def close_all(self, code: int, reason: str) -> None:
         """Close every connection of this worker with `code`, and wait (bounded) until they are
-        gone."""
+        gone. A connection that registers from then on (a client reconnecting at once to a
+        worker that is draining) is closed the same way as it opens."""
+        self._closing = (code, reason)
         for connection in list(self.connections.values()):
             connection.close(code, reason)
         with contextlib.suppress(TimeoutError):
@@ -174,6 +177,8 @@ class Hub:
         self.connections[connection.id] = connection
         self.by_endpoint[connection.endpoint].add(connection)
         self._empty.clear()
+        if self._closing is not None:
+            connection.close(*self._closing)
         if connection.user_id is not None:
             await self.presence.mark(connection.user_id)
 

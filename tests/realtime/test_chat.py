@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from app.state import app_state
@@ -316,3 +318,22 @@ async def test_a_reconnecting_anonymous_client_keeps_its_nickname_with_its_claim
             again = await receive_json(back)
             assert again["event"] == "presence_state" and again["you"] == "ann"
             assert again["claim"] == state["claim"]
+
+
+async def test_a_client_that_connects_while_the_worker_drains_is_closed_with_1001(app) -> None:
+    """The drain closes every websocket with 1001; a client reconnecting at once to the same
+    worker (still listening until Hypercorn stops) is closed as it opens, so the drain ends
+    instead of waiting on it (seen: a browser page reconnecting held a shutdown past 15 s)."""
+    from quart.testing.connections import WebsocketDisconnectError
+
+    hub = app_state(app).hub
+    await hub.close_all(1001, "server shutting down")  # nobody connected: returns at once
+    async with app.test_client().websocket("/ws/chat") as ws:
+        with pytest.raises(WebsocketDisconnectError) as closed:
+            await asyncio.wait_for(ws.receive(), 5)
+    assert closed.value.args == (1001,)
+
+    async def gone() -> bool:
+        return not hub.connections
+
+    await eventually(gone)
