@@ -7,6 +7,8 @@ what each fixes upstream and what would let it go).
 - `close_refused_frames`: a frame wsproto refuses is answered with its close code, not dropped;
 - `bound_connection_close`: a closing connection whose peer stopped reading is aborted;
 - `refuse_transfer_codings_with_400`: a `Transfer-Encoding` other than chunked is a 400;
+- `write_response_head_with_body`: an HTTP/1.1 response's head goes out with its first body
+  bytes, in one write;
 - `websocket_wire`: the TCP transport under a websocket, so a broadcast frame encoded once is
   written to every receiver (app/realtime/connection.py).
 
@@ -176,6 +178,55 @@ def refuse_transfer_codings_with_400() -> None:
     H11Protocol._send_error_response = send_error_response  # type: ignore[method-assign]
 
 
+def write_response_head_with_body() -> None:
+    """Write an HTTP/1.1 response's head together with its first body bytes (or its end): one
+    `send()` and one TCP segment per small response, not two.
+
+    Hypercorn writes the status line and headers as soon as the app starts its response, and
+    the body with its next message; with TCP_NODELAY (asyncio's default) each is a system call
+    and a packet. The head is held until the next bytes of the same response go out, or the
+    stream closes (an app that started a response and failed still gets its head written).
+    A streaming response's head waits for its first chunk. Informational responses (100, 101)
+    are written at once.
+    """
+    import h11
+    from hypercorn.events import RawData
+    from hypercorn.protocol.events import StreamClosed
+    from hypercorn.protocol.h11 import H11Protocol
+
+    if getattr(H11Protocol._send_h11_event, "holds_heads", False):
+        return
+    original_stream_send = H11Protocol.stream_send
+
+    async def send_h11_event(self: Any, event: Any) -> None:
+        try:
+            data = self.connection.send(event)
+        except h11.LocalProtocolError:
+            if self.connection.their_state != h11.ERROR:
+                raise
+            return
+        if type(event) is h11.Response:
+            self.held_head = data
+            return
+        held: bytes = getattr(self, "held_head", b"")
+        if held:
+            self.held_head = b""
+            data = held + data
+        if data:
+            await self.send(RawData(data=data))
+
+    async def stream_send(self: Any, event: Any) -> None:
+        held: bytes = getattr(self, "held_head", b"")
+        if held and type(event) is StreamClosed:
+            self.held_head = b""
+            await self.send(RawData(data=held))
+        await original_stream_send(self, event)
+
+    send_h11_event.holds_heads = True  # type: ignore[attr-defined]
+    H11Protocol._send_h11_event = send_h11_event  # type: ignore[method-assign]
+    H11Protocol.stream_send = stream_send  # type: ignore[method-assign]
+
+
 def patch_hypercorn() -> None:
     """Apply every patch above, after checking the installed versions (raises
     `UnsupportedServerVersion`). Idempotent."""
@@ -184,6 +235,7 @@ def patch_hypercorn() -> None:
     close_refused_frames()
     bound_connection_close()
     refuse_transfer_codings_with_400()
+    write_response_head_with_body()
 
 
 # Direct writes to a websocket's transport ------------------------------------------------------

@@ -176,6 +176,13 @@ class Settings(BaseSettings):
     # The memory monitor's frames get no spans unless asked for: its clients ping all day.
     trace_monitor_frames: bool = False
 
+    # The cyclic garbage collector's thresholds (`gc.set_threshold`), set in each worker once
+    # startup's objects are frozen (app/supervisor.py). Python's (700, 10, 10) promoted the
+    # objects of requests waiting in the admission queue, and full collections over thousands of
+    # connections' objects took 60-140 ms each: ~10% of a worker's CPU at 4,000 connections
+    # (docs/performance.md). "0,0,0" turns the collector off (garbage in cycles is then kept).
+    gc_thresholds: Annotated[tuple[int, int, int], NoDecode] = (100_000, 50, 100)
+
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 
@@ -196,6 +203,20 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
         return value
+
+    @field_validator("gc_thresholds", mode="before")
+    @classmethod
+    def _split_thresholds(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(","))
+        return value
+
+    @field_validator("gc_thresholds")
+    @classmethod
+    def _thresholds_in_range(cls, thresholds: tuple[int, int, int]) -> tuple[int, int, int]:
+        if any(not 0 <= threshold <= 10_000_000 for threshold in thresholds):
+            raise ValueError("each of the 3 thresholds must be between 0 and 10000000")
+        return thresholds
 
     @field_validator("redis_sentinels", "redis_cluster_nodes", mode="before")
     @classmethod

@@ -18,6 +18,7 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from multiprocessing import get_context
 from multiprocessing.connection import wait
 from multiprocessing.synchronize import Event as EventType
@@ -162,16 +163,28 @@ def _awaiting(task: asyncio.Task[Any] | Any) -> str:
     return " -> ".join(chain)
 
 
-async def freeze_startup_objects() -> None:
-    """Move what startup built (modules, models, schemas, pools: ~120,000 objects that live as
-    long as the worker) out of the garbage collector's sight (`gc.freeze`). A full collection
-    then takes about 1 ms instead of about 115 ms, a stall of every request and websocket of
-    the worker (bench/, loop lag). Garbage is collected first, so none is kept for good."""
-    gc.collect()
-    gc.freeze()
-    logging.getLogger("app").info(
-        "startup objects frozen: %d (full garbage collections skip them)", gc.get_freeze_count()
-    )
+def tune_garbage_collector(thresholds: tuple[int, int, int]) -> Callable[[], Awaitable[None]]:
+    """A `before_serving` hook (run after the app's own startup hooks) that first moves what
+    startup built (modules, models, schemas, pools: ~120,000 objects that live as long as the
+    worker) out of the garbage collector's sight (`gc.freeze`): a full collection then takes
+    about 1 ms instead of about 115 ms, a stall of every request and websocket of the worker.
+    Garbage is collected first, so none is kept for good. Then it sets `GC_THRESHOLDS`
+    (`gc.set_threshold`): with Python's defaults, the objects of requests waiting in the
+    admission queue reached the oldest generation, whose collections then ran every second or
+    so over every connection's objects (bench/, docs/performance.md)."""
+
+    async def tune() -> None:
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*thresholds)
+        logging.getLogger("app").info(
+            "startup objects frozen: %d (full garbage collections skip them); "
+            "collector thresholds %s",
+            gc.get_freeze_count(),
+            thresholds,
+        )
+
+    return tune
 
 
 def _worker_main(config: Config, sockets: Sockets, stop: EventType) -> None:
@@ -184,8 +197,9 @@ def _worker_main(config: Config, sockets: Sockets, stop: EventType) -> None:
     patch_hypercorn()
     wrapped = load_application(config.application_path, config.wsgi_max_body_size)
     quart_app = wrapped.app  # type: ignore[attr-defined]  # hypercorn's ASGIWrapper
-    quart_app.before_serving(freeze_startup_objects)  # after the app's own startup hooks
-    set_websocket_compression(app_state(quart_app).settings.ws_compression)
+    settings = app_state(quart_app).settings
+    quart_app.before_serving(tune_garbage_collector(settings.gc_thresholds))
+    set_websocket_compression(settings.ws_compression)
     supervisor = os.getppid()
 
     async def shutdown_trigger() -> None:

@@ -4,11 +4,13 @@ with and without that patch (tests/test_hypercorn_patches.py).
 
     python -m tests.hypercorn_server PORT PATCH[:true|false][,PATCH...]|none GRACEFUL_TIMEOUT
 
-The app: `GET /body` answers 60,000 bytes (the access log, on stdout, says when Hypercorn has
-them, just before it closes a `Connection: close` connection); websocket `/echo` echoes text
-frames; websocket `/wire` says whether the service's direct writes apply (`websocket_wire`):
-"wire", or "hypercorn"; websocket `/close` closes (1000) at once. The listening socket's send
-buffer is small (4 KiB), so a client that stops reading leaves data waiting in the server.
+The app: `GET /late-body` starts its response, waits 0.3 s, then sends its 2-byte body;
+`GET /abandoned` starts its response, waits, then fails; `GET /body` answers 60,000 bytes (the
+access log, on stdout, says when Hypercorn has them, just before it closes a `Connection: close`
+connection); websocket `/echo` echoes text frames; websocket `/wire` says whether the service's
+direct writes apply (`websocket_wire`): "wire", or "hypercorn"; websocket `/close` closes
+(1000) at once. The listening socket's send buffer is small (4 KiB), so a client that stops
+reading leaves data waiting in the server.
 """
 
 from __future__ import annotations
@@ -36,6 +38,19 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     elif scope["type"] == "http":
         while (await receive()).get("more_body"):
             pass
+        if scope["path"] in ("/late-body", "/abandoned"):
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-length", b"2")],
+                }
+            )
+            await asyncio.sleep(0.3)  # the head, if written at once, is alone on the wire meanwhile
+            if scope["path"] == "/abandoned":
+                raise RuntimeError("the app fails after starting its response")
+            await send({"type": "http.response.body", "body": b"ok"})
+            return
         await send(
             {
                 "type": "http.response.start",

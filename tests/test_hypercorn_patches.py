@@ -231,3 +231,44 @@ def test_websocket_wire_applies_only_to_plain_websockets(offer: str, writer: str
         assert frame[1] == writer.encode() or writer == "hypercorn"  # compressed: not readable
         if writer == "hypercorn":
             assert frame[1] != b"wire"
+
+
+@pytest.mark.parametrize("patched", [True, False], ids=["patched", "upstream"])
+def test_write_response_head_with_body(patched: bool) -> None:
+    """The app starts its response, then sends the body 0.3 s later: patched, the head waits
+    and the first bytes the client reads hold the whole response (one write); upstream writes
+    the head alone first."""
+    with bare_server("write_response_head_with_body" if patched else "none") as server:
+        client = server.connect()
+        client.sendall(b"GET /late-body HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        first = client.recv(4096)
+        assert first.startswith(b"HTTP/1.1 200"), first
+        if patched:
+            assert first.endswith(b"\r\n\r\nok"), first
+        else:
+            assert first.endswith(b"\r\n\r\n"), first
+            assert client.recv(4096) == b"ok"
+        # The connection is kept alive and serves the next request alike.
+        client.sendall(b"GET /late-body HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        response = b""
+        while not response.endswith(b"ok"):
+            chunk = client.recv(4096)
+            assert chunk, response
+            response += chunk
+        assert response.startswith(b"HTTP/1.1 200"), response
+        client.close()
+
+
+@pytest.mark.parametrize("patched", [True, False], ids=["patched", "upstream"])
+def test_a_held_head_is_written_when_the_app_abandons_its_response(patched: bool) -> None:
+    """An app that fails after starting its response: the client still gets the head, then the
+    connection ends (the body never comes), patched as upstream."""
+    with bare_server("write_response_head_with_body" if patched else "none") as server:
+        client = server.connect()
+        client.sendall(b"GET /abandoned HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        received = b""
+        while chunk := client.recv(4096):
+            received += chunk
+        assert received.startswith(b"HTTP/1.1 200"), received
+        assert received.endswith(b"\r\n\r\n"), received
+        client.close()

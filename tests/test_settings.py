@@ -49,6 +49,12 @@ def test_environment_variables_are_read(monkeypatch) -> None:
     assert settings.db_pool_size == 20
 
 
+def test_gc_thresholds_are_three_comma_separated_counts(monkeypatch) -> None:
+    assert Settings(app_env="development").gc_thresholds == (100_000, 50, 100)
+    monkeypatch.setenv("GC_THRESHOLDS", "700, 10, 10")
+    assert Settings(app_env="development").gc_thresholds == (700, 10, 10)
+
+
 def test_dotenv_file_is_read(tmp_path) -> None:
     (tmp_path / ".env").write_text("APP_ENV=development\nDISPLAY_TIMEZONE=Europe/Paris\n")
     # The service reads ./.env (tests/conftest.py turns that off for every other test).
@@ -61,6 +67,9 @@ def test_dotenv_file_is_read(tmp_path) -> None:
         ("DISPLAY_TIMEZONE", "Mars/Olympus"),
         ("DB_POOL_SIZE", "0"),
         ("APP_ENV", "staging"),
+        ("GC_THRESHOLDS", "700,10"),
+        ("GC_THRESHOLDS", "700,10,-1"),
+        ("GC_THRESHOLDS", "many,10,10"),
     ],
 )
 def test_bad_values_are_refused_naming_the_setting(monkeypatch, name, value) -> None:

@@ -31,6 +31,8 @@ def test_embedded_default_runs_with_migrations_and_stops_cleanly(tmp_path) -> No
     # The worker froze what startup built, so full collections do not stall its loop.
     frozen = re.search(r"startup objects frozen: (\d+)", log)
     assert frozen is not None and int(frozen.group(1)) > 10_000, log
+    # ... and set the collector's thresholds (GC_THRESHOLDS' default).
+    assert "collector thresholds (100000, 50, 100)" in log
 
 
 def test_production_refuses_to_start_without_secret_key(tmp_path) -> None:
