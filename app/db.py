@@ -307,16 +307,25 @@ class Database:
         sees the latest committed data and ending the block costs no round trip. With
         `snapshot`, every statement of the block reads one consistent snapshot (a transaction,
         ended by a ROLLBACK): for a read of several statements that must agree."""
-        connection = (self.engine if snapshot else self.read_engine).connect()
-        async with self._bounded(connection, time_limit):
+        engine = self.engine if snapshot else self.read_engine
+        connection = engine.connect()
+        # An autocommit connection goes back to the pool without a word to the server (no
+        # ROLLBACK, no reset): its release needs no time bound of its own.
+        local_release = engine is not self.engine
+        async with self._bounded(connection, time_limit, local_release=local_release):
             await connection.start()
             yield connection
 
     @asynccontextmanager
     async def _bounded(
-        self, unit: AsyncSession | AsyncConnection, time_limit: float | None
+        self,
+        unit: AsyncSession | AsyncConnection,
+        time_limit: float | None,
+        *,
+        local_release: bool = False,
     ) -> AsyncIterator[None]:
-        # The time bound of `session()` and `reading()`; `unit` goes back to the pool at the end.
+        # The time bound of `session()` and `reading()`; `unit` goes back to the pool at the end
+        # (bounded by `CLEANUP_SECONDS` unless `local_release`: closing it sends nothing).
         limit = time_limit or self.timeout
         deadline_at = _deadline.get()
         if deadline_at is not None:
@@ -334,7 +343,11 @@ class Database:
             await _discard(unit)
             raise DatabaseTimeoutError(f"database work exceeded {limit} s") from error
         finally:
-            await _release(unit)
+            if local_release and not deadline.expired():
+                if not _holds_nothing(unit):
+                    await unit.close()
+            else:
+                await _release(unit)
 
     async def ping(self, time_limit: float) -> None:
         """`SELECT 1` within `time_limit` seconds. Raises `DatabaseTimeoutError` or the

@@ -3,11 +3,13 @@ resources a worker opens while it serves are app.lifespan's)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+import functools
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, ParamSpec, TypeVar, cast
 
 from quart import Quart
+from quart.app import iscoroutinefunction  # Quart's choice per Python version
 from quart.wrappers import Request
 from quart_schema import QuartSchema
 from werkzeug.exceptions import BadRequest
@@ -23,6 +25,7 @@ from app.cli import DATABASE_COMMANDS
 from app.db import start_database_deadline
 from app.envelope import register_error_handlers
 from app.health import blueprint as health_blueprint
+from app.http_connection import LeanHTTPConnection
 from app.lifespan import serving
 from app.realtime import chat, monitor
 from app.realtime.asgi import DrainWebsocketReceive, WebsocketSchemeFromProxy
@@ -37,9 +40,25 @@ from app.web import basics, docs, pages
 from app.web.metrics import register_metrics
 
 
+_BLUEPRINTS_OF_ENDPOINT: dict[str, list[str]] = {}
+
+
 class ApiRequest(Request):
     """A request whose unparsable JSON body is a 400 with a message, never a 500: invalid
-    UTF-8, NaN/Infinity and over-deep nesting included (`app.json_provider`)."""
+    UTF-8, NaN/Infinity and over-deep nesting included (`app.json_provider`); its blueprint
+    names are worked out once per endpoint."""
+
+    @property
+    def blueprints(self) -> list[str]:
+        # Quart's property imports a helper and splits the endpoint's name on every call, and
+        # every hook dispatch asks: worked out once per endpoint (a fixed set).
+        rule = self.url_rule
+        if rule is None:
+            return []
+        names = _BLUEPRINTS_OF_ENDPOINT.get(rule.endpoint)
+        if names is None:
+            names = _BLUEPRINTS_OF_ENDPOINT[rule.endpoint] = super().blueprints
+        return list(names)
 
     async def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
         if cache and self._cached_json[silent] is not Ellipsis:
@@ -58,6 +77,33 @@ class ApiRequest(Request):
         return result
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_coroutine_function(func: Callable[..., Any]) -> bool:
+    return iscoroutinefunction(func)
+
+
+class ServiceApp(Quart):
+    """Quart, with `ensure_async` (its documented override point) remembering which functions
+    are coroutine functions: Quart asks `inspect` again for every hook and view of every
+    request (2% of a request's instructions, callgrind). The cache is bounded, for callables
+    made per request (`after_this_request`)."""
+
+    def ensure_async(
+        self, func: Callable[P, Awaitable[T]] | Callable[P, T]
+    ) -> Callable[P, Awaitable[T]]:
+        try:
+            is_async = _is_coroutine_function(func)
+        except TypeError:  # an unhashable callable
+            is_async = iscoroutinefunction(func)
+        if is_async:
+            return cast("Callable[P, Awaitable[T]]", func)  # a string: no typing work per call
+        return self.sync_to_async(cast("Callable[P, T]", func))
+
+
 def create_app(settings: Settings | None = None) -> Quart:
     """Build the Quart app.
 
@@ -72,8 +118,9 @@ def create_app(settings: Settings | None = None) -> Quart:
     configure_logging(settings)
     start_tracing(settings)
 
-    app = Quart(__name__, template_folder=str(resource_path("templates")))
+    app = ServiceApp(__name__, template_folder=str(resource_path("templates")))
     app.request_class = ApiRequest
+    app.asgi_http_class = LeanHTTPConnection
     app.config.update(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.max_content_length,

@@ -57,3 +57,18 @@ def test_records_skip_the_caller_lookup_and_lines_stay_one_line() -> None:
     record, line = probe("json")
     assert record["pathname"] == "(unknown file)"
     assert json.loads(line)["message"] == "line 1\nnext"
+
+
+def test_the_cached_asctime_is_logging_s_own() -> None:
+    """`SecondCachedTime` works the date out once a second: across seconds, milliseconds and
+    an explicit `datefmt`, it writes what logging's own `formatTime` writes."""
+    import logging
+
+    from app.request_log import CachedTimeJsonFormatter, EscapingFormatter
+
+    reference = logging.Formatter()
+    for formatter in (EscapingFormatter(), CachedTimeJsonFormatter()):
+        for created in (1_700_000_000.0, 1_700_000_000.5, 1_700_000_000.999, 1_700_000_001.25):
+            record = logging.makeLogRecord({"created": created, "msecs": (created % 1) * 1000})
+            assert formatter.formatTime(record) == reference.formatTime(record)
+            assert formatter.formatTime(record, "%H:%M") == reference.formatTime(record, "%H:%M")

@@ -53,7 +53,7 @@ def new_connection(
     settings = state.settings()
     return Connection(
         websocket._get_current_object(),  # type: ignore[attr-defined]
-        asgi_send=cast(ASGISend | None, websocket.scope.get(ASGI_SEND)),
+        asgi_send=cast("ASGISend | None", websocket.scope.get(ASGI_SEND)),
         endpoint=endpoint,
         name=name,
         user_id=user_id,

@@ -1,0 +1,179 @@
+"""app.http_connection.LeanHTTPConnection: Quart's HTTP connection with the handler in the
+server's task. Driven at the ASGI interface with the messages a server sends (the whole suite
+runs it under Hypercorn), each behaviour Quart's own connection class has."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from quart import Quart, Response, request
+
+from app import create_app
+from app.http_connection import LeanHTTPConnection
+from app.settings import Settings
+
+
+class Client:
+    """The server's side of one request: `receive` hands out `incoming` messages, then waits
+    for `disconnect()`; `send` records what the app sent (and, with `stall_body`, never
+    returns from a body's send, as a server whose client stopped reading)."""
+
+    def __init__(self, *incoming: dict[str, Any], stall_body: bool = False) -> None:
+        self.incoming = list(incoming)
+        self.left = asyncio.Event()
+        self.sent: list[dict[str, Any]] = []
+        self.stall_body = stall_body
+        self.stalled = asyncio.Event()
+
+    async def receive(self) -> dict[str, Any]:
+        if self.incoming:
+            return self.incoming.pop(0)
+        await self.left.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+        if self.stall_body and message["type"] == "http.response.body":
+            self.stalled.set()
+            await asyncio.Event().wait()
+
+    @property
+    def status(self) -> int | None:
+        starts = [m for m in self.sent if m["type"] == "http.response.start"]
+        return starts[0]["status"] if starts else None
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(m.get("body", b"") for m in self.sent if m["type"] == "http.response.body")
+
+
+def scope(method: str, path: str) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+        "extensions": {},
+    }
+
+
+@pytest.fixture
+def events() -> dict[str, asyncio.Event]:
+    return {"started": asyncio.Event(), "cancelled": asyncio.Event()}
+
+
+@pytest.fixture
+def app(events: dict[str, asyncio.Event]) -> Quart:
+    app = Quart(__name__)
+    app.asgi_http_class = LeanHTTPConnection
+
+    @app.post("/echo")
+    async def echo() -> bytes:
+        return await request.get_data()
+
+    @app.get("/wait")
+    async def wait() -> str:
+        events["started"].set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            events["cancelled"].set()
+            raise
+        return "never"
+
+    @app.get("/timeout")
+    async def short_timeout() -> Response:
+        response = Response("body")
+        response.timeout = 0.1
+        return response
+
+    return app
+
+
+def call(app: Quart, client: Client, method: str, path: str) -> asyncio.Task[None]:
+    return asyncio.create_task(app(scope(method, path), client.receive, client.send))  # type: ignore[arg-type]
+
+
+async def test_the_app_is_served_by_the_lean_connection() -> None:
+    settings = Settings(app_env="testing", secret_key="x" * 32)
+    assert create_app(settings).asgi_http_class is LeanHTTPConnection
+
+
+async def test_a_body_in_several_messages_reaches_the_handler(app: Quart) -> None:
+    client = Client(
+        {"type": "http.request", "body": b"first ", "more_body": True},
+        {"type": "http.request", "body": b"second", "more_body": False},
+    )
+    await asyncio.wait_for(call(app, client, "POST", "/echo"), 10)
+    assert (client.status, client.body) == (200, b"first second")
+
+
+async def test_a_client_that_leaves_has_its_handler_cancelled(
+    app: Quart, events: dict[str, asyncio.Event]
+) -> None:
+    client = Client({"type": "http.request", "body": b"", "more_body": False})
+    task = call(app, client, "GET", "/wait")
+    await asyncio.wait_for(events["started"].wait(), 10)
+    client.left.set()
+    await asyncio.wait_for(task, 10)  # ends normally, as under Quart's own class
+    assert events["cancelled"].is_set()
+    assert client.status is None
+
+
+async def test_a_cancellation_from_outside_is_not_swallowed(
+    app: Quart, events: dict[str, asyncio.Event]
+) -> None:
+    client = Client({"type": "http.request", "body": b"", "more_body": False})
+    task = call(app, client, "GET", "/wait")
+    await asyncio.wait_for(events["started"].wait(), 10)
+    task.cancel()  # a server shutting down, the client still there
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 10)
+    assert events["cancelled"].is_set()
+
+
+async def test_a_response_to_a_client_that_stops_reading_is_abandoned(app: Quart) -> None:
+    client = Client({"type": "http.request", "body": b"", "more_body": False}, stall_body=True)
+    await asyncio.wait_for(call(app, client, "GET", "/timeout"), 10)  # returns after 0.1 s
+    assert client.stalled.is_set()
+    assert client.status == 200
+
+
+async def test_the_client_watcher_ends_with_the_request(app: Quart) -> None:
+    before = asyncio.all_tasks()
+    client = Client({"type": "http.request", "body": b"x", "more_body": False})
+    await asyncio.wait_for(call(app, client, "POST", "/echo"), 10)
+    left = asyncio.all_tasks() - before
+    if left:  # the watcher, cancelled when the response was sent, ends on its next step
+        await asyncio.wait_for(asyncio.gather(*left, return_exceptions=True), 10)
+    assert all(task.done() for task in left)
+    assert client.body == b"x"
+
+
+async def test_an_error_of_the_server_s_receive_reaches_the_server(
+    app: Quart, events: dict[str, asyncio.Event]
+) -> None:
+    class BrokenReceive(Client):
+        async def receive(self) -> dict[str, Any]:
+            if self.incoming:
+                return self.incoming.pop(0)
+            await self.left.wait()
+            raise RuntimeError("the server's receive failed")
+
+    client = BrokenReceive({"type": "http.request", "body": b"", "more_body": False})
+    task = call(app, client, "GET", "/wait")
+    await asyncio.wait_for(events["started"].wait(), 10)
+    client.left.set()
+    with pytest.raises(RuntimeError, match="receive failed"):
+        await asyncio.wait_for(task, 10)
+    assert events["cancelled"].is_set()
