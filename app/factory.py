@@ -39,7 +39,6 @@ from app.tracing import start_tracing, traced_http
 from app.web import basics, docs, pages
 from app.web.metrics import register_metrics
 
-
 _BLUEPRINTS_OF_ENDPOINT: dict[str, list[str]] = {}
 
 
