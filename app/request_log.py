@@ -52,7 +52,9 @@ class SecondCachedTime(logging.Formatter):
         if second != self._second:
             self._second_text = time.strftime(self.default_time_format, self.converter(second))
             self._second = second
-        return self.default_msec_format % (self._second_text, record.msecs)
+        if self.default_msec_format:
+            return self.default_msec_format % (self._second_text, record.msecs)
+        return self._second_text
 
 
 class EscapingFormatter(SecondCachedTime):
