@@ -9,6 +9,7 @@ what each fixes upstream and what would let it go).
 - `refuse_transfer_codings_with_400`: a `Transfer-Encoding` other than chunked is a 400;
 - `write_response_head_with_body`: an HTTP/1.1 response's head goes out with its first body
   bytes, in one write;
+- `idle_timer`: a keep-alive connection's idle wait is a timer, not two tasks per request;
 - `websocket_wire`: the TCP transport under a websocket, so a broadcast frame encoded once is
   written to every receiver (app/realtime/connection.py).
 
@@ -19,6 +20,7 @@ what each fixes upstream and what would let it go).
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Generator
 from functools import partial
 from importlib.metadata import version
@@ -227,6 +229,88 @@ def write_response_head_with_body() -> None:
     H11Protocol.stream_send = stream_send  # type: ignore[method-assign]
 
 
+class IdleTimer:
+    """A connection's keep-alive wait (Hypercorn's `AsyncioSingleTask` interface, as the
+    `TCPServer.idle_task` it replaces): armed when the connection turns idle, cancelled when a
+    request arrives; on expiry, or at once when the worker shuts down, the connection is closed
+    as Hypercorn's `_idle_timeout` closes it."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self._timer: asyncio.TimerHandle | None = None
+        self._closing: asyncio.Task[None] | None = None
+
+    async def restart(self, _task_group: Any, _action: Any) -> None:
+        self._disarm()
+        context = self.server.context
+        if context.terminated.is_set():
+            self.expire()
+            return
+        self._timer = asyncio.get_running_loop().call_later(
+            self.server.config.keep_alive_timeout, self.expire
+        )
+        _idle_timers_of(context).add(self)
+
+    async def stop(self) -> None:
+        self._disarm()
+
+    def expire(self) -> None:
+        self._disarm()
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(
+                self.server._initiate_server_close()
+            )
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            _idle_timers_of(self.server.context).discard(self)
+
+
+_IDLE_TIMERS: weakref.WeakKeyDictionary[Any, set[IdleTimer]] = weakref.WeakKeyDictionary()
+_SHUTDOWN_WATCHES: set[asyncio.Task[None]] = set()
+
+
+def _idle_timers_of(context: Any) -> set[IdleTimer]:
+    """The armed timers of a worker's connections; the first use starts the one task that
+    closes them all when the worker shuts down (Hypercorn's idle task waited on that too)."""
+    timers = _IDLE_TIMERS.get(context)
+    if timers is None:
+        timers = _IDLE_TIMERS[context] = set()
+
+        async def close_idle_at_shutdown() -> None:
+            await context.terminated.wait()
+            for timer in list(timers):
+                timer.expire()
+
+        watch = asyncio.get_running_loop().create_task(close_idle_at_shutdown())
+        _SHUTDOWN_WATCHES.add(watch)
+        watch.add_done_callback(_SHUTDOWN_WATCHES.discard)
+    return timers
+
+
+def idle_timer() -> None:
+    """Replace each connection's idle task with an `IdleTimer`.
+
+    Hypercorn stops a keep-alive connection's idle task when a request arrives and starts a
+    new one when the response is done; the task waits in `asyncio.wait_for`, itself a task: two
+    tasks created and cancelled per request, about 2.5% of a worker's CPU (py-spy) for a timer.
+    """
+    from hypercorn.asyncio.tcp_server import TCPServer
+
+    if getattr(TCPServer.__init__, "idle_timer", False):
+        return
+    original_init = TCPServer.__init__
+
+    def init(self: TCPServer, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        self.idle_task = IdleTimer(self)  # type: ignore[assignment]
+
+    init.idle_timer = True  # type: ignore[attr-defined]
+    TCPServer.__init__ = init  # type: ignore[method-assign]
+
+
 def patch_hypercorn() -> None:
     """Apply every patch above, after checking the installed versions (raises
     `UnsupportedServerVersion`). Idempotent."""
@@ -236,6 +320,7 @@ def patch_hypercorn() -> None:
     bound_connection_close()
     refuse_transfer_codings_with_400()
     write_response_head_with_body()
+    idle_timer()
 
 
 # Direct writes to a websocket's transport ------------------------------------------------------

@@ -2,12 +2,14 @@
 patches of app/hypercorn_patches.py named on the command line: the tests of each patch run it
 with and without that patch (tests/test_hypercorn_patches.py).
 
-    python -m tests.hypercorn_server PORT PATCH[:true|false][,PATCH...]|none GRACEFUL_TIMEOUT
+    python -m tests.hypercorn_server PORT PATCH[:true|false][,PATCH...]|none GRACEFUL_TIMEOUT \
+        [KEEP_ALIVE_TIMEOUT]
 
 The app: `GET /late-body` starts its response, waits 0.3 s, then sends its 2-byte body;
 `GET /abandoned` starts its response, waits, then fails; `GET /body` answers 60,000 bytes (the
 access log, on stdout, says when Hypercorn has them, just before it closes a `Connection: close`
-connection); websocket `/echo` echoes text frames; websocket `/wire` says whether the service's
+connection); `GET /tasks` answers how many asyncio tasks the worker has; websocket `/echo`
+echoes text frames; websocket `/wire` says whether the service's
 direct writes apply (`websocket_wire`): "wire", or "hypercorn"; websocket `/close` closes
 (1000) at once. The listening socket's send buffer is small (4 KiB), so a client that stops
 reading leaves data waiting in the server.
@@ -38,6 +40,17 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     elif scope["type"] == "http":
         while (await receive()).get("more_body"):
             pass
+        if scope["path"] == "/tasks":
+            count = str(len(asyncio.all_tasks())).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-length", str(len(count)).encode())],
+                }
+            )
+            await send({"type": "http.response.body", "body": count})
+            return
         if scope["path"] in ("/late-body", "/abandoned"):
             await send(
                 {
@@ -72,7 +85,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await send({"type": "websocket.send", "text": message.get("text") or ""})
 
 
-async def main(port: int, patches: list[str], graceful_timeout: float) -> None:
+async def main(
+    port: int, patches: list[str], graceful_timeout: float, keep_alive_timeout: float
+) -> None:
     for patch in patches:  # "name" or "name:false" (set_websocket_compression's argument)
         name, _, argument = patch.partition(":")
         function = getattr(hypercorn_patches, name)
@@ -80,6 +95,7 @@ async def main(port: int, patches: list[str], graceful_timeout: float) -> None:
     config = Config()
     config.bind = [f"127.0.0.1:{port}"]
     config.graceful_timeout = graceful_timeout
+    config.keep_alive_timeout = keep_alive_timeout
     config.accesslog = "-"  # the line comes once the response is handed over, before its close
     listening = socket.socket()
     listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -99,4 +115,12 @@ async def main(port: int, patches: list[str], graceful_timeout: float) -> None:
 
 if __name__ == "__main__":
     port, patches, graceful = sys.argv[1:4]
-    asyncio.run(main(int(port), [] if patches == "none" else patches.split(","), float(graceful)))
+    keep_alive = float(sys.argv[4]) if len(sys.argv) > 4 else 5.0  # Hypercorn's default
+    asyncio.run(
+        main(
+            int(port),
+            [] if patches == "none" else patches.split(","),
+            float(graceful),
+            keep_alive,
+        )
+    )

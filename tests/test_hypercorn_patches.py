@@ -48,10 +48,20 @@ class BareServer:
 
 
 @contextmanager
-def bare_server(patches: str, graceful_timeout: float = 5) -> Iterator[BareServer]:
+def bare_server(
+    patches: str, graceful_timeout: float = 5, keep_alive_timeout: float = 5
+) -> Iterator[BareServer]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.hypercorn_server", str(port), patches, str(graceful_timeout)],
+        [
+            sys.executable,
+            "-m",
+            "tests.hypercorn_server",
+            str(port),
+            patches,
+            str(graceful_timeout),
+            str(keep_alive_timeout),
+        ],
         cwd=PROJECT_ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -272,3 +282,67 @@ def test_a_held_head_is_written_when_the_app_abandons_its_response(patched: bool
         assert received.startswith(b"HTTP/1.1 200"), received
         assert received.endswith(b"\r\n\r\n"), received
         client.close()
+
+
+def get(client: socket.socket, path: str) -> bytes:
+    """One keep-alive request on `client`; the response's body (the app's are short)."""
+    client.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    response = b""
+    while b"\r\n\r\n" not in response:
+        chunk = client.recv(4096)
+        assert chunk, response
+        response += chunk
+    head, _, body = response.partition(b"\r\n\r\n")
+    length = int(next(line for line in head.split(b"\r\n") if line.startswith(b"content-length"))
+                 .split(b":")[1])  # fmt: skip
+    while len(body) < length:
+        body += client.recv(4096)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return body
+
+
+@pytest.mark.parametrize("patched", [True, False], ids=["patched", "upstream"])
+def test_idle_timer_closes_idle_connections_and_keeps_busy_ones(patched: bool) -> None:
+    """keep_alive_timeout 1 s: a connection idle for it is closed; one whose requests come
+    more often is kept, each request restarting the wait; patched as upstream."""
+    with bare_server("idle_timer" if patched else "none", keep_alive_timeout=1) as server:
+        idle = server.connect()
+        get(idle, "/tasks")
+        turned_idle = time.monotonic()
+        assert ends_within(idle, 3)
+        assert 0.9 < time.monotonic() - turned_idle < 2.5
+        busy = server.connect()
+        for _ in range(6):  # 2.4 s of requests, 0.4 s apart: the client's pace, not a wait
+            get(busy, "/tasks")
+            time.sleep(0.4)
+        get(busy, "/tasks")  # still the same connection
+        assert ends_within(busy, 3)  # and closed in turn once idle
+
+
+@pytest.mark.parametrize("patched", [True, False], ids=["patched", "upstream"])
+def test_idle_timer_closes_idle_connections_at_shutdown(patched: bool) -> None:
+    """SIGTERM closes idle keep-alive connections at once (not after keep_alive_timeout, 30 s
+    here), and the worker exits without waiting for them."""
+    with bare_server("idle_timer" if patched else "none", keep_alive_timeout=30) as server:
+        clients = [server.connect() for _ in range(3)]
+        for client in clients:
+            get(client, "/tasks")
+        assert server.stop() < 3
+        assert all(ends_within(client, 1) for client in clients)
+
+
+@pytest.mark.parametrize("patched", [True, False], ids=["patched", "upstream"])
+def test_idle_timer_keeps_no_task_per_idle_connection(patched: bool) -> None:
+    """What the patch is for: upstream keeps two tasks per idle keep-alive connection (its idle
+    task and the `wait_for` task inside it) besides the connection's own; patched, none."""
+    with bare_server("idle_timer" if patched else "none") as server:
+        probe = server.connect()
+        before = int(get(probe, "/tasks"))
+        clients = [server.connect() for _ in range(10)]
+        for client in clients:
+            get(client, "/tasks")
+        extra = int(get(probe, "/tasks")) - before
+        # Each connection has its own task (TCPServer.run); upstream two more.
+        assert extra <= 10 + 1 if patched else extra >= 30, extra
+        for client in clients:
+            client.close()
