@@ -104,6 +104,19 @@ def call(app: Quart, client: Client, method: str, path: str) -> asyncio.Task[Non
     return asyncio.create_task(app(scope(method, path), client.receive, client.send))  # type: ignore[arg-type]
 
 
+EMPTY_BODY = {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def waiting_handler(
+    app: Quart, events: dict[str, asyncio.Event], client: Client | None = None
+) -> tuple[Client, asyncio.Task[None]]:
+    """A request to `/wait` whose handler has started (and waits until cancelled)."""
+    client = client or Client(EMPTY_BODY)
+    task = call(app, client, "GET", "/wait")
+    await asyncio.wait_for(events["started"].wait(), 10)
+    return client, task
+
+
 async def test_the_app_is_served_by_the_lean_connection() -> None:
     settings = Settings(app_env="testing", secret_key="x" * 32)
     assert create_app(settings).asgi_http_class is LeanHTTPConnection
@@ -121,9 +134,7 @@ async def test_a_body_in_several_messages_reaches_the_handler(app: Quart) -> Non
 async def test_a_client_that_leaves_has_its_handler_cancelled(
     app: Quart, events: dict[str, asyncio.Event]
 ) -> None:
-    client = Client({"type": "http.request", "body": b"", "more_body": False})
-    task = call(app, client, "GET", "/wait")
-    await asyncio.wait_for(events["started"].wait(), 10)
+    client, task = await waiting_handler(app, events)
     client.left.set()
     await asyncio.wait_for(task, 10)  # ends normally, as under Quart's own class
     assert events["cancelled"].is_set()
@@ -133,9 +144,7 @@ async def test_a_client_that_leaves_has_its_handler_cancelled(
 async def test_a_cancellation_from_outside_is_not_swallowed(
     app: Quart, events: dict[str, asyncio.Event]
 ) -> None:
-    client = Client({"type": "http.request", "body": b"", "more_body": False})
-    task = call(app, client, "GET", "/wait")
-    await asyncio.wait_for(events["started"].wait(), 10)
+    _, task = await waiting_handler(app, events)
     task.cancel()  # a server shutting down, the client still there
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 10)
@@ -143,7 +152,7 @@ async def test_a_cancellation_from_outside_is_not_swallowed(
 
 
 async def test_a_response_to_a_client_that_stops_reading_is_abandoned(app: Quart) -> None:
-    client = Client({"type": "http.request", "body": b"", "more_body": False}, stall_body=True)
+    client = Client(EMPTY_BODY, stall_body=True)
     await asyncio.wait_for(call(app, client, "GET", "/timeout"), 10)  # returns after 0.1 s
     assert client.stalled.is_set()
     assert client.status == 200
@@ -170,9 +179,7 @@ async def test_an_error_of_the_server_s_receive_reaches_the_server(
             await self.left.wait()
             raise RuntimeError("the server's receive failed")
 
-    client = BrokenReceive({"type": "http.request", "body": b"", "more_body": False})
-    task = call(app, client, "GET", "/wait")
-    await asyncio.wait_for(events["started"].wait(), 10)
+    client, task = await waiting_handler(app, events, BrokenReceive(EMPTY_BODY))
     client.left.set()
     with pytest.raises(RuntimeError, match="receive failed"):
         await asyncio.wait_for(task, 10)
