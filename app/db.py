@@ -343,11 +343,10 @@ class Database:
             await _discard(unit)
             raise DatabaseTimeoutError(f"database work exceeded {limit} s") from error
         finally:
-            if local_release and not deadline.expired():
-                if not _holds_nothing(unit):
-                    await unit.close()
-            else:
+            if not local_release or deadline.expired():
                 await _release(unit)
+            elif not _holds_nothing(unit):
+                await unit.close()
 
     async def ping(self, time_limit: float) -> None:
         """`SELECT 1` within `time_limit` seconds. Raises `DatabaseTimeoutError` or the

@@ -237,19 +237,19 @@ class IdleTimer:
 
     def __init__(self, server: Any) -> None:
         self.server = server
+        self._armed = _idle_timers_of(server.context)  # its worker's armed timers
         self._timer: asyncio.TimerHandle | None = None
         self._closing: asyncio.Task[None] | None = None
 
     async def restart(self, _task_group: Any, _action: Any) -> None:
         self._disarm()
-        context = self.server.context
-        if context.terminated.is_set():
+        if self.server.context.terminated.is_set():
             self.expire()
             return
         self._timer = asyncio.get_running_loop().call_later(
             self.server.config.keep_alive_timeout, self.expire
         )
-        _idle_timers_of(context).add(self)
+        self._armed.add(self)
 
     async def stop(self) -> None:
         self._disarm()
@@ -265,7 +265,7 @@ class IdleTimer:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-            _idle_timers_of(self.server.context).discard(self)
+            self._armed.discard(self)
 
 
 _IDLE_TIMERS: weakref.WeakKeyDictionary[Any, set[IdleTimer]] = weakref.WeakKeyDictionary()
