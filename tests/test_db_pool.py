@@ -1,16 +1,18 @@
 """The MySQL connection pools against the real MariaDB: which round trips a read and a unit of
-work cost, and how a connection the server dropped is found (DB_POOL_PRE_PING with
-DB_POOL_PING_IDLE_SECONDS)."""
+work cost, what becomes of a read's connection when the read is cut short, and how a connection
+the server dropped is found (DB_POOL_PRE_PING with DB_POOL_PING_IDLE_SECONDS)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
-from app.db import Database
+from app.db import Database, DatabaseTimeoutError
 from tests.conftest import make_settings
 
 
@@ -51,20 +53,93 @@ async def _rollbacks(connection) -> int:
     return int(row.one()[1])
 
 
+def _rollbacks_seen(connection: Connection) -> int:
+    """`_rollbacks` for `Database.read()`'s synchronous work."""
+    return int(connection.execute(text("SHOW SESSION STATUS LIKE 'Com_rollback'")).one()[1])
+
+
+def _server_connection_id(connection: Connection) -> int:
+    return int(connection.execute(text("SELECT CONNECTION_ID()")).scalar_one())
+
+
+def _count_users(connection: Connection) -> int:
+    return int(connection.execute(TABLE_READ).scalar_one())
+
+
 TABLE_READ = text("SELECT COUNT(*) FROM users")
 
 
 async def test_a_read_costs_one_round_trip(one_connection_pool: Database) -> None:
-    """`reading()` uses the autocommit pool: a read opens no transaction, so the block ends
-    without a ROLLBACK (each pool has one connection here, so its counter is the reads')."""
+    """`read()` uses the autocommit pool: a read opens no transaction, so it ends without a
+    ROLLBACK (each pool has one connection here, so its counter is the reads')."""
     database = one_connection_pool
-    async with database.reading() as connection:
-        first = await _rollbacks(connection)
+    first = await database.read(_rollbacks_seen)
     for _ in range(5):
-        async with database.reading() as connection:
-            await connection.execute(TABLE_READ)
-    async with database.reading() as connection:
-        assert await _rollbacks(connection) == first
+        await database.read(_count_users)
+    assert await database.read(_rollbacks_seen) == first
+
+
+@pytest.fixture
+async def one_connection_bounded_pool(mysql_url: str) -> AsyncIterator[Database]:
+    database = Database(make_settings(mysql_url, db_pool_size=1, db_max_overflow=0, db_timeout=0.5))
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
+def _sleep_then_answer(connection: Connection) -> int:
+    return int(connection.execute(text("SELECT SLEEP(3) + 7")).scalar_one())
+
+
+def _answer(connection: Connection) -> int:
+    return int(connection.execute(text("SELECT 42")).scalar_one())
+
+
+async def test_a_read_past_its_time_bound_is_discarded_not_pooled(
+    one_connection_bounded_pool: Database,
+) -> None:
+    """A read cut off by DB_TIMEOUT mid-statement raises DatabaseTimeoutError, and its
+    connection (whose late answer is still coming) is closed, not pooled: the next read on the
+    one-connection pool gets a new connection and its own answer."""
+    database = one_connection_bounded_pool
+    before = await database.read(_server_connection_id)
+    with pytest.raises(DatabaseTimeoutError):
+        await database.read(_sleep_then_answer)
+    assert await database.read(_answer) == 42  # not the late 7 of the cut-off read
+    assert await database.read(_server_connection_id) != before
+    assert database.read_engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+async def test_a_read_cancelled_from_outside_is_discarded_not_pooled(
+    one_connection_pool: Database,
+) -> None:
+    """The same for a read whose request is cancelled (its client left): the cancellation
+    propagates, and the connection is not pooled with half an answer on it."""
+    database = one_connection_pool
+    before = await database.read(_server_connection_id)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(database.read(_sleep_then_answer), 0.3)
+    assert await database.read(_answer) == 42  # not the late 7 of the cut-off read
+    assert await database.read(_server_connection_id) != before
+    assert database.read_engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+async def test_an_error_of_the_work_keeps_its_connection_pooled(
+    one_connection_pool: Database,
+) -> None:
+    """An error the work raises after its statements (a 404's NotFoundError) is raised as is,
+    and the connection, whose answers were all read, goes back to the pool."""
+    database = one_connection_pool
+    before = await database.read(_server_connection_id)
+
+    def read_then_fail(connection: Connection) -> None:
+        _count_users(connection)
+        raise LookupError("no such row")
+
+    with pytest.raises(LookupError, match="no such row"):
+        await database.read(read_then_fail)
+    assert await database.read(_server_connection_id) == before
 
 
 async def test_a_snapshot_read_and_a_unit_of_work_end_with_one_rollback(
@@ -76,8 +151,7 @@ async def test_a_snapshot_read_and_a_unit_of_work_end_with_one_rollback(
     async with database.session() as session:
         first = await _rollbacks(session)
     for _ in range(3):
-        async with database.reading(snapshot=True) as connection:
-            await connection.execute(TABLE_READ)
+        await database.read_snapshot(_count_users)
     async with database.session() as session:
         await session.execute(TABLE_READ)
     async with database.session() as session:
@@ -88,19 +162,25 @@ async def test_a_snapshot_read_and_a_unit_of_work_end_with_one_rollback(
 async def test_an_explicit_transaction_on_the_autocommit_pool_is_rolled_back(
     one_connection_pool: Database,
 ) -> None:
-    async with one_connection_pool.reading() as connection:
-        first = await _rollbacks(connection)
-        await connection.execute(text("START TRANSACTION"))
-        await connection.execute(TABLE_READ)
-    async with one_connection_pool.reading() as connection:
-        assert await _rollbacks(connection) - first == 1
-        row = await connection.execute(
-            text(
-                "SELECT COUNT(*) FROM information_schema.innodb_trx "
-                "WHERE trx_mysql_thread_id = CONNECTION_ID()"
-            )
+    def start_a_transaction(connection: Connection) -> int:
+        first = _rollbacks_seen(connection)
+        connection.execute(text("START TRANSACTION"))
+        _count_users(connection)
+        return first
+
+    def open_transactions(connection: Connection) -> int:
+        return int(
+            connection.execute(
+                text(
+                    "SELECT COUNT(*) FROM information_schema.innodb_trx "
+                    "WHERE trx_mysql_thread_id = CONNECTION_ID()"
+                )
+            ).scalar_one()
         )
-        assert row.scalar_one() == 0  # nothing left open on the pooled connection
+
+    first = await one_connection_pool.read(start_a_transaction)
+    assert await one_connection_pool.read(_rollbacks_seen) - first == 1
+    assert await one_connection_pool.read(open_transactions) == 0  # nothing left open
 
 
 @pytest.mark.parametrize("one_connection_pool", [0.001], indirect=True)

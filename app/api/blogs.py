@@ -43,8 +43,7 @@ async def list_blogs(query_args: PageQuery) -> Response:
     """All blogs in insertion order, with owners and tags; `X-Total-Count` gives the total."""
     limit, offset = page_bounds(query_args)
     # The count, the page and its tags: three statements that must agree.
-    async with database().reading(snapshot=True) as connection:
-        page = await blog_service.list_blogs(connection, limit=limit, offset=offset)
+    page = await database().read_snapshot(blog_service.list_blogs, limit=limit, offset=offset)
     tz = settings().tz
     return succeed(
         [blog_json(blog, tz) for blog in page.items], headers=total_count_header(page.total)

@@ -48,8 +48,7 @@ async def list_users(query_args: PageQuery) -> Response:
 @tag(["users"])
 async def get_user(user_id: str) -> Response:
     """One user. 404 if unknown."""
-    async with database().reading() as connection:
-        user = await user_service.get_user_view(connection, user_id)
+    user = await database().read(user_service.get_user_view, user_id)
     return succeed(user_json(user))
 
 

@@ -10,8 +10,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from sqlalchemy import bindparam, delete, func, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.orm.strategy_options import _AbstractLoad
 
@@ -89,14 +90,15 @@ BLOG_TAGS_QUERY = (
 )
 
 
-async def list_blogs(connection: AsyncConnection, *, limit: int, offset: int) -> Page[BlogView]:
+def list_blogs(connection: Connection, *, limit: int, offset: int) -> Page[BlogView]:
     """Blogs in insertion order with owners and tags (tags in id order): 3 queries whatever
-    the page size (the count, the blogs with their owners, the page's tags)."""
-    total = await connection.scalar(BLOG_COUNT_QUERY)
-    blogs = (await connection.execute(BLOG_PAGE_QUERY, {"limit": limit, "offset": offset})).all()
+    the page size (the count, the blogs with their owners, the page's tags); run by
+    `Database.read_snapshot()`, so the three agree."""
+    total = connection.scalar(BLOG_COUNT_QUERY)
+    blogs = connection.execute(BLOG_PAGE_QUERY, {"limit": limit, "offset": offset}).all()
     tags: defaultdict[str, list[TagView]] = defaultdict(list)
     if blogs:
-        links = await connection.execute(BLOG_TAGS_QUERY, {"blog_ids": [row[0] for row in blogs]})
+        links = connection.execute(BLOG_TAGS_QUERY, {"blog_ids": [row[0] for row in blogs]})
         for blog_id, tag_id, tag_name in links:
             tags[blog_id].append(TagView(tag_id, tag_name))
     items = [

@@ -7,8 +7,9 @@ Passwords are optional and write-only: stored as Argon2id hashes, never returned
 from __future__ import annotations
 
 from sqlalchemy import bindparam, delete, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from app.auth.passwords import hash_password
@@ -96,9 +97,10 @@ async def get_user(session: AsyncSession, user_id: str) -> User:
 USER_VIEW_QUERY = select(User.id, User.name, User.role).where(User.id == bindparam("user_id"))
 
 
-async def get_user_view(connection: AsyncConnection, user_id: str) -> UserView:
-    """The user `user_id` as plain values (one Core query). Raises `NotFoundError`."""
-    row = (await connection.execute(USER_VIEW_QUERY, {"user_id": user_id})).first()
+def get_user_view(connection: Connection, user_id: str) -> UserView:
+    """The user `user_id` as plain values (one Core query; run by `Database.read()`). Raises
+    `NotFoundError`."""
+    row = connection.execute(USER_VIEW_QUERY, {"user_id": user_id}).first()
     if row is None:
         raise NotFoundError(USER_NOT_FOUND)
     return UserView(row.id, row.name, row.role)
