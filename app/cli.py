@@ -81,6 +81,8 @@ def serve_command(bind: str | None, workers: int | None, migrate: bool) -> None:
     config = hypercorn_config(settings, bind=bind, workers=workers)
     # Hypercorn refuses larger frames with 1009 before the app sees them.
     config.websocket_max_message_size = settings.ws_max_message_bytes
+    if settings.http_keep_alive_timeout is not None:
+        config.keep_alive_timeout = settings.http_keep_alive_timeout
     if config.workers > 1 and not settings.redis_configured:
         logging.getLogger("app").warning(
             "%d workers without REDIS_URL: presence, chat rooms, rate limits and scheduled jobs "

@@ -9,7 +9,8 @@ what each fixes upstream and what would let it go).
 - `refuse_transfer_codings_with_400`: a `Transfer-Encoding` other than chunked is a 400;
 - `write_response_head_with_body`: an HTTP/1.1 response's head goes out with its first body
   bytes, in one write;
-- `idle_timer`: a keep-alive connection's idle wait is a timer, not two tasks per request;
+- `idle_timer`: a keep-alive connection's idle wait is a timer, not two tasks per request, and
+  a request's headers have a timeout of their own (`HTTP_HEADER_TIMEOUT`);
 - `websocket_wire`: the TCP transport under a websocket, so a broadcast frame encoded once is
   written to every receiver (app/realtime/connection.py).
 
@@ -229,30 +230,65 @@ def write_response_head_with_body() -> None:
     H11Protocol.stream_send = stream_send  # type: ignore[method-assign]
 
 
+HEADER_TIMEOUT_SECONDS = 5.0  # `set_header_timeout` (HTTP_HEADER_TIMEOUT)
+_header_timeout = HEADER_TIMEOUT_SECONDS
+
+
+def set_header_timeout(seconds: float) -> None:
+    """`HTTP_HEADER_TIMEOUT`: seconds a request's line and headers may take to arrive, from a
+    new connection's start or from the first byte of a keep-alive connection's next request."""
+    global _header_timeout
+    _header_timeout = seconds
+
+
 class IdleTimer:
-    """A connection's keep-alive wait (Hypercorn's `AsyncioSingleTask` interface, as the
-    `TCPServer.idle_task` it replaces): armed when the connection turns idle, cancelled when a
-    request arrives; on expiry, or at once when the worker shuts down, the connection is closed
-    as Hypercorn's `_idle_timeout` closes it."""
+    """A connection's wait for a request (Hypercorn's `AsyncioSingleTask` interface, as the
+    `TCPServer.idle_task` it replaces), with two bounds where Hypercorn has one:
+
+    - a request head (line and headers) must arrive within `HTTP_HEADER_TIMEOUT`, counted from
+      a new connection's start, or from the first byte of a keep-alive connection's next
+      request (nginx's `client_header_timeout`; Go's `ReadHeaderTimeout`): slowloris sockets are
+      closed after it;
+    - a keep-alive connection that sends nothing is kept for Hypercorn's `keep_alive_timeout`:
+      longer than the idle timeouts of the proxies in front (nginx's upstream keep-alive and
+      AWS ALB's, 60 s), so the proxy, not the service, closes an idle connection, and never
+      one it is about to reuse (hypercorn.toml).
+
+    Armed when the connection turns idle, cancelled when a request arrives; on expiry, or at
+    once when the worker shuts down, the connection is closed as Hypercorn's `_idle_timeout`
+    closes it. A timer, not a task: Hypercorn made and cancelled two tasks per request.
+    """
 
     def __init__(self, server: Any) -> None:
         self.server = server
         self._armed = _idle_timers_of(server.context)  # its worker's armed timers
         self._timer: asyncio.TimerHandle | None = None
         self._closing: asyncio.Task[None] | None = None
+        self._served = False  # a request came: idle is then a keep-alive wait
+        self._head_begun = False  # the armed bound is the header timeout
 
     async def restart(self, _task_group: Any, _action: Any) -> None:
         self._disarm()
         if self.server.context.terminated.is_set():
             self.expire()
             return
-        self._timer = asyncio.get_running_loop().call_later(
-            self.server.config.keep_alive_timeout, self.expire
-        )
-        self._armed.add(self)
+        self._head_begun = not self._served
+        self._arm(_header_timeout if self._head_begun else self.server.config.keep_alive_timeout)
 
     async def stop(self) -> None:
         self._disarm()
+        self._served = True
+
+    def bytes_handled(self) -> None:
+        """Received bytes were parsed: if the connection is still waiting for a request, they
+        began one whose head is not complete, which now has the header timeout."""
+        if self._timer is None or self._head_begun:
+            return
+        from hypercorn.protocol.h11 import H11Protocol
+
+        if isinstance(self.server.protocol.protocol, H11Protocol):  # not HTTP/2's pings
+            self._head_begun = True
+            self._arm(_header_timeout)
 
     def expire(self) -> None:
         self._disarm()
@@ -261,11 +297,34 @@ class IdleTimer:
                 self.server._initiate_server_close()
             )
 
+    def _arm(self, seconds: float) -> None:
+        self._disarm()
+        self._timer = asyncio.get_running_loop().call_later(seconds, self.expire)
+        self._armed.add(self)
+
     def _disarm(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
             self._armed.discard(self)
+
+
+async def _read_data(self: Any) -> None:
+    # Hypercorn 0.18's `TCPServer._read_data`, telling the idle timer when bytes were handled.
+    from ssl import SSLError
+
+    from hypercorn.asyncio.tcp_server import MAX_RECV
+    from hypercorn.events import Closed, RawData
+
+    while not self.reader.at_eof():
+        try:
+            data = await asyncio.wait_for(self.reader.read(MAX_RECV), self.config.read_timeout)
+        except (ConnectionError, OSError, TimeoutError, SSLError):
+            break
+        else:
+            await self.protocol.handle(RawData(data))
+            self.idle_task.bytes_handled()
+    await self.protocol.handle(Closed())
 
 
 _IDLE_TIMERS: weakref.WeakKeyDictionary[Any, set[IdleTimer]] = weakref.WeakKeyDictionary()
@@ -291,11 +350,15 @@ def _idle_timers_of(context: Any) -> set[IdleTimer]:
 
 
 def idle_timer() -> None:
-    """Replace each connection's idle task with an `IdleTimer`.
+    """Replace each connection's idle task with an `IdleTimer` (a header timeout apart from
+    the keep-alive wait; its docstring).
 
     Hypercorn stops a keep-alive connection's idle task when a request arrives and starts a
     new one when the response is done; the task waits in `asyncio.wait_for`, itself a task: two
     tasks created and cancelled per request, about 2.5% of a worker's CPU (py-spy) for a timer.
+    Its one bound, `keep_alive_timeout`, was both the keep-alive wait and the time a request's
+    headers could take: a keep-alive long enough for the proxies in front let slowloris
+    sockets trickle headers as long.
     """
     from hypercorn.asyncio.tcp_server import TCPServer
 
@@ -309,6 +372,7 @@ def idle_timer() -> None:
 
     init.idle_timer = True  # type: ignore[attr-defined]
     TCPServer.__init__ = init  # type: ignore[method-assign]
+    TCPServer._read_data = _read_data  # type: ignore[method-assign]
 
 
 def patch_hypercorn() -> None:

@@ -85,6 +85,13 @@ class Settings(BaseSettings):
     http_queue_max: int = Field(default=2048, ge=1, le=1_000_000)
     http_body_timeout: float = Field(default=10.0, gt=0, le=3600)
     http_client_max_bodies: int = Field(default=32, ge=1, le=100_000)
+    # Connections (app/hypercorn_patches.py, IdleTimer): a request's line and headers must arrive
+    # within `http_header_timeout` seconds (from a new connection's start or the next request's
+    # first byte; then the connection is closed); an idle keep-alive connection is kept for
+    # `http_keep_alive_timeout` seconds (None: hypercorn.toml's `keep_alive_timeout`, 75 s),
+    # longer than the idle timeout of the proxy in front (nginx's upstream keep-alive, 60 s).
+    http_header_timeout: float = Field(default=5.0, gt=0, le=3600)
+    http_keep_alive_timeout: float | None = Field(default=None, gt=0, le=86400)
     # Seconds a worker may keep the answer of a token or session check (app/auth/
     # credential_cache.py; needs REDIS_URL, whose epoch revokes kept answers everywhere at once).
     # 0 checks the database on every request.

@@ -2,8 +2,8 @@
 patches of app/hypercorn_patches.py named on the command line: the tests of each patch run it
 with and without that patch (tests/test_hypercorn_patches.py).
 
-    python -m tests.hypercorn_server PORT PATCH[:true|false][,PATCH...]|none GRACEFUL_TIMEOUT \
-        [KEEP_ALIVE_TIMEOUT]
+    python -m tests.hypercorn_server PORT PATCH[:true|false|SECONDS][,PATCH...]|none \
+        GRACEFUL_TIMEOUT [KEEP_ALIVE_TIMEOUT]
 
 The app: `GET /late-body` starts its response, waits 0.3 s, then sends its 2-byte body;
 `GET /abandoned` starts its response, waits, then fails; `GET /body` answers 60,000 bytes (the
@@ -88,10 +88,17 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 async def main(
     port: int, patches: list[str], graceful_timeout: float, keep_alive_timeout: float
 ) -> None:
-    for patch in patches:  # "name" or "name:false" (set_websocket_compression's argument)
+    # "name", "name:false" (set_websocket_compression's argument) or "name:1.5" (a number of
+    # seconds: set_header_timeout's).
+    for patch in patches:
         name, _, argument = patch.partition(":")
         function = getattr(hypercorn_patches, name)
-        function(argument == "true") if argument else function()
+        if not argument:
+            function()
+        elif argument in ("true", "false"):
+            function(argument == "true")
+        else:
+            function(float(argument))
     config = Config()
     config.bind = [f"127.0.0.1:{port}"]
     config.graceful_timeout = graceful_timeout

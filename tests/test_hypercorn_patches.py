@@ -319,6 +319,38 @@ def test_idle_timer_closes_idle_connections_and_keeps_busy_ones(patched: bool) -
         assert ends_within(busy, 3)  # and closed in turn once idle
 
 
+def _elapsed_until_closed(client: socket.socket, since: float, bound: float) -> float:
+    assert ends_within(client, bound), "still open"
+    return time.monotonic() - since
+
+
+@pytest.mark.parametrize("patched", [True, False], ids=["patched", "upstream"])
+def test_a_request_head_has_the_header_timeout_not_the_keep_alive(patched: bool) -> None:
+    """Header timeout 1 s, keep-alive 30 s. Patched: a new connection that sends no request,
+    or only part of its head, is closed after 1 s; so is a keep-alive connection 1 s after the
+    first byte of a next request whose head never completes; a keep-alive connection that
+    sends nothing is kept. Upstream, the one bound is the keep-alive: 30 s for all of them."""
+    patches = "idle_timer,set_header_timeout:1" if patched else "none"
+    with bare_server(patches, keep_alive_timeout=30) as server:
+        silent = server.connect()
+        opened = time.monotonic()
+        trickling = server.connect()
+        trickling.sendall(b"GET /tasks HTTP/1.1\r\n")
+        kept = server.connect()
+        get(kept, "/tasks")
+        if not patched:
+            assert not ends_within(silent, 2.5) and not ends_within(trickling, 0.1)
+            return
+        assert 0.9 < _elapsed_until_closed(silent, opened, 3) < 2.5
+        assert _elapsed_until_closed(trickling, opened, 1) < 2.5
+        # Idle past the header timeout, between requests: kept, and serves its next request.
+        assert not ends_within(kept, 1.5)
+        get(kept, "/tasks")
+        kept.sendall(b"GET /tasks HTTP/1.1\r\nHost: x\r\n")  # and then nothing more
+        head_begun = time.monotonic()
+        assert 0.9 < _elapsed_until_closed(kept, head_begun, 3) < 2.5
+
+
 @pytest.mark.parametrize("patched", [True, False], ids=["patched", "upstream"])
 def test_idle_timer_closes_idle_connections_at_shutdown(patched: bool) -> None:
     """SIGTERM closes idle keep-alive connections at once (not after keep_alive_timeout, 30 s

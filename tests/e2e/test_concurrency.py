@@ -166,9 +166,10 @@ def test_one_address_may_keep_only_so_many_bodies_arriving(serve, stop) -> None:
                 upload.close()
 
 
-def test_slowloris_headers_are_closed_by_the_keep_alive_timeout(serve) -> None:
-    """Request headers trickled a byte a second: Hypercorn's keep_alive_timeout (5 s,
-    hypercorn.toml) closes the socket, within HTTP_BODY_TIMEOUT (10 s) + 1 s."""
+def test_slowloris_headers_are_closed_by_the_header_timeout(serve) -> None:
+    """Request headers trickled a byte a second: HTTP_HEADER_TIMEOUT (5 s) closes the socket,
+    within HTTP_BODY_TIMEOUT (10 s) + 1 s, though idle keep-alive connections are kept for 75 s
+    (hypercorn.toml)."""
     with serve() as server:
         loris = SlowSocket(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
         loris.sock.settimeout(1)
