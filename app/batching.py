@@ -3,8 +3,8 @@
 - `SharedReads`: reads of the same key share one read (the "single flight" pattern).
 - `BatchedLookup`: lookups of different keys go out as one call (the DataLoader pattern).
 
-Both start their read on the next loop turn, after every caller that shares it has asked, so
-each caller gets what a read of its own, made then, would have given.
+Both start a read only after every caller that shares it has asked, so each caller gets what a
+read of its own, made then, would have given.
 """
 
 from __future__ import annotations
@@ -18,8 +18,13 @@ Value = TypeVar("Value")
 
 
 class SharedReads(Generic[Value]):
-    """Concurrent reads of one key share a single read that starts on the next loop turn
-    (the "single flight" pattern, limited to reads begun after every sharer asked).
+    """Concurrent reads of one key share a single read (the "single flight" pattern, limited to
+    reads begun after every sharer asked).
+
+    A caller joins the next read of its key. That read starts on the next loop turn, or, while
+    a read of the key is under way, when that one ends: at most one read per key is in flight,
+    so a burst of callers (every Bearer request's epoch check under load) costs one read per
+    round trip, not one per loop turn.
 
     Arguments:
         read: the read of one key; its exception reaches every sharer.
@@ -27,20 +32,29 @@ class SharedReads(Generic[Value]):
 
     def __init__(self, read: Callable[[str], Awaitable[Value]]) -> None:
         self._read = read
-        self._pending: dict[str, asyncio.Future[Value]] = {}
+        self._next: dict[str, asyncio.Future[Value]] = {}  # the reads callers join, not begun
+        self._in_flight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def read(self, key: str) -> Value:
-        future = self._pending.get(key)
+        future = self._next.get(key)
         if future is None:
             loop = asyncio.get_running_loop()
-            future = self._pending[key] = loop.create_future()
-            loop.call_soon(self._start, key)
+            future = self._next[key] = loop.create_future()
+            if key not in self._in_flight:
+                loop.call_soon(self._start, key)
         return await asyncio.shield(future)
 
     def _start(self, key: str) -> None:
-        future = self._pending.pop(key)  # later callers start a read of their own
-        _settle_in_task(future, self._read(key), self._tasks)
+        future = self._next.pop(key)  # later callers join the read after this one
+        self._in_flight.add(key)
+        task = _settle_in_task(future, self._read(key), self._tasks)
+        task.add_done_callback(lambda _: self._ended(key))
+
+    def _ended(self, key: str) -> None:
+        self._in_flight.discard(key)
+        if key in self._next:  # callers asked while it was under way: their read starts now
+            self._start(key)
 
 
 class BatchedLookup(Generic[Key, Value]):
@@ -83,8 +97,9 @@ def _settle_in_task(
     future: asyncio.Future[Result],
     work: Awaitable[Result],
     tasks: set[asyncio.Task[None]],
-) -> None:
-    """Run `work` in a task (kept in `tasks` until done) and give its outcome to `future`."""
+) -> asyncio.Task[None]:
+    """Run `work` in a task (kept in `tasks` until done) and give its outcome to `future`;
+    returns the task."""
 
     async def settle() -> None:
         try:
@@ -101,3 +116,4 @@ def _settle_in_task(
     task = asyncio.ensure_future(settle())
     tasks.add(task)
     task.add_done_callback(tasks.discard)
+    return task

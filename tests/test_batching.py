@@ -19,26 +19,39 @@ async def turns_until(condition) -> None:
     await eventually(check, timeout=5, interval=0.001)
 
 
-async def test_callers_of_one_turn_share_one_read_and_later_ones_start_another() -> None:
+async def pass_turns(count: int) -> None:
+    """Let `count` loop turns pass (deterministic: each `sleep(0)` yields exactly one)."""
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
+async def test_callers_of_one_turn_share_one_read_and_later_ones_share_the_next() -> None:
     reads: list[str] = []
-    release = asyncio.Event()
+    releases = {number: asyncio.Event() for number in (1, 2, 3)}
 
     async def read(key: str) -> list[str]:
         reads.append(key)
         number = len(reads)
-        await release.wait()
+        await releases[number].wait()
         return [key, str(number)]
 
     shared = SharedReads(read)
     first = [asyncio.create_task(shared.read("room")) for _ in range(5)]
     other_key = asyncio.create_task(shared.read("other"))
     await turns_until(lambda: reads == ["room", "other"])  # one read per key has begun
-    late = asyncio.create_task(shared.read("room"))  # after the read began: a read of its own
-    await turns_until(lambda: len(reads) == 3)
-    release.set()
+    # Asked after the read began: not answered by it; they wait for it to end, then share the
+    # next read (one in flight per key).
+    late = [asyncio.create_task(shared.read("room")) for _ in range(3)]
+    await pass_turns(5)  # their turns pass: no read of their own starts beside the first
+    assert reads == ["room", "other"]
+    releases[1].set()
     results = await asyncio.gather(*first)
-    assert all(result is results[0] for result in results)
-    assert (await late)[1] == "3" and reads == ["room", "other", "room"]
+    assert all(result == ["room", "1"] for result in results)
+    await turns_until(lambda: reads == ["room", "other", "room"])
+    assert not any(task.done() for task in late)
+    releases[3].set()
+    assert [await task for task in late] == [["room", "3"]] * 3
+    releases[2].set()
     assert await other_key == ["other", "2"]
 
 
