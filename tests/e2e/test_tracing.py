@@ -205,8 +205,13 @@ def test_head_sampling_keeps_whole_traces_and_follows_a_sampled_caller(
                 if span.resource["service.name"] == "quart-framework-sampled"
             ]
 
-        # Wait for the followed caller's request (the last one) and the batch before it.
-        poll_for(ours, lambda spans: any(s.trace_id == caller_trace for s in spans))
+        # Wait for the followed caller's server span: it ends after its response is sent, last
+        # of every span here (its SQL spans may come in an earlier batch), and spans are
+        # exported in the order they end.
+        poll_for(
+            ours,
+            lambda spans: any(s.trace_id == caller_trace and s.kind == KIND_SERVER for s in spans),
+        )
         spans = ours()
         servers = {span.trace_id for span in spans if span.kind == KIND_SERVER}
         listed = {span.trace_id for span in spans if span.name == "GET /api/v1/user"}
