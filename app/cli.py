@@ -43,8 +43,9 @@ def hypercorn_config(
     bind: str | None = None,
     workers: int | None = None,
 ) -> HypercornConfig:
-    """`hypercorn.toml` with the settings' `BIND` (comma-separated addresses) and
-    `WEB_CONCURRENCY` (worker processes); explicit arguments win over both."""
+    """`hypercorn.toml` with the settings' `BIND` (comma-separated addresses), `WEB_CONCURRENCY`
+    (worker processes; explicit arguments win over both), `WS_MAX_MESSAGE_BYTES` and, when set,
+    `HTTP_KEEP_ALIVE_TIMEOUT`."""
     from hypercorn.config import Config
 
     config = Config.from_toml(config_path)
@@ -55,6 +56,10 @@ def hypercorn_config(
     if workers is not None:
         config.workers = workers
     config.application_path = "app.asgi:app"
+    # Hypercorn refuses larger frames with 1009 before the app sees them.
+    config.websocket_max_message_size = settings.ws_max_message_bytes
+    if settings.http_keep_alive_timeout is not None:
+        config.keep_alive_timeout = settings.http_keep_alive_timeout
     return config
 
 
@@ -79,10 +84,6 @@ def serve_command(bind: str | None, workers: int | None, migrate: bool) -> None:
     if migrate:
         logging.getLogger("app").info("%s", upgrade_to_head(settings).describe())
     config = hypercorn_config(settings, bind=bind, workers=workers)
-    # Hypercorn refuses larger frames with 1009 before the app sees them.
-    config.websocket_max_message_size = settings.ws_max_message_bytes
-    if settings.http_keep_alive_timeout is not None:
-        config.keep_alive_timeout = settings.http_keep_alive_timeout
     if config.workers > 1 and not settings.redis_configured:
         logging.getLogger("app").warning(
             "%d workers without REDIS_URL: presence, chat rooms, rate limits and scheduled jobs "

@@ -129,6 +129,20 @@ def test_bind_and_workers_come_from_settings_and_arguments_win(monkeypatch, tmp_
     assert default.bind == ["127.0.0.1:8000"]  # hypercorn.toml's
 
 
+def test_keep_alive_and_frame_size_come_from_settings(monkeypatch) -> None:
+    from app.cli import hypercorn_config
+    from app.settings import Settings
+
+    settings = Settings(app_env="testing", secret_key=TEST_SECRET_KEY)
+    default = hypercorn_config(settings)
+    assert default.keep_alive_timeout == 75  # hypercorn.toml's: above the proxies' 60 s
+    assert default.websocket_max_message_size == 65536
+    monkeypatch.setenv("HTTP_KEEP_ALIVE_TIMEOUT", "620")
+    monkeypatch.setenv("WS_MAX_MESSAGE_BYTES", "4096")
+    config = hypercorn_config(Settings(app_env="testing", secret_key=TEST_SECRET_KEY))
+    assert (config.keep_alive_timeout, config.websocket_max_message_size) == (620, 4096)
+
+
 def test_a_bad_worker_count_is_a_configuration_error(cli_app, database_env) -> None:
     result = cli_app.test_cli_runner().invoke(
         args=["init-db"], env={**database_env, "WEB_CONCURRENCY": "0"}
