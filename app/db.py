@@ -308,8 +308,8 @@ class Database:
         The checkout, the statements and the release run in one greenlet (SQLAlchemy's
         `run_sync` pattern, the checkout and release included), where an `AsyncConnection`
         spawns one for each: every greenlet maps, touches and unmaps a fresh 16 KiB frame
-        stack, and the by-id read served 15% more requests a second with one greenlet than
-        with three (docs/performance.md).
+        stack, and the by-id read served 18-23% more requests a second with one greenlet
+        than with three (docs/performance.md).
 
         On MySQL the connection comes from the read engine, in autocommit mode: each statement
         sees the latest committed data and the release costs no round trip. Bounded in time as
