@@ -49,12 +49,16 @@ class SharedReads(Generic[Value]):
         future = self._next.pop(key)  # later callers join the read after this one
         self._in_flight.add(key)
         task = _settle_in_task(future, self._read(key), self._tasks)
-        task.add_done_callback(lambda _: self._ended(key))
+        task.add_done_callback(lambda ended: self._ended(key, ended))
 
-    def _ended(self, key: str) -> None:
+    def _ended(self, key: str, read: asyncio.Task[None]) -> None:
         self._in_flight.discard(key)
-        if key in self._next:  # callers asked while it was under way: their read starts now
-            self._start(key)
+        if key not in self._next:
+            return
+        if read.cancelled():  # the worker is shutting down: no read starts for its waiters
+            self._next.pop(key).cancel()
+            return
+        self._start(key)  # callers asked while it was under way: their read starts now
 
 
 class BatchedLookup(Generic[Key, Value]):

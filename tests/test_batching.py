@@ -90,3 +90,29 @@ async def test_a_failed_fetch_fails_every_lookup_of_its_batch() -> None:
     lookup = BatchedLookup(fetch, False)
     with pytest.raises(TimeoutError):
         await asyncio.gather(lookup.get("a"), lookup.get("b"))
+
+
+async def test_callers_waiting_for_the_next_read_are_cancelled_with_the_one_in_flight() -> None:
+    """At shutdown the read under way is cancelled: the callers queued behind it are cancelled
+    too, and no new read starts for them."""
+    reads: list[str] = []
+    never = asyncio.Event()
+
+    async def read(key: str) -> str:
+        reads.append(key)
+        await never.wait()
+        return key
+
+    shared = SharedReads(read)
+    first = asyncio.create_task(shared.read("room"))
+    await turns_until(lambda: reads == ["room"])
+    queued = asyncio.create_task(shared.read("room"))
+    await pass_turns(3)
+    for task in list(shared._tasks):  # the reads under way, as asyncio.run cancels them
+        task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(queued, 5)  # not left waiting for a read that never starts
+    await pass_turns(3)
+    assert reads == ["room"]
