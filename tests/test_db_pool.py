@@ -96,30 +96,29 @@ def _answer(connection: Connection) -> int:
     return int(connection.execute(text("SELECT 42")).scalar_one())
 
 
-async def test_a_read_past_its_time_bound_is_discarded_not_pooled(
-    one_connection_bounded_pool: Database,
+async def _cut_by_its_bound(database: Database) -> None:
+    with pytest.raises(DatabaseTimeoutError):  # DB_TIMEOUT, 0.5 s here
+        await database.read(_sleep_then_answer)
+
+
+async def _cancelled_from_outside(database: Database) -> None:
+    with pytest.raises(TimeoutError):  # its request cancelled (its client left) at 0.3 s
+        await asyncio.wait_for(database.read(_sleep_then_answer), 0.3)
+
+
+@pytest.mark.parametrize(
+    "cut_short", [_cut_by_its_bound, _cancelled_from_outside], ids=["time_bound", "cancelled"]
+)
+async def test_a_read_cut_short_mid_statement_is_discarded_not_pooled(
+    one_connection_bounded_pool: Database, cut_short
 ) -> None:
-    """A read cut off by DB_TIMEOUT mid-statement raises DatabaseTimeoutError, and its
-    connection (whose late answer is still coming) is closed, not pooled: the next read on the
-    one-connection pool gets a new connection and its own answer."""
+    """A read cut off mid-statement, by DB_TIMEOUT (DatabaseTimeoutError) or by its request's
+    cancellation (which propagates), has its connection, whose late answer is still coming,
+    closed, not pooled: the next read on the one-connection pool gets a new connection and its
+    own answer."""
     database = one_connection_bounded_pool
     before = await database.read(_server_connection_id)
-    with pytest.raises(DatabaseTimeoutError):
-        await database.read(_sleep_then_answer)
-    assert await database.read(_answer) == 42  # not the late 7 of the cut-off read
-    assert await database.read(_server_connection_id) != before
-    assert database.read_engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
-
-
-async def test_a_read_cancelled_from_outside_is_discarded_not_pooled(
-    one_connection_pool: Database,
-) -> None:
-    """The same for a read whose request is cancelled (its client left): the cancellation
-    propagates, and the connection is not pooled with half an answer on it."""
-    database = one_connection_pool
-    before = await database.read(_server_connection_id)
-    with pytest.raises(TimeoutError):
-        await asyncio.wait_for(database.read(_sleep_then_answer), 0.3)
+    await cut_short(database)
     assert await database.read(_answer) == 42  # not the late 7 of the cut-off read
     assert await database.read(_server_connection_id) != before
     assert database.read_engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
