@@ -291,7 +291,7 @@ class Database:
         """
         session = self.sessionmaker()
         try:
-            async with self._bounded(session, time_limit):
+            async with self._bounded(time_limit, session):
                 yield session
         finally:
             for flag in [flag for flag in self._after_unit_of_work if session.info.get(flag)]:
@@ -333,18 +333,11 @@ class Database:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> T:
-        limit = self._time_left(None)
-        deadline = asyncio.timeout(limit)
-        try:
-            async with deadline:
-                return await greenlet_spawn(
-                    _work_on_a_connection, engine.sync_engine, work, args, kwargs
-                )
-        except TimeoutError as error:
-            if not deadline.expired():  # a TimeoutError of the work's own, not ours
-                raise
-            log.warning("database work exceeded %.1f s; discarding its connections", limit)
-            raise DatabaseTimeoutError(f"database work exceeded {limit} s") from error
+        # Its connection is invalidated in the greenlet when the bound cuts it short.
+        async with self._bounded(None):
+            return await greenlet_spawn(
+                _work_on_a_connection, engine.sync_engine, work, args, kwargs
+            )
 
     def _time_left(self, time_limit: float | None) -> float:
         """Seconds the next unit of work may take: `time_limit` (default `DB_TIMEOUT`), within
@@ -359,10 +352,11 @@ class Database:
 
     @asynccontextmanager
     async def _bounded(
-        self, session: AsyncSession, time_limit: float | None
+        self, time_limit: float | None, session: AsyncSession | None = None
     ) -> AsyncIterator[None]:
-        # The time bound of `session()`; its connections go back to the pool at the end
-        # (bounded by `CLEANUP_SECONDS`).
+        # The time bound of `session()` and `read()`: past it, DatabaseTimeoutError. A session's
+        # connections are discarded then, and go back to the pool at the end otherwise (bounded
+        # by `CLEANUP_SECONDS`).
         limit = self._time_left(time_limit)
         deadline = asyncio.timeout(limit)
         try:
@@ -372,10 +366,12 @@ class Database:
             if not deadline.expired():  # a TimeoutError of the block's own, not ours
                 raise
             log.warning("database work exceeded %.1f s; discarding its connections", limit)
-            await _discard(session)
+            if session is not None:
+                await _discard(session)
             raise DatabaseTimeoutError(f"database work exceeded {limit} s") from error
         finally:
-            await _release(session)
+            if session is not None:
+                await _release(session)
 
     async def ping(self, time_limit: float) -> None:
         """`SELECT 1` within `time_limit` seconds. Raises `DatabaseTimeoutError` or the

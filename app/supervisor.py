@@ -191,20 +191,14 @@ def _worker_main(config: Config, sockets: Sockets, stop: EventType) -> None:
     from hypercorn.asyncio.run import worker_serve
     from hypercorn.utils import load_application
 
-    from app.hypercorn_patches import (
-        patch_hypercorn,
-        set_header_timeout,
-        set_websocket_compression,
-    )
     from app.state import app_state
 
-    patch_hypercorn()
+    # Loading `app.asgi` applies the server patches with the app's settings (serve checked the
+    # versions before starting the workers).
     wrapped = load_application(config.application_path, config.wsgi_max_body_size)
     quart_app = wrapped.app  # type: ignore[attr-defined]  # hypercorn's ASGIWrapper
     settings = app_state(quart_app).settings
     quart_app.before_serving(tune_garbage_collector(settings.gc_thresholds))
-    set_websocket_compression(settings.ws_compression)
-    set_header_timeout(settings.http_header_timeout)
     supervisor = os.getppid()
 
     async def shutdown_trigger() -> None:
