@@ -43,7 +43,7 @@ class RunClaims:
     def __init__(self, database: Database, worker: str) -> None:
         self.database = database
         self.worker = worker
-        self._purged_at = 0.0
+        self._purged_at: float | None = None  # the first claim purges (whatever the uptime)
 
     async def claim(self, job_id: str, run_time: datetime) -> bool:
         """True if this worker may run `job_id`'s run scheduled at `run_time` (aware), False if
@@ -61,7 +61,7 @@ class RunClaims:
 
     async def _purge_now_and_then(self) -> None:
         now = time.monotonic()
-        if now - self._purged_at < PURGE_EVERY_SECONDS:
+        if self._purged_at is not None and now - self._purged_at < PURGE_EVERY_SECONDS:
             return
         self._purged_at = now
         cutoff = datetime.now(UTC) - timedelta(seconds=KEEP_SECONDS)

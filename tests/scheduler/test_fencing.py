@@ -11,7 +11,7 @@ import pytest
 
 from app import state
 from app.models import ScheduledRun
-from app.scheduler.fencing import RunClaims
+from app.scheduler.fencing import KEEP_SECONDS, RunClaims
 from tests.auth_helpers import make_user
 from tests.conftest import _empty_all_tables
 from tests.scheduler.conftest import ADMIN
@@ -29,7 +29,9 @@ async def test_a_run_is_claimed_once(serve_app) -> None:
         async with app.app_context():
             database = state.database()
         first, second = RunClaims(database, "a:1"), RunClaims(database, "b:2")
-        run_time = datetime(2026, 11, 29, 12, 0, 0, 123456, tzinfo=UTC)
+        # A recent run time: claims older than KEEP_SECONDS are purged by the next claim (a
+        # fixed date here made the second claim purge the first once that date was a day old).
+        run_time = datetime.now(UTC).replace(microsecond=123456)
         outcomes = await asyncio.gather(
             first.claim("tick", run_time), second.claim("tick", run_time)
         )
@@ -39,6 +41,26 @@ async def test_a_run_is_claimed_once(serve_app) -> None:
         async with database.session() as session:
             kept = await session.get(ScheduledRun, ("tick", run_time))
         assert kept is not None and kept.worker in {"a:1", "b:2"}
+
+
+async def test_claims_older_than_a_day_are_purged_by_a_worker_s_first_claim(serve_app) -> None:
+    async with serve_app() as app:
+        async with app.app_context():
+            database = state.database()
+        now = datetime.now(UTC).replace(microsecond=0)
+        stale, recent = now - timedelta(seconds=KEEP_SECONDS + 60), now - timedelta(hours=1)
+        async with database.session() as session:
+            session.add_all(
+                [
+                    ScheduledRun(job_id="tick", run_time=stale, worker="old:1"),
+                    ScheduledRun(job_id="tick", run_time=recent, worker="old:1"),
+                ]
+            )
+            await session.commit()
+        assert await RunClaims(database, "a:1").claim("tick", now)
+        async with database.session() as session:
+            assert await session.get(ScheduledRun, ("tick", stale)) is None
+            assert await session.get(ScheduledRun, ("tick", recent)) is not None
 
 
 async def test_two_leaders_at_once_run_each_tick_once(serve_app) -> None:
