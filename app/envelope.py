@@ -16,7 +16,6 @@ from quart import (
     Quart,
     Response,
     current_app,
-    g,
     has_request_context,
     has_websocket_context,
     request,
@@ -37,6 +36,7 @@ from app.errors import (
     NotFoundError,
     ServiceError,
 )
+from app.request_log import current_request_id
 from app.validation import field_name
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ async def _on_database_unavailable(error: Exception) -> Response:
     # An outage: one line per request; its traceback once a minute per type (TRACEBACKS).
     log.error(
         "database unavailable (request id %s): %s",
-        g.get("request_id"),
+        current_request_id(),
         describe_database_error(error),
         exc_info=state.tracebacks().exc_info(error),
     )
@@ -141,7 +141,7 @@ async def _on_database_unavailable(error: Exception) -> Response:
 
 async def _on_redis_unavailable(error: Exception) -> Response:
     # One line, no traceback: the circuit breaker logs the outage once (app.redis_client).
-    log.warning("redis unavailable (request id %s): %s", g.get("request_id"), type(error).__name__)
+    log.warning("redis unavailable (request id %s): %s", current_request_id(), type(error).__name__)
     return failed(
         503,
         "a shared store (Redis) is unavailable, try again later",
@@ -150,7 +150,7 @@ async def _on_redis_unavailable(error: Exception) -> Response:
 
 
 async def _on_unexpected_error(error: Exception) -> Response:
-    request_id = g.get("request_id")
+    request_id = current_request_id()
     log.error(
         "unhandled error (request id %s): %s",
         request_id,

@@ -27,12 +27,14 @@ from app.envelope import register_error_handlers
 from app.health import blueprint as health_blueprint
 from app.http_connection import LeanHTTPConnection
 from app.lifespan import serving
+from app.metrics import RequestMetrics
 from app.realtime import chat, monitor
 from app.realtime.asgi import DrainWebsocketReceive, WebsocketSchemeFromProxy
-from app.request_log import configure_logging, register_request_logging
+from app.request_hooks import RequestHooks
+from app.request_log import AccessLog, configure_logging
 from app.resources import resource_path
 from app.scheduler.off import scheduler_off_blueprint
-from app.security_headers import register_security_headers
+from app.security_headers import SecurityHeaders, register_security_headers
 from app.settings import Settings
 from app.state import attach_state
 from app.tracing import start_tracing, traced_http
@@ -114,7 +116,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     answers requests.
     """
     settings = settings or Settings()
-    configure_logging(settings)
+    log_handler = configure_logging(settings)
     start_tracing(settings)
 
     app = ServiceApp(__name__, template_folder=str(resource_path("templates")))
@@ -143,10 +145,9 @@ def create_app(settings: Settings | None = None) -> Quart:
         scalar_ui_path=None,
     )
     json_provider.use_orjson(app)
-    register_request_logging(app)
     app.session_interface = CachedSerializerSessionInterface()
     register_metrics(app)
-    register_security_headers(app, settings)
+    register_security_headers(app)
     register_error_handlers(app)
     app.jinja_env.globals["csrf_token"] = csrf_token
 
@@ -178,8 +179,15 @@ def create_app(settings: Settings | None = None) -> Quart:
         async with serving(state):
             yield
 
-    # HTTP requests pass admission; websockets pass the receive drain (each middleware passes
-    # the other kind straight through, without a coroutine of its own).
+    # HTTP requests pass admission, then the service's own hooks; websockets pass the receive
+    # drain (each middleware passes the other kind straight through, without a coroutine of its
+    # own).
+    app.asgi_app = RequestHooks(  # type: ignore[method-assign, assignment]
+        app.asgi_app,
+        security_headers=SecurityHeaders(settings),
+        metrics=RequestMetrics(),
+        access_log=AccessLog(log_handler, json_lines=settings.log_format == "json"),
+    )
     app.asgi_app = Admission(  # type: ignore[method-assign, assignment]
         app.asgi_app,
         limit=settings.effective_http_concurrency,

@@ -11,17 +11,46 @@ one task left, and `asyncio.timeout` bounds the send without a task: 7% fewer in
 - a client that disconnects has its handler cancelled (the server's `http.disconnect`);
 - the response's send is bounded by `RESPONSE_TIMEOUT` (or the response's own `timeout`), then
   abandoned: the only bound on a client that stops reading.
+
+It also records the request's URL rule in its ASGI scope, for app.request_hooks' metrics, and
+gives the request `RequestHeaders`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import cast
+from functools import partial
+from typing import Any, cast
+from urllib.parse import urlparse
 
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable
-from quart.asgi import ASGIHTTPConnection
+from quart.asgi import ASGIHTTPConnection, _normalise_path
 from quart.debug import traceback_response
 from quart.wrappers import Request, Response
+from werkzeug.datastructures import Headers
+
+from app.request_hooks import ROUTE_SCOPE_KEY
+
+
+class RequestHeaders(Headers):
+    """werkzeug's `Headers` whose lookups of a header the request lacks return at once:
+    werkzeug's `get` and `in` raise and catch `BadRequestKeyError` for it (an exception built
+    per lookup; a request without `Authorization`, `Content-Length` or `Transfer-Encoding`
+    made three). Same answers, through the public `getlist`."""
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and bool(self.getlist(key))
+
+    def get(self, key: str, default: Any = None, type: Any = None) -> Any:  # type: ignore[override]  # werkzeug's overloads, one body
+        found = self.getlist(key)
+        if not found:
+            return default
+        if type is None:
+            return found[0]
+        try:
+            return type(found[0])
+        except ValueError:  # as werkzeug's own `get`
+            return default
 
 
 class LeanHTTPConnection(ASGIHTTPConnection):
@@ -61,6 +90,33 @@ class LeanHTTPConnection(ASGIHTTPConnection):
         finally:
             watcher.cancel()
 
+    def _create_request_from_scope(self, send: ASGISendCallable) -> Request:
+        # Quart's own (quart.asgi, 0.20-0.22), with `RequestHeaders` for werkzeug's `Headers`.
+        headers = RequestHeaders()
+        headers["Remote-Addr"] = (self.scope.get("client") or ["<local>"])[0]
+        for name, value in self.scope["headers"]:
+            headers.add(name.decode("latin1").title(), value.decode("latin1"))
+        if self.scope["http_version"] < "1.1":
+            headers.setdefault("Host", self.app.config["SERVER_NAME"] or "")
+        path = self.scope["path"]
+        path = path if path[0] == "/" else urlparse(path).path
+        root_path = self.scope.get("root_path", "")
+        if root_path != "":
+            path = _normalise_path(path, root_path)
+        return self.app.request_class(
+            self.scope["method"],
+            self.scope["scheme"],
+            path,
+            self.scope["query_string"],
+            headers,
+            root_path,
+            self.scope["http_version"],
+            max_content_length=self.app.config["MAX_CONTENT_LENGTH"],
+            body_timeout=self.app.config["BODY_TIMEOUT"],
+            send_push_promise=partial(self._send_push_promise, send),
+            scope=self.scope,
+        )
+
     async def handle_request(self, request: Request, send: ASGISendCallable) -> None:
         try:
             response = await self.app.handle_request(request)
@@ -69,6 +125,10 @@ class LeanHTTPConnection(ASGIHTTPConnection):
             if not (self.app.debug or self.app.testing):
                 raise
             response = await traceback_response(error)
+        finally:
+            rule = request.url_rule
+            if rule is not None:  # the metrics' route label (app.request_hooks)
+                cast("dict[str, Any]", self.scope)[ROUTE_SCOPE_KEY] = rule.rule
         if isinstance(response, Response) and response.timeout != Ellipsis:
             timeout = cast("float | None", response.timeout)
         else:

@@ -40,17 +40,43 @@ Metrics (names follow Prometheus conventions; durations in seconds):
   time until which that worker surely holds the lease: the leaders at time t are the workers
   whose value is above t, never more than one (app/scheduler/leadership.py).
 
-The route and the request hooks are in app/web/metrics.py.
+The route and the request observer are in app/web/metrics.py.
+
+In multi-process mode every increment first asks which process it runs in (prometheus-client's
+default `os.getpid`, a system call on current glibc, checked against the pid its files were
+opened for, so that a forked child never writes its parent's files). Here that identifier is
+the pid cached by this module and renewed in a forked child (`os.register_at_fork`): the same
+answer without the system call, on the documented extension point `MultiProcessValue(
+process_identifier)`. It is installed before the first metric is made.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram, multiprocess
+from prometheus_client import Counter, Gauge, Histogram, multiprocess, values
 
 MULTIPROCESS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
+UNMATCHED_ROUTE = "<unmatched>"  # the `route` label of a request no URL rule matched
+
+_pid = os.getpid()
+
+
+def _renew_pid() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+def process_identifier() -> int:
+    """This process's pid, without a system call (renewed in a forked child)."""
+    return _pid
+
+
+os.register_at_fork(after_in_child=_renew_pid)
+if os.environ.get(MULTIPROCESS_DIRECTORY):
+    values.ValueClass = values.MultiProcessValue(process_identifier=process_identifier)
 
 HTTP_REQUESTS = Counter(
     "http_requests_total", "HTTP requests answered", ["route", "method", "status"]
@@ -132,6 +158,27 @@ SCHEDULER_LEASE_EXPIRY = Gauge(
     "Unix time until which the worker surely holds the scheduler lease (0: it does not)",
     multiprocess_mode="liveall",
 )
+
+
+class RequestMetrics:
+    """`http_requests_total` and `http_request_duration_seconds` of answered requests, their
+    labelled children made once per label set (a lock and a lookup each in prometheus-client)."""
+
+    def __init__(self) -> None:
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._timers: dict[tuple[str, str], Any] = {}
+
+    def observe(self, route: str | None, method: str, status: int, seconds: float) -> None:
+        """Count one answer of `route` (the URL rule; None: no rule matched) and its time."""
+        key = (route or UNMATCHED_ROUTE, method, status)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = HTTP_REQUESTS.labels(key[0], method, str(status))
+        counter.inc()
+        timer = self._timers.get(key[:2])
+        if timer is None:
+            timer = self._timers[key[:2]] = HTTP_LATENCY.labels(key[0], method)
+        timer.observe(seconds)
 
 
 def prepare_multiprocess_directory(path: Path) -> None:

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from redis import Redis
 from sqlalchemy.engine import make_url
 
-from bench import concurrency, http_load, rest, tracing, websocket_load
+from bench import concurrency, http_load, peers, rest, tracing, websocket_load
 from bench.databases import create_database, drop_database, sync_url
 from bench.redis_cluster import redis_cluster
 from bench.report import Row, load_average, render
@@ -76,6 +76,11 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         dest="only",
         default="rest,fanout,joins,idle,concurrency,tracing,cluster",
         help="comma-separated suites to run",
+    )
+    parser.add_argument(
+        "--servers",
+        default="hypercorn",
+        help="peers suite: the servers the service runs on (comma-separated, `serve --server`)",
     )
     parser.add_argument(
         "--baseline-rev",
@@ -476,7 +481,32 @@ def run_tracing(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
     )
 
 
+def run_peers(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
+    rows = peers.run_rest(
+        arguments.mysql_url,
+        redis_url,
+        servers=arguments.servers.split(","),
+        runs=arguments.runs,
+        seconds=arguments.seconds,
+        smoke=arguments.smoke,
+        log=log,
+    )
+    rows += peers.run_websockets(
+        arguments.mysql_url,
+        redis_url,
+        runs=arguments.runs,
+        receivers=arguments.receivers,
+        rate=arguments.rate,
+        messages=arguments.messages,
+        burst=arguments.burst,
+        idle=int(arguments.idle.split(",")[0]),
+        log=log,
+    )
+    return rows
+
+
 SUITES = {
+    "peers": run_peers,
     "rest": run_rest,
     "fanout": run_fanout,
     "joins": run_joins,

@@ -13,7 +13,9 @@ import contextlib
 import json
 import statistics
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -21,6 +23,14 @@ from websockets.exceptions import ConnectionClosed
 from bench.servers import Server
 
 TRY_AGAIN_LATER = 1013
+
+
+class Opener(Protocol):
+    """Opens `count` clients of `url` (plain websockets, or bench/socketio_client.py's)."""
+
+    def __call__(
+        self, url: str, count: int, *, batch: int = ..., deflate: bool = ...
+    ) -> Awaitable[list[ClientConnection]]: ...
 
 
 async def open_clients(
@@ -129,10 +139,12 @@ async def fanout(
     messages: int,
     burst: int,
     deflate: bool = False,
+    opener: Opener | None = None,
 ) -> FanoutResult:
     """1 sender and `receivers` receivers on `path`: `messages` at `rate` per second (the
-    server's CPU seconds per delivered message measured over them), then `burst` at once."""
-    clients = await open_clients(server.ws + path, receivers + 1, deflate=deflate)
+    server's CPU seconds per delivered message measured over them), then `burst` at once.
+    `opener` opens the clients (default: plain websockets, `open_clients`)."""
+    clients = await (opener or open_clients)(server.ws + path, receivers + 1, deflate=deflate)
     sender, receiving = clients[0], clients[1:]
     drain = asyncio.create_task(_drain(sender))
     try:
@@ -202,14 +214,17 @@ async def joins(server: Server, count: int) -> JoinResult:
     return JoinResult(seconds, frames, failed)
 
 
-async def idle_memory(server: Server, path: str, count: int, *, join: bool) -> tuple[float, int]:
+async def idle_memory(
+    server: Server, path: str, count: int, *, join: bool, opener: Opener | None = None
+) -> tuple[float, int]:
     """Bytes of resident memory the server grows by per open (idle) connection, and how many
     joins were refused."""
-    warm = await open_clients(server.ws + path, 50)
+    opener = opener or open_clients
+    warm = await opener(server.ws + path, 50)
     await close_clients(warm)
     await asyncio.sleep(1)
     before = server.rss()
-    clients = await open_clients(server.ws + path, count)
+    clients = await opener(server.ws + path, count)
     try:
         if join:
             for index, client in enumerate(clients):

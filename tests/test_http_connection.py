@@ -11,7 +11,8 @@ import pytest
 from quart import Quart, Response, request
 
 from app import create_app
-from app.http_connection import LeanHTTPConnection
+from app.http_connection import LeanHTTPConnection, RequestHeaders
+from app.request_hooks import ROUTE_SCOPE_KEY
 from app.settings import Settings
 
 
@@ -184,3 +185,44 @@ async def test_an_error_of_the_server_s_receive_reaches_the_server(
     with pytest.raises(RuntimeError, match="receive failed"):
         await asyncio.wait_for(task, 10)
     assert events["cancelled"].is_set()
+
+
+async def test_the_request_has_werkzeug_s_header_answers_without_its_exceptions(
+    app: Quart,
+) -> None:
+    seen: dict[str, Any] = {}
+
+    @app.get("/headers")
+    async def headers() -> str:
+        got = request.headers
+        seen.update(
+            kind=type(got),
+            absent=("Authorization" in got, got.get("Authorization"), got.get("X", "d")),
+            present=("x-custom" in got, got.get("X-CUSTOM"), got.get("X-Number", type=int)),
+            unconvertible=got.get("X-Custom", -1, type=int),
+            length=request.content_length,
+            repeated=got.getlist("X-Custom"),
+        )
+        return "ok"
+
+    client = Client(EMPTY_BODY)
+    request_scope = scope("GET", "/headers")
+    request_scope["headers"] += [(b"x-custom", b"a"), (b"x-custom", b"b"), (b"x-number", b"7")]
+    await asyncio.wait_for(app(request_scope, client.receive, client.send), 10)  # type: ignore[arg-type]
+    assert client.status == 200
+    assert seen["kind"] is RequestHeaders
+    assert seen["absent"] == (False, None, "d")
+    assert seen["present"] == (True, "a", 7)
+    assert seen["unconvertible"] == -1
+    assert seen["length"] is None
+    assert seen["repeated"] == ["a", "b"]
+
+
+async def test_the_route_of_a_request_is_recorded_in_its_scope(app: Quart) -> None:
+    client = Client({"type": "http.request", "body": b"x", "more_body": False})
+    request_scope = scope("POST", "/echo")
+    await asyncio.wait_for(app(request_scope, client.receive, client.send), 10)  # type: ignore[arg-type]
+    assert request_scope[ROUTE_SCOPE_KEY] == "/echo"
+    unmatched = scope("GET", "/nowhere")
+    await asyncio.wait_for(app(unmatched, Client(EMPTY_BODY).receive, client.send), 10)  # type: ignore[arg-type]
+    assert ROUTE_SCOPE_KEY not in unmatched

@@ -210,17 +210,20 @@ def without_user_identity(view: View) -> View:
 
 async def identify_request() -> None:
     """Set `g.identity` (None for anonymous requests) and mark the user online."""
-    g.identity = None
-    view = current_app.view_functions.get(request.endpoint or "")
-    if getattr(view, "without_user_identity", False):
-        return
-    if "Authorization" in request.headers:
-        g.identity = await _from_authorization_header(request.authorization)
-    elif SESSION_KEY in session:
-        g.identity = await _from_session()
-    if g.identity is not None:
+    g.identity = identity = None
+    this_request = request._get_current_object()  # type: ignore[attr-defined]  # one lookup
+    headers = this_request.headers
+    if "Authorization" in headers:
+        view = current_app.view_functions.get(this_request.endpoint or "")
+        if getattr(view, "without_user_identity", False):
+            return
+        identity = await _from_authorization_header(this_request.authorization)
+    elif "Cookie" in headers and SESSION_KEY in session:
+        identity = await _from_session()
+    if identity is not None:
+        g.identity = identity
         recorder: PresenceRecorder = state.presence()
-        await recorder.mark(g.identity.user_id)
+        await recorder.mark(identity.user_id)
 
 
 async def identify_websocket() -> None:
