@@ -67,15 +67,29 @@ def hypercorn_config(
 @click.option("--bind", help="address to listen on, e.g. 0.0.0.0:8000 (default: BIND or toml)")
 @click.option("--workers", type=click.IntRange(1, 64), help="worker processes")
 @click.option("--migrate/--no-migrate", default=False, help="apply migrations before serving")
-def serve_command(bind: str | None, workers: int | None, migrate: bool) -> None:
-    """Serve the app with Hypercorn and hypercorn.toml (the original's `runserver`)."""
+@click.option(
+    "--server",
+    type=click.Choice(["hypercorn", "uvicorn"]),
+    help="the HTTP server (default: SERVER, or hypercorn)",
+)
+def serve_command(bind: str | None, workers: int | None, migrate: bool, server: str | None) -> None:
+    """Serve the app with Hypercorn (or Uvicorn) and hypercorn.toml (the original's
+    `runserver`)."""
+    import os
+
     from app.hypercorn_patches import UnsupportedServerVersion, check_versions
     from app.supervisor import run_workers
 
+    if server is not None:
+        os.environ["SERVER"] = server  # the workers read their settings from the environment
     settings = load_settings()  # fail here, with one clear line, on a bad configuration
     try:
         check_versions()  # the server patches apply to known versions only
-    except UnsupportedServerVersion as error:
+        if settings.server == "uvicorn":
+            from app.uvicorn_server import check_versions as check_uvicorn_versions
+
+            check_uvicorn_versions()
+    except (UnsupportedServerVersion, RuntimeError) as error:
         click.echo(f"cannot serve: {error}", err=True)
         sys.exit(EXIT_CONFIGURATION_ERROR)
     from app.request_log import configure_logging
@@ -84,6 +98,13 @@ def serve_command(bind: str | None, workers: int | None, migrate: bool) -> None:
     if migrate:
         logging.getLogger("app").info("%s", upgrade_to_head(settings).describe())
     config = hypercorn_config(settings, bind=bind, workers=workers)
+    if settings.server == "uvicorn" and (config.ssl_enabled or config.quic_bind):
+        click.echo(
+            "cannot serve: --server uvicorn serves plain HTTP/1.1 and websockets only; TLS, "
+            "HTTP/2 and HTTP/3 in hypercorn.toml need --server hypercorn",
+            err=True,
+        )
+        sys.exit(EXIT_CONFIGURATION_ERROR)
     if config.workers > 1 and not settings.redis_configured:
         logging.getLogger("app").warning(
             "%d workers without REDIS_URL: presence, chat rooms, rate limits and scheduled jobs "

@@ -40,11 +40,14 @@ _CONTROL_ESCAPES = {
     code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
     for code in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]
 }
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def escape_controls(text: str) -> str:
     """`text` with control characters escaped, so a request path holding `%0a` cannot forge a
     second log line."""
+    if _CONTROL.search(text) is None:  # the common case: a search, not a copy
+        return text
     return text.translate(_CONTROL_ESCAPES)
 
 

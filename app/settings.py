@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     token_ttl_seconds: int = Field(default=3600, ge=60, le=30 * 86400)
     session_cookie_secure: bool | None = None  # None: on, except in development and testing
     permanent_session_lifetime: int = Field(default=7 * 86400, ge=60)
+    # The HTTP server of `serve` (app/supervisor.py): Hypercorn (the default, every patch of
+    # app/hypercorn_patches.py) or Uvicorn with httptools and uvloop (app/uvicorn_server.py;
+    # README "Servers" says what differs).
+    server: Literal["hypercorn", "uvicorn"] = "hypercorn"
     # Admission control (app/admission.py, docs/performance.md). HTTP requests a worker runs at
     # once (None: its database pool's size + overflow; 0: no limit); more wait, first come first
     # served, at most `http_queue_max` of them and `http_queue_timeout` seconds each (then 503

@@ -188,6 +188,8 @@ def tune_garbage_collector(thresholds: tuple[int, int, int]) -> Callable[[], Awa
 
 
 def _worker_main(config: Config, sockets: Sockets, stop: EventType) -> None:
+    """One worker: the app on Hypercorn's worker loop, or on Uvicorn (`SERVER=uvicorn`,
+    app/uvicorn_server.py), until the supervisor (or a SIGTERM) stops it."""
     from hypercorn.asyncio.run import worker_serve
     from hypercorn.utils import load_application
 
@@ -221,5 +223,16 @@ def _worker_main(config: Config, sockets: Sockets, stop: EventType) -> None:
         lingering.add(watch)
 
     lingering: set[asyncio.Task[None]] = set()
+    if settings.server == "uvicorn":
+        import uvloop
+
+        from app import uvicorn_server
+
+        uvloop.run(
+            uvicorn_server.serve(
+                quart_app, settings, config, sockets.insecure_sockets, shutdown_trigger
+            )
+        )
+        return
     serving = worker_serve(wrapped, config, sockets=sockets, shutdown_trigger=shutdown_trigger)
     asyncio.run(serving)

@@ -378,3 +378,35 @@ def test_idle_timer_keeps_no_task_per_idle_connection(patched: bool) -> None:
         assert extra <= 10 + 1 if patched else extra >= 30, extra
         for client in clients:
             client.close()
+
+
+@pytest.mark.parametrize("patched", [True, False], ids=["patched", "upstream"])
+def test_response_headers_once_a_second(patched: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hypercorn import config as hypercorn_config
+
+    from app.hypercorn_patches import response_headers_once_a_second
+
+    response_headers_once_a_second()
+    formatted: list[float] = []
+    real = hypercorn_config.format_date_time
+
+    def counting(when: float) -> str:
+        formatted.append(when)
+        return str(real(when))
+
+    monkeypatch.setattr(hypercorn_config, "format_date_time", counting)
+    config = hypercorn_config.Config()
+    method = hypercorn_config.Config.response_headers
+    response_headers = method if patched else method.__wrapped__  # type: ignore[attr-defined]
+    # Two calls within one second (retried if a second boundary fell between them).
+    for _ in range(5):
+        formatted.clear()
+        started = time.time()
+        first, second = response_headers(config, "h11"), response_headers(config, "h11")
+        if int(started) == int(time.time()):
+            break
+    assert first == second and first is not second
+    assert dict(first)[b"date"] == real(started).encode()
+    assert len(formatted) == (1 if patched else 2) or (patched and not formatted)
+    first.append((b"x", b"y"))  # a caller's extension stays its own
+    assert (b"x", b"y") not in response_headers(config, "h11")

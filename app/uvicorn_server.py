@@ -1,0 +1,234 @@
+"""The faster server option: Uvicorn with httptools and uvloop (`serve --server uvicorn`,
+`SERVER=uvicorn`), run by the same supervisor as Hypercorn (app/supervisor.py), with the
+properties the service relies on (docs/design.md, "Server options").
+
+Why Uvicorn and not Granian (issue 30; bench/peers.py measures both under FastAPI): the two
+parse HTTP/1.1 in compiled code for about the same CPU (a raw ASGI hello on one worker: 26 us
+per request on Uvicorn, 22-24 on Granian, 156 on Hypercorn), but Uvicorn runs inside this
+service's own worker processes and event loop, so the supervisor keeps what it gives Hypercorn:
+websockets closed with 1001 before the graceful stop, a dead worker replaced on its own sockets,
+`SO_REUSEPORT` sockets per worker, the collector's thresholds. Granian runs its own Rust worker
+manager, and has no websocket frame limit to set.
+
+What this module adds to Uvicorn 0.55 (`ServiceHttpToolsProtocol`, `ServiceServer`; each
+shown by tests/test_uvicorn_server.py):
+- a request head must arrive within `HTTP_HEADER_TIMEOUT`, counted from a new connection's
+  start or from the first byte of a keep-alive connection's next request (Uvicorn bounds only
+  the keep-alive wait: a slowloris connection trickling a byte a second was kept forever);
+- a request head larger than `h11_max_incomplete_size` (hypercorn.toml, 16 KiB) is answered
+  431 and the connection closed (Uvicorn's httptools path has no bound: it buffered any size);
+- the worker's shutdown is the supervisor's (the app's drain hooks first), not Uvicorn's own
+  signal handlers.
+Everything else comes from the app (admission: body timeouts and sizes, Content-Length with
+Transfer-Encoding; the websocket close codes) or is Uvicorn's (keep-alive, the websocket frame
+limit, permessage-deflate on or off).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Iterator
+from importlib.metadata import version
+from typing import Any
+
+import httptools
+from uvicorn import Config, Server
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from app.settings import Settings
+
+# The release series this module was written for (pyproject.toml bounds it the same way).
+SUPPORTED = {"uvicorn": ("0.55.",), "httptools": ("0.9.",), "uvloop": ("0.23.",)}
+HEAD_TOO_LARGE = 431
+
+log = logging.getLogger("app")
+
+
+class UnsupportedUvicornVersion(RuntimeError):
+    """An installed Uvicorn, httptools or uvloop this module was not written for."""
+
+
+def check_versions() -> None:
+    """Raises `UnsupportedUvicornVersion` naming the first package not in `SUPPORTED`."""
+    for package, prefixes in SUPPORTED.items():
+        installed = version(package)
+        if not installed.startswith(prefixes):
+            raise UnsupportedUvicornVersion(
+                f"{package} {installed} is installed; app/uvicorn_server.py supports "
+                f"{package} {', '.join(prefix + 'x' for prefix in prefixes)}: install a "
+                "supported version, or serve with --server hypercorn"
+            )
+
+
+class _HeadTooLarge(Exception):
+    """Raised from a parser callback: the head passed the limit."""
+
+
+class ServiceHttpToolsProtocol(HttpToolsProtocol):
+    """Uvicorn's httptools protocol with a header timeout and a bound on the head's size (the
+    module docstring). Set `header_timeout` and `max_head_bytes` on the class
+    (`uvicorn_config` does)."""
+
+    header_timeout = 5.0
+    max_head_bytes = 16384
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._head_bytes = 0
+        self._head_complete = True
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_header_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        # Uvicorn's own (0.55), with the head's size bound and the header timer.
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as error:
+            if isinstance(error.__context__, _HeadTooLarge):
+                self._answer_and_close(HEAD_TOO_LARGE, "request head too large")
+                return
+            msg = "Invalid HTTP request received."
+            self.logger.warning(msg)
+            self.send_400_response(msg)
+            return
+        except httptools.HttpParserUpgrade:
+            self._disarm_header_timer()
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        if not self._head_complete and self._header_timer is None:
+            self._arm_header_timer()  # a next request began: its head has the header timeout
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_bytes = 0
+        self._head_complete = False
+
+    def on_url(self, url: bytes) -> None:
+        self._count_head(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._head_complete = True
+        self._disarm_header_timer()
+        super().on_headers_complete()
+
+    def _count_head(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > self.max_head_bytes:
+            raise _HeadTooLarge
+
+    def _answer_and_close(self, status: int, message: str) -> None:
+        body = message.encode()
+        self.transport.write(
+            b"".join(
+                [
+                    STATUS_LINE[status],
+                    *(name + b": " + value + b"\r\n" for name, value in self._default_headers()),
+                    b"content-type: text/plain; charset=utf-8\r\n",
+                    b"content-length: " + str(len(body)).encode() + b"\r\n",
+                    b"connection: close\r\n\r\n",
+                    body,
+                ]
+            )
+        )
+        self.transport.close()
+
+    def _default_headers(self) -> list[tuple[bytes, bytes]]:
+        return list(self.server_state.default_headers)
+
+    def _arm_header_timer(self) -> None:
+        self._disarm_header_timer()
+        self._header_timer = self.loop.call_later(self.header_timeout, self._header_timed_out)
+
+    def _disarm_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _header_timed_out(self) -> None:
+        self._header_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+class ServiceServer(Server):
+    """Uvicorn's server without its signal handlers: the supervisor's worker decides when to
+    stop (after the app's drain hooks), by setting `should_exit`."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def uvicorn_config(app: Any, settings: Settings, hypercorn: Any) -> Config:
+    """A Uvicorn `Config` for `app` with this service's settings: those of hypercorn.toml
+    (`hypercorn`, a Hypercorn `Config`: keep-alive, graceful timeout, backlog, head size,
+    websocket frame limit) and `HTTP_HEADER_TIMEOUT`, `WS_COMPRESSION`."""
+    ServiceHttpToolsProtocol.header_timeout = settings.http_header_timeout
+    ServiceHttpToolsProtocol.max_head_bytes = hypercorn.h11_max_incomplete_size
+    return Config(
+        app,
+        loop="uvloop",
+        http=ServiceHttpToolsProtocol,
+        ws="websockets-sansio",
+        lifespan="on",
+        log_config=None,
+        access_log=False,  # the app writes one line per request (app/request_log.py)
+        server_header=False,
+        timeout_keep_alive=int(hypercorn.keep_alive_timeout),
+        timeout_graceful_shutdown=int(hypercorn.graceful_timeout),
+        backlog=hypercorn.backlog,
+        ws_max_size=hypercorn.websocket_max_message_size,
+        ws_ping_interval=None,  # liveness is the app's heartbeat (docs/websockets.md)
+        ws_per_message_deflate=settings.ws_compression,
+        proxy_headers=False,  # FORWARDED_ALLOW_HOPS is the app's (app/factory.py)
+    )
+
+
+async def serve(
+    app: Any,
+    settings: Settings,
+    hypercorn: Any,
+    sockets: list[socket.socket],
+    shutdown_trigger: Callable[[], Awaitable[None]],
+) -> None:
+    """Serve `app` on `sockets` (already bound) until `shutdown_trigger` returns, then shut
+    down as Uvicorn does (within `graceful_timeout`)."""
+    server = ServiceServer(uvicorn_config(app, settings, hypercorn))
+    uvicorn_log = logging.getLogger("uvicorn")
+    uvicorn_log.handlers[:] = logging.getLogger("app").handlers
+    uvicorn_log.setLevel(logging.WARNING)
+    uvicorn_log.propagate = False
+    serving = asyncio.ensure_future(server.serve(sockets=sockets))
+    stopping = asyncio.ensure_future(shutdown_trigger())
+    try:
+        while not server.started and not serving.done():  # noqa: ASYNC110 - Uvicorn has no event for it
+            await asyncio.sleep(0.05)
+        if server.started:
+            for sock in sockets:
+                host, port = sock.getsockname()[:2]
+                # The line Hypercorn writes, which deployments and tests wait for.
+                log.info("Running on http://%s:%s (CTRL + C to quit)", host, port)
+        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        server.should_exit = True
+        await serving
+    finally:
+        stopping.cancel()
