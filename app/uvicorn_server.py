@@ -17,6 +17,8 @@ shown by tests/test_uvicorn_server.py):
   the keep-alive wait: a slowloris connection trickling a byte a second was kept forever);
 - a request head larger than `h11_max_incomplete_size` (hypercorn.toml, 16 KiB) is answered
   431 and the connection closed (Uvicorn's httptools path has no bound: it buffered any size);
+- a websocket's close frame is queued even while its client is not reading (a 1013 reaches a
+  stalled client, as on Hypercorn), and the wait for the client's close is 2 s, not 10;
 - the worker's shutdown is the supervisor's (the app's drain hooks first), not Uvicorn's own
   signal handlers.
 Everything else comes from the app (admission: body timeouts and sizes, Content-Length with
@@ -37,6 +39,7 @@ from typing import Any
 import httptools
 from uvicorn import Config, Server
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from app.settings import Settings
 
@@ -169,6 +172,50 @@ class ServiceHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
+WEBSOCKET_CLOSE_SECONDS = 2.0  # a closed websocket's wait for the client's close frame
+
+
+class ServiceWebSocketProtocol(WebSocketsSansIOProtocol):
+    """Uvicorn's websockets (sans-I/O) protocol whose close frame is queued even while the
+    client is not reading, and which waits at most `WEBSOCKET_CLOSE_SECONDS` for the client's
+    answering close frame, then closes the TCP connection.
+
+    Uvicorn's `send` waits for the transport to be writable before anything, the close
+    included: a client that stopped reading never got its 1013 (the app gave up waiting, and
+    the connection was closed without a close frame). Hypercorn queues the close frame behind
+    what is buffered, and so does this. Uvicorn then waited 10 s for the client's close."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.close_timeout = WEBSOCKET_CLOSE_SECONDS
+
+    async def send(self, message: Any) -> None:
+        if (
+            message["type"] == "websocket.close"
+            and not self.writable.is_set()
+            and self.handshake_complete
+            and self.initial_response is None
+            and not self.close_sent
+            and not self.disconnected
+        ):
+            # Uvicorn 0.55's close branch of `send`, without the wait for writability.
+            if not self.transport.is_closing():
+                code = message.get("code", 1000)
+                reason = message.get("reason", "") or ""
+                self.queue.put_nowait(
+                    {"type": "websocket.disconnect", "code": code, "reason": reason}
+                )
+                self.conn.send_close(code, reason)
+                self.transport.write(b"".join(self.conn.data_to_send()))
+                self.close_sent = True
+                if self.read_paused:
+                    self.read_paused = False
+                    self.transport.resume_reading()
+                self.close_timer = self.loop.call_later(self.close_timeout, self.transport.close)
+            return
+        await super().send(message)
+
+
 class ServiceServer(Server):
     """Uvicorn's server without its signal handlers: the supervisor's worker decides when to
     stop (after the app's drain hooks), by setting `should_exit`."""
@@ -188,7 +235,7 @@ def uvicorn_config(app: Any, settings: Settings, hypercorn: Any) -> Config:
         app,
         loop="uvloop",
         http=ServiceHttpToolsProtocol,
-        ws="websockets-sansio",
+        ws=ServiceWebSocketProtocol,
         lifespan="on",
         log_config=None,
         access_log=False,  # the app writes one line per request (app/request_log.py)
@@ -226,7 +273,7 @@ async def serve(
             for sock in sockets:
                 host, port = sock.getsockname()[:2]
                 # The line Hypercorn writes, which deployments and tests wait for.
-                log.info("Running on http://%s:%s (CTRL + C to quit)", host, port)
+                log.info("Running on http://%s:%s with Uvicorn (CTRL + C to quit)", host, port)
         await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
         server.should_exit = True
         await serving

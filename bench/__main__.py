@@ -74,12 +74,12 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "--only",
         "--suite",
         dest="only",
-        default="rest,fanout,joins,idle,concurrency,tracing,cluster",
+        default="rest,fanout,joins,idle,concurrency,tracing,cluster,peers",
         help="comma-separated suites to run",
     )
     parser.add_argument(
         "--servers",
-        default="hypercorn",
+        default="hypercorn,uvicorn",
         help="peers suite: the servers the service runs on (comma-separated, `serve --server`)",
     )
     parser.add_argument(
@@ -489,6 +489,13 @@ def run_peers(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
         runs=arguments.runs,
         seconds=arguments.seconds,
         smoke=arguments.smoke,
+        log=log,
+    )
+    rows += peers.run_hooks(
+        arguments.mysql_url,
+        redis_url,
+        rounds=1 if arguments.smoke else 7,
+        requests=100 if arguments.smoke else 3000,
         log=log,
     )
     rows += peers.run_websockets(

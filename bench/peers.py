@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import statistics
 import sys
 from collections.abc import Callable, Iterator
@@ -74,7 +75,8 @@ def contenders(mysql_url: str, redis_url: str, servers: list[str]) -> list[Conte
     listed = [
         Contender(
             f"service-{name}",
-            f"this service on {name.capitalize()}" + (" (default)" if name == "hypercorn" else ""),
+            f"this service on {name.capitalize()}"
+            + (" (default)" if name == "hypercorn" else " (serve --server)"),
             lambda name=name: service(mysql_url, redis_url, workers=WORKERS, SERVER=name),  # type: ignore[misc]
             user_path,
         )
@@ -283,6 +285,8 @@ def run_rest(
         raise SystemExit("wrk is required for the peers benchmark (apt-get install wrk)")
     user_id = rest.seed_service(mysql_url)
     listed = contenders(mysql_url, redis_url, servers)
+    if smoke:  # the service and the peer of the targets only
+        listed = [c for c in listed if c.key.startswith("service-") or c.key == PEER]
     counts = (4,) if smoke else CONNECTIONS
     measured = measure_rest(
         listed, user_id, runs=runs, seconds=seconds, connection_counts=counts, log=log
@@ -393,3 +397,54 @@ def socketio_server(redis_url: str) -> Iterator[Server]:
     env = {"PYTHONPATH": str(ROOT), "BENCH_REDIS_URL": redis_url}
     with _run("python-socketio", command, port, env=env, ready_workers=WORKERS) as running:
         yield running
+
+
+def run_hooks(
+    mysql_url: str, redis_url: str, *, rounds: int, requests: int, log: Callable[[str], None]
+) -> list[Row]:
+    """Each of the service's own per-request hooks, in CPU microseconds per request
+    (bench/hooks.py, in a process of its own); the target: all of them at most 60 us."""
+    import json
+    import subprocess
+
+    from bench.servers import BENCH_SECRET_KEY
+
+    env = {
+        **os.environ,
+        "APP_ENV": "production",
+        "SECRET_KEY": BENCH_SECRET_KEY,
+        "DATABASE_URL": mysql_url,
+        "REDIS_URL": redis_url,
+        "PYTHONPATH": str(ROOT),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.hooks", str(rounds), str(requests)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # the access log's lines: written, as in production
+        text=True,
+        check=True,
+        timeout=1800,
+    )
+    costs: dict[str, float] = json.loads(done.stdout.splitlines()[-1])
+    load = load_average()
+    for name, value in costs.items():
+        log(f"  hooks: {name:60s} {value:6.1f} us")
+    whole = costs.pop("request, everything on")
+    total = costs.pop("all hooks")
+    rows = [
+        Row(
+            "the service's own hooks, together",
+            total,
+            "us/request",
+            target="<= 60",
+            load=load,
+            absolute_target=True,
+            detail=f"in-process, GET /methods: {whole:.0f} us a request with every hook on",
+        )
+    ]
+    rows += [
+        Row(f"  hook: {name}", value, "us/request", load=load) for name, value in costs.items()
+    ]
+    return rows
