@@ -4,7 +4,9 @@ An ASGI middleware around the app, for HTTP requests (websockets and the probes 
 `/readyz`, `/metrics` pass straight through). A request goes through three stages:
 
 0. **Framing.** A request with both `Content-Length` and `Transfer-Encoding` is refused with
-   400 and its connection closed (RFC 9112 §6.1), the probes included. (h11 refuses a
+   400 and its connection closed (RFC 9112 §6.1), the probes included; so is one with several
+   `Host` headers, an invalid one, or an absolute-form target that is not an http(s) URI
+   (RFC 9112 §3.2). (h11 refuses a
    `Transfer-Encoding` other than `chunked` before the app: app.hypercorn_patches.)
 1. **Client I/O, bounded in time and per address.** A request that declares a body
    (`Content-Length` or `Transfer-Encoding`) has it read in full before it counts as work:
@@ -42,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections import deque
 from collections.abc import Awaitable
 from typing import Any
@@ -154,6 +157,8 @@ class Admission:
         client_max_bodies: bodies one client address may have arriving at once
             (`HTTP_CLIENT_MAX_BODIES`).
         max_body_bytes: the largest body (`MAX_CONTENT_LENGTH`).
+        scheduler_prefix: where the scheduler API lives (`SCHEDULER_API_PREFIX`): its errors
+            are in Flask-APScheduler's shape.
     """
 
     def __init__(
@@ -166,8 +171,10 @@ class Admission:
         body_timeout: float,
         client_max_bodies: int,
         max_body_bytes: int,
+        scheduler_prefix: str = "/scheduler",
     ) -> None:
         self.app = app
+        self.scheduler_prefix = scheduler_prefix
         self.queue = (
             AdmissionQueue(limit, timeout=queue_timeout, max_waiting=queue_max)
             if limit > 0
@@ -178,21 +185,48 @@ class Admission:
         self.max_body_bytes = max_body_bytes
         self._bodies_arriving: dict[str, int] = {}
 
+    def _answer(
+        self,
+        scope: Scope,
+        send: Any,
+        status: int,
+        message: str,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        *,
+        close: bool = False,
+    ) -> Awaitable[None]:
+        return _answer(
+            scope,
+            send,
+            status,
+            message,
+            headers,
+            close=close,
+            scheduler_prefix=self.scheduler_prefix,
+        )
+
     def __call__(self, scope: Scope, receive: Any, send: Any) -> Awaitable[None]:
         # Passed through without a coroutine of this middleware's own: a websocket would keep
         # its frame alive for the connection's whole life (bench/, idle memory).
         if scope["type"] != "http":
             passed: Awaitable[None] = self.app(scope, receive, send)
             return passed
-        lengths = codings = 0
-        for name, _ in scope["headers"]:
+        lengths = codings = hosts = 0
+        host = b""
+        for name, value in scope["headers"]:
             if name == b"content-length":
                 lengths += 1
             elif name == b"transfer-encoding":
                 codings += 1
+            elif name == b"host":
+                hosts += 1
+                host = value
+        refusal = _request_target_refusal(scope, hosts, host)
+        if refusal is not None:
+            return self._answer(scope, send, 400, refusal, close=True)
         if lengths and codings:
             # RFC 9112 §6.1: such a request may be smuggling a second one behind its body.
-            return _answer(
+            return self._answer(
                 scope,
                 send,
                 400,
@@ -216,7 +250,7 @@ class Admission:
         refused = await queue.acquire()
         if refused is not None:
             HTTP_REQUESTS_SHED.labels(refused).inc()
-            await _answer(
+            await self._answer(
                 scope,
                 send,
                 503,
@@ -246,13 +280,13 @@ class Admission:
         declared = _content_length(scope)
         if declared is not None and declared > self.max_body_bytes:
             HTTP_CLIENT_REFUSED.labels("body_too_large").inc()
-            await _answer(scope, send, 413, _too_large(self.max_body_bytes), close=True)
+            await self._answer(scope, send, 413, _too_large(self.max_body_bytes), close=True)
             return None
         client = scope["client"][0] if scope.get("client") else ""
         arriving = self._bodies_arriving.get(client, 0)
         if arriving >= self.client_max_bodies:
             HTTP_CLIENT_REFUSED.labels("client_bodies").inc()
-            await _answer(
+            await self._answer(
                 scope,
                 send,
                 429,
@@ -275,7 +309,9 @@ class Admission:
                     size += len(chunk)
                     if size > self.max_body_bytes:
                         HTTP_CLIENT_REFUSED.labels("body_too_large").inc()
-                        await _answer(scope, send, 413, _too_large(self.max_body_bytes), close=True)
+                        await self._answer(
+                            scope, send, 413, _too_large(self.max_body_bytes), close=True
+                        )
                         return None
                     if chunk:
                         chunks.append(chunk)
@@ -283,7 +319,7 @@ class Admission:
                         break
         except TimeoutError:
             HTTP_CLIENT_REFUSED.labels("body_timeout").inc()
-            await _answer(
+            await self._answer(
                 scope,
                 send,
                 408,
@@ -298,6 +334,25 @@ class Admission:
             else:
                 del self._bodies_arriving[client]
         return _replay(b"".join(chunks), receive)
+
+
+# RFC 3986 §3.2.2-3.2.3: an IP literal, or a reg-name / IPv4 address, and a port.
+_VALID_HOST = re.compile(rb"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(:[0-9]{0,5})?$")
+_HTTP_ABSOLUTE_FORM = re.compile(rb"^https?://", re.IGNORECASE)
+
+
+def _request_target_refusal(scope: Scope, hosts: int, host: bytes) -> str | None:
+    """Why the request's target or `Host` is one RFC 9112 refuses (§3.2: a missing Host in
+    HTTP/1.1, several, or an invalid one is a 400; §3.2.2: the absolute form is an http(s)
+    URI), or None."""
+    if hosts > 1:
+        return "more than one Host header"
+    if hosts == 1 and _VALID_HOST.match(host) is None:
+        return "the Host header is not a host[:port]"
+    raw_path = scope.get("raw_path") or b"/"
+    if raw_path[:1] != b"/" and raw_path != b"*" and _HTTP_ABSOLUTE_FORM.match(raw_path) is None:
+        return "the request target is neither a path nor an http(s) URI"
+    return None
 
 
 def _replay(body: bytes, receive: Any) -> Any:
@@ -336,11 +391,13 @@ async def _answer(
     headers: list[tuple[bytes, bytes]] | None = None,
     *,
     close: bool = False,
+    scheduler_prefix: str = "/scheduler",
 ) -> None:
     """An error answered by this middleware, in the shape the app's own errors have: the
-    envelope (contract §2), or Flask-APScheduler's `{"error_message"}` under `/scheduler`."""
+    envelope (contract §2), or Flask-APScheduler's `{"error_message"}` under the scheduler
+    API's prefix."""
     path = scope["path"]
-    if path == "/scheduler" or path.startswith("/scheduler/"):
+    if path == scheduler_prefix or path.startswith(scheduler_prefix + "/"):
         payload: dict[str, Any] = {"error_message": message}
     else:
         payload = {

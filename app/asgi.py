@@ -12,6 +12,7 @@ from app import create_app
 from app.hypercorn_patches import (
     UnsupportedServerVersion,
     patch_hypercorn,
+    set_body_limit,
     set_header_timeout,
     set_websocket_compression,
 )
@@ -26,3 +27,4 @@ else:
     settings = app_state(app).settings
     set_websocket_compression(settings.ws_compression)
     set_header_timeout(settings.http_header_timeout)
+    set_body_limit(settings.max_content_length)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 Key = TypeVar("Key", bound=Hashable)
 Value = TypeVar("Value")
@@ -27,16 +27,17 @@ class SharedReads(Generic[Value]):
     round trip, not one per loop turn.
 
     Arguments:
-        read: the read of one key; its exception reaches every sharer.
+        read: the read of one key (any hashable value: a tuple keeps its parts apart); its
+            exception reaches every sharer.
     """
 
-    def __init__(self, read: Callable[[str], Awaitable[Value]]) -> None:
+    def __init__(self, read: Callable[[Any], Awaitable[Value]]) -> None:
         self._read = read
-        self._next: dict[str, asyncio.Future[Value]] = {}  # the reads callers join, not begun
-        self._in_flight: set[str] = set()
+        self._next: dict[Hashable, asyncio.Future[Value]] = {}  # the reads callers join, not begun
+        self._in_flight: set[Hashable] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def read(self, key: str) -> Value:
+    async def read(self, key: Hashable) -> Value:
         future = self._next.get(key)
         if future is None:
             loop = asyncio.get_running_loop()
@@ -45,13 +46,13 @@ class SharedReads(Generic[Value]):
                 loop.call_soon(self._start, key)
         return await asyncio.shield(future)
 
-    def _start(self, key: str) -> None:
+    def _start(self, key: Hashable) -> None:
         future = self._next.pop(key)  # later callers join the read after this one
         self._in_flight.add(key)
         task = _settle_in_task(future, self._read(key), self._tasks)
         task.add_done_callback(lambda ended: self._ended(key, ended))
 
-    def _ended(self, key: str, read: asyncio.Task[None]) -> None:
+    def _ended(self, key: Hashable, read: asyncio.Task[None]) -> None:
         self._in_flight.discard(key)
         if key not in self._next:
             return

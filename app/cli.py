@@ -92,8 +92,13 @@ def serve_command(bind: str | None, workers: int | None, migrate: bool, server: 
     except (UnsupportedServerVersion, RuntimeError) as error:
         click.echo(f"cannot serve: {error}", err=True)
         sys.exit(EXIT_CONFIGURATION_ERROR)
+    from app.redis_client import topology_error
     from app.request_log import configure_logging
 
+    wrong = topology_error(settings)  # a reachable Redis of the wrong kind: stop here
+    if wrong is not None:
+        click.echo(f"configuration error: {wrong}", err=True)
+        sys.exit(EXIT_CONFIGURATION_ERROR)
     configure_logging(settings)
     if migrate:
         logging.getLogger("app").info("%s", upgrade_to_head(settings).describe())

@@ -64,7 +64,9 @@ class ApiRequest(Request):
     async def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
         if cache and self._cached_json[silent] is not Ellipsis:
             return self._cached_json[silent]
-        if not (force or self.is_json):
+        if not (
+            force or self.is_json or getattr(self, json_provider.JSON_OF_ANY_CONTENT_TYPE, False)
+        ):
             return None
         data = await self.get_data(cache=cache, as_text=False)
         try:
@@ -168,7 +170,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     if settings.scheduler_enabled and settings.scheduler_api_enabled:
         from app.scheduler.api import blueprint as scheduler_api
 
-        app.register_blueprint(scheduler_api)
+        app.register_blueprint(scheduler_api, url_prefix=settings.scheduler_api_prefix)
     else:
         app.register_blueprint(scheduler_off_blueprint(settings))
     for command in DATABASE_COMMANDS:
@@ -196,6 +198,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         body_timeout=settings.http_body_timeout,
         client_max_bodies=settings.http_client_max_bodies,
         max_body_bytes=settings.max_content_length,
+        scheduler_prefix=settings.scheduler_api_prefix,
     )
     app.asgi_app = DrainWebsocketReceive(app.asgi_app, state.websocket_drains)  # type: ignore[method-assign, assignment]
     # A server span per HTTP request when tracing is on (shed requests included).

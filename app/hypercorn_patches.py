@@ -13,6 +13,9 @@ what each fixes upstream and what would let it go).
   a request's headers have a timeout of their own (`HTTP_HEADER_TIMEOUT`);
 - `response_headers_once_a_second`: the `date` header is formatted once a second, not per
   response;
+- `refuse_oversized_bodies_early`: no 100 Continue for a body over the limit, and a chunk size
+  over 16 hex digits (400) or over the limit (413) is refused when it arrives;
+- `strict_request_line`: a lower-case method is a 501, a version other than 1.0/1.1 a 505;
 - `websocket_wire`: the TCP transport under a websocket, so a broadcast frame encoded once is
   written to every receiver (app/realtime/connection.py).
 
@@ -264,6 +267,99 @@ def response_headers_once_a_second() -> None:
     Config.response_headers = response_headers  # type: ignore[method-assign]
 
 
+MAX_CHUNK_SIZE_DIGITS = 16  # a chunk size over 64 bits is no size (llhttp refuses it too)
+_max_body_bytes = 1024 * 1024  # `set_body_limit` (MAX_CONTENT_LENGTH)
+
+
+def set_body_limit(max_bytes: int) -> None:
+    """`MAX_CONTENT_LENGTH`: the largest request body, for `refuse_oversized_bodies_early`."""
+    global _max_body_bytes
+    _max_body_bytes = max_bytes
+
+
+def refuse_oversized_bodies_early() -> None:
+    """Refuse what the body limit will refuse anyway, before the client sends it.
+
+    - A chunk size of more than 16 hex digits is a 400 (h11 reads up to 20 and waited for a
+      body of 2**72 bytes, answered 408 after HTTP_BODY_TIMEOUT); a chunk larger than
+      `MAX_CONTENT_LENGTH` is a 413 at once, when its size line arrives.
+    - `Expect: 100-continue` with a `Content-Length` over the limit gets no `100 Continue`:
+      Hypercorn sends it as soon as the head is parsed, so the client started sending what was
+      then refused; app.admission answers 413 before reading (RFC 9110 §10.1.1 lets a server
+      answer with a final status instead). Uvicorn sends 100 only when the app first reads.
+    """
+    import re
+
+    import h11
+    from h11 import _readers
+    from hypercorn.protocol.h11 import H11Protocol
+
+    if getattr(_readers.ChunkedReader.__call__, "bounded", False):
+        return
+    _readers.chunk_header_re = re.compile(
+        _readers.chunk_header_re.pattern.replace(b"{1,20}", b"{1,%d}" % MAX_CHUNK_SIZE_DIGITS)
+    )
+    original_call = _readers.ChunkedReader.__call__
+
+    def read_chunk(self: Any, buf: Any) -> Any:
+        event = original_call(self, buf)
+        if self._bytes_in_chunk > _max_body_bytes:
+            raise h11.RemoteProtocolError(
+                f"a chunk larger than {_max_body_bytes} bytes", error_status_hint=413
+            )
+        return event
+
+    read_chunk.bounded = True  # type: ignore[attr-defined]
+    _readers.ChunkedReader.__call__ = read_chunk  # type: ignore[method-assign]
+
+    original_send = H11Protocol._send_h11_event
+
+    async def send_h11_event(self: Any, event: Any) -> None:
+        if (
+            type(event) is h11.InformationalResponse
+            and event.status_code == 100
+            and _declared_length(self.stream) > _max_body_bytes
+        ):
+            return  # the app answers 413 instead
+        await original_send(self, event)
+
+    H11Protocol._send_h11_event = send_h11_event  # type: ignore[method-assign]
+
+
+def _declared_length(stream: Any) -> int:
+    for name, value in getattr(stream, "scope", {}).get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
+
+
+def strict_request_line() -> None:
+    """Answer a request line that HTTP/1.1 refuses (RFC 9112 §3): a method in lower case
+    (methods are case-sensitive, RFC 9110 §9.1; Hypercorn upper-cased `get` and served it as
+    GET) gets 501, and a version other than 1.0 or 1.1 (`HTTP/2.0` in an HTTP/1 request line)
+    gets 505; the connection is closed."""
+    from hypercorn.protocol.h11 import H11Protocol
+
+    if getattr(H11Protocol._create_stream, "strict", False):
+        return
+    original = H11Protocol._create_stream
+
+    async def create_stream(self: Any, request: Any) -> None:
+        if request.http_version not in (b"1.0", b"1.1"):
+            await self._send_error_response(505)
+            return
+        if request.method != request.method.upper():
+            await self._send_error_response(501)
+            return
+        await original(self, request)
+
+    create_stream.strict = True  # type: ignore[attr-defined]
+    H11Protocol._create_stream = create_stream  # type: ignore[method-assign]
+
+
 HEADER_TIMEOUT_SECONDS = 5.0  # `set_header_timeout` (HTTP_HEADER_TIMEOUT)
 _header_timeout = HEADER_TIMEOUT_SECONDS
 
@@ -420,6 +516,8 @@ def patch_hypercorn() -> None:
     write_response_head_with_body()
     idle_timer()
     response_headers_once_a_second()
+    refuse_oversized_bodies_early()
+    strict_request_line()
 
 
 # Direct writes to a websocket's transport ------------------------------------------------------

@@ -17,6 +17,9 @@ from quart import Quart, Response
 from quart.json.provider import DefaultJSONProvider
 
 DUMP_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+# A request attribute: its body is read as JSON whatever its Content-Type (the scheduler API,
+# as Flask-APScheduler reads it: `request.get_json(force=True)`).
+JSON_OF_ANY_CONTENT_TYPE = "json_of_any_content_type"
 
 
 def _default(value: Any) -> Any:

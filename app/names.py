@@ -8,6 +8,12 @@ script tables of `confusable-homoglyphs` (built from Unicode's confusables.txt a
   script sets have them; digits and punctuation (`COMMON`) go with any script.
 - **Look-alikes** are refused: two names with the same `skeleton` look the same to a reader,
   so a name whose skeleton is another name's is taken.
+- **Invisible and blank characters** are refused (`invisible_characters`): controls, format
+  characters (bidi overrides such as U+202E, which made "\u202etoor" read "root"), private-use,
+  surrogates and unassigned code points (Unicode category C), Unicode's
+  `Default_Ignorable_Code_Point` (Hangul fillers U+3164, U+115F, U+1160; soft hyphen; zero
+  widths), blank-rendering characters (U+2800 Braille pattern blank) and every space but
+  U+0020. The `regex` library reads these properties from the Unicode data it ships.
 
 `skeleton` follows UTS #39 §4 (NFD, each character to its class's prototype, NFD), after
 NFKC and case folding (as `models.name_key`), and drops combining marks and invisible format
@@ -24,6 +30,7 @@ import unicodedata
 from functools import cache
 from importlib.resources import files
 
+import regex
 from confusable_homoglyphs import categories
 
 # UTS #39 §5.1, augmented script sets: these mixes are one writing system.
@@ -35,6 +42,15 @@ _ONE_WRITING_SYSTEM = (
 _ANY_SCRIPT = frozenset({"COMMON"})
 _DIRECTION_MARKS = str.maketrans("", "", "\u200e\u200f")  # around RTL glyphs in the data
 _DROPPED = frozenset({"Mn", "Me", "Cf"})  # combining marks; invisible format characters
+_INVISIBLE = regex.compile(
+    r"[\p{C}\p{Default_Ignorable_Code_Point}\u2800\p{Z}--\x20]", flags=regex.VERSION1
+)
+_SMALL_CAPITAL = "LATIN LETTER SMALL CAPITAL "
+
+
+def invisible_characters(name: str) -> list[str]:
+    """The characters of `name` a reader cannot see or tell apart from a space, as `U+XXXX`."""
+    return [f"U+{ord(found):04X}" for found in _INVISIBLE.findall(name)]
 
 
 def scripts(name: str) -> frozenset[str]:
@@ -84,7 +100,9 @@ def _prototypes() -> dict[str, str]:
 def skeleton(name: str) -> str:
     """The form two look-alike names share (UTS #39 §4, see the module's docstring): compare
     skeletons, never show them."""
-    folded = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", name).casefold())
+    folded = unicodedata.normalize(
+        "NFD", _fold_small_capitals(unicodedata.normalize("NFKC", name)).casefold()
+    )
     prototypes = _prototypes()
     mapped = "".join(
         prototypes.get(character, character)
@@ -94,8 +112,30 @@ def skeleton(name: str) -> str:
     return unicodedata.normalize("NFD", mapped)
 
 
+def _fold_small_capitals(name: str) -> str:
+    """Latin small capitals (`ʀᴏᴏᴛ`) as the letters they are drawn as: confusables.txt leaves
+    most of them out, and to a reader `ʀᴏᴏᴛ` is `root`."""
+    if name.isascii():
+        return name
+    folded = []
+    for character in name:
+        character_name = unicodedata.name(character, "")
+        letter = character_name.removeprefix(_SMALL_CAPITAL)
+        if letter != character_name and len(letter) == 1:
+            folded.append(letter.lower())
+        else:
+            folded.append(character)
+    return "".join(folded)
+
+
 def refusal(name: str) -> str | None:
     """Why `name` cannot be a name people see (without the field), or None if it can."""
+    invisible = invisible_characters(name)
+    if invisible:
+        return (
+            "must not contain control, bidi, invisible or blank characters "
+            f"({', '.join(invisible[:3])})"
+        )
     if is_mixed_script(name):
         return (
             "mixes scripts (for example Latin with Cyrillic letters, or a combining mark): "

@@ -27,6 +27,7 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.metrics import REDIS_ERRORS
@@ -261,6 +262,13 @@ class GuardedRedisCluster(RedisCluster):
         except UNREACHABLE as error:
             self.circuit.record_failure(error)
             raise
+        except RedisClusterException as error:
+            # redis-py's cluster errors (no node reachable, or the nodes are no cluster) are no
+            # `RedisError`: as an unreachable Redis, every Redis error path answers them (503,
+            # an error frame), never a 1011.
+            unreachable = RedisConnectionError(f"Redis Cluster unavailable: {error}")
+            self.circuit.record_failure(unreachable)
+            raise unreachable from error
         finally:
             self._turns.release()
 
@@ -279,7 +287,10 @@ class GuardedRedisCluster(RedisCluster):
 
     async def ping_unguarded(self) -> bool:
         """PING (every primary) that ignores the circuit (its probe)."""
-        return bool(await super().execute_command("PING"))
+        try:
+            return bool(await super().execute_command("PING"))
+        except RedisClusterException as error:
+            raise RedisConnectionError(f"Redis Cluster unavailable: {error}") from error
 
     async def aclose(self) -> None:
         await self.circuit.close()
@@ -369,3 +380,87 @@ def redis_database(redis: SharedRedis) -> int:
     if isinstance(redis, GuardedRedisCluster):
         return 0
     return int(redis.connection_pool.connection_kwargs.get("db", 0))
+
+
+TOPOLOGY_CHECK_SECONDS = 0.3  # per node: the whole check stays under a second
+
+
+def topology_error(settings: Settings) -> str | None:
+    """What is wrong with a reachable Redis topology, in one line, or None: `serve` checks it
+    before starting workers (exit 2), so a service pointed at the wrong kind of Redis does not
+    start and fail every request. A Redis that cannot be reached is not a configuration error
+    (an outage: the service serves, with 503s where it needs Redis) and passes."""
+    from redis import Redis as SyncRedis
+    from redis import RedisError
+    from redis.exceptions import AuthenticationError, ResponseError
+
+    def info_cluster(host: str, port: int, **options: Any) -> bool | None:
+        """Whether the node has cluster support on; None if it cannot be reached."""
+        client = SyncRedis(
+            host=host, port=port, socket_timeout=TOPOLOGY_CHECK_SECONDS,
+            socket_connect_timeout=TOPOLOGY_CHECK_SECONDS, **options,
+        )  # fmt: skip
+        try:
+            return str(client.info("cluster").get("cluster_enabled", 0)) == "1"
+        except AuthenticationError:
+            raise
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            return None
+        finally:
+            client.close()
+
+    try:
+        if settings.redis_cluster_nodes:
+            for host, port in settings.redis_cluster_addresses[:3]:
+                enabled = info_cluster(host, port, password=settings.redis_password)
+                if enabled is False:
+                    return (
+                        f"REDIS_CLUSTER_NODES: {host}:{port} is a Redis without cluster "
+                        "support; use REDIS_URL for one server"
+                    )
+                if enabled:
+                    return None
+        elif settings.redis_sentinels:
+            for host, port in settings.redis_sentinel_addresses[:3]:
+                client = SyncRedis(
+                    host=host, port=port, socket_timeout=TOPOLOGY_CHECK_SECONDS,
+                    socket_connect_timeout=TOPOLOGY_CHECK_SECONDS,
+                    password=settings.redis_sentinel_password,
+                )  # fmt: skip
+                try:
+                    master = client.execute_command(
+                        "SENTINEL", "GET-MASTER-ADDR-BY-NAME", settings.redis_sentinel_master
+                    )
+                except AuthenticationError:
+                    raise
+                except (RedisConnectionError, RedisTimeoutError, OSError):
+                    continue
+                except ResponseError:
+                    return f"REDIS_SENTINELS: {host}:{port} is not a Redis Sentinel"
+                finally:
+                    client.close()
+                if master is None:
+                    return (
+                        f"REDIS_SENTINEL_MASTER: the sentinels know no master named "
+                        f"{settings.redis_sentinel_master!r}"
+                    )
+                return None
+        elif settings.redis_url:
+            client = SyncRedis.from_url(
+                settings.redis_url, socket_timeout=TOPOLOGY_CHECK_SECONDS,
+                socket_connect_timeout=TOPOLOGY_CHECK_SECONDS,
+            )  # fmt: skip
+            try:
+                if str(client.info("cluster").get("cluster_enabled", 0)) == "1":
+                    return "REDIS_URL: this is a Redis Cluster node; use REDIS_CLUSTER_NODES"
+            except AuthenticationError:
+                raise
+            except (RedisConnectionError, RedisTimeoutError, OSError):
+                return None
+            finally:
+                client.close()
+    except AuthenticationError as error:
+        return f"Redis refused the credentials: {error}"
+    except RedisError as error:
+        return f"Redis answered the check with an error: {error}"
+    return None

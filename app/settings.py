@@ -69,9 +69,17 @@ class Settings(BaseSettings):
     redis_max_connections: int = Field(default=50, ge=2, le=10_000)
     redis_pool_timeout: float = Field(default=5.0, gt=0, le=60)
     redis_probe_seconds: float = Field(default=0.5, gt=0, le=60)
+    # Whether /readyz needs Redis (app/health.py): "required" (503 while a PING fails), or
+    # "optional" (reported only: the service serves without Redis, degraded).
+    readyz_redis: Literal["required", "optional"] = "required"
 
     # Authentication (README "Auth modes"). `open` restores the original's anonymous writes.
     api_auth: Literal["required", "open"] = "required"
+    # The realm of the `WWW-Authenticate` challenges of a 401 (RFC 7235 §2.2); a client of
+    # Flask-APScheduler's API expects "Authentication Required" (README "Scheduler").
+    auth_realm: str = Field(
+        default="quart-framework", min_length=1, max_length=100, pattern=r"^[ !#-\[\]-~]+$"
+    )
     token_ttl_seconds: int = Field(default=3600, ge=60, le=30 * 86400)
     session_cookie_secure: bool | None = None  # None: on, except in development and testing
     permanent_session_lifetime: int = Field(default=7 * 86400, ge=60)
@@ -141,6 +149,8 @@ class Settings(BaseSettings):
     # Scheduler (README "Scheduler"; Flask-APScheduler's SCHEDULER_* names where they exist).
     scheduler_enabled: bool = False
     scheduler_api_enabled: bool = True
+    # Where the API's routes live (Flask-APScheduler's SCHEDULER_API_PREFIX), e.g. /api/jobs.
+    scheduler_api_prefix: str = Field(default="/scheduler", pattern=r"^(/[A-Za-z0-9._~-]+)+$")
     scheduler_jobstore: Literal["memory", "redis", "sqlalchemy"] | None = (
         None  # None: redis if REDIS_URL
     )
@@ -197,6 +207,23 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 
+    @field_validator("scheduler_api_prefix")
+    @classmethod
+    def _prefix_of_its_own(cls, value: str) -> str:
+        taken = (
+            "/api/v1",
+            "/ws",
+            "/websocket",
+            "/static",
+            "/docs",
+            "/metrics",
+            "/healthz",
+            "/readyz",
+        )
+        if any(value == path or value.startswith(path + "/") for path in taken):
+            raise ValueError(f"{value!r} overlaps the service's own routes")
+        return value
+
     @field_validator("display_timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
@@ -228,6 +255,23 @@ class Settings(BaseSettings):
         if any(not 0 <= threshold <= 10_000_000 for threshold in thresholds):
             raise ValueError("each of the 3 thresholds must be between 0 and 10000000")
         return thresholds
+
+    @field_validator("redis_url")
+    @classmethod
+    def _valid_redis_url(cls, value: str | None) -> str | None:
+        """redis-py's own parsing, at start: a URL it would refuse on first use (a bad host or
+        port, another scheme) stops the service in one line, not each worker at each request."""
+        if value is None:
+            return None
+        from redis.connection import parse_url
+
+        try:
+            parsed = parse_url(value)
+        except ValueError as error:
+            raise ValueError(f"not a Redis URL ({error})") from None
+        if "path" not in parsed and not parsed.get("host"):
+            raise ValueError("not a Redis URL (no host: redis://host:port/db)")
+        return value
 
     @field_validator("redis_sentinels", "redis_cluster_nodes", mode="before")
     @classmethod

@@ -39,6 +39,7 @@ from app.settings import Settings
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.trace import Span, Tracer
 
 log = logging.getLogger(__name__)
@@ -48,9 +49,16 @@ SERVICE_NAME = "quart-framework"
 # Probes and scrapes would be most of the traces and say nothing (OTEL_PYTHON_ASGI_EXCLUDED_URLS
 # replaces this list).
 EXCLUDED_URLS = "/healthz,/readyz,/metrics"
-FLUSH_TIMEOUT_MS = 5000
+# At a worker's shutdown, the buffered spans get this long to reach the collector; what is left
+# is dropped and counted in one log line (a dead or hung collector must not hold SIGTERM past
+# hypercorn.toml's graceful_timeout: the Kubernetes grace period would SIGKILL the pod).
+SHUTDOWN_EXPORT_SECONDS = 2.0
+# Spans buffered while the collector is slow or down (OTEL_BSP_MAX_QUEUE_SIZE overrides it);
+# past it new spans are dropped, not the requests.
+MAX_QUEUE_SIZE = 2048
 
 _provider: TracerProvider | None = None
+_processor: BatchSpanProcessor | None = None
 _tracer: Tracer | None = None
 _trace_monitor_frames = False
 
@@ -63,7 +71,7 @@ def start_tracing(settings: Settings) -> bool:
     """Set up this process's tracing when `settings.tracing_enabled`, once per process; returns
     whether tracing is on. Instruments redis-py (every client) and SQLAlchemy (every engine
     created afterwards through `sqlalchemy.ext.asyncio.create_async_engine`)."""
-    global _provider, _tracer, _trace_monitor_frames
+    global _provider, _processor, _tracer, _trace_monitor_frames
     if _tracer is not None or not settings.tracing_enabled:
         return _tracer is not None
     from opentelemetry import trace
@@ -82,13 +90,20 @@ def start_tracing(settings: Settings) -> bool:
     provider = TracerProvider(
         resource=Resource.create(attributes), id_generator=_head_sampled_ids()
     )
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    processor = BatchSpanProcessor(
+        OTLPSpanExporter(),
+        max_queue_size=int(os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE", MAX_QUEUE_SIZE)),
+    )
+    provider.add_span_processor(processor)
+    # The SDK warns for every span it drops while its queue is full: once a minute is enough.
+    logging.getLogger("opentelemetry").addFilter(OncePerMinute())
     trace.set_tracer_provider(provider)
     RedisInstrumentor().instrument(tracer_provider=provider)
     # The instrumentation declares SQLAlchemy < 2.1 and refuses 2.1 unless told; it works on
     # 2.1 (its events are unchanged), which tests/e2e/test_tracing.py checks.
     SQLAlchemyInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
     _provider = provider
+    _processor = processor
     _tracer = provider.get_tracer("app")
     _trace_monitor_frames = settings.trace_monitor_frames
     log.info("tracing on: spans exported over OTLP/HTTP")
@@ -108,9 +123,55 @@ def untraced() -> AbstractContextManager[Any]:
 
 
 def flush_traces() -> None:
-    """Export the spans still buffered (a worker's shutdown), waiting at most 5 s."""
-    if _provider is not None:
-        _provider.force_flush(FLUSH_TIMEOUT_MS)
+    """At a worker's shutdown: export the spans still buffered for at most
+    `SHUTDOWN_EXPORT_SECONDS`, then stop exporting, and log how many were dropped (one line).
+
+    The SDK's `force_flush` ignores its time limit and exports every buffered batch, each
+    request retried with backoff while the collector fails (open-telemetry/opentelemetry-
+    python#4568): 20,000 buffered spans and a hung collector held a SIGTERM 40 s. The batch
+    processor's `shutdown` (which exports the rest, then stops) runs in a daemon thread of its
+    own here, waited for `SHUTDOWN_EXPORT_SECONDS`: what it has not sent by then is dropped
+    with the process, which it does not hold."""
+    import threading
+
+    processor = _processor
+    if processor is None:
+        return
+    stopping = threading.Thread(target=processor.shutdown, name="otel-shutdown", daemon=True)
+    stopping.start()
+    stopping.join(SHUTDOWN_EXPORT_SECONDS)
+    dropped = _buffered_spans(processor) if stopping.is_alive() else 0
+    if dropped:
+        log.warning(
+            "tracing: %d spans dropped at shutdown (the collector took none of them within %.0f s)",
+            dropped,
+            SHUTDOWN_EXPORT_SECONDS,
+        )
+
+
+def _buffered_spans(processor: BatchSpanProcessor) -> int:
+    """Spans still in `processor`'s queue (opentelemetry-sdk 1.3x-1.4x keeps them in
+    `_batch_processor._queue`; 0 where it does not)."""
+    queue = getattr(getattr(processor, "_batch_processor", None), "_queue", None)
+    return len(queue) if queue is not None else 0
+
+
+class OncePerMinute(logging.Filter):
+    """Lets one record per message text through per minute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        import time
+
+        now = time.monotonic()
+        key = str(record.msg)
+        if now - self._last.get(key, -60.0) < 60.0:
+            return False
+        self._last[key] = now
+        return True
 
 
 def traced_http(asgi_app: Any) -> Any:

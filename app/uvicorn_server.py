@@ -131,6 +131,15 @@ class ServiceHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._head_complete = True
         self._disarm_header_timer()
+        url = self.url
+        if (
+            url[:1] != b"/"
+            and url != b"*"
+            and not url[:8].lower().startswith((b"http://", b"https://"))
+        ):
+            # RFC 9112 §3.2.2: an absolute-form target is an http(s) URI (Uvicorn kept the path
+            # of `ftp://evil/x`); raised in a parser callback, it is Uvicorn's 400.
+            raise ValueError("the request target is neither a path nor an http(s) URI")
         super().on_headers_complete()
 
     def _count_head(self, size: int) -> None:

@@ -81,7 +81,13 @@ def clean_shared_servers() -> Iterator[None]:
     release(run_redis_url() if run_redis_url.cache_info().currsize else None)
 
 
+# The tests' own job functions (tests/scheduler/jobs.py) are in a job module, as a deployment's
+# are (SCHEDULER_JOB_MODULES).
+TEST_JOB_MODULES = ["tests.scheduler.jobs"]
+
+
 def make_settings(database_url: str, **overrides) -> Settings:
+    overrides.setdefault("scheduler_job_modules", TEST_JOB_MODULES)
     return Settings(
         app_env="testing", secret_key=TEST_SECRET_KEY, database_url=database_url, **overrides
     )

@@ -6,7 +6,6 @@ must be JSON strings. Unknown fields are ignored, as the original ignored them.
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Annotated
 
 from pydantic import (
@@ -27,16 +26,21 @@ from app.models import (
     USER_NAME_MAX,
     name_key,
 )
-from app.names import refusal
+from app.names import invisible_characters, refusal
 
 STRICT = ConfigDict(strict=True, extra="ignore")
 
 
 def printable_name(value: str) -> str:
-    """Refuse control, format (e.g. bidi overrides), private-use and unassigned characters
-    (Unicode category C): they make names that look like other names or break logs."""
-    if any(unicodedata.category(char).startswith("C") for char in value):
-        raise ValueError("must not contain control or invisible characters")
+    """Refuse control, format (e.g. bidi overrides), private-use and unassigned characters,
+    default-ignorable and blank ones (app.names.invisible_characters): they make names that
+    look like other names, or like nothing, or break logs."""
+    invisible = invisible_characters(value)
+    if invisible:
+        raise ValueError(
+            "must not contain control, bidi, invisible or blank characters "
+            f"({', '.join(invisible[:3])})"
+        )
     if len(name_key(value)) > NAME_KEY_MAX:
         raise ValueError("is too long once normalised")
     return value

@@ -36,7 +36,6 @@ from app.services.permissions import Actor
 
 log = logging.getLogger(__name__)
 
-REALM = "quart-framework"
 SESSION_KEY = "sid"  # the session cookie's field holding the session secret
 VERIFIED_PASSWORDS_MAX = 4096
 VERIFIED_PASSWORDS_SECONDS = 300
@@ -61,12 +60,14 @@ class Identity:
 
 
 def unauthorized(message: str) -> Unauthorized:
-    """A 401 that names the accepted schemes in `WWW-Authenticate` (RFC 7235)."""
+    """A 401 that names the accepted schemes in `WWW-Authenticate` (RFC 7235), in the realm
+    `AUTH_REALM`."""
+    realm = state.settings().auth_realm
     return Unauthorized(
         description=message,
         www_authenticate=[
-            WWWAuthenticate("basic", {"realm": REALM, "charset": "UTF-8"}),
-            WWWAuthenticate("bearer", {"realm": REALM}),
+            WWWAuthenticate("basic", {"realm": realm, "charset": "UTF-8"}),
+            WWWAuthenticate("bearer", {"realm": realm}),
         ],
     )
 

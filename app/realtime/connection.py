@@ -328,12 +328,15 @@ class Connection:
             self._flusher = None
 
     async def handle_frame(
-        self, data: str | bytes, on_text: FrameHandler, rules: ReadRules
+        self, data: str | bytes | None, on_text: FrameHandler, rules: ReadRules
     ) -> None:
         """One frame from the client: `rules` first (a frame over `max_message_bytes` closes
         with 1009, one over the rate gets an error frame, a flood closes with 1008; a binary
         frame gets an error frame), then `on_text`. A store outage in `on_text` is an error
-        frame (`unavailable`); the connection lives on."""
+        frame (`unavailable`); the connection lives on. `None` is an empty binary frame (Quart
+        hands `b""` over as `None`: Autobahn|Testsuite 1.2.1, 9.8.1)."""
+        if data is None:
+            data = b""
         self.last_received = time.monotonic()
         self._frames_in.inc()
         size = len(data) if isinstance(data, bytes) else len(data.encode())

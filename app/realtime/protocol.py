@@ -49,7 +49,9 @@ class Since(BaseModel):
     """A position in a room's log: the `epoch` and `offset` of the last message a client has."""
 
     model_config = STRICT
-    epoch: Annotated[str, StringConstraints(max_length=64)]
+    # Epochs are hex (app.realtime.rooms.new_epoch); any other text is refused here, before it
+    # reaches a key or a script.
+    epoch: Annotated[str, StringConstraints(max_length=64, pattern=r"^[A-Za-z0-9_-]*$")]
     offset: Annotated[int, Field(ge=0, le=2**53)]
 
 

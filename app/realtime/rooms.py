@@ -367,15 +367,15 @@ class RedisRoomDirectory:
 
     async def read_log(self, room: str, since: Position | None) -> LogRead:
         """Shared by the joins of one loop turn that ask the same (see `members`)."""
-        key = f"{room}\x00{since.epoch}\x00{since.offset}" if since else f"{room}\x00"
+        # A tuple: the parts stay apart whatever they hold (no separator to smuggle in).
+        key = (room, since.epoch, since.offset) if since else (room, "", 0)
         return await self._log_reads.read(key)
 
-    async def _read_log(self, shared_key: str) -> LogRead:
-        room, _, rest = shared_key.partition("\x00")
-        epoch, _, offset = rest.partition("\x00")
+    async def _read_log(self, shared_key: tuple[str, str, int]) -> LogRead:
+        room, epoch, offset = shared_key
         keys = self.keyspace.room(room)
         found_epoch, top, recovered, texts = await self._read(
-            keys=[keys.meta, keys.log], args=[epoch, offset or "0", self.keep]
+            keys=[keys.meta, keys.log], args=[epoch, offset, self.keep]
         )
         return LogRead(
             _text(found_epoch), int(top), bool(recovered), [orjson.loads(text) for text in texts]

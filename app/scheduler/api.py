@@ -1,4 +1,6 @@
-"""The Flask-APScheduler 1.11 REST API under `/scheduler` (contract §5), for admins only.
+"""The Flask-APScheduler 1.11 REST API under `/scheduler` (contract §5; SCHEDULER_API_PREFIX
+moves it, as upstream's setting does), for admins only. Bodies are JSON whatever their
+Content-Type, as upstream reads them.
 
 Bare JSON, not the envelope; errors are `{"error_message": "..."}` as Flask-APScheduler sends
 them: 404 `Job X not found`, 409 `Job X already exists.`, 400 for a bad definition, a function
@@ -24,13 +26,15 @@ from app import state
 from app.api.openapi import NoContent, documents
 from app.auth.identity import require_identity
 from app.envelope import describe_validation_error
+from app.json_provider import JSON_OF_ANY_CONTENT_TYPE
 from app.redis_client import UNREACHABLE
 from app.scheduler.definitions import JobDefinition, describe_job_error
 from app.scheduler.registry import ForbiddenJobFunction
 from app.scheduler.serialize import JobDefinitionError
 from app.scheduler.service import SchedulerService, SchedulerStateError
 
-blueprint = Blueprint("scheduler", __name__, url_prefix="/scheduler")
+# Registered under SCHEDULER_API_PREFIX (`/scheduler` by default; app/factory.py).
+blueprint = Blueprint("scheduler", __name__)
 
 
 class StoredJobId(PathConverter):
@@ -122,6 +126,13 @@ def scheduler() -> SchedulerService:
 
 
 @blueprint.before_request
+async def json_of_any_content_type() -> None:
+    """A body is JSON whatever its Content-Type, as Flask-APScheduler reads it (its clients,
+    and Flask's test client, often send none); one that does not parse is still a 400."""
+    setattr(request._get_current_object(), JSON_OF_ANY_CONTENT_TYPE, True)  # type: ignore[attr-defined]
+
+
+@blueprint.before_request
 async def admins_only() -> None:
     if not require_identity().actor.is_admin:
         raise Forbidden("only an admin may use the scheduler API")
@@ -158,7 +169,7 @@ async def http_error(exception: HTTPException) -> Response:
 
 @blueprint.errorhandler(RequestSchemaValidationError)
 async def invalid_body(exception: RequestSchemaValidationError) -> Response:
-    if not request.is_json:
+    if (await request.get_data()) == b"":
         return error(400, describe_validation_error(exception.validation_error))
     return error(400, describe_job_error(exception.validation_error))
 

@@ -12,6 +12,7 @@ failed) as an error; neither runs.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextvars
 import sys
 from collections.abc import Awaitable, Callable
@@ -28,16 +29,31 @@ from app.scheduler.fencing import RunFenced
 Claim = Callable[[str, datetime], Awaitable[bool]]
 
 
+async def _always_claimed(_job_id: str, _run_time: datetime) -> bool:
+    return True
+
+
 class AppContextExecutor(AsyncIOExecutor):  # type: ignore[misc]
     """APScheduler's AsyncIOExecutor whose jobs start in `context` (set by `use_context`,
     before the scheduler starts) and run only once `claim(job id, run time)` says so (set by
-    `use_claims`; without it every run is made). Jobs run in the thread pool executor get no
-    app context."""
+    `use_claims`; without it every run is made).
 
-    def __init__(self) -> None:
+    Coroutine functions run on the loop; plain functions in `thread_pool` (None: the loop's
+    default executor). The scheduler's `threadpool` executor is one of these with a pool of
+    `SCHEDULER_THREAD_POOL_SIZE` threads, so its runs are claimed too: with APScheduler's own
+    ThreadPoolExecutor they were not, and such a job could run once per worker that leads.
+    """
+
+    def __init__(self, thread_pool: concurrent.futures.ThreadPoolExecutor | None = None) -> None:
         super().__init__()
         self.context: contextvars.Context | None = None
         self.claim: Claim | None = None
+        self.thread_pool = thread_pool
+
+    def shutdown(self, wait: bool = True) -> None:
+        super().shutdown(wait)
+        if self.thread_pool is not None:
+            self.thread_pool.shutdown(wait=False)
 
     def use_context(self, context: contextvars.Context) -> None:
         self.context = context
@@ -49,10 +65,9 @@ class AppContextExecutor(AsyncIOExecutor):  # type: ignore[misc]
         if self.context is None:
             raise RuntimeError("AppContextExecutor: use_context() before jobs run")
         # The job's task copies the context current when it is created: this one.
-        if self.claim is None:
-            self.context.run(super()._do_submit_job, job, run_times)
-        else:
-            self.context.run(self._submit_claimed, job, run_times, self.claim)
+        # Unclaimed (no database: tests of the scheduler alone), every run is made.
+        claim = self.claim or _always_claimed
+        self.context.run(self._submit_claimed, job, run_times, claim)
 
     def _submit_claimed(self, job: Any, run_times: list[datetime], claim: Claim) -> None:
         """AsyncIOExecutor._do_submit_job (APScheduler 3.11), with each run claimed first."""
@@ -98,7 +113,7 @@ class AppContextExecutor(AsyncIOExecutor):  # type: ignore[misc]
                 ran = await run_coroutine_job(job, alias, claimed, self._logger.name)
             else:
                 ran = await self._eventloop.run_in_executor(
-                    None, run_job, job, alias, claimed, self._logger.name
+                    self.thread_pool, run_job, job, alias, claimed, self._logger.name
                 )
             events.extend(ran)
         return events

@@ -11,7 +11,7 @@ from app.settings import Settings
 
 def scheduler_off_blueprint(settings: Settings) -> Blueprint:
     """Answers every `/scheduler…` route with 404 and the setting to change."""
-    blueprint = Blueprint("scheduler_off", __name__, url_prefix="/scheduler")
+    blueprint = Blueprint("scheduler_off", __name__, url_prefix=settings.scheduler_api_prefix)
     missing = "SCHEDULER_ENABLED=true" if not settings.scheduler_enabled else None
     if missing is None:
         missing = "SCHEDULER_API_ENABLED=true"

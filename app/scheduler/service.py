@@ -11,11 +11,15 @@ store round trips per wake-up on the loop (sub-millisecond on a local Redis; REA
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import contextvars
+import logging
 import socket
 from typing import Any
 
-from apscheduler.executors.pool import ThreadPoolExecutor
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.db import Database
 from app.redis_client import SharedRedis
@@ -41,6 +45,11 @@ from app.scheduler.shared_state import STOPPED, SchedulerStateError, SharedState
 from app.settings import Settings
 
 __all__ = ["SchedulerService", "SchedulerStateError"]
+
+log = logging.getLogger(__name__)
+# A job store that cannot be reached (Redis, or the database of the SQLAlchemy store).
+STORE_FAILURES = (RedisError, SQLAlchemyError, OSError)
+PROVISION_RETRY_SECONDS = 5.0
 
 BUILTIN_JOBS: list[dict[str, Any]] = [
     {
@@ -93,12 +102,18 @@ class SchedulerService:
             self.history = MemoryRunHistory(settings.scheduler_history)
         bound_catching_up()
         self.refused = RefusedJobs(redis, f"{prefix}scheduler:refused")
+        self._provisioning: asyncio.Task[None] | None = None
         self.executor = AppContextExecutor()
+        self.thread_executor = AppContextExecutor(
+            concurrent.futures.ThreadPoolExecutor(
+                settings.scheduler_thread_pool_size, thread_name_prefix="scheduler-job"
+            )
+        )
         self.scheduler = GuardedScheduler(
             jobstores={"default": create_jobstore(settings)},
             executors={
                 "default": self.executor,
-                "threadpool": ThreadPoolExecutor(settings.scheduler_thread_pool_size),
+                "threadpool": self.thread_executor,
             },
             job_defaults={
                 "coalesce": settings.scheduler_coalesce,
@@ -138,9 +153,16 @@ class SchedulerService:
         Raises:
             ValueError: a job of `SCHEDULER_JOBS` is invalid (named, with the field).
         """
-        self.executor.use_context(contextvars.copy_context())
-        if self.database is not None:
-            self.executor.use_claims(RunClaims(self.database, self.leadership.identity).claim)
+        context = contextvars.copy_context()
+        claims = (
+            RunClaims(self.database, self.leadership.identity).claim
+            if self.database is not None
+            else None
+        )
+        for executor in (self.executor, self.thread_executor):
+            executor.use_context(context)
+            if claims is not None:
+                executor.use_claims(claims)
         recorder = RunRecorder(self.history, self.leadership.identity, asyncio.get_running_loop())
         self.scheduler.add_listener(recorder, RECORDED_EVENTS)
         self.scheduler.start(paused=True)
@@ -149,14 +171,45 @@ class SchedulerService:
             definitions += [parse_job(job) for job in BUILTIN_JOBS]
             if self.settings.effective_presence_backend == "memory":
                 definitions.append(parse_job(MEMORY_PURGE_JOB))
+        try:
+            await self._add_missing(definitions)
+        except STORE_FAILURES as error:
+            # The job store (Redis, or the database) is down: serve anyway, as the rest of the
+            # service does (503s where the scheduler is needed), and add them once it is back.
+            log.warning(
+                "scheduler: the job store is unreachable (%s); its jobs are added when it is "
+                "back, every %.0f s",
+                type(error).__name__,
+                PROVISION_RETRY_SECONDS,
+            )
+            self._provisioning = asyncio.create_task(self._add_missing_when_back(definitions))
+        self.leader.start()
+
+    async def _add_missing(self, definitions: list[JobDefinition]) -> None:
         for job in definitions:
             try:
                 await asyncio.to_thread(self.jobs.add, job, if_missing=True)
             except (JobDefinitionError, ForbiddenJobFunction) as error:
                 raise ValueError(f"SCHEDULER_JOBS: job {job.id!r}: {error}") from error
-        self.leader.start()
+
+    async def _add_missing_when_back(self, definitions: list[JobDefinition]) -> None:
+        while True:
+            await asyncio.sleep(PROVISION_RETRY_SECONDS)
+            try:
+                await self._add_missing(definitions)
+            except STORE_FAILURES:
+                continue
+            except ValueError:
+                log.exception("scheduler: configured jobs refused")
+                return
+            log.info("scheduler: the job store is back; configured jobs added")
+            return
 
     async def stop(self) -> None:
+        if self._provisioning is not None:
+            self._provisioning.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._provisioning
         await self.leader.stop()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)

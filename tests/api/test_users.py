@@ -179,16 +179,31 @@ async def test_names_are_unique_case_insensitively(client, other) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["nul\x00name", "bell\x07", "new\nline", "rtl\u202eoverride", "zero\u200bwidth", "del\x7f"],
+    [
+        "nul\x00name",
+        "bell\x07",
+        "new\nline",
+        "rtl\u202eoverride",
+        "\u202etoor",
+        "zero\u200bwidth",
+        "del\x7f",
+        "\u3164\u3164",
+        "\u115f\u1160",
+        "\u2800",
+        "wide\u3000space",
+        "soft\u00adhyphen",
+        "private\ue000use",
+    ],
 )
-async def test_control_and_invisible_characters_are_refused_in_names(client, name) -> None:
+async def test_control_and_invisible_characters_are_refused_in_names(client, name) -> None:  # fmt: skip
     msg = await failed(
         await client.post("/api/v1/user", json={"name": name, "role": 0}),
         400,
         "POST",
         "/api/v1/user",
     )
-    assert msg.startswith("name:") and "control or invisible" in msg
+    assert msg.startswith("name:") and "control, bidi, invisible or blank" in msg
+    assert "U+" in msg  # names the character
     msg = await failed(
         await client.post("/api/v1/tag", json={"name": name}), 400, "POST", "/api/v1/tag"
     )

@@ -220,8 +220,6 @@ async def test_interval_and_date_jobs_really_run_with_history(app, client) -> No
 
 
 async def test_failing_job_is_recorded_with_its_error(client) -> None:
-    import tests.scheduler.jobs  # noqa: F401 (registers explode)
-
     response = await add(
         client, id="bad", func="tests.scheduler.jobs:explode", trigger="interval", hours=1
     )
@@ -375,7 +373,6 @@ async def test_jobs_of_two_apps_in_one_process_run_in_their_own_apps_context(ser
 
 
 def test_only_marked_functions_and_listed_modules_may_be_scheduled() -> None:
-    import app.scheduler.jobs  # noqa: F401 (as the scheduler service does: the marks exist)
     from app.scheduler.registry import ForbiddenJobFunction, check_func
 
     assert check_func("app.scheduler.jobs:print_test", []) == "app.scheduler.jobs:print_test"
@@ -390,3 +387,31 @@ def test_only_marked_functions_and_listed_modules_may_be_scheduled() -> None:
             check_func(func, allowed)
     assert check_func("json:dumps", ["json"]) == "json:dumps"
     assert "never.imported.module" not in __import__("sys").modules
+
+
+def test_whether_a_function_may_be_scheduled_does_not_depend_on_what_is_imported() -> None:
+    """A decorated function outside the job modules is refused even once its module is
+    imported (it used to pass then, and not before); in a listed module it passes, imported or
+    not (the check imports a listed module)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "from app.scheduler.registry import ForbiddenJobFunction, check_func\n"
+        "import sys\n"
+        "assert 'tests.scheduler.jobs' not in sys.modules\n"
+        "assert check_func('tests.scheduler.jobs:note_tick', ['tests.scheduler.jobs'])\n"
+        "import tests.scheduler.jobs\n"
+        "try:\n"
+        "    check_func('tests.scheduler.jobs:note_tick', [])\n"
+        "except ForbiddenJobFunction:\n"
+        "    pass\n"
+        "else:\n"
+        "    raise SystemExit('a decorated function outside the job modules passed')\n"
+    )
+    from tests.e2e.server import PROJECT_ROOT
+
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=PROJECT_ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr

@@ -1,5 +1,7 @@
 """`/websocket/<nickname>`: the seed's nickname chat. `{"msg"}` goes to everyone as
 `{"name", "msg"}`; with `to_user` or `to_client`, only to that nickname as `{"from_user", "msg"}`.
+Nicknames may repeat, as in the seed; none may hold invisible characters or pass for an account
+(its name or a look-alike), unless its owner connects.
 The endpoint's members are the hub directory's `NICKNAME_ROOM`."""
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ import re
 
 from werkzeug.exceptions import BadRequest
 
+from app.auth.identity import current_identity
 from app.names import refusal, skeleton
 from app.realtime.connection import Connection
 from app.realtime.handshake import check_origin
@@ -72,6 +75,15 @@ async def nickname_socket(nickname: str) -> None:
     reason = refusal(nickname)
     if reason is not None:
         raise BadRequest(f"nickname: {reason}")
+    # Nicknames may repeat here (the seed's behaviour), but none may pass for an account: its
+    # name, or one that looks like it, is its owner's only.
+    identity = current_identity()
+    own = identity is not None and skeleton(identity.actor.name) == skeleton(nickname)
+    if not own and await current_hub().is_account_name(nickname):
+        raise BadRequest(
+            "nickname: an account's name, or one that looks like it: log in as that account, "
+            "or choose another"
+        )
     connection = new_connection("nickname", name=nickname, user_id=identity_fields()["user_id"])
     await run_connection(
         connection, _nickname_frame, on_open=_nickname_open, on_close=_nickname_close
