@@ -6,6 +6,11 @@ what each fixes upstream and what would let it go).
   context takeover, or declined (`WS_COMPRESSION`);
 - `close_refused_frames`: a frame wsproto refuses is answered with its close code, not dropped;
 - `bound_connection_close`: a closing connection whose peer stopped reading is aborted;
+- `lingering_close`: a connection is closed after its answer as nginx's `lingering_close`
+  does (write side first, the client's input drained for a bounded time), so no reset eats
+  the answer;
+- `bound_websocket_close`: a frame over the limit gets 1009 whatever its size, and a close
+  frame the client does not answer ends the connection after 2 s;
 - `refuse_transfer_codings_with_400`: a `Transfer-Encoding` other than chunked is a 400;
 - `write_response_head_with_body`: an HTTP/1.1 response's head goes out with its first body
   bytes, in one write;
@@ -161,6 +166,137 @@ def bound_connection_close() -> None:
     close.bounded = True  # type: ignore[attr-defined]
     close.__wrapped__ = original_close  # type: ignore[attr-defined]
     TCPServer._close = close  # type: ignore[method-assign]
+
+
+LINGER_SECONDS = 2.0  # a closing connection's input is read and dropped this long at most
+
+
+def lingering_close() -> None:
+    """Close a connection the way nginx's `lingering_close` does: first shut the write side
+    (the answer, then FIN), then read and drop what the client still sends until it closes
+    too, for at most `LINGER_SECONDS`, and only then close the socket.
+
+    Hypercorn closed the socket right after its answer (a 413 or 408 from app.admission, a
+    websocket's 1008 or 1009) while the client was still sending: the kernel answers unread
+    input with a reset, and a client could lose the answer (curl lost a 413 in 4 to 10 of 50
+    tries). Not while the worker shuts down, nor after the client closed, nor for TLS (no
+    half-close); an idle keep-alive connection is closed by its timer as before. Needs
+    `idle_timer`'s read loop (which drops a lingering connection's input) and wraps
+    `bound_connection_close`'s bound.
+    """
+    from hypercorn.asyncio.tcp_server import TCPServer
+
+    if getattr(TCPServer._close, "lingers", False):
+        return
+    bounded_close = TCPServer._close
+
+    async def close(self: Any) -> None:
+        if (
+            not getattr(self, "lingering", False)
+            and not self.reader.at_eof()
+            and not self.context.terminated.is_set()
+            and not self.writer.transport.is_closing()
+            and self.writer.get_extra_info("ssl_object") is None
+        ):
+            self.lingering = True
+            try:
+                self.writer.write_eof()
+            except (NotImplementedError, OSError, RuntimeError):
+                pass
+            else:
+                # The read loop drops what arrives until the client's EOF; this bounds it.
+                self.linger_timer = asyncio.get_running_loop().call_later(
+                    LINGER_SECONDS, self.writer.transport.close
+                )
+                await self.idle_task.stop()
+                return  # Hypercorn's connection task closes it when the read loop ends
+        timer = getattr(self, "linger_timer", None)
+        if timer is not None:
+            timer.cancel()
+        await bounded_close(self)
+
+    close.lingers = True  # type: ignore[attr-defined]
+    close.bounded = True  # type: ignore[attr-defined]
+    close.__wrapped__ = bounded_close  # type: ignore[attr-defined]
+    TCPServer._close = close  # type: ignore[method-assign]
+
+
+WEBSOCKET_CLOSE_SECONDS = 2.0  # a server's close frame waits this long for the client's
+
+
+def bound_websocket_close() -> None:
+    """Websocket closes that end in time and say what happened.
+
+    - After refusing a frame over `websocket_max_message_size` (1009), Hypercorn stopped
+      reading the events already parsed (`break`): a client's close frame that came in the
+      same read as the rest of the big frame was never seen, and the connection stayed open
+      until the app's idle timeout (a frame over about 1 MB, read in several reads, got no
+      close at all). Here the rest of that message is dropped, the reading goes on, and the
+      app is told at once, with 1009 (its log line names it).
+    - After any close frame the server sends (the app's 1008, 1013, ...; the 1009 above), the
+      client has `WEBSOCKET_CLOSE_SECONDS` to answer; then the TCP connection is closed
+      (lingering: `lingering_close`). Hypercorn waited for the client's answer forever.
+    """
+    from hypercorn.protocol import ws_stream
+    from hypercorn.protocol.events import StreamClosed
+    from wsproto.connection import ConnectionState
+    from wsproto.events import CloseConnection, Message, Ping
+    from wsproto.frame_protocol import CloseReason
+
+    if getattr(ws_stream.WSStream._handle_events, "reads_on", False):
+        return
+    original_send = ws_stream.WSStream._send_wsproto_event
+    pending: set[asyncio.Task[None]] = set()
+
+    async def handle_events(self: Any) -> None:
+        # Hypercorn 0.18's `WSStream._handle_events`, reading on after a frame too large.
+        for event in self.connection.events():
+            if isinstance(event, Message):
+                if getattr(self, "refused_too_large", False):
+                    continue  # the rest of the refused message
+                try:
+                    self.buffer.extend(event)
+                except ws_stream.FrameTooLargeError:
+                    self.refused_too_large = True
+                    self.buffer.clear()
+                    await self._send_wsproto_event(
+                        CloseConnection(code=CloseReason.MESSAGE_TOO_BIG)
+                    )
+                    await self.app_put(
+                        {"type": "websocket.disconnect", "code": CloseReason.MESSAGE_TOO_BIG}
+                    )
+                    continue
+                if event.message_finished:
+                    await self.app_put(self.buffer.to_message())
+                    self.buffer.clear()
+            elif isinstance(event, Ping):
+                await self._send_wsproto_event(event.response())
+            elif isinstance(event, CloseConnection):
+                if self.connection.state == ConnectionState.REMOTE_CLOSING:
+                    await self._send_wsproto_event(event.response())
+                await self.send(StreamClosed(stream_id=self.stream_id))
+
+    async def send_wsproto_event(self: Any, event: Any) -> None:
+        await original_send(self, event)
+        if (
+            isinstance(event, CloseConnection)
+            and self.connection.state == ConnectionState.LOCAL_CLOSING
+            and getattr(self, "close_timer", None) is None
+        ):
+            self.close_timer = asyncio.get_running_loop().call_later(
+                WEBSOCKET_CLOSE_SECONDS, _close_unanswered, self
+            )
+
+    def _close_unanswered(stream: Any) -> None:
+        if stream.closed:
+            return
+        task = asyncio.ensure_future(stream.send(StreamClosed(stream_id=stream.stream_id)))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    handle_events.reads_on = True  # type: ignore[attr-defined]
+    ws_stream.WSStream._handle_events = handle_events  # type: ignore[method-assign]
+    ws_stream.WSStream._send_wsproto_event = send_wsproto_event  # type: ignore[method-assign]
 
 
 def refuse_transfer_codings_with_400() -> None:
@@ -452,6 +588,8 @@ async def _read_data(self: Any) -> None:
         except (ConnectionError, OSError, TimeoutError, SSLError):
             break
         else:
+            if getattr(self, "lingering", False):
+                continue  # a closing connection's input is dropped (`lingering_close`)
             await self.protocol.handle(RawData(data))
             self.idle_task.bytes_handled()
     await self.protocol.handle(Closed())
@@ -512,6 +650,8 @@ def patch_hypercorn() -> None:
     limit_websocket_compression()
     close_refused_frames()
     bound_connection_close()
+    lingering_close()
+    bound_websocket_close()
     refuse_transfer_codings_with_400()
     write_response_head_with_body()
     idle_timer()

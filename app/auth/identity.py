@@ -59,6 +59,28 @@ class Identity:
         return self.actor.user_id
 
 
+class Challenge(WWWAuthenticate):
+    """A `WWW-Authenticate` challenge whose parameters are always quoted strings: RFC 7235
+    §2.2 has a sender generate the realm as a quoted-string only (werkzeug leaves a token
+    unquoted: `realm=quart-framework`), and clients compare it so (Flask-APScheduler's tests:
+    `Basic realm="Authentication Required"`)."""
+
+    def to_header(self) -> str:
+        parameters = ", ".join(
+            f'{name}="{_quoted(value or "")}"' for name, value in self.parameters.items()
+        )
+        scheme = self.type.capitalize()
+        return f"{scheme} {parameters}" if parameters else scheme
+
+    def __str__(self) -> str:
+        return self.to_header()
+
+
+def _quoted(value: str) -> str:
+    """`value` as the inside of an HTTP quoted-string (RFC 9110 §5.6.4)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
 def unauthorized(message: str) -> Unauthorized:
     """A 401 that names the accepted schemes in `WWW-Authenticate` (RFC 7235), in the realm
     `AUTH_REALM`."""
@@ -66,8 +88,8 @@ def unauthorized(message: str) -> Unauthorized:
     return Unauthorized(
         description=message,
         www_authenticate=[
-            WWWAuthenticate("basic", {"realm": realm, "charset": "UTF-8"}),
-            WWWAuthenticate("bearer", {"realm": realm}),
+            Challenge("basic", {"realm": realm, "charset": "UTF-8"}),
+            Challenge("bearer", {"realm": realm}),
         ],
     )
 

@@ -23,6 +23,10 @@ AFTER_DISCONNECT_SECONDS = 1.0
 # frames through it; Quart's `websocket.send` adds a loop turn, an accept check and a signal
 # to every frame: about a third of a broadcast delivery's CPU, measured by bench/).
 ASGI_SEND = "quart_framework.asgi_send"
+# The close code of the websocket's disconnect, when the server reported one of its own (a
+# frame it refused: 1009, app.hypercorn_patches.bound_websocket_close).
+SERVER_CLOSE_CODE = "quart_framework.server_close_code"
+SERVER_CLOSE_CODES = frozenset({1002, 1007, 1009})
 
 
 class DrainWebsocketReceive:
@@ -51,6 +55,8 @@ class DrainWebsocketReceive:
             message: dict[str, Any] = await receive()
             if message["type"] == "websocket.disconnect":
                 disconnected = True
+                if message.get("code") in SERVER_CLOSE_CODES:
+                    scope[SERVER_CLOSE_CODE] = message["code"]
             return message
 
         scope[ASGI_SEND] = send  # the server's scope of this one connection, not a copy

@@ -13,7 +13,7 @@ from quart import websocket
 from app import state
 from app.auth.identity import current_identity
 from app.metrics import WEBSOCKETS_OPEN
-from app.realtime.asgi import ASGI_SEND
+from app.realtime.asgi import ASGI_SEND, SERVER_CLOSE_CODE
 from app.realtime.connection import (
     STORE_ERRORS,
     STORE_UNAVAILABLE,
@@ -101,7 +101,11 @@ async def run_connection(
             open_gauge.dec()
         read_rules().forget(connection)
         cleanup = asyncio.ensure_future(_unregister(hub, connection, on_close))
-        code = connection.close_reason[0] if connection.close_reason else "client"
+        code = (
+            connection.close_reason[0]
+            if connection.close_reason
+            else websocket.scope.get(SERVER_CLOSE_CODE, "client")
+        )
         log.info(
             "websocket %s closed %s %.1fs id=%s",
             websocket.path,

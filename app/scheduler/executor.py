@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextvars
+import functools
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -39,7 +40,7 @@ class AppContextExecutor(AsyncIOExecutor):  # type: ignore[misc]
     `use_claims`; without it every run is made).
 
     Coroutine functions run on the loop; plain functions in `thread_pool` (None: the loop's
-    default executor). The scheduler's `threadpool` executor is one of these with a pool of
+    default executor), in a copy of the app's context as well. The scheduler's `threadpool` executor is one of these with a pool of
     `SCHEDULER_THREAD_POOL_SIZE` threads, so its runs are claimed too: with APScheduler's own
     ThreadPoolExecutor they were not, and such a job could run once per worker that leads.
     """
@@ -112,8 +113,10 @@ class AppContextExecutor(AsyncIOExecutor):  # type: ignore[misc]
             if iscoroutinefunction_partial(job.func):
                 ran = await run_coroutine_job(job, alias, claimed, self._logger.name)
             else:
-                ran = await self._eventloop.run_in_executor(
-                    self.thread_pool, run_job, job, alias, claimed, self._logger.name
+                # In the thread too, the job sees the app's context (a copy of this task's).
+                in_context = functools.partial(
+                    contextvars.copy_context().run, run_job, job, alias, claimed, self._logger.name
                 )
+                ran = await self._eventloop.run_in_executor(self.thread_pool, in_context)
             events.extend(ran)
         return events

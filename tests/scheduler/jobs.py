@@ -24,3 +24,9 @@ TICKS_RUN: list[str] = []
 async def note_tick() -> None:
     """Count a run (the fencing test reads each app's run history for its scheduled time)."""
     TICKS_RUN.append(state.settings().redis_key_prefix)
+
+
+@job_function
+def note_tick_in_a_thread() -> None:
+    """`note_tick` as a plain function (the `threadpool` executor runs it in a thread)."""
+    TICKS_RUN.append(state.settings().redis_key_prefix)

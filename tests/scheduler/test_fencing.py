@@ -63,10 +63,14 @@ async def test_claims_older_than_a_day_are_purged_by_a_worker_s_first_claim(serv
             assert await session.get(ScheduledRun, ("tick", recent)) is not None
 
 
-async def test_two_leaders_at_once_run_each_tick_once(serve_app) -> None:
+@pytest.mark.parametrize(
+    ("executor", "func"),
+    [("default", "note_tick"), ("threadpool", "note_tick_in_a_thread")],
+)
+async def test_two_leaders_at_once_run_each_tick_once(serve_app, executor, func) -> None:
     """Two apps without Redis both lead (each its own scheduler and job store); the same
     interval job in both has the same run times. Each tick succeeds in one app and is skipped
-    as fenced in the other."""
+    as fenced in the other, on either executor (the thread pool's runs are claimed too)."""
     from tests.scheduler.jobs import TICKS_RUN
 
     TICKS_RUN.clear()
@@ -85,7 +89,8 @@ async def test_two_leaders_at_once_run_each_tick_once(serve_app) -> None:
                 "/scheduler/jobs",
                 json={
                     "id": "fenced",
-                    "func": "tests.scheduler.jobs:note_tick",
+                    "func": f"tests.scheduler.jobs:{func}",
+                    "executor": executor,
                     "trigger": "interval",
                     "seconds": 1,
                     "start_date": start.isoformat(),
