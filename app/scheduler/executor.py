@@ -40,9 +40,10 @@ class AppContextExecutor(AsyncIOExecutor):  # type: ignore[misc]
     `use_claims`; without it every run is made).
 
     Coroutine functions run on the loop; plain functions in `thread_pool` (None: the loop's
-    default executor), in a copy of the app's context as well. The scheduler's `threadpool` executor is one of these with a pool of
-    `SCHEDULER_THREAD_POOL_SIZE` threads, so its runs are claimed too: with APScheduler's own
-    ThreadPoolExecutor they were not, and such a job could run once per worker that leads.
+    default executor), in a copy of the app's context as well. The scheduler's `threadpool`
+    executor is one of these with a pool of `SCHEDULER_THREAD_POOL_SIZE` threads, so its runs
+    are claimed too: with APScheduler's own ThreadPoolExecutor they were not, and such a job
+    could run once per worker that leads.
     """
 
     def __init__(self, thread_pool: concurrent.futures.ThreadPoolExecutor | None = None) -> None:
