@@ -21,6 +21,8 @@ what each fixes upstream and what would let it go).
 - `refuse_oversized_bodies_early`: no 100 Continue for a body over the limit, and a chunk size
   over 16 hex digits (400) or over the limit (413) is refused when it arrives;
 - `strict_request_line`: a lower-case method is a 501, a version other than 1.0/1.1 a 505;
+- `ignore_data_after_the_last_request`: requests pipelined behind a connection's last one
+  (HTTP/1.0, `Connection: close`) do not turn its answer into a 400;
 - `websocket_wire`: the TCP transport under a websocket, so a broadcast frame encoded once is
   written to every receiver (app/realtime/connection.py).
 
@@ -319,6 +321,7 @@ def refuse_transfer_codings_with_400() -> None:
         await original(self, 400 if status_code == 501 else status_code)
 
     send_error_response.refuses_codings_with_400 = True  # type: ignore[attr-defined]
+    send_error_response.__wrapped__ = original  # type: ignore[attr-defined]
     H11Protocol._send_error_response = send_error_response  # type: ignore[method-assign]
 
 
@@ -472,6 +475,37 @@ def _declared_length(stream: Any) -> int:
     return 0
 
 
+def ignore_data_after_the_last_request() -> None:
+    """Answer the last request a connection may carry (HTTP/1.0 without keep-alive, or
+    `Connection: close`) even when the client pipelined more requests behind it.
+
+    h11 reads those bytes as an error ("Got data when expecting EOF") while the answer is still
+    being written, and Hypercorn then sends a 400 in its place: the client loses the answer to
+    a request it sent correctly. RFC 9112 §9.6: a server that sees `close` does not process
+    later requests; it answers this one and closes. Until the answer is sent, the reader waits
+    (PAUSED, so nothing more is buffered); after it, nothing more is read from h11.
+    """
+    import h11
+    from hypercorn.protocol.h11 import H11Protocol
+
+    if getattr(H11Protocol.__init__, "ignores_data_after_the_last_request", False):
+        return
+    original = H11Protocol.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self.connection.__class__ = LastRequestAwareConnection
+
+    class LastRequestAwareConnection(h11.Connection):
+        def next_event(self) -> Any:
+            if self.their_state is h11.MUST_CLOSE:
+                return h11.PAUSED if self.our_state is h11.SEND_RESPONSE else h11.NEED_DATA
+            return super().next_event()
+
+    init.ignores_data_after_the_last_request = True  # type: ignore[attr-defined]
+    H11Protocol.__init__ = init  # type: ignore[method-assign]
+
+
 def strict_request_line() -> None:
     """Answer a request line that HTTP/1.1 refuses (RFC 9112 §3): a method in lower case
     (methods are case-sensitive, RFC 9110 §9.1; Hypercorn upper-cased `get` and served it as
@@ -488,7 +522,9 @@ def strict_request_line() -> None:
             await self._send_error_response(505)
             return
         if request.method != request.method.upper():
-            await self._send_error_response(501)
+            # the 501 itself, not the one refuse_transfer_codings_with_400 turns into a 400
+            send_error = H11Protocol._send_error_response
+            await getattr(send_error, "__wrapped__", send_error)(self, 501)
             return
         await original(self, request)
 
@@ -658,6 +694,7 @@ def patch_hypercorn() -> None:
     response_headers_once_a_second()
     refuse_oversized_bodies_early()
     strict_request_line()
+    ignore_data_after_the_last_request()
 
 
 # Direct writes to a websocket's transport ------------------------------------------------------

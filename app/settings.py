@@ -261,8 +261,8 @@ class Settings(BaseSettings):
     def _valid_redis_url(cls, value: str | None) -> str | None:
         """redis-py's own parsing, at start: a URL it would refuse on first use (a bad host or
         port, another scheme) stops the service in one line, not each worker at each request."""
-        if value is None:
-            return None
+        if not value:
+            return value  # unset; "" is how compose overrides clear it
         from redis.connection import parse_url
 
         try:

@@ -149,3 +149,28 @@ def test_a_sentinel_topology_is_read(monkeypatch) -> None:
     # Every shared part defaults to Redis, as with REDIS_URL.
     assert settings.effective_presence_backend == "redis"
     assert settings.effective_scheduler_jobstore == "redis"
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://:::/x", "http://127.0.0.1:6379/0", "redis://", "redis://h:notaport/0"]
+)
+def test_a_redis_url_redis_py_would_refuse_stops_the_settings(monkeypatch, url) -> None:
+    monkeypatch.setenv("APP_ENV", "development")
+    with pytest.raises(ValidationError, match="not a Redis URL"):
+        Settings(redis_url=url)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("", ""),
+        ("redis://127.0.0.1:6379/7", "redis://127.0.0.1:6379/7"),
+        ("unix:///run/redis.sock", "unix:///run/redis.sock"),
+    ],
+)
+def test_an_empty_redis_url_means_unset(monkeypatch, url, expected) -> None:
+    """Compose overrides clear REDIS_URL with "" (the Sentinel variant): not an error."""
+    monkeypatch.setenv("APP_ENV", "development")
+    settings = Settings(redis_url=url)
+    assert settings.redis_url == expected
+    assert bool(settings.redis_url) is bool(expected)
