@@ -21,6 +21,8 @@ what each fixes upstream and what would let it go).
 - `refuse_oversized_bodies_early`: no 100 Continue for a body over the limit, and a chunk size
   over 16 hex digits (400) or over the limit (413) is refused when it arrives;
 - `strict_request_line`: a lower-case method is a 501, a version other than 1.0/1.1 a 505;
+- `end_refused_handshakes`: the app learns (1002) when Hypercorn refuses a websocket whose
+  client sent data before the 101;
 - `ignore_data_after_the_last_request`: requests pipelined behind a connection's last one
   (HTTP/1.0, `Connection: close`) do not turn its answer into a 400;
 - `websocket_wire`: the TCP transport under a websocket, so a broadcast frame encoded once is
@@ -475,6 +477,36 @@ def _declared_length(stream: Any) -> int:
     return 0
 
 
+def end_refused_handshakes() -> None:
+    """Tell the app when Hypercorn refuses a websocket whose client sent data before the 101.
+
+    RFC 6455 §4.1 has a client wait for the handshake's answer; Hypercorn answers one that does
+    not with 400 and closes, but the app, already started (and possibly accepting meanwhile:
+    its accept is then ignored), was never told: its connection stayed registered until its
+    idle timeout (60 s), a phantom any client could make by the thousand. Patched, the app gets
+    `websocket.disconnect` with 1002 (protocol error) at once.
+    """
+    from hypercorn.protocol.events import Body, Data
+    from hypercorn.protocol.ws_stream import WSStream
+
+    if getattr(WSStream.handle, "ends_refused_handshakes", False):
+        return
+    original = WSStream.handle
+
+    async def handle(self: Any, event: Any) -> None:
+        early = (
+            isinstance(event, (Body, Data))
+            and not self.closed
+            and not getattr(getattr(self, "handshake", None), "accepted", True)
+        )
+        await original(self, event)
+        if early and self.closed and self.app_put is not None:
+            await self.app_put({"type": "websocket.disconnect", "code": 1002})
+
+    handle.ends_refused_handshakes = True  # type: ignore[attr-defined]
+    WSStream.handle = handle  # type: ignore[method-assign]
+
+
 def ignore_data_after_the_last_request() -> None:
     """Answer the last request a connection may carry (HTTP/1.0 without keep-alive, or
     `Connection: close`) even when the client pipelined more requests behind it.
@@ -695,6 +727,7 @@ def patch_hypercorn() -> None:
     refuse_oversized_bodies_early()
     strict_request_line()
     ignore_data_after_the_last_request()
+    end_refused_handshakes()
 
 
 # Direct writes to a websocket's transport ------------------------------------------------------
@@ -761,7 +794,10 @@ def websocket_wire(asgi_send: Any) -> WebsocketWire | None:
     server = getattr(protocol.send, "__self__", None)
     if not isinstance(server, TCPServer):
         return None
-    extensions = getattr(getattr(stream.connection, "_proto", None), "extensions", None)
+    # No `connection` when Hypercorn refused the handshake (data sent before the 101: a 400).
+    extensions = getattr(
+        getattr(getattr(stream, "connection", None), "_proto", None), "extensions", None
+    )
     if extensions is None or any(extension.enabled() for extension in extensions):
         return None
     return WebsocketWire(stream, server.writer)

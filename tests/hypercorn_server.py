@@ -6,7 +6,8 @@ with and without that patch (tests/test_hypercorn_patches.py).
         GRACEFUL_TIMEOUT [KEEP_ALIVE_TIMEOUT]
 
 The app: `GET /late-body` starts its response, waits 0.3 s, then sends its 2-byte body;
-`GET /abandoned` starts its response, waits, then fails; `GET /body` answers 60,000 bytes (the
+`GET /abandoned` starts its response, waits, then fails; `POST /early` answers 413 (and
+closes) without reading its body; `GET /body` answers 60,000 bytes (the
 access log, on stdout, says when Hypercorn has them, just before it closes a `Connection: close`
 connection); `GET /tasks` answers how many asyncio tasks the worker has; websocket `/echo`
 echoes text frames; websocket `/wire` says whether the service's
@@ -38,6 +39,16 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await send({"type": "lifespan.startup.complete"})
         await send({"type": "lifespan.shutdown.complete"})
     elif scope["type"] == "http":
+        if scope["path"] == "/early":  # answers before reading the body, as a 413 does
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 413,
+                    "headers": [(b"content-length", b"0"), (b"connection", b"close")],
+                }
+            )
+            await send({"type": "http.response.body", "body": b""})
+            return
         while (await receive()).get("more_body"):
             pass
         if scope["path"] == "/tasks":
@@ -88,8 +99,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 async def main(
     port: int, patches: list[str], graceful_timeout: float, keep_alive_timeout: float
 ) -> None:
-    # "name", "name:false" (set_websocket_compression's argument) or "name:1.5" (a number of
-    # seconds: set_header_timeout's).
+    # "name", "name:false" (set_websocket_compression's argument) or "name:1.5" (a number:
+    # set_header_timeout's seconds, set_body_limit's bytes).
     for patch in patches:
         name, _, argument = patch.partition(":")
         function = getattr(hypercorn_patches, name)
@@ -98,7 +109,8 @@ async def main(
         elif argument in ("true", "false"):
             function(argument == "true")
         else:
-            function(float(argument))
+            number = float(argument)
+            function(int(number) if number.is_integer() else number)
     config = Config()
     config.bind = [f"127.0.0.1:{port}"]
     config.graceful_timeout = graceful_timeout

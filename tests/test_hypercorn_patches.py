@@ -410,3 +410,151 @@ def test_response_headers_once_a_second(patched: bool, monkeypatch: pytest.Monke
     assert len(formatted) == (1 if patched else 2) or (patched and not formatted)
     first.append((b"x", b"y"))  # a caller's extension stays its own
     assert (b"x", b"y") not in response_headers(config, "h11")
+
+
+def answer_of(server: BareServer, request: bytes, wait: float = 2) -> bytes:
+    """What the server sends back to `request` until it closes or `wait` s of silence."""
+    client = server.connect()
+    client.sendall(request)
+    received = b""
+    try:
+        client.settimeout(wait)
+        while chunk := client.recv(65536):
+            received += chunk
+    except (TimeoutError, ConnectionResetError):
+        pass
+    client.close()
+    return received
+
+
+def status_lines(received: bytes) -> list[bytes]:
+    return [line for line in received.split(b"\r\n") if line.startswith(b"HTTP/1.")]
+
+
+@pytest.mark.parametrize("patched", [True, False], ids=["patched", "upstream"])
+def test_strict_request_line(patched: bool) -> None:
+    """A lower-case method is 501, even beside refuse_transfer_codings_with_400 (methods are
+    case-sensitive, RFC 9110 §9.1), and HTTP/2.0 in an HTTP/1 request line is 505; upstream
+    upper-cases `get` and serves both."""
+    patches = "refuse_transfer_codings_with_400" + (",strict_request_line" if patched else "")
+    with bare_server(patches) as server:
+        lower = answer_of(server, b"get /tasks HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        version = answer_of(server, b"GET /tasks HTTP/2.0\r\nHost: x\r\nConnection: close\r\n\r\n")
+    if patched:
+        assert status_lines(lower)[0].startswith(b"HTTP/1.1 501"), lower[:100]
+        assert status_lines(version)[0].startswith(b"HTTP/1.1 505"), version[:100]
+    else:
+        assert status_lines(lower)[0].startswith(b"HTTP/1.1 200"), lower[:100]
+        assert status_lines(version)[0].startswith(b"HTTP/1.1 200"), version[:100]
+
+
+@pytest.mark.parametrize("request_line", [b"GET /tasks HTTP/1.0", b"GET /tasks HTTP/1.1"])
+@pytest.mark.parametrize("patched", [True, False], ids=["patched", "upstream"])
+def test_ignore_data_after_the_last_request(patched: bool, request_line: bytes) -> None:
+    """Requests pipelined behind a connection's last one (HTTP/1.0; `Connection: close`):
+    the first is answered and the rest ignored (RFC 9112 §9.6); upstream h11 reads them as an
+    error and Hypercorn answers 400 in the first one's place."""
+    last = request_line + b"\r\nHost: x\r\nConnection: close\r\n\r\n"
+    patches = "ignore_data_after_the_last_request" if patched else "none"
+    with bare_server(patches) as server:
+        received = answer_of(server, last * 3)
+    statuses = [line.split(b" ")[1] for line in status_lines(received)]
+    assert statuses == ([b"200"] if patched else [b"400"]), received[:200]
+
+
+@pytest.mark.parametrize("patched", [True, False], ids=["patched", "upstream"])
+def test_refuse_oversized_bodies_early(patched: bool) -> None:
+    """Body limit 1000 bytes. A chunk size of 18 hex digits: 400 at once; a chunk of 2 GiB:
+    413 at once; `Expect: 100-continue` over the limit: no 100 (the app answers 413 instead).
+    Upstream waits for the chunk's bytes, and invites the refused body with a 100."""
+    post = b"POST /tasks HTTP/1.1\r\nHost: x\r\n"
+    chunked = post + b"Transfer-Encoding: chunked\r\n\r\n"
+    patches = "set_body_limit:1000" + (",refuse_oversized_bodies_early" if patched else "")
+    with bare_server(patches) as server:
+        huge_size = answer_of(server, chunked + b"ffffffffffffffffff\r\nab", wait=1)
+        huge_chunk = answer_of(server, chunked + b"7fffffff\r\nab", wait=1)
+        expect = answer_of(
+            server, post + b"Content-Length: 5000\r\nExpect: 100-continue\r\n\r\n", wait=1
+        )
+    if patched:
+        assert status_lines(huge_size) == [b"HTTP/1.1 400 "], huge_size[:100]
+        assert status_lines(huge_chunk) == [b"HTTP/1.1 413 "], huge_chunk[:100]
+        assert expect == b"", expect[:100]
+    else:
+        assert huge_size == b"" and huge_chunk == b"", (huge_size[:100], huge_chunk[:100])
+        assert expect.startswith(b"HTTP/1.1 100"), expect[:100]
+
+
+@pytest.mark.parametrize("patched", [True, False], ids=["patched", "upstream"])
+def test_lingering_close(patched: bool) -> None:
+    """The app answers 413 (and closes) before reading a 64 MB upload. Patched, the server
+    shuts its write side and drops the rest, so the client sends it all and reads the answer;
+    upstream closes with the input unread, and the kernel's reset breaks the client's upload
+    (and can eat the answer: curl lost a 413 in 4 to 10 of 50 tries)."""
+    body = b"x" * (64 * 1024 * 1024)
+    patches = "bound_connection_close,idle_timer" + (",lingering_close" if patched else "")
+    with bare_server(patches) as server:
+        client = server.connect()
+        client.settimeout(10)
+        try:
+            client.sendall(
+                b"POST /early HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+            )
+            client.sendall(body)
+            client.shutdown(socket.SHUT_WR)
+            received = b""
+            while chunk := client.recv(65536):
+                received += chunk
+            outcome = status_lines(received)
+        except (ConnectionResetError, BrokenPipeError) as error:
+            outcome = [type(error).__name__.encode()]
+        finally:
+            client.close()
+    if patched:
+        assert outcome == [b"HTTP/1.1 413 "], outcome
+    else:
+        assert outcome[0] in (b"ConnectionResetError", b"BrokenPipeError"), outcome
+
+
+@pytest.mark.parametrize("patched", [True, False], ids=["patched", "upstream"])
+def test_bound_websocket_close(patched: bool) -> None:
+    """A 17 MiB text frame, over Hypercorn's 16 MiB default limit, from a client that never
+    answers the server's close. Both send 1009; patched, the app is told at once and the
+    connection ends within about 4 s (2 s for the answer, 2 s of lingering). Upstream the app
+    is not told and the connection stays open (the service's closed only at its idle timeout,
+    60 s, and logged 1008)."""
+    size = 17 * 1024 * 1024
+    frame = bytes([0x81, 0x80 | 127]) + size.to_bytes(8) + b"\0\0\0\0" + b"x" * size
+    patches = "idle_timer,lingering_close" + (",bound_websocket_close" if patched else "")
+    with bare_server(patches) as server:
+        client, _ = websocket(server)
+        client.sendall(frame)
+        reply = server_frame(client)
+        assert reply is not None and reply[0] == 0x8, reply
+        assert int.from_bytes(reply[1][:2]) == 1009
+        assert ends_within(client, 6) is patched
+        client.close()
+
+
+@pytest.mark.parametrize("patched", [True, False], ids=["patched", "upstream"])
+def test_end_refused_handshakes(patched: bool) -> None:
+    """A frame sent with the handshake, before the 101: Hypercorn answers 400 either way;
+    patched, the app's task ends at once (it is told 1002), upstream it stays."""
+    with bare_server("end_refused_handshakes" if patched else "none") as server:
+
+        def tasks() -> int:
+            return int(
+                answer_of(server, b"GET /tasks HTTP/1.0\r\nHost: x\r\n\r\n").split(b"\r\n\r\n")[1]
+            )
+
+        before = tasks()
+        received = answer_of(
+            server, HANDSHAKE.format(path="/echo", extra="").encode() + client_frame(0x1, b"hi")
+        )
+        assert status_lines(received)[0].startswith(b"HTTP/1.1 400"), received[:100]
+        ended = True
+        try:
+            poll(lambda: tasks() <= before, 3)
+        except AssertionError:
+            ended = False
+        assert ended is patched
