@@ -9,7 +9,8 @@ The app: `GET /late-body` starts its response, waits 0.3 s, then sends its 2-byt
 `GET /abandoned` starts its response, waits, then fails; `POST /early` answers 413 (and
 closes) without reading its body; `GET /body` answers 60,000 bytes (the
 access log, on stdout, says when Hypercorn has them, just before it closes a `Connection: close`
-connection); `GET /tasks` answers how many asyncio tasks the worker has; websocket `/echo`
+connection); `GET /tasks` answers how many asyncio tasks the worker has, `GET /websockets` how many
+websocket apps are running; websocket `/echo`
 echoes text frames; websocket `/wire` says whether the service's
 direct writes apply (`websocket_wire`): "wire", or "hypercorn"; websocket `/close` closes
 (1000) at once. The listening socket's send buffer is small (4 KiB), so a client that stops
@@ -31,11 +32,12 @@ from hypercorn.utils import wrap_app
 from app import hypercorn_patches
 
 BODY = b"x" * 60_000
+RUNNING: set[Any] = set()  # the websocket apps still running
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        while (message := await receive())["type"] != "lifespan.shutdown":
+        while (await receive())["type"] != "lifespan.shutdown":
             await send({"type": "lifespan.startup.complete"})
         await send({"type": "lifespan.shutdown.complete"})
     elif scope["type"] == "http":
@@ -51,8 +53,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             return
         while (await receive()).get("more_body"):
             pass
-        if scope["path"] == "/tasks":
-            count = str(len(asyncio.all_tasks())).encode()
+        if scope["path"] in ("/tasks", "/websockets"):
+            counted = len(asyncio.all_tasks()) if scope["path"] == "/tasks" else len(RUNNING)
+            count = str(counted).encode()
             await send(
                 {
                     "type": "http.response.start",
@@ -84,16 +87,24 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         )
         await send({"type": "http.response.body", "body": BODY})
     elif scope["type"] == "websocket":
-        await receive()  # websocket.connect
-        await send({"type": "websocket.accept"})
-        if scope["path"] == "/close":
-            await send({"type": "websocket.close", "code": 1000})
-            return
-        if scope["path"] == "/wire":
-            wire = hypercorn_patches.websocket_wire(send)
-            await send({"type": "websocket.send", "text": "wire" if wire else "hypercorn"})
-        while (message := await receive())["type"] == "websocket.receive":
-            await send({"type": "websocket.send", "text": message.get("text") or ""})
+        RUNNING.add(asyncio.current_task())
+        try:
+            await websocket(scope, receive, send)
+        finally:
+            RUNNING.discard(asyncio.current_task())
+
+
+async def websocket(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    if scope["path"] == "/close":
+        await send({"type": "websocket.close", "code": 1000})
+        return
+    if scope["path"] == "/wire":
+        wire = hypercorn_patches.websocket_wire(send)
+        await send({"type": "websocket.send", "text": "wire" if wire else "hypercorn"})
+    while (message := await receive())["type"] == "websocket.receive":
+        await send({"type": "websocket.send", "text": message.get("text") or ""})
 
 
 async def main(
