@@ -13,7 +13,7 @@ WRK      := /usr/bin/wrk
 # servers, so 3 beat the 2 cores; 4 measured slower, with timing failures under load.
 TEST_WORKERS ?= 3
 
-.PHONY: run test lint lock clean
+.PHONY: run test lint lock clean conformance
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ lock: $(STAMP)
 test: $(STAMP) lint $(CHROMIUM) $(NGINX) $(WRK)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=15
 
+## Autobahn|Testsuite's fuzzingclient against the websockets, bare Hypercorn as the reference
+## (conformance/run.py; needs Python 2.7, and says so and exits 0 without it).
+conformance: $(STAMP)
+	$(BIN)/python conformance/run.py
+
 $(CHROMIUM):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
@@ -57,8 +62,8 @@ $(WRK):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
 
 lint: $(STAMP)
-	$(BIN)/ruff check app tests alembic bench deploy
-	$(BIN)/ruff format --check app tests alembic bench deploy
+	$(BIN)/ruff check app tests alembic bench deploy conformance
+	$(BIN)/ruff format --check app tests alembic bench deploy conformance
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
 
