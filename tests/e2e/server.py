@@ -65,29 +65,41 @@ def run_server(
 ) -> Iterator[RunningServer]:
     """Run `command` (default `python -m app serve`) in `tmp_path` with N workers, `env` added to
     a minimal environment, and BIND set to `port` (default: a free loopback port)."""
-    port = port or free_port()
-    log_path = tmp_path / f"server-{port}.log"
-    full_env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": os.environ.get("HOME", str(tmp_path)),
-        "PYTHONUNBUFFERED": "1",
-        "BIND": f"127.0.0.1:{port}",
-        "WEB_CONCURRENCY": str(workers),
-        **env,
-    }
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            command or [sys.executable, "-m", "app", "serve"],
-            cwd=tmp_path,  # the service must not depend on being started from the project folder
-            env=full_env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    server = RunningServer(process, f"http://127.0.0.1:{port}", log_path)
+    chosen_port = port
+
+    def start() -> RunningServer:
+        bound = chosen_port or free_port()
+        log_path = tmp_path / f"server-{bound}.log"
+        full_env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": os.environ.get("HOME", str(tmp_path)),
+            "PYTHONUNBUFFERED": "1",
+            "BIND": f"127.0.0.1:{bound}",
+            "WEB_CONCURRENCY": str(workers),
+            **env,
+        }
+        with log_path.open("wb") as log_file:
+            started = subprocess.Popen(
+                command or [sys.executable, "-m", "app", "serve"],
+                cwd=tmp_path,  # the service must not depend on being started from the project
+                env=full_env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        return RunningServer(started, f"http://127.0.0.1:{bound}", log_path)
+
+    server = start()
+    process = server.process
+    port_retries = 0 if chosen_port else 3  # another test may take a free port before the bind
     try:
         deadline = time.monotonic() + startup_timeout
         while True:
             if process.poll() is not None:
+                if port_retries and "Address already in use" in server.log():
+                    port_retries -= 1
+                    server = start()
+                    process = server.process
+                    continue
                 raise AssertionError(f"server exited with {process.returncode}:\n{server.log()}")
             try:
                 if httpx.get(server.base_url + ready_path, timeout=1).status_code < 500:
