@@ -396,10 +396,15 @@ def topology_error(settings: Settings) -> str | None:
 
     def info_cluster(host: str, port: int, **options: Any) -> bool | None:
         """Whether the node has cluster support on; None if it cannot be reached."""
-        client = SyncRedis(
-            host=host, port=port, socket_timeout=TOPOLOGY_CHECK_SECONDS,
-            socket_connect_timeout=TOPOLOGY_CHECK_SECONDS, **options,
+        return cluster_enabled(
+            SyncRedis(
+                host=host, port=port, socket_timeout=TOPOLOGY_CHECK_SECONDS,
+                socket_connect_timeout=TOPOLOGY_CHECK_SECONDS, **options,
+            )
         )  # fmt: skip
+
+    def cluster_enabled(client: SyncRedis) -> bool | None:
+        """Whether `client`'s node has cluster support on (None if unreachable); closes it."""
         try:
             return str(client.info("cluster").get("cluster_enabled", 0)) == "1"
         except AuthenticationError:
@@ -450,15 +455,8 @@ def topology_error(settings: Settings) -> str | None:
                 settings.redis_url, socket_timeout=TOPOLOGY_CHECK_SECONDS,
                 socket_connect_timeout=TOPOLOGY_CHECK_SECONDS,
             )  # fmt: skip
-            try:
-                if str(client.info("cluster").get("cluster_enabled", 0)) == "1":
-                    return "REDIS_URL: this is a Redis Cluster node; use REDIS_CLUSTER_NODES"
-            except AuthenticationError:
-                raise
-            except (RedisConnectionError, RedisTimeoutError, OSError):
-                return None
-            finally:
-                client.close()
+            if cluster_enabled(client):
+                return "REDIS_URL: this is a Redis Cluster node; use REDIS_CLUSTER_NODES"
     except AuthenticationError as error:
         return f"Redis refused the credentials: {error}"
     except RedisError as error:
