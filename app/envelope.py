@@ -32,6 +32,7 @@ from app.db import DatabaseTimeoutError, describe_database_error
 from app.errors import (
     ConflictError,
     ForbiddenError,
+    IdempotencyMismatchError,
     InvalidReferenceError,
     NotFoundError,
     ServiceError,
@@ -46,6 +47,7 @@ SERVICE_ERROR_STATUS: dict[type[ServiceError], int] = {
     ConflictError: 409,
     InvalidReferenceError: 400,
     ForbiddenError: 403,
+    IdempotencyMismatchError: 422,
 }
 RETRY_AFTER_SECONDS = 5
 
@@ -121,7 +123,8 @@ async def _on_service_error(error: ServiceError) -> Response:
     status = next(
         (code for kind, code in SERVICE_ERROR_STATUS.items() if isinstance(error, kind)), 400
     )
-    return failed(status, error.message)
+    retry_after = {"Retry-After": str(error.retry_after)} if error.retry_after else None
+    return failed(status, error.message, retry_after)
 
 
 async def _on_database_unavailable(error: Exception) -> Response:

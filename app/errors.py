@@ -2,7 +2,10 @@
 
 
 class ServiceError(Exception):
-    """Base of the errors a service raises on purpose; `message` is shown to the client."""
+    """Base of the errors a service raises on purpose; `message` is shown to the client, and
+    `retry_after` (seconds), when set, is sent as `Retry-After`."""
+
+    retry_after: int | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -23,3 +26,14 @@ class InvalidReferenceError(ServiceError):
 
 class ForbiddenError(ServiceError):
     """The caller is known but may not do this, e.g. edit another user's blog (HTTP 403)."""
+
+
+class IdempotencyInProgressError(ConflictError):
+    """The first request with this Idempotency-Key has not finished (HTTP 409, Retry-After 1)."""
+
+    retry_after = 1
+
+
+class IdempotencyMismatchError(ServiceError):
+    """The Idempotency-Key was used for another request: another method, path or body
+    (HTTP 422, draft-ietf-httpapi-idempotency-key-header §2.7)."""

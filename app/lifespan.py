@@ -32,6 +32,7 @@ from app.loop_lag import LoopLagProbe
 from app.presence import PresenceRecorder, create_presence_store
 from app.realtime.setup import realtime
 from app.redis_client import create_redis
+from app.services.idempotency import IdempotencyStore
 from app.state import AppState
 from app.tracing import flush_traces, untraced
 
@@ -55,6 +56,12 @@ async def serving(state: AppState) -> AsyncIterator[None]:
         await database.connect()
         state.database = database
         stack.callback(setattr, state, "database", None)
+        state.idempotency = IdempotencyStore(
+            database,
+            ttl_seconds=settings.idempotency_ttl_seconds,
+            lease_seconds=settings.idempotency_lease_seconds,
+        )
+        stack.callback(setattr, state, "idempotency", None)
 
         redis = create_redis(settings)
         if redis is not None:

@@ -38,6 +38,8 @@ BLOG_TITLE_MAX = 120
 BLOG_CONTEXT_MAX = 1_000_000  # characters; MEDIUMTEXT holds 16 MiB of utf8mb4
 JOB_ID_MAX = 64  # the scheduler's job ids (app.scheduler.definitions.JOB_ID_PATTERN)
 WORKER_NAME_MAX = 255  # host:pid
+PRINCIPAL_MAX = 64  # a user id, or "anonymous"
+IDEMPOTENCY_KEY_MAX = 255  # as Stripe's keys
 
 MYSQL_TABLE_OPTIONS: dict[str, Any] = {
     "mysql_engine": "InnoDB",
@@ -234,3 +236,28 @@ class ScheduledRun(Base):
     run_time: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True, index=True)
     worker: Mapped[str] = mapped_column(String(WORKER_NAME_MAX))
     claimed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class IdempotencyRecord(Base):
+    """A write sent with an `Idempotency-Key` (app.idempotency): claimed before it runs
+    (`lock_token`, `locked_until`), then completed with its answer in the write's own
+    transaction, so a committed write always has its stored answer and a retry replays it."""
+
+    __tablename__ = "idempotency_records"
+    __table_args__ = MYSQL_TABLE_OPTIONS
+
+    principal: Mapped[str] = mapped_column(String(PRINCIPAL_MAX), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(IDEMPOTENCY_KEY_MAX), primary_key=True)
+    # SHA-256 (hex) of the method, the path and the body: a reuse with another request is a 422.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    # Set while the first request runs; None once the answer is stored.
+    lock_token: Mapped[str | None] = mapped_column(String(32), default=None)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    status_code: Mapped[int | None] = mapped_column(SmallInteger, default=None)
+    response_headers: Mapped[str | None] = mapped_column(Text, default=None)  # JSON pairs
+    # UTF-8 text: every answer stored is JSON (aiomysql cannot bind bytes with this PyMySQL).
+    response_body: Mapped[str | None] = mapped_column(
+        Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb"), default=None
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     db_statement_timeout: float = Field(default=5.0, gt=0, le=3600)
     db_timeout: float = Field(default=5.0, gt=0, le=3600)
     db_echo: bool = False
+    # Idempotency-Key (docs/api.md "Safe retries"): how long a stored answer is replayed, and
+    # how long a request holds its key before a retry may take it over (a worker that died
+    # mid-request; longer than DB_TIMEOUT, which bounds a request's database work).
+    idempotency_ttl_seconds: int = Field(default=86_400, ge=60, le=30 * 86_400)
+    idempotency_lease_seconds: float = Field(default=10.0, gt=0, le=600)
 
     # One Redis topology (docs/operations.md "Redis topologies"): a server (`REDIS_URL`), a
     # master found through Sentinel (`REDIS_SENTINELS` and `REDIS_SENTINEL_MASTER`; the data

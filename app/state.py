@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from app.redis_client import SharedRedis
     from app.request_log import TracebackLimit
     from app.scheduler.service import SchedulerService
+    from app.services.idempotency import IdempotencyStore
     from app.settings import Settings
 
 Resource = TypeVar("Resource")
@@ -46,6 +47,7 @@ class AppState:
 
     settings: Settings
     database: Database | None = None
+    idempotency: IdempotencyStore | None = None
     redis: SharedRedis | None = None
     presence: PresenceRecorder | None = None
     credential_guard: CredentialGuard | None = None
@@ -96,6 +98,10 @@ def settings() -> Settings:
 
 def database() -> Database:
     return _serving(app_state().database, "the database")
+
+
+def idempotency() -> IdempotencyStore:
+    return _serving(app_state().idempotency, "the idempotency store")
 
 
 def redis() -> SharedRedis | None:

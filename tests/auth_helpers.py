@@ -29,4 +29,6 @@ def bearer(token: str) -> dict[str, str]:
 async def make_user(app: Quart, name: str, role: int = 0, password: str = "password-1") -> User:
     """Create a user directly through the service (no permission check), with a password."""
     async with app_state(app).database.session() as session:
-        return await user_service.create_user(session, name=name, role=role, password=password)
+        user = await user_service.create_user(session, name=name, role=role, password=password)
+        await session.commit()  # services flush; the caller commits
+        return user

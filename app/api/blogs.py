@@ -6,7 +6,8 @@ from quart import Blueprint, Response
 from quart_schema import tag, validate_querystring, validate_request
 
 from app.api.common import DELETED, page_bounds, total_count_header, write_actor
-from app.api.openapi import WRITE, BlogOut, responds
+from app.api.idempotency import commit_write, idempotent
+from app.api.openapi import KEYED, WRITE, BlogOut, responds
 from app.api.schemas import BlogCreate, BlogUpdate, PageQuery
 from app.envelope import succeed
 from app.presenters import blog_json
@@ -17,7 +18,8 @@ blueprint = Blueprint("blogs", __name__)
 
 
 @blueprint.post("/blog")
-@responds(BlogOut, *WRITE, 404, secured=True)
+@responds(BlogOut, *WRITE, *KEYED, 404, secured=True)
+@idempotent
 @validate_request(BlogCreate)
 @tag(["blogs"])
 async def create_blog(data: BlogCreate) -> Response:
@@ -32,7 +34,7 @@ async def create_blog(data: BlogCreate) -> Response:
             tag_ids=data.tags,
             actor=actor,
         )
-    return succeed(blog_json(blog, settings().tz))
+        return await commit_write(session, succeed(blog_json(blog, settings().tz)))
 
 
 @blueprint.get("/blog")
@@ -61,7 +63,8 @@ async def get_blog(blog_id: str) -> Response:
 
 
 @blueprint.put("/blog/<blog_id>")
-@responds(BlogOut, *WRITE, 404, secured=True)
+@responds(BlogOut, *WRITE, *KEYED, 404, secured=True)
+@idempotent
 @validate_request(BlogUpdate)
 @tag(["blogs"])
 async def replace_blog(blog_id: str, data: BlogUpdate) -> Response:
@@ -71,15 +74,16 @@ async def replace_blog(blog_id: str, data: BlogUpdate) -> Response:
         blog = await blog_service.replace_blog(
             session, blog_id, title=data.title, context=data.context, tag_ids=data.tags, actor=actor
         )
-    return succeed(blog_json(blog, settings().tz))
+        return await commit_write(session, succeed(blog_json(blog, settings().tz)))
 
 
 @blueprint.delete("/blog/<blog_id>")
-@responds(str, 403, 404, secured=True)
+@responds(str, 403, 404, *KEYED, secured=True)
+@idempotent
 @tag(["blogs"])
 async def delete_blog(blog_id: str) -> Response:
     """Delete a blog. 404 if unknown."""
     actor = write_actor()
     async with database().session() as session:
         await blog_service.delete_blog(session, blog_id, actor=actor)
-    return succeed(DELETED)
+        return await commit_write(session, succeed(DELETED))

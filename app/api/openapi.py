@@ -31,6 +31,9 @@ ANY_CREDENTIALS: list[dict[str, list[str]]] = [{"basic": []}, {"bearer": []}, {"
 # too many failed credential checks, a dependency that is down (with Retry-After).
 ALWAYS = (400, 401, 429, 503)
 WRITE = (403, 413)  # not allowed for this user; a body over MAX_CONTENT_LENGTH
+# With an Idempotency-Key (app.api.idempotency): the first request still runs; the key was used
+# for another request.
+KEYED = (409, 422)
 
 
 class Succeed(BaseModel, Generic[Data]):

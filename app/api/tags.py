@@ -6,7 +6,8 @@ from quart import Blueprint, Response
 from quart_schema import tag, validate_querystring, validate_request
 
 from app.api.common import DELETED, page_bounds, total_count_header, write_actor
-from app.api.openapi import WRITE, TagOut, TagWithBlogs, responds
+from app.api.idempotency import commit_write, idempotent
+from app.api.openapi import KEYED, WRITE, TagOut, TagWithBlogs, responds
 from app.api.schemas import PageQuery, TagIn
 from app.envelope import succeed
 from app.presenters import blog_json, tag_json
@@ -17,7 +18,8 @@ blueprint = Blueprint("tags", __name__)
 
 
 @blueprint.post("/tag")
-@responds(TagOut, *WRITE, 409, secured=True)
+@responds(TagOut, *WRITE, *KEYED, secured=True)
+@idempotent
 @validate_request(TagIn)
 @tag(["tags"])
 async def create_tag(data: TagIn) -> Response:
@@ -25,7 +27,7 @@ async def create_tag(data: TagIn) -> Response:
     write_actor()
     async with database().session() as session:
         created = await tag_service.create_tag(session, name=data.name)
-    return succeed(tag_json(created))
+        return await commit_write(session, succeed(tag_json(created)))
 
 
 @blueprint.get("/tag")
@@ -51,7 +53,8 @@ async def get_tag(tag_id: str) -> Response:
 
 
 @blueprint.put("/tag/<tag_id>")
-@responds(TagOut, *WRITE, 404, 409, secured=True)
+@responds(TagOut, *WRITE, *KEYED, 404, secured=True)
+@idempotent
 @validate_request(TagIn)
 @tag(["tags"])
 async def rename_tag(tag_id: str, data: TagIn) -> Response:
@@ -59,18 +62,19 @@ async def rename_tag(tag_id: str, data: TagIn) -> Response:
     actor = write_actor()
     async with database().session() as session:
         renamed = await tag_service.rename_tag(session, tag_id, name=data.name, actor=actor)
-    return succeed(tag_json(renamed))
+        return await commit_write(session, succeed(tag_json(renamed)))
 
 
 @blueprint.delete("/tag/<tag_id>")
-@responds(str, 403, 404, secured=True)
+@responds(str, 403, 404, *KEYED, secured=True)
+@idempotent
 @tag(["tags"])
 async def delete_tag(tag_id: str) -> Response:
     """Delete a tag; blogs lose it (admins only when auth is required). 404 if unknown."""
     actor = write_actor()
     async with database().session() as session:
         await tag_service.delete_tag(session, tag_id, actor=actor)
-    return succeed(DELETED)
+        return await commit_write(session, succeed(DELETED))
 
 
 @blueprint.get("/tag/<tag_id>/blogs")

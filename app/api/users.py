@@ -6,7 +6,8 @@ from quart import Blueprint, Response
 from quart_schema import tag, validate_querystring, validate_request
 
 from app.api.common import DELETED, page_bounds, total_count_header, write_actor
-from app.api.openapi import WRITE, RevokedSessions, UserOut, UserWithBlogs, responds
+from app.api.idempotency import commit_write, idempotent
+from app.api.openapi import KEYED, WRITE, RevokedSessions, UserOut, UserWithBlogs, responds
 from app.api.schemas import PageQuery, UserIn
 from app.auth.identity import current_identity, require_identity
 from app.envelope import succeed
@@ -18,7 +19,8 @@ blueprint = Blueprint("users", __name__)
 
 
 @blueprint.post("/user")
-@responds(UserOut, *WRITE, 409, secured=True)
+@responds(UserOut, *WRITE, *KEYED, secured=True)
+@idempotent
 @validate_request(UserIn)
 @tag(["users"])
 async def create_user(data: UserIn) -> Response:
@@ -28,7 +30,7 @@ async def create_user(data: UserIn) -> Response:
         user = await user_service.create_user(
             session, name=data.name, role=data.role, password=data.password, actor=actor
         )
-    return succeed(user_json(user))
+        return await commit_write(session, succeed(user_json(user)))
 
 
 @blueprint.get("/user")
@@ -53,7 +55,8 @@ async def get_user(user_id: str) -> Response:
 
 
 @blueprint.put("/user/<user_id>")
-@responds(UserOut, *WRITE, 404, 409, secured=True)
+@responds(UserOut, *WRITE, *KEYED, 404, secured=True)
+@idempotent
 @validate_request(UserIn)
 @tag(["users"])
 async def replace_user(user_id: str, data: UserIn) -> Response:
@@ -72,7 +75,7 @@ async def replace_user(user_id: str, data: UserIn) -> Response:
             actor=actor,
             keep_credential=keep,
         )
-    return succeed(user_json(user))
+        return await commit_write(session, succeed(user_json(user)))
 
 
 @blueprint.delete("/user/<user_id>/sessions")
@@ -88,14 +91,15 @@ async def revoke_sessions(user_id: str) -> Response:
 
 
 @blueprint.delete("/user/<user_id>")
-@responds(str, 403, 404, secured=True)
+@responds(str, 403, 404, *KEYED, secured=True)
+@idempotent
 @tag(["users"])
 async def delete_user(user_id: str) -> Response:
     """Delete a user and their blogs. 404 if unknown, 403 for another user unless admin."""
     actor = write_actor()
     async with database().session() as session:
         await user_service.delete_user(session, user_id, actor=actor)
-    return succeed(DELETED)
+        return await commit_write(session, succeed(DELETED))
 
 
 @blueprint.get("/user/<user_id>/blogs")

@@ -23,9 +23,11 @@ from werkzeug.exceptions import Forbidden, HTTPException
 from werkzeug.routing import PathConverter
 
 from app import state
+from app.api.idempotency import idempotent
 from app.api.openapi import NoContent, documents
 from app.auth.identity import require_identity
 from app.envelope import describe_validation_error
+from app.errors import IdempotencyMismatchError, ServiceError
 from app.json_provider import JSON_OF_ANY_CONTENT_TYPE
 from app.redis_client import UNREACHABLE
 from app.scheduler.definitions import JobDefinition, describe_job_error
@@ -167,6 +169,14 @@ async def http_error(exception: HTTPException) -> Response:
     return error(exception.code or 500, exception.description or exception.name, headers)
 
 
+@blueprint.errorhandler(ServiceError)
+async def idempotency_error(exception: ServiceError) -> Response:
+    """An Idempotency-Key in use (409, Retry-After) or used for another request (422)."""
+    status = 422 if isinstance(exception, IdempotencyMismatchError) else 409
+    retry_after = [("Retry-After", str(exception.retry_after))] if exception.retry_after else None
+    return error(status, exception.message, retry_after)
+
+
 @blueprint.errorhandler(RequestSchemaValidationError)
 async def invalid_body(exception: RequestSchemaValidationError) -> Response:
     if (await request.get_data()) == b"":
@@ -230,7 +240,8 @@ async def get_jobs() -> Response:
 
 
 @blueprint.post("/jobs")
-@scheduler_responds(JobOut, 409, 413)
+@scheduler_responds(JobOut, 409, 413, 422)
+@idempotent
 @validate_request(JobRequest)
 @tag(["scheduler"])
 async def add_job(data: JobRequest) -> Response:
@@ -256,7 +267,8 @@ async def get_job(job_id: str) -> Response:
 
 
 @blueprint.delete("/jobs/<job_id:job_id>")
-@scheduler_responds(NoContent, 404, status=204)
+@scheduler_responds(NoContent, 404, 409, 422, status=204)
+@idempotent
 @tag(["scheduler"])
 async def delete_job(job_id: str) -> Response:
     try:
@@ -267,7 +279,8 @@ async def delete_job(job_id: str) -> Response:
 
 
 @blueprint.patch("/jobs/<job_id:job_id>")
-@scheduler_responds(JobOut, 404, 413)
+@scheduler_responds(JobOut, 404, 409, 413, 422)
+@idempotent
 @validate_request(JobRequest)
 @tag(["scheduler"])
 async def update_job(job_id: str, data: JobRequest) -> Response:
@@ -304,7 +317,8 @@ async def resume_job(job_id: str) -> Response:
 
 
 @blueprint.post("/jobs/<job_id>/run")
-@scheduler_responds(JobOut, 404)
+@scheduler_responds(JobOut, 404, 409, 422)
+@idempotent
 @tag(["scheduler"])
 async def run_job(job_id: str) -> Response:
     """Run the job now, once, on this worker; the outcome goes to its run history."""

@@ -1,4 +1,6 @@
-"""Tags: create, read, rename and delete; deleting a tag unlinks it from its blogs (DB cascade)."""
+"""Tags: create, read, rename and delete; deleting a tag unlinks it from its blogs (DB cascade).
+
+Writes flush; the caller commits (`app.api.idempotency.commit_write`)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ async def create_tag(session: AsyncSession, *, name: str) -> Tag:
     """Insert a tag (names need not be unique, as in the original)."""
     tag = Tag(name=name)
     session.add(tag)
-    await session.commit()
+    await session.flush()
     return tag
 
 
@@ -56,7 +58,7 @@ async def rename_tag(
     tag = await get_tag(session, tag_id)
     ensure_admin(actor, "rename tags")
     tag.name = name
-    await session.commit()
+    await session.flush()
     return tag
 
 
@@ -69,4 +71,3 @@ async def delete_tag(session: AsyncSession, tag_id: str, *, actor: Actor | None 
     result = await session.execute(delete(Tag).where(Tag.id == tag_id))
     if rowcount(result) == 0:
         raise NotFoundError(TAG_NOT_FOUND)
-    await session.commit()

@@ -1,7 +1,8 @@
 """Users: create, read, replace and delete; deleting a user deletes their blogs (DB cascade).
 
 Writes take the acting user (`actor`, None when `API_AUTH=open`); see `permissions` for the rules.
-Passwords are optional and write-only: stored as Argon2id hashes, never returned.
+Passwords are optional and write-only: stored as Argon2id hashes, never returned. Writes flush;
+the caller commits (`app.api.idempotency.commit_write`).
 """
 
 from __future__ import annotations
@@ -51,10 +52,10 @@ async def _ensure_name_free(
         raise _name_taken(name) if existing_key == key else _looks_taken(name, existing)
 
 
-async def _commit_or_conflict(session: AsyncSession, name: str) -> None:
+async def _flush_or_conflict(session: AsyncSession, name: str) -> None:
     # The pre-check above wins nearly always; the unique key settles a race between workers.
     try:
-        await session.commit()
+        await session.flush()
     except IntegrityError as error:
         await session.rollback()
         raise _name_taken(name) from error
@@ -75,7 +76,7 @@ async def create_user(
     password_hash = await hash_password(password) if password is not None else None
     user = User(name=name, role=role, password_hash=password_hash)
     session.add(user)
-    await _commit_or_conflict(session, name)
+    await _flush_or_conflict(session, name)
     return user
 
 
@@ -149,7 +150,7 @@ async def replace_user(
         user.password_hash = await hash_password(password)
     if credentials_change:
         await revoke_user_credentials(session, user_id, keep=keep_credential, commit=False)
-    await _commit_or_conflict(session, name)
+    await _flush_or_conflict(session, name)
     return user
 
 
@@ -172,4 +173,3 @@ async def delete_user(session: AsyncSession, user_id: str, *, actor: Actor | Non
     result = await session.execute(delete(User).where(User.id == user_id))
     if rowcount(result) == 0:
         raise NotFoundError(USER_NOT_FOUND)
-    await session.commit()

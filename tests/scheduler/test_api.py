@@ -415,3 +415,48 @@ def test_whether_a_function_may_be_scheduled_does_not_depend_on_what_is_imported
         [sys.executable, "-c", probe], cwd=PROJECT_ROOT, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
+
+
+async def test_a_retried_add_gets_its_answer_not_a_409(client) -> None:
+    """With an Idempotency-Key, a retried add (its first answer lost) replays the 200 where
+    Flask-APScheduler's clients would get 409 "already exists"; without one, 409 stays."""
+    job = {"id": "once", "func": PRINT_TEST, "trigger": "interval", "seconds": 60}
+    keyed = {**ADMIN, "Idempotency-Key": "add-once"}
+    first = await client.post("/scheduler/jobs", json=job, headers=keyed)
+    retry = await client.post("/scheduler/jobs", json=job, headers=keyed)
+    assert first.status_code == retry.status_code == 200
+    assert await retry.get_data() == await first.get_data()
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert (await add(client, **job)).status_code == 409
+    other = await client.post("/scheduler/jobs", json={**job, "seconds": 30}, headers=keyed)
+    assert other.status_code == 422
+    assert (await other.get_json())["error_message"].startswith("Idempotency-Key: already used")
+    bad = await client.post("/scheduler/jobs", json=job, headers={**ADMIN, "Idempotency-Key": ""})
+    assert bad.status_code == 400 and "Idempotency-Key" in (await bad.get_json())["error_message"]
+
+
+async def test_a_retried_run_runs_once(client) -> None:
+    await add(client, id="manual", func=PRINT_TEST, trigger="interval", seconds=3600)
+    keyed = {**ADMIN, "Idempotency-Key": "run-manual"}
+    answers = [await client.post("/scheduler/jobs/manual/run", headers=keyed) for _ in range(3)]
+    assert [answer.status_code for answer in answers] == [200, 200, 200]
+    assert [answer.headers.get("Idempotent-Replayed") for answer in answers] == [
+        None,
+        "true",
+        "true",
+    ]
+    runs = await (await client.get("/scheduler/jobs/manual/runs", headers=ADMIN)).get_json()
+    assert len(runs) == 1 and runs[0]["manual"] is True  # the job ran once
+
+
+async def test_the_header_is_documented_on_the_scheduler_writes(client) -> None:
+    spec = await (await client.get("/openapi.json")).get_json()
+    for path, method in [
+        ("/scheduler/jobs", "post"),
+        ("/scheduler/jobs/{job_id}", "patch"),
+        ("/scheduler/jobs/{job_id}", "delete"),
+        ("/scheduler/jobs/{job_id}/run", "post"),
+    ]:
+        operation = spec["paths"][path][method]
+        names = [p["name"].lower() for p in operation["parameters"] if p["in"] == "header"]
+        assert "idempotency-key" in names, (path, method)
