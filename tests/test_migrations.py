@@ -56,6 +56,7 @@ def test_upgrade_matches_models_and_downgrade_reverts(empty_database_url) -> Non
         "api_tokens",
         "blog_tags",
         "blogs",
+        "idempotency_records",
         "online_snapshots",
         "scheduler_runs",
         "tags",

@@ -339,17 +339,30 @@ def test_redis_faults_leave_crud_login_and_tokens_alone(stack, fault) -> None:
     )
 
 
-async def load(api: str, token: dict[str, str], seconds: float, clients: int) -> list[tuple]:
-    """`clients` concurrent clients for `seconds`: writes (POST tag) and reads; returns
-    (kind, status, seconds, tag name or None) per request."""
+CLIENT_TIMEOUT = 30.0  # a request unanswered this long fails the test (nothing may hang)
+
+
+async def load(
+    api: str,
+    token: dict[str, str],
+    clients: int,
+    *,
+    seconds: float = 0,
+    until: asyncio.Event | None = None,
+) -> list[tuple]:
+    """`clients` concurrent clients for `seconds`, or until `until` is set: writes (POST tag)
+    and reads; returns (kind, status, seconds, tag name or None, start offset) per request."""
     results: list[tuple] = []
     began = time.monotonic()
     deadline = began + seconds
 
+    def going_on() -> bool:
+        return not until.is_set() if until is not None else time.monotonic() < deadline
+
     async def client(number: int) -> None:
-        async with httpx.AsyncClient(base_url=api, headers=token, timeout=30) as http:
+        async with httpx.AsyncClient(base_url=api, headers=token, timeout=CLIENT_TIMEOUT) as http:
             count = 0
-            while time.monotonic() < deadline:
+            while going_on():
                 count += 1
                 name = f"load-{number}-{count}"
                 started = time.monotonic()
@@ -382,16 +395,19 @@ async def load(api: str, token: dict[str, str], seconds: float, clients: int) ->
 
 @pytest.mark.parametrize("dependency", ["mariadb", "redis"])
 def test_faults_under_load_lose_no_write_and_give_no_500(stack, dependency) -> None:
-    """50 clients for 10 s while the dependency is hung for 3 s, then killed and restarted."""
+    """50 clients while the dependency is hung for 3 s, then killed and restarted, and for 2 s
+    after it answers again (the load lasts as long as the faults take: a restart under a
+    loaded CI machine can take seconds more than on an idle one)."""
     server, mariadb, redis = stack
     target = mariadb if dependency == "mariadb" else redis
     api = server.base_url
     token = bearer_token(server)
 
     async def scenario() -> list[tuple]:
-        await load(api, token, seconds=1, clients=50)  # warm up: pools filled, code paths hot
-        running = asyncio.create_task(load(api, token, seconds=10, clients=50))
-        # The fault's timeline within the 10 s of load (a schedule, not a wait for an event).
+        await load(api, token, 50, seconds=1)  # warm up: pools filled, code paths hot
+        faults_over = asyncio.Event()
+        running = asyncio.create_task(load(api, token, 50, until=faults_over))
+        # The faults' timeline within the load (a schedule, not a wait for an event).
         await asyncio.sleep(2)
         target.hang()
         await asyncio.sleep(3)
@@ -399,6 +415,8 @@ def test_faults_under_load_lose_no_write_and_give_no_500(stack, dependency) -> N
         await asyncio.sleep(1)
         await asyncio.to_thread(target.kill)
         await asyncio.to_thread(target.start)
+        await asyncio.sleep(2)  # served again
+        faults_over.set()
         return await running
 
     results = asyncio.run(scenario())
@@ -419,7 +437,9 @@ def test_faults_under_load_lose_no_write_and_give_no_500(stack, dependency) -> N
     # Within the service every request ends within DB_TIMEOUT (its database work's bound). At
     # the client, the load generator's own queueing on this 2-core machine comes on top.
     assert max(served_in) < DB_TIMEOUT + 1  # + the bounded clean-up (db.CLEANUP_SECONDS)
-    assert slowest < 10  # at the client: nothing hangs (the bound itself is checked above)
+    # At the client, nothing hangs: every request was answered within CLIENT_TIMEOUT (httpx
+    # raises otherwise); its time there is the service's plus this machine's queueing.
+    assert slowest < CLIENT_TIMEOUT
     assert written <= stored, sorted(written - stored)[:10]
 
 
