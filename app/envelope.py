@@ -35,6 +35,7 @@ from app.errors import (
     IdempotencyMismatchError,
     InvalidReferenceError,
     NotFoundError,
+    PreconditionFailedError,
     ServiceError,
 )
 from app.request_log import current_request_id
@@ -48,6 +49,7 @@ SERVICE_ERROR_STATUS: dict[type[ServiceError], int] = {
     InvalidReferenceError: 400,
     ForbiddenError: 403,
     IdempotencyMismatchError: 422,
+    PreconditionFailedError: 412,
 }
 RETRY_AFTER_SECONDS = 5
 

@@ -37,3 +37,13 @@ class IdempotencyInProgressError(ConflictError):
 class IdempotencyMismatchError(ServiceError):
     """The Idempotency-Key was used for another request: another method, path or body
     (HTTP 422, draft-ietf-httpapi-idempotency-key-header §2.7)."""
+
+
+class PreconditionFailedError(ServiceError):
+    """The write named a version (If-Match) that is no longer the current one (HTTP 412,
+    RFC 9110 §13.1.1)."""
+
+
+class ChangedMeanwhileError(ConflictError):
+    """Another request changed the object between this one's read and its write (HTTP 409):
+    the write is not applied; read the object again and retry."""

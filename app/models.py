@@ -131,6 +131,12 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255), default=None)
     # Written by the database presence backend, at most once a minute per user.
     last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None, index=True)
+    # The representation's version (ETag, app.api.conditional): raised by every ORM update of
+    # the row (SQLAlchemy's version counter, so two writers of one version cannot both win);
+    # not by presence's `last_seen`, which the representation does not show.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+
+    __mapper_args__ = {"version_id_col": version}
 
     @validates("name")
     def _keep_name_key(self, _key: str, value: str) -> str:
@@ -155,6 +161,9 @@ class Tag(Base):
 
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(TAG_NAME_MAX))
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+
+    __mapper_args__ = {"version_id_col": version}
 
     blogs: Mapped[list[Blog]] = relationship(
         secondary=blog_tags,
@@ -180,6 +189,11 @@ class Blog(Base):
     )
     create_time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     modify_time: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # Raised by the blog's own updates, and by its owner's or a tag's change of what the blog
+    # shows of them (app.services.versions): a blog's ETag needs no read of its children.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+
+    __mapper_args__ = {"version_id_col": version}
 
     owner: Mapped[User] = relationship(back_populates="blogs", lazy="raise")
     tags: Mapped[list[Tag]] = relationship(

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     # mid-request; longer than DB_TIMEOUT, which bounds a request's database work).
     idempotency_ttl_seconds: int = Field(default=86_400, ge=60, le=30 * 86_400)
     idempotency_lease_seconds: float = Field(default=10.0, gt=0, le=600)
+    # Conditional requests (docs/api.md "Safe retries"): a PUT or DELETE of a user, blog or tag
+    # without If-Match is refused with 428 (the original's clients send none: off by default).
+    require_if_match: bool = False
 
     # One Redis topology (docs/operations.md "Redis topologies"): a server (`REDIS_URL`), a
     # master found through Sentinel (`REDIS_SENTINELS` and `REDIS_SENTINEL_MASTER`; the data

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, Response
+from quart import Blueprint, Response, request
 from quart_schema import tag, validate_querystring, validate_request
 
 from app.api.common import DELETED, page_bounds, total_count_header, write_actor
+from app.api.conditional import (
+    conditional_get,
+    conditional_write,
+    not_modified,
+    with_etag,
+    write_precondition,
+)
 from app.api.idempotency import commit_write, idempotent
-from app.api.openapi import KEYED, WRITE, BlogOut, responds
+from app.api.openapi import CONDITIONAL, KEYED, WRITE, BlogOut, responds
 from app.api.schemas import BlogCreate, BlogUpdate, PageQuery
 from app.envelope import succeed
 from app.presenters import blog_json
@@ -34,7 +41,8 @@ async def create_blog(data: BlogCreate) -> Response:
             tag_ids=data.tags,
             actor=actor,
         )
-        return await commit_write(session, succeed(blog_json(blog, settings().tz)))
+        response = with_etag(succeed(blog_json(blog, settings().tz)), blog.version)
+        return await commit_write(session, response)
 
 
 @blueprint.get("/blog")
@@ -54,36 +62,54 @@ async def list_blogs(query_args: PageQuery) -> Response:
 
 @blueprint.get("/blog/<blog_id>")
 @responds(BlogOut, 404)
+@conditional_get
 @tag(["blogs"])
 async def get_blog(blog_id: str) -> Response:
-    """One blog. 404 if unknown."""
+    """One blog, with its `ETag`. 404 if unknown; 304 for a current If-None-Match (compared
+    before the owner and tags are read)."""
+    if "If-None-Match" in request.headers:
+        version = await database().read(blog_service.get_blog_version, blog_id)
+        if (unchanged := not_modified(version)) is not None:
+            return unchanged
     async with database().session() as session:
         blog = await blog_service.get_blog(session, blog_id)
-    return succeed(blog_json(blog, settings().tz))
+    return with_etag(succeed(blog_json(blog, settings().tz)), blog.version)
 
 
 @blueprint.put("/blog/<blog_id>")
-@responds(BlogOut, *WRITE, *KEYED, 404, secured=True)
+@responds(BlogOut, *WRITE, *KEYED, *CONDITIONAL, 404, secured=True)
+@conditional_write
 @idempotent
 @validate_request(BlogUpdate)
 @tag(["blogs"])
 async def replace_blog(blog_id: str, data: BlogUpdate) -> Response:
-    """Replace title, context and tags (the tag list is replaced, not appended to)."""
+    """Replace title, context and tags (the tag list is replaced, not appended to); 412 for a
+    stale If-Match."""
     actor = write_actor()
+    precondition = write_precondition()
     async with database().session() as session:
         blog = await blog_service.replace_blog(
-            session, blog_id, title=data.title, context=data.context, tag_ids=data.tags, actor=actor
+            session,
+            blog_id,
+            title=data.title,
+            context=data.context,
+            tag_ids=data.tags,
+            actor=actor,
+            precondition=precondition,
         )
-        return await commit_write(session, succeed(blog_json(blog, settings().tz)))
+        response = with_etag(succeed(blog_json(blog, settings().tz)), blog.version)
+        return await commit_write(session, response)
 
 
 @blueprint.delete("/blog/<blog_id>")
-@responds(str, 403, 404, *KEYED, secured=True)
+@responds(str, 403, 404, *KEYED, *CONDITIONAL, secured=True)
+@conditional_write
 @idempotent
 @tag(["blogs"])
 async def delete_blog(blog_id: str) -> Response:
-    """Delete a blog. 404 if unknown."""
+    """Delete a blog. 404 if unknown; 412 for a stale If-Match."""
     actor = write_actor()
+    precondition = write_precondition()
     async with database().session() as session:
-        await blog_service.delete_blog(session, blog_id, actor=actor)
+        await blog_service.delete_blog(session, blog_id, actor=actor, precondition=precondition)
         return await commit_write(session, succeed(DELETED))

@@ -28,10 +28,10 @@ from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel, Field
 from quart import Response, request
-from quart_schema.validation import QUART_SCHEMA_HEADERS_ATTRIBUTE
 from sqlalchemy.ext.asyncio import AsyncSession
 from werkzeug.exceptions import BadRequest
 
+from app.api.openapi import add_header_model
 from app.auth.identity import current_identity
 from app.services.idempotency import Claim, StoredAnswer
 from app.state import idempotency
@@ -112,8 +112,7 @@ def idempotent(view: View) -> View:
                 await idempotency().release(outcome)
         return response
 
-    setattr(wrapper, QUART_SCHEMA_HEADERS_ATTRIBUTE, IdempotencyHeaders)
-    return cast(View, wrapper)
+    return add_header_model(cast(View, wrapper), IdempotencyHeaders)
 
 
 async def commit_write(session: AsyncSession, response: Response) -> Response:

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from quart_schema import document_response, security_scheme
 from quart_schema.extension import SecuritySchemeInput
 from quart_schema.openapi import APIKeySecurityScheme, HttpSecurityScheme, OpenAPIProvider
+from quart_schema.validation import QUART_SCHEMA_HEADERS_ATTRIBUTE
 
 Data = TypeVar("Data")
 View = TypeVar("View", bound=Callable[..., Any])
@@ -34,6 +35,9 @@ WRITE = (403, 413)  # not allowed for this user; a body over MAX_CONTENT_LENGTH
 # With an Idempotency-Key (app.api.idempotency): the first request still runs; the key was used
 # for another request.
 KEYED = (409, 422)
+# With If-Match (app.api.conditional): the object changed since that ETag; no If-Match where
+# REQUIRE_IF_MATCH requires one.
+CONDITIONAL = (412, 428)
 
 
 class Succeed(BaseModel, Generic[Data]):
@@ -157,6 +161,16 @@ def documents(
         return documented
 
     return decorator
+
+
+def add_header_model(view: View, model: type[BaseModel]) -> View:
+    """Document the request headers of `model` on `view`, beside those already documented
+    (quart-schema reads one headers model per route: the two are merged)."""
+    existing = getattr(view, QUART_SCHEMA_HEADERS_ATTRIBUTE, None)
+    if existing is not None and existing is not model:
+        model = type(f"{existing.__name__}And{model.__name__}", (existing, model), {})
+    setattr(view, QUART_SCHEMA_HEADERS_ATTRIBUTE, model)
+    return view
 
 
 def responds(

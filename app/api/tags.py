@@ -6,8 +6,15 @@ from quart import Blueprint, Response
 from quart_schema import tag, validate_querystring, validate_request
 
 from app.api.common import DELETED, page_bounds, total_count_header, write_actor
+from app.api.conditional import (
+    conditional_get,
+    conditional_write,
+    not_modified,
+    with_etag,
+    write_precondition,
+)
 from app.api.idempotency import commit_write, idempotent
-from app.api.openapi import KEYED, WRITE, TagOut, TagWithBlogs, responds
+from app.api.openapi import CONDITIONAL, KEYED, WRITE, TagOut, TagWithBlogs, responds
 from app.api.schemas import PageQuery, TagIn
 from app.envelope import succeed
 from app.presenters import blog_json, tag_json
@@ -27,7 +34,7 @@ async def create_tag(data: TagIn) -> Response:
     write_actor()
     async with database().session() as session:
         created = await tag_service.create_tag(session, name=data.name)
-        return await commit_write(session, succeed(tag_json(created)))
+        return await commit_write(session, with_etag(succeed(tag_json(created)), created.version))
 
 
 @blueprint.get("/tag")
@@ -44,36 +51,43 @@ async def list_tags(query_args: PageQuery) -> Response:
 
 @blueprint.get("/tag/<tag_id>")
 @responds(TagOut, 404)
+@conditional_get
 @tag(["tags"])
 async def get_tag(tag_id: str) -> Response:
-    """One tag. 404 if unknown."""
+    """One tag, with its `ETag`. 404 if unknown; 304 for a current If-None-Match."""
     async with database().session() as session:
         found = await tag_service.get_tag(session, tag_id)
-    return succeed(tag_json(found))
+    return not_modified(found.version) or with_etag(succeed(tag_json(found)), found.version)
 
 
 @blueprint.put("/tag/<tag_id>")
-@responds(TagOut, *WRITE, *KEYED, 404, secured=True)
+@responds(TagOut, *WRITE, *KEYED, *CONDITIONAL, 404, secured=True)
+@conditional_write
 @idempotent
 @validate_request(TagIn)
 @tag(["tags"])
 async def rename_tag(tag_id: str, data: TagIn) -> Response:
     """Rename a tag (admins only when auth is required). 404 if unknown."""
     actor = write_actor()
+    precondition = write_precondition()
     async with database().session() as session:
-        renamed = await tag_service.rename_tag(session, tag_id, name=data.name, actor=actor)
-        return await commit_write(session, succeed(tag_json(renamed)))
+        renamed = await tag_service.rename_tag(
+            session, tag_id, name=data.name, actor=actor, precondition=precondition
+        )
+        return await commit_write(session, with_etag(succeed(tag_json(renamed)), renamed.version))
 
 
 @blueprint.delete("/tag/<tag_id>")
-@responds(str, 403, 404, *KEYED, secured=True)
+@responds(str, 403, 404, *KEYED, *CONDITIONAL, secured=True)
+@conditional_write
 @idempotent
 @tag(["tags"])
 async def delete_tag(tag_id: str) -> Response:
     """Delete a tag; blogs lose it (admins only when auth is required). 404 if unknown."""
     actor = write_actor()
+    precondition = write_precondition()
     async with database().session() as session:
-        await tag_service.delete_tag(session, tag_id, actor=actor)
+        await tag_service.delete_tag(session, tag_id, actor=actor, precondition=precondition)
         return await commit_write(session, succeed(DELETED))
 
 

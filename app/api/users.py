@@ -6,8 +6,23 @@ from quart import Blueprint, Response
 from quart_schema import tag, validate_querystring, validate_request
 
 from app.api.common import DELETED, page_bounds, total_count_header, write_actor
+from app.api.conditional import (
+    conditional_get,
+    conditional_write,
+    not_modified,
+    with_etag,
+    write_precondition,
+)
 from app.api.idempotency import commit_write, idempotent
-from app.api.openapi import KEYED, WRITE, RevokedSessions, UserOut, UserWithBlogs, responds
+from app.api.openapi import (
+    CONDITIONAL,
+    KEYED,
+    WRITE,
+    RevokedSessions,
+    UserOut,
+    UserWithBlogs,
+    responds,
+)
 from app.api.schemas import PageQuery, UserIn
 from app.auth.identity import current_identity, require_identity
 from app.envelope import succeed
@@ -30,7 +45,7 @@ async def create_user(data: UserIn) -> Response:
         user = await user_service.create_user(
             session, name=data.name, role=data.role, password=data.password, actor=actor
         )
-        return await commit_write(session, succeed(user_json(user)))
+        return await commit_write(session, with_etag(succeed(user_json(user)), user.version))
 
 
 @blueprint.get("/user")
@@ -47,15 +62,17 @@ async def list_users(query_args: PageQuery) -> Response:
 
 @blueprint.get("/user/<user_id>")
 @responds(UserOut, 404)
+@conditional_get
 @tag(["users"])
 async def get_user(user_id: str) -> Response:
-    """One user. 404 if unknown."""
+    """One user, with its `ETag`. 404 if unknown; 304 for a current If-None-Match."""
     user = await database().read(user_service.get_user_view, user_id)
-    return succeed(user_json(user))
+    return not_modified(user.version) or with_etag(succeed(user_json(user)), user.version)
 
 
 @blueprint.put("/user/<user_id>")
-@responds(UserOut, *WRITE, *KEYED, 404, secured=True)
+@responds(UserOut, *WRITE, *KEYED, *CONDITIONAL, 404, secured=True)
+@conditional_write
 @idempotent
 @validate_request(UserIn)
 @tag(["users"])
@@ -63,6 +80,7 @@ async def replace_user(user_id: str, data: UserIn) -> Response:
     """Replace name and role (and the password, if given). 404 if unknown, 403 for another
     user's account or a role change by a non-admin, 409 if the name is another user's."""
     actor = write_actor()
+    precondition = write_precondition()
     identity = current_identity()
     keep = identity.credential if identity is not None and identity.user_id == user_id else None
     async with database().session() as session:
@@ -74,8 +92,9 @@ async def replace_user(user_id: str, data: UserIn) -> Response:
             password=data.password,
             actor=actor,
             keep_credential=keep,
+            precondition=precondition,
         )
-        return await commit_write(session, succeed(user_json(user)))
+        return await commit_write(session, with_etag(succeed(user_json(user)), user.version))
 
 
 @blueprint.delete("/user/<user_id>/sessions")
@@ -91,14 +110,17 @@ async def revoke_sessions(user_id: str) -> Response:
 
 
 @blueprint.delete("/user/<user_id>")
-@responds(str, 403, 404, *KEYED, secured=True)
+@responds(str, 403, 404, *KEYED, *CONDITIONAL, secured=True)
+@conditional_write
 @idempotent
 @tag(["users"])
 async def delete_user(user_id: str) -> Response:
-    """Delete a user and their blogs. 404 if unknown, 403 for another user unless admin."""
+    """Delete a user and their blogs. 404 if unknown, 403 for another user unless admin, 412
+    for a stale If-Match."""
     actor = write_actor()
+    precondition = write_precondition()
     async with database().session() as session:
-        await user_service.delete_user(session, user_id, actor=actor)
+        await user_service.delete_user(session, user_id, actor=actor, precondition=precondition)
         return await commit_write(session, succeed(DELETED))
 
 

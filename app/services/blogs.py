@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.orm.strategy_options import _AbstractLoad
 
 from app.errors import InvalidReferenceError, NotFoundError
@@ -25,6 +26,7 @@ from app.models import Blog, Tag, User, blog_tags, utcnow
 from app.services.pagination import Page
 from app.services.permissions import Actor, ensure_self_or_admin
 from app.services.rows import rowcount
+from app.services.versions import Precondition, stale_write_error
 from app.services.views import BlogView, TagView, UserView
 
 BLOG_NOT_FOUND = "Blog's id does not exist."
@@ -46,15 +48,31 @@ async def _load_tags(session: AsyncSession, tag_ids: Sequence[str]) -> list[Tag]
     return [found[tag_id] for tag_id in sorted(found)]
 
 
-async def _flush_or_invalid_reference(session: AsyncSession) -> None:
-    # Reached only if the owner or a tag is deleted by another request meanwhile.
+async def _flush_or_invalid_reference(
+    session: AsyncSession, precondition: Precondition | None = None
+) -> None:
     try:
         await session.flush()
-    except IntegrityError as error:
+    except StaleDataError as error:  # the blog changed between its read and this UPDATE
+        await session.rollback()
+        raise stale_write_error(error, precondition, "blog") from error
+    except IntegrityError as error:  # the owner or a tag was deleted by another request meanwhile
         await session.rollback()
         raise InvalidReferenceError(
             "user_id or tags: the user or a tag was deleted while the blog was saved"
         ) from error
+
+
+BLOG_VERSION_QUERY = select(Blog.version).where(Blog.id == bindparam("blog_id"))
+
+
+def get_blog_version(connection: Connection, blog_id: str) -> int:
+    """The blog's version alone (one indexed read; run by `Database.read()`): what a
+    conditional GET compares before reading the owner and the tags. Raises `NotFoundError`."""
+    version = connection.scalar(BLOG_VERSION_QUERY, {"blog_id": blog_id})
+    if version is None:
+        raise NotFoundError(BLOG_NOT_FOUND)
+    return int(version)
 
 
 async def get_blog(session: AsyncSession, blog_id: str) -> Blog:
@@ -155,29 +173,46 @@ async def replace_blog(
     context: str,
     tag_ids: Sequence[str],
     actor: Actor | None = None,
+    precondition: Precondition | None = None,
 ) -> Blog:
-    """Replace title, context and the whole tag list; set `modify_time`.
+    """Replace title, context and the whole tag list; set `modify_time` and a new `version`.
 
     Raises `NotFoundError` for an unknown blog, `ForbiddenError` unless `actor` owns it or is
-    an admin, `InvalidReferenceError` for an unknown tag.
+    an admin, `InvalidReferenceError` for an unknown tag, `PreconditionFailedError` when the
+    blog is not at a version `precondition` names, `ChangedMeanwhileError` when another
+    request changed it during this one.
     """
     blog = await get_blog(session, blog_id)
     ensure_self_or_admin(actor, blog.user_id, "edit this blog")
+    if precondition is not None:
+        precondition.check(blog.version, "blog")
     tags = await _load_tags(session, tag_ids)
     blog.title, blog.context, blog.tags = title, context, tags
     blog.modify_time = utcnow()
-    await _flush_or_invalid_reference(session)
+    await _flush_or_invalid_reference(session, precondition)
     return blog
 
 
-async def delete_blog(session: AsyncSession, blog_id: str, *, actor: Actor | None = None) -> None:
-    """Delete the blog and its tag links. Raises `NotFoundError`, or `ForbiddenError` unless
-    `actor` owns it or is an admin."""
-    if actor is not None and not actor.is_admin:
-        owner_id = await session.scalar(select(Blog.user_id).where(Blog.id == blog_id))
-        if owner_id is None:
+async def delete_blog(
+    session: AsyncSession,
+    blog_id: str,
+    *,
+    actor: Actor | None = None,
+    precondition: Precondition | None = None,
+) -> None:
+    """Delete the blog and its tag links. Raises `NotFoundError`, `ForbiddenError` unless
+    `actor` owns it or is an admin, or `PreconditionFailedError` (see `replace_blog`)."""
+    if (actor is not None and not actor.is_admin) or precondition is not None:
+        row = (
+            await session.execute(
+                select(Blog.user_id, Blog.version).where(Blog.id == blog_id).with_for_update()
+            )
+        ).first()
+        if row is None:
             raise NotFoundError(BLOG_NOT_FOUND)
-        ensure_self_or_admin(actor, owner_id, "delete this blog")
+        ensure_self_or_admin(actor, row.user_id, "delete this blog")
+        if precondition is not None:
+            precondition.check(row.version, "blog")
     result = await session.execute(delete(Blog).where(Blog.id == blog_id))
     if rowcount(result) == 0:
         raise NotFoundError(BLOG_NOT_FOUND)

@@ -7,12 +7,14 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.exc import StaleDataError
 
 from app.errors import NotFoundError
 from app.models import Blog, Tag
 from app.services.pagination import Page, paginate
 from app.services.permissions import Actor, ensure_admin
 from app.services.rows import rowcount
+from app.services.versions import Precondition, bump_blogs_tagged, stale_write_error
 
 TAG_NOT_FOUND = "Tag's id does not exist."
 
@@ -52,22 +54,53 @@ async def get_tag_with_blogs(session: AsyncSession, tag_id: str) -> Tag:
 
 
 async def rename_tag(
-    session: AsyncSession, tag_id: str, *, name: str, actor: Actor | None = None
+    session: AsyncSession,
+    tag_id: str,
+    *,
+    name: str,
+    actor: Actor | None = None,
+    precondition: Precondition | None = None,
 ) -> Tag:
-    """Replace the tag's name. Raises `NotFoundError`, or `ForbiddenError` for a non-admin."""
+    """Replace the tag's name; the blogs carrying it get a new version (they show the name).
+    Raises `NotFoundError`, `ForbiddenError` for a non-admin, `PreconditionFailedError` when
+    the tag is not at a version `precondition` names, `ChangedMeanwhileError` when another
+    request changed it during this one."""
     tag = await get_tag(session, tag_id)
     ensure_admin(actor, "rename tags")
+    if precondition is not None:
+        precondition.check(tag.version, "tag")
+    renamed = tag.name != name
     tag.name = name
-    await session.flush()
+    try:
+        await session.flush()
+    except StaleDataError as error:
+        await session.rollback()
+        raise stale_write_error(error, precondition, "tag") from error
+    if renamed:
+        await bump_blogs_tagged(session, tag_id)
     return tag
 
 
-async def delete_tag(session: AsyncSession, tag_id: str, *, actor: Actor | None = None) -> None:
-    """Delete the tag; its links to blogs go with it. Raises `NotFoundError`, or
-    `ForbiddenError` for a non-admin."""
+async def delete_tag(
+    session: AsyncSession,
+    tag_id: str,
+    *,
+    actor: Actor | None = None,
+    precondition: Precondition | None = None,
+) -> None:
+    """Delete the tag; its links to blogs go with it, and those blogs get a new version.
+    Raises `NotFoundError`, `ForbiddenError` for a non-admin, or `PreconditionFailedError`."""
     if actor is not None and not actor.is_admin:
         await get_tag(session, tag_id)
         ensure_admin(actor, "delete tags")
+    if precondition is not None:
+        version = await session.scalar(
+            select(Tag.version).where(Tag.id == tag_id).with_for_update()
+        )
+        if version is None:
+            raise NotFoundError(TAG_NOT_FOUND)
+        precondition.check(version, "tag")
+    await bump_blogs_tagged(session, tag_id)
     result = await session.execute(delete(Tag).where(Tag.id == tag_id))
     if rowcount(result) == 0:
         raise NotFoundError(TAG_NOT_FOUND)

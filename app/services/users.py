@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.exc import StaleDataError
 
 from app.auth.passwords import hash_password
 from app.errors import ConflictError, ForbiddenError, NotFoundError
@@ -21,6 +22,7 @@ from app.services.pagination import Page, paginate
 from app.services.permissions import Actor, ensure_admin, ensure_self_or_admin
 from app.services.rows import rowcount
 from app.services.tokens import revoke_user_credentials
+from app.services.versions import Precondition, bump_blogs_of_owner, stale_write_error
 from app.services.views import UserView
 
 USER_NOT_FOUND = "User's id does not exist."  # the original's wording, kept for its clients
@@ -52,10 +54,15 @@ async def _ensure_name_free(
         raise _name_taken(name) if existing_key == key else _looks_taken(name, existing)
 
 
-async def _flush_or_conflict(session: AsyncSession, name: str) -> None:
+async def _flush_or_conflict(
+    session: AsyncSession, name: str, precondition: Precondition | None = None
+) -> None:
     # The pre-check above wins nearly always; the unique key settles a race between workers.
     try:
         await session.flush()
+    except StaleDataError as error:  # the user changed between its read and this UPDATE
+        await session.rollback()
+        raise stale_write_error(error, precondition, "user") from error
     except IntegrityError as error:
         await session.rollback()
         raise _name_taken(name) from error
@@ -95,7 +102,9 @@ async def get_user(session: AsyncSession, user_id: str) -> User:
 
 # Built once: a statement that is the one SQLAlchemy compiled and cached skips re-keying the
 # cached result's columns per execution (`_adapt_to_context`: a third of this read's CPU).
-USER_VIEW_QUERY = select(User.id, User.name, User.role).where(User.id == bindparam("user_id"))
+USER_VIEW_QUERY = select(User.id, User.name, User.role, User.version).where(
+    User.id == bindparam("user_id")
+)
 
 
 def get_user_view(connection: Connection, user_id: str) -> UserView:
@@ -104,7 +113,7 @@ def get_user_view(connection: Connection, user_id: str) -> UserView:
     row = connection.execute(USER_VIEW_QUERY, {"user_id": user_id}).first()
     if row is None:
         raise NotFoundError(USER_NOT_FOUND)
-    return UserView(row.id, row.name, row.role)
+    return UserView(row.id, row.name, row.role, row.version)
 
 
 async def get_user_with_blogs(session: AsyncSession, user_id: str) -> User:
@@ -130,6 +139,7 @@ async def replace_user(
     password: str | None = None,
     actor: Actor | None = None,
     keep_credential: str | None = None,
+    precondition: Precondition | None = None,
 ) -> User:
     """Replace name and role, and the password when one is given (else it is kept).
 
@@ -137,20 +147,25 @@ async def replace_user(
     (the one the request came with, when the user changes their own account).
 
     Raises `NotFoundError`; `ForbiddenError` unless `actor` is this user or an admin, or when a
-    non-admin changes a role; `ConflictError` if `name` is another user's.
+    non-admin changes a role; `ConflictError` if `name` is another user's;
+    `PreconditionFailedError` when the user is not at a version `precondition` names.
     """
     user = await get_user(session, user_id)
     ensure_self_or_admin(actor, user_id, "edit this user")
+    if precondition is not None:
+        precondition.check(user.version, "user")
     if actor is not None and not actor.is_admin and role != user.role:
         raise ForbiddenError("role: only an admin may change a role")
     await _ensure_name_free(session, name, except_id=user_id)
     credentials_change = password is not None or role != user.role
+    if name != user.name or role != user.role:  # their blogs show both
+        await bump_blogs_of_owner(session, user_id)
     user.name, user.role = name, role
     if password is not None:
         user.password_hash = await hash_password(password)
     if credentials_change:
         await revoke_user_credentials(session, user_id, keep=keep_credential, commit=False)
-    await _flush_or_conflict(session, name)
+    await _flush_or_conflict(session, name, precondition)
     return user
 
 
@@ -164,12 +179,26 @@ async def revoke_credentials(
     return await revoke_user_credentials(session, user_id)
 
 
-async def delete_user(session: AsyncSession, user_id: str, *, actor: Actor | None = None) -> None:
+async def delete_user(
+    session: AsyncSession,
+    user_id: str,
+    *,
+    actor: Actor | None = None,
+    precondition: Precondition | None = None,
+) -> None:
     """Delete the user; the database cascades to their blogs, their blogs' tag links and their
-    tokens. Raises `NotFoundError`, or `ForbiddenError` unless `actor` is this user or an admin."""
+    tokens. Raises `NotFoundError`, `ForbiddenError` unless `actor` is this user or an admin,
+    or `PreconditionFailedError`."""
     if actor is not None and not actor.is_admin:
         await get_user(session, user_id)  # 404 before 403: ids are not secrets here
         ensure_self_or_admin(actor, user_id, "delete this user")
+    if precondition is not None:
+        version = await session.scalar(
+            select(User.version).where(User.id == user_id).with_for_update()
+        )
+        if version is None:
+            raise NotFoundError(USER_NOT_FOUND)
+        precondition.check(version, "user")
     result = await session.execute(delete(User).where(User.id == user_id))
     if rowcount(result) == 0:
         raise NotFoundError(USER_NOT_FOUND)

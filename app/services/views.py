@@ -16,6 +16,7 @@ class UserView:
     id: str
     name: str
     role: int
+    version: int = 0  # read where an ETag is sent (one user); 0 in lists, which send none
 
 
 @dataclass(frozen=True, slots=True)

@@ -161,3 +161,38 @@ def test_a_thousand_keys_across_a_mariadb_kill_store_each_blog_once(stack) -> No
         f"\nSAFE RETRIES: 1,000 keys, 50 clients, MariaDB killed and restarted: 0 duplicates, "
         f"0 lost; {writer.retried} retries after 503/409/timeouts, {replays} replays, {took:.1f}s"
     )
+
+
+def test_conditional_requests_across_workers(stack) -> None:
+    """304 for a current If-None-Match, 412 for a stale If-Match, and of 10 writers holding one
+    ETag (new connections: both workers, each its own database connection) exactly one wins."""
+    server, _ = stack
+    writer = Writer(server)
+    with httpx.Client(base_url=server.base_url, headers=writer.headers, timeout=10) as http:
+        created = http.post("/api/v1/blog", json=writer.body("conditional"))
+        assert created.status_code == 200 and created.headers["ETag"] == '"1"'
+        path = f"/api/v1/blog/{created.json()['data']['id']}"
+        for _ in range(6):
+            unchanged = http.get(path, headers={"If-None-Match": '"1"', "Connection": "close"})
+            assert unchanged.status_code == 304 and unchanged.content == b""
+        body = {"title": "first", "context": "C", "tags": []}
+        assert http.put(path, json=body, headers={"If-Match": '"1"'}).status_code == 200
+        stale = http.put(path, json={**body, "title": "lost"}, headers={"If-Match": '"1"'})
+        assert stale.status_code == 412, stale.text
+        assert http.get(path, headers={"If-None-Match": '"1"'}).status_code == 200
+
+    async def race() -> list[int]:
+        async def one(number: int) -> int:
+            async with httpx.AsyncClient(
+                base_url=server.base_url, headers=writer.headers, timeout=10
+            ) as http:
+                update = {"title": f"writer {number}", "context": "C", "tags": []}
+                response = await http.put(path, json=update, headers={"If-Match": '"2"'})
+                return response.status_code
+
+        return list(await asyncio.gather(*(one(n) for n in range(10))))
+
+    statuses = asyncio.run(race())
+    assert sorted(statuses) == [200] + [412] * 9, statuses
+    final = httpx.get(f"{server.base_url}{path}", timeout=10)
+    assert final.headers["ETag"] == '"3"' and final.json()["data"]["title"].startswith("writer")
