@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from redis import Redis
 from sqlalchemy.engine import make_url
 
-from bench import concurrency, http_load, peers, rest, tracing, websocket_load
+from bench import concurrency, conditional, http_load, peers, rest, tracing, websocket_load
 from bench.databases import create_database, drop_database, sync_url
 from bench.redis_cluster import redis_cluster
 from bench.report import Row, load_average, render
@@ -74,7 +74,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "--only",
         "--suite",
         dest="only",
-        default="rest,fanout,joins,idle,concurrency,tracing,cluster,peers",
+        default="rest,conditional,fanout,joins,idle,concurrency,tracing,cluster,peers",
         help="comma-separated suites to run",
     )
     parser.add_argument(
@@ -512,8 +512,15 @@ def run_peers(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
     return rows
 
 
+def run_conditional(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
+    return conditional.run(
+        arguments.mysql_url, redis_url, runs=arguments.runs, seconds=arguments.seconds, log=log
+    )
+
+
 SUITES = {
     "peers": run_peers,
+    "conditional": run_conditional,
     "rest": run_rest,
     "fanout": run_fanout,
     "joins": run_joins,

@@ -49,6 +49,7 @@ def test_the_benchmark_runs_every_suite_and_prints_its_table(
         "GET user by id, Bearer",
         "GET blog list (500 rows)",
         "POST user (Bearer)",
+        "GET blog, If-None-Match current (304): CPU per answer",
         "loop lag p99",
         "fan-out 1 -> 5",
         "server CPU per delivery",
