@@ -31,6 +31,7 @@ class RoomKeys:
     names: str  # hash: name skeleton -> owner (names are claimed per room)
     log: str  # stream of messages, ids 0-<offset>
     meta: str  # hash: {epoch, top}: the log's epoch and its last offset
+    sent: str  # sorted set: a sender's message id -> its offset (resends within the log)
     channel: str
 
 
@@ -60,5 +61,6 @@ class Keyspace:
             names=base + "names",
             log=base + "log",
             meta=base + "meta",
+            sent=base + "sent",
             channel=self.channel(shard),
         )

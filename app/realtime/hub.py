@@ -26,7 +26,14 @@ from app.presence import PresenceRecorder
 from app.realtime.broker import Broker
 from app.realtime.connection import GOING_AWAY, Connection, encode, text_frame
 from app.realtime.messages import Audience, BrokerMessage
-from app.realtime.rooms import LogRead, MemberRecord, Position, RoomDirectory, member_record
+from app.realtime.rooms import (
+    LogRead,
+    MemberRecord,
+    Position,
+    Published,
+    RoomDirectory,
+    member_record,
+)
 from app.tracing import delivery_span, publish_span
 
 log = logging.getLogger(__name__)
@@ -239,17 +246,23 @@ class Hub:
             room, connection.id, skeleton(connection.room_name), self.owner(connection)
         )
 
-    async def publish_to_room(self, room: str, message: dict[str, Any]) -> dict[str, Any]:
+    async def publish_to_room(
+        self, room: str, message: dict[str, Any], sent_id: str | None = None
+    ) -> Published:
         """Give `message` its place in the room's log and send it to the room on every worker,
-        in one step (app.realtime.rooms); returns it with its `offset` and `epoch`. Raises the
-        store's error (`RedisError`)."""
+        in one step (app.realtime.rooms); returns it with its `offset` and `epoch`, or the
+        logged message a resend with the same `sent_id` duplicates. Raises the store's error
+        (`RedisError`)."""
         try:
             with publish_span(f"room/{room}") as trace:
-                published = await self.directory.publish(room, message, trace=trace)
+                published = await self.directory.publish(
+                    room, message, trace=trace, sent_id=sent_id
+                )
         except RedisError:
             self.broker.count_undelivered()
             raise
-        CHAT_ROOM_MESSAGES.inc()
+        if not published.duplicate:
+            CHAT_ROOM_MESSAGES.inc()
         return published
 
     def _record(self, connection: Connection) -> MemberRecord:

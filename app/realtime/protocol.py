@@ -76,10 +76,15 @@ class Leave(BaseModel):
 
 
 class Message(BaseModel):
+    """A message to the room. With `id` (the sender's, unique among its messages), the sender
+    gets an `ack` with the message's offset once it is stored, and a resend with the same id
+    while the room's log holds the message is acknowledged again, not published twice."""
+
     model_config = STRICT
     event: Literal["message"]
     room: RoomName
     text: Text
+    id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] | None = None
 
 
 class Private(BaseModel):

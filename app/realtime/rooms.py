@@ -46,6 +46,15 @@ Clock = Callable[[], float]  # epoch seconds
 Deliver = Callable[[BrokerMessage], None]
 
 
+@dataclass(frozen=True, slots=True)
+class Published:
+    """A published message as sent (with `offset` and `epoch`), or, for a resend of one the
+    log holds (`duplicate`), that logged message."""
+
+    message: dict[str, Any]
+    duplicate: bool = False
+
+
 class MemberRecord(TypedDict):
     """A connection in a room: its id, display name, the name's key (its skeleton), user
     (None: anonymous) and when it was last seen alive (epoch seconds)."""
@@ -106,11 +115,18 @@ class RoomDirectory(Protocol):
         """Heartbeat: mark this worker's `members` of `room` as alive now."""
 
     async def publish(
-        self, room: str, message: dict[str, Any], *, trace: str | None = None
-    ) -> dict[str, Any]:
+        self,
+        room: str,
+        message: dict[str, Any],
+        *,
+        trace: str | None = None,
+        sent_id: str | None = None,
+    ) -> Published:
         """Give `message` the room's next offset and its epoch, append it to the log and send it
         to every worker's connections in the room, atomically; returns it as sent. `trace` (a
-        W3C `traceparent`) rides in the broker envelope, not in the log. Raises the store's
+        W3C `traceparent`) rides in the broker envelope, not in the log. With `sent_id` (the
+        sender's id of the message, scoped to the sender), a message the log still holds under
+        that id is returned instead, as a duplicate, and nothing is sent. Raises the store's
         error (`RedisError`) when it could do none of it."""
 
     async def read_log(self, room: str, since: Position | None) -> LogRead:
@@ -192,12 +208,19 @@ class MemoryRoomDirectory:
         return log
 
     async def publish(
-        self, room: str, message: dict[str, Any], *, trace: str | None = None
-    ) -> dict[str, Any]:
+        self,
+        room: str,
+        message: dict[str, Any],
+        *,
+        trace: str | None = None,
+        sent_id: str | None = None,
+    ) -> Published:
         log = self._log(room)
         if log is None:
             log = self._logs[room] = _MemoryLog(new_epoch(), self.keep)
-        published = log.append(message, self.clock())
+        if sent_id is not None and (logged := log.logged(sent_id)) is not None:
+            return Published(logged, duplicate=True)
+        published = log.append(message, self.clock(), sent_id)
         if self.deliver is not None:  # no await since the offset was taken: in order
             envelope: BrokerMessage = {
                 "to": {"kind": "room", "room": room},
@@ -207,7 +230,7 @@ class MemoryRoomDirectory:
             if trace is not None:
                 envelope["trace"] = trace
             self.deliver(envelope)
-        return published
+        return Published(published)
 
     async def read_log(self, room: str, since: Position | None) -> LogRead:
         log = self._log(room)
@@ -223,14 +246,29 @@ class _MemoryLog:
         self.last_message = 0.0
         self.messages: deque[dict[str, Any]] = deque(maxlen=keep or None)
         self.keep = keep
+        self.sent: dict[str, int] = {}  # sender's id -> offset, oldest first, within the log
 
-    def append(self, message: dict[str, Any], now: float) -> dict[str, Any]:
+    def append(
+        self, message: dict[str, Any], now: float, sent_id: str | None = None
+    ) -> dict[str, Any]:
         self.top += 1
         self.last_message = now
         published = {**message, "offset": self.top, "epoch": self.epoch}
         if self.keep:
             self.messages.append(published)
+            if sent_id is not None:
+                self.sent[sent_id] = self.top
+            while self.sent and next(iter(self.sent.values())) <= self.top - self.keep:
+                del self.sent[next(iter(self.sent))]
         return published
+
+    def logged(self, sent_id: str) -> dict[str, Any] | None:
+        """The message the log holds under the sender's id `sent_id`, if any."""
+        offset = self.sent.get(sent_id)
+        if offset is None or not self.messages:
+            return None
+        index = offset - self.messages[0]["offset"]
+        return self.messages[index] if 0 <= index < len(self.messages) else None
 
     def read(self, since: Position | None, count: int) -> LogRead:
         if since is not None and since.epoch == self.epoch and since.offset <= self.top:
@@ -348,11 +386,16 @@ class RedisRoomDirectory:
                 await pipeline.execute()
 
     async def publish(
-        self, room: str, message: dict[str, Any], *, trace: str | None = None
-    ) -> dict[str, Any]:
+        self,
+        room: str,
+        message: dict[str, Any],
+        *,
+        trace: str | None = None,
+        sent_id: str | None = None,
+    ) -> Published:
         keys = self.keyspace.room(room)
-        _, _, text = await self._publish(
-            keys=[keys.meta, keys.log, keys.channel],
+        _, _, text, duplicate = await self._publish(
+            keys=[keys.meta, keys.log, keys.channel, keys.sent],
             args=[
                 orjson.dumps(message).decode(),
                 new_epoch(),
@@ -360,10 +403,10 @@ class RedisRoomDirectory:
                 self.history_seconds,
                 room,
                 trace or "",
+                sent_id or "",
             ],
         )
-        published: dict[str, Any] = orjson.loads(text)
-        return published
+        return Published(orjson.loads(text), duplicate=bool(duplicate))
 
     async def read_log(self, room: str, since: Position | None) -> LogRead:
         """Shared by the joins of one loop turn that ask the same (see `members`)."""

@@ -337,3 +337,46 @@ async def test_a_client_that_connects_while_the_worker_drains_is_closed_with_100
         return not hub.connections
 
     await eventually(gone)
+
+
+async def test_a_message_with_an_id_is_acknowledged_and_a_resend_is_not_published_twice(
+    client,
+) -> None:
+    async with client.websocket("/ws/chat") as ann, client.websocket("/ws/chat") as bob:
+        state, _ = await join(ann, "lobby", "ann")
+        await join(bob, "lobby", "bob")
+        await joins_seen(ann, {"bob"})
+        frame = {"event": "message", "room": "lobby", "text": "hi", "id": "m-1"}
+        await send_json(ann, frame)
+        message = await receive_json(ann)  # the sender's echo, then its ack
+        ack = await receive_json(ann)
+        assert ack == {
+            "event": "ack",
+            "id": "m-1",
+            "room": "lobby",
+            "offset": message["offset"],
+            "epoch": message["epoch"],
+            "duplicate": False,
+        }
+        assert (await receive_json(bob))["offset"] == message["offset"]
+        # The ack was lost: the client resends, from a new connection with its claim.
+        async with client.websocket("/ws/chat") as again:
+            await send_json(
+                again,
+                {"event": "join", "room": "lobby", "nickname": "ann", "claim": state["claim"]},
+            )
+            await receive_json(again), await receive_json(again)
+            await send_json(again, frame)
+            assert await receive_json(again) == {**ack, "duplicate": True}
+        assert all(f["event"] != "message" for f in await drain(bob))  # not delivered twice
+        # Another sender's id "m-1" is its own message.
+        await send_json(bob, frame)
+        assert (await receive_json(bob))["offset"] == message["offset"] + 1
+
+
+async def test_a_malformed_message_id_is_an_error_naming_it(client) -> None:
+    async with client.websocket("/ws/chat") as ws:
+        await join(ws, "lobby", "ann")
+        bad = {"event": "message", "room": "lobby", "text": "x", "id": "has space"}
+        await send_json(ws, bad)
+        assert (await receive_json(ws))["msg"].startswith("id: String should match pattern")

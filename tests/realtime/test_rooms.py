@@ -110,7 +110,9 @@ async def log_directory(request):
 
 
 async def publish_texts(rooms, room: str, texts: list[str]) -> list[dict]:
-    return [await rooms.publish(room, {"event": "message", "text": text}) for text in texts]
+    return [
+        (await rooms.publish(room, {"event": "message", "text": text})).message for text in texts
+    ]
 
 
 async def test_offsets_count_up_by_one_within_an_epoch(log_directory) -> None:
@@ -118,7 +120,7 @@ async def test_offsets_count_up_by_one_within_an_epoch(log_directory) -> None:
     published = await publish_texts(rooms, "lobby", ["a", "b", "c"])
     assert [m["offset"] for m in published] == [1, 2, 3]
     assert len({m["epoch"] for m in published}) == 1
-    other = await rooms.publish("other", {"event": "message", "text": "x"})
+    other = (await rooms.publish("other", {"event": "message", "text": "x"})).message
     assert other["offset"] == 1  # each room counts its own
 
 
@@ -142,12 +144,12 @@ async def test_recovery_gives_exactly_the_messages_after_a_position(log_director
 
 async def test_a_lost_log_starts_a_new_epoch(log_directory) -> None:
     client, rooms = log_directory
-    first = await rooms.publish("lobby", {"event": "message", "text": "before"})
+    first = (await rooms.publish("lobby", {"event": "message", "text": "before"})).message
     if client is not None:
         await client.flushdb()  # Redis flushed
     else:
         rooms._logs.clear()  # the memory backend restarted
-    after = await rooms.publish("lobby", {"event": "message", "text": "after"})
+    after = (await rooms.publish("lobby", {"event": "message", "text": "after"})).message
     assert after["epoch"] != first["epoch"] and after["offset"] == 1
     read = await rooms.read_log("lobby", Position(first["epoch"], first["offset"]))
     assert not read.recovered and [m["text"] for m in read.messages] == ["after"]
@@ -158,7 +160,7 @@ async def test_a_published_message_goes_out_on_the_rooms_channel(redis_url) -> N
     pubsub = client.pubsub()
     try:
         await pubsub.ssubscribe(KEYS.room("lobby").channel)
-        published = await rooms.publish("lobby", {"event": "message", "text": "hi"})
+        published = (await rooms.publish("lobby", {"event": "message", "text": "hi"})).message
         while (item := await pubsub.get_message(timeout=2.0)) is not None:
             if item["type"] == "smessage":
                 break
@@ -361,3 +363,26 @@ async def test_a_join_with_since_costs_no_more_redis_round_trips(
             )
     assert plain and len(recovering) <= len(plain) + 1, (plain, recovering)
     print(f"join round trips: {len(plain)} plain {plain}, {len(recovering)} with since")
+
+
+async def test_a_resend_with_the_same_id_is_the_logged_message_not_a_new_one(log_directory) -> None:
+    _, rooms = log_directory
+    first = await rooms.publish("lobby", {"event": "message", "text": "a"}, sent_id="s/1")
+    again = await rooms.publish("lobby", {"event": "message", "text": "a"}, sent_id="s/1")
+    assert not first.duplicate and again.duplicate
+    assert again.message == first.message  # its offset and epoch, as logged
+    other_sender = await rooms.publish("lobby", {"event": "message", "text": "a"}, sent_id="t/1")
+    assert not other_sender.duplicate and other_sender.message["offset"] == 2
+    read = await rooms.read_log("lobby", None)
+    assert [m["offset"] for m in read.messages] == [1, 2]
+
+
+async def test_an_id_is_remembered_only_while_the_log_holds_its_message(log_directory) -> None:
+    _, rooms = log_directory  # the log keeps 5
+    await rooms.publish("lobby", {"event": "message", "text": "old"}, sent_id="s/old")
+    await publish_texts(rooms, "lobby", ["b", "c", "d", "e"])
+    held = await rooms.publish("lobby", {"event": "message", "text": "old"}, sent_id="s/old")
+    assert held.duplicate and held.message["offset"] == 1  # offset 1 is still among the last 5
+    await publish_texts(rooms, "lobby", ["f"])
+    gone = await rooms.publish("lobby", {"event": "message", "text": "old"}, sent_id="s/old")
+    assert not gone.duplicate and gone.message["offset"] == 7  # beyond the window: a new one

@@ -12,7 +12,7 @@ from typing import Any
 
 from app.metrics import CHAT_RECOVERIES
 from app.models import new_id
-from app.realtime.connection import Connection
+from app.realtime.connection import STORE_ERRORS, STORE_UNAVAILABLE, Connection
 from app.realtime.handshake import check_origin
 from app.realtime.hub import history_frame
 from app.realtime.protocol import (
@@ -102,6 +102,14 @@ async def _welcome(connection: Connection, room: str, since: Since | None) -> No
     hub.welcomed(connection, room, (read.epoch, read.top) if read.epoch else None)
 
 
+def sender_key(connection: Connection) -> str:
+    """Whose message ids these are: the account, or the anonymous nickname's claim (which a
+    reconnecting client sends back), so a resend from a new connection is recognised."""
+    if connection.user_id is not None:
+        return f"user:{connection.user_id}"
+    return f"claim:{connection.claim or connection.id}"
+
+
 def presence_entry(connection: Connection) -> dict[str, str | None]:
     return {"name": connection.room_name, "user_id": connection.user_id}
 
@@ -136,9 +144,28 @@ async def _chat_frame(connection: Connection, text: str) -> None:
             "text": frame.text,
             "ts": timestamp(),
         }
-        # Numbered, logged and sent in one step; a store that fails does none of it (the
-        # sender gets an error frame: Connection's STORE_ERRORS).
-        await hub.publish_to_room(frame.room, message)
+        # Numbered, logged and sent in one step; a store that fails does none of it, and the
+        # sender is told, naming its id.
+        if frame.id is None:
+            await hub.publish_to_room(frame.room, message)  # an error frame: STORE_ERRORS
+            return
+        try:
+            published = await hub.publish_to_room(
+                frame.room, message, sent_id=f"{sender_key(connection)}/{frame.id}"
+            )
+        except STORE_ERRORS:
+            connection.send_error(STORE_UNAVAILABLE, code="unavailable", ref="message", id=frame.id)
+            return
+        connection.send(
+            {
+                "event": "ack",
+                "id": frame.id,
+                "room": frame.room,
+                "offset": published.message["offset"],
+                "epoch": published.message["epoch"],
+                "duplicate": published.duplicate,
+            }
+        )
     elif isinstance(frame, Private):
         members = await hub.directory.members(frame.room)
         if not any(member["name"] == frame.to for member in members):
