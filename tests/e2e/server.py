@@ -59,7 +59,7 @@ def run_server(
     *,
     workers: int = 1,
     ready_path: str = "/api/v1/tag",
-    startup_timeout: float = 30,
+    startup_timeout: float = 60,  # 2 workers start in 2-3 s idle; a loaded CI machine is slower
     command: list[str] | None = None,
     port: int | None = None,
 ) -> Iterator[RunningServer]:

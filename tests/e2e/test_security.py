@@ -19,6 +19,7 @@ import pytest
 
 from tests.conftest import REDIS_URL
 from tests.e2e.server import prepare_deployment, run_server
+from tests.waiting import poll
 
 ADMIN = ("root", "security-admin-password")
 FOREIGN = {"Origin": "http://evil.example"}
@@ -387,8 +388,9 @@ def test_hostile_bodies_leave_no_traceback_in_the_log(server) -> None:
 def test_control_characters_cannot_forge_a_log_line(server) -> None:
     with client(server) as http:
         http.get("/api/v1/user%0a2026-01-01 00:00:00,000 INFO app.access forged-line")
+    escaped = "\\x0a2026-01-01 00:00:00,000 INFO app.access forged-line"
+    poll(lambda: escaped in server.log(), timeout=10)  # the access line is written after the answer
     log = server.log()
-    assert "\\x0a2026-01-01 00:00:00,000 INFO app.access forged-line" in log
     assert not any(line.startswith("2026-01-01") for line in log.splitlines())
 
 
