@@ -5,7 +5,7 @@ from __future__ import annotations
 from quart import Blueprint, Response, request
 from quart_schema import tag, validate_querystring, validate_request
 
-from app.api.common import DELETED, page_bounds, total_count_header, write_actor
+from app.api.common import DELETED, page_bounds, page_headers, write_actor
 from app.api.conditional import (
     conditional_get,
     conditional_write,
@@ -51,12 +51,14 @@ async def create_blog(data: BlogCreate) -> Response:
 @tag(["blogs"])
 async def list_blogs(query_args: PageQuery) -> Response:
     """All blogs in insertion order, with owners and tags; `X-Total-Count` gives the total."""
-    limit, offset = page_bounds(query_args)
+    bounds = page_bounds(query_args, "blogs")
     # The count, the page and its tags: three statements that must agree.
-    page = await database().read_snapshot(blog_service.list_blogs, limit=limit, offset=offset)
+    page = await database().read_snapshot(
+        blog_service.list_blogs, limit=bounds.limit, offset=bounds.offset, after=bounds.after
+    )
     tz = settings().tz
     return succeed(
-        [blog_json(blog, tz) for blog in page.items], headers=total_count_header(page.total)
+        [blog_json(blog, tz) for blog in page.items], headers=page_headers(page, "blogs", bounds)
     )
 
 

@@ -117,10 +117,16 @@ class BlogUpdate(BaseModel):
 
 
 class PageQuery(BaseModel):
-    """`?limit=&offset=` of the list routes; the upper bound of `limit` is `MAX_PAGE_SIZE`."""
+    """`?limit=&offset=` of the list routes (the upper bound of `limit` is `MAX_PAGE_SIZE`), or
+    `?limit=&cursor=`: the `X-Next-Cursor` of the previous page (docs/api.md, "Paging")."""
 
     limit: int | None = Field(default=None, ge=1)
     offset: int = Field(default=0, ge=0, le=10**9)
+    cursor: str | None = Field(
+        default=None,
+        max_length=200,
+        description="The previous page's X-Next-Cursor: the rows after its last one.",
+    )
 
 
 class HistoryQuery(BaseModel):

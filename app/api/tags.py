@@ -5,7 +5,7 @@ from __future__ import annotations
 from quart import Blueprint, Response
 from quart_schema import tag, validate_querystring, validate_request
 
-from app.api.common import DELETED, page_bounds, total_count_header, write_actor
+from app.api.common import DELETED, page_bounds, page_headers, write_actor
 from app.api.conditional import (
     conditional_get,
     conditional_write,
@@ -43,10 +43,14 @@ async def create_tag(data: TagIn) -> Response:
 @tag(["tags"])
 async def list_tags(query_args: PageQuery) -> Response:
     """All tags in insertion order; `X-Total-Count` gives the total."""
-    limit, offset = page_bounds(query_args)
+    bounds = page_bounds(query_args, "tags")
     async with database().session() as session:
-        page = await tag_service.list_tags(session, limit=limit, offset=offset)
-    return succeed([tag_json(item) for item in page.items], headers=total_count_header(page.total))
+        page = await tag_service.list_tags(
+            session, limit=bounds.limit, offset=bounds.offset, after=bounds.after
+        )
+    return succeed(
+        [tag_json(item) for item in page.items], headers=page_headers(page, "tags", bounds)
+    )
 
 
 @blueprint.get("/tag/<tag_id>")

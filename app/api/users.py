@@ -5,7 +5,7 @@ from __future__ import annotations
 from quart import Blueprint, Response
 from quart_schema import tag, validate_querystring, validate_request
 
-from app.api.common import DELETED, page_bounds, total_count_header, write_actor
+from app.api.common import DELETED, page_bounds, page_headers, write_actor
 from app.api.conditional import (
     conditional_get,
     conditional_write,
@@ -54,10 +54,14 @@ async def create_user(data: UserIn) -> Response:
 @tag(["users"])
 async def list_users(query_args: PageQuery) -> Response:
     """All users in insertion order; `X-Total-Count` gives the total."""
-    limit, offset = page_bounds(query_args)
+    bounds = page_bounds(query_args, "users")
     async with database().session() as session:
-        page = await user_service.list_users(session, limit=limit, offset=offset)
-    return succeed([user_json(user) for user in page.items], headers=total_count_header(page.total))
+        page = await user_service.list_users(
+            session, limit=bounds.limit, offset=bounds.offset, after=bounds.after
+        )
+    return succeed(
+        [user_json(user) for user in page.items], headers=page_headers(page, "users", bounds)
+    )
 
 
 @blueprint.get("/user/<user_id>")

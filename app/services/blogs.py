@@ -104,6 +104,22 @@ BLOG_PAGE_QUERY = (
     .limit(bindparam("limit"))
     .offset(bindparam("offset"))
 )
+BLOG_PAGE_AFTER_QUERY = (
+    select(
+        Blog.id,
+        Blog.title,
+        Blog.context,
+        Blog.create_time,
+        Blog.modify_time,
+        User.id,
+        User.name,
+        User.role,
+    )
+    .join(User, Blog.user_id == User.id)
+    .where(Blog.id > bindparam("after"))
+    .order_by(Blog.id)
+    .limit(bindparam("limit"))
+)
 BLOG_TAGS_QUERY = (
     select(blog_tags.c.blog_id, Tag.id, Tag.name)
     .join(Tag, Tag.id == blog_tags.c.tag_id)
@@ -112,12 +128,17 @@ BLOG_TAGS_QUERY = (
 )
 
 
-def list_blogs(connection: Connection, *, limit: int, offset: int) -> Page[BlogView]:
-    """Blogs in insertion order with owners and tags (tags in id order): 3 queries whatever
-    the page size (the count, the blogs with their owners, the page's tags); run by
-    `Database.read_snapshot()`, so the three agree."""
+def list_blogs(
+    connection: Connection, *, limit: int, offset: int, after: str | None = None
+) -> Page[BlogView]:
+    """Blogs in insertion order (after the id `after`, when given) with owners and tags (tags
+    in id order): 3 queries whatever the page size (the count, the blogs with their owners,
+    the page's tags); run by `Database.read_snapshot()`, so the three agree."""
     total = connection.scalar(BLOG_COUNT_QUERY)
-    blogs = connection.execute(BLOG_PAGE_QUERY, {"limit": limit, "offset": offset}).all()
+    if after is None:
+        blogs = connection.execute(BLOG_PAGE_QUERY, {"limit": limit, "offset": offset}).all()
+    else:
+        blogs = connection.execute(BLOG_PAGE_AFTER_QUERY, {"limit": limit, "after": after}).all()
     tags: defaultdict[str, list[TagView]] = defaultdict(list)
     if blogs:
         links = connection.execute(BLOG_TAGS_QUERY, {"blog_ids": [row[0] for row in blogs]})

@@ -27,9 +27,17 @@ async def create_tag(session: AsyncSession, *, name: str) -> Tag:
     return tag
 
 
-async def list_tags(session: AsyncSession, *, limit: int, offset: int) -> Page[Tag]:
-    """Tags in insertion order."""
-    return await paginate(session, select(Tag).order_by(Tag.id), limit=limit, offset=offset)
+async def list_tags(
+    session: AsyncSession, *, limit: int, offset: int, after: str | None = None
+) -> Page[Tag]:
+    """Tags in insertion order (after the id `after`, when given)."""
+    return await paginate(
+        session,
+        select(Tag).order_by(Tag.id),
+        limit=limit,
+        offset=offset,
+        after=None if after is None else Tag.id > after,
+    )
 
 
 async def get_tag(session: AsyncSession, tag_id: str) -> Tag:

@@ -87,9 +87,17 @@ async def create_user(
     return user
 
 
-async def list_users(session: AsyncSession, *, limit: int, offset: int) -> Page[User]:
-    """Users in insertion order."""
-    return await paginate(session, select(User).order_by(User.id), limit=limit, offset=offset)
+async def list_users(
+    session: AsyncSession, *, limit: int, offset: int, after: str | None = None
+) -> Page[User]:
+    """Users in insertion order (after the id `after`, when given)."""
+    return await paginate(
+        session,
+        select(User).order_by(User.id),
+        limit=limit,
+        offset=offset,
+        after=None if after is None else User.id > after,
+    )
 
 
 async def get_user(session: AsyncSession, user_id: str) -> User:

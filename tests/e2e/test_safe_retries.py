@@ -351,3 +351,46 @@ def test_a_sender_that_resends_unacked_messages_across_a_worker_kill_publishes_e
         f"{state['connections']} sender connections, {state['duplicates']} resends acknowledged "
         f"as duplicates; {len(receivers)} receivers, each offset once, no gap"
     )
+
+
+def test_a_cursor_walk_while_ten_writers_insert_sees_every_existing_row_once(stack) -> None:
+    server, _ = stack
+    writer = Writer(server)
+    headers = writer.headers
+
+    async def run() -> tuple[list[str], list[str]]:
+        async with httpx.AsyncClient(base_url=server.base_url, headers=headers, timeout=10) as http:
+            for n in range(200):
+                response = await http.post("/api/v1/tag", json={"name": f"before-{n:03d}"})
+                assert response.status_code == 200
+            existing = [tag["name"] for tag in (await http.get("/api/v1/tag")).json()["data"]]
+            walking = asyncio.Event()
+
+            async def insert(number: int) -> None:
+                count = 0
+                while not walking.is_set():
+                    count += 1
+                    await http.post("/api/v1/tag", json={"name": f"during-{number}-{count}"})
+
+            async def walk() -> list[str]:
+                seen: list[str] = []
+                query: dict = {"limit": 15}
+                while True:
+                    response = await http.get("/api/v1/tag", params=query)
+                    seen += [tag["name"] for tag in response.json()["data"]]
+                    cursor = response.headers.get("X-Next-Cursor")
+                    if cursor is None:
+                        walking.set()
+                        return seen
+                    query = {"limit": 15, "cursor": cursor}
+
+            writers = [asyncio.create_task(insert(n)) for n in range(10)]
+            seen = await walk()
+            await asyncio.gather(*writers)
+            return existing, seen
+
+    existing, seen = asyncio.run(run())
+    walked_existing = [name for name in seen if name.startswith("before-")]
+    assert walked_existing == existing  # each once, in order
+    assert len(seen) == len(set(seen))
+    assert len(seen) > len(existing)  # rows inserted behind the walk's position showed up too
