@@ -24,6 +24,7 @@ import time
 from collections.abc import Awaitable
 from typing import Any
 
+from app.auth.rate_limit import RATE_LIMIT_SCOPE_KEY
 from app.metrics import RequestMetrics
 from app.request_log import REQUEST_ID_SCOPE_KEY, AccessLog, request_id_for
 from app.security_headers import NONCE_SCOPE_KEY, SecurityHeaders
@@ -77,6 +78,9 @@ class RequestHooks:
                     message["headers"], scope.get(NONCE_SCOPE_KEY)
                 )
                 headers.append((REQUEST_ID_HEADER, request_id.encode()))
+                limits = scope.get(RATE_LIMIT_SCOPE_KEY)  # set where credentials were checked
+                if limits is not None:
+                    headers.extend(limits.headers())
                 message["headers"] = headers
             await send(message)
 

@@ -15,6 +15,11 @@ every worker and container, under the deployment's key prefix), otherwise in thi
   failed look-up is counted (per address), so a good token costs no limiter round trip.
 - If the counter store fails, the limit is not enforced (logged): logging in stays possible
   while Redis is down.
+- Answers to a request whose password was checked, and every 429 of this limiter, carry
+  `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers): the two policies
+  ("address", "account") with their quota `q` of failures per window `w` seconds, and what is
+  left of each, `r`, until its window resets in `t` seconds. A good bearer token is not counted
+  and its answers carry neither (docs/security.md).
 """
 
 from __future__ import annotations
@@ -26,11 +31,12 @@ import math
 import time
 import weakref
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisClusterStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from quart import has_request_context, request
 from werkzeug.exceptions import TooManyRequests
 
 from app.models import name_key
@@ -41,6 +47,31 @@ log = logging.getLogger(__name__)
 
 ADDRESS_SCOPE = "address"
 ACCOUNT_SCOPE = "account"
+# The ASGI scope key of a request's RateLimit header pairs, sent by app.request_hooks.
+RATE_LIMIT_SCOPE_KEY = "app.rate_limit_headers"
+
+
+class LimitState:
+    """What a request's credential checks left of each policy: rendered as the two headers."""
+
+    def __init__(self, policy: bytes) -> None:
+        self.policy = policy
+        self.left: dict[str, tuple[int, int]] = {}  # scope -> (remaining, reset seconds)
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        items = ", ".join(f'"{scope}";r={r};t={t}' for scope, (r, t) in self.left.items())
+        return [(b"ratelimit-policy", self.policy), (b"ratelimit", items.encode())]
+
+
+def _request_limit_state(policy: bytes) -> LimitState | None:
+    """This HTTP request's `LimitState` (made on first use), or None outside one."""
+    if not has_request_context():
+        return None
+    scope = cast(dict[str, Any], request.scope)
+    state = scope.get(RATE_LIMIT_SCOPE_KEY)
+    if state is None:
+        state = scope[RATE_LIMIT_SCOPE_KEY] = LimitState(policy)
+    return cast(LimitState, state)
 
 
 class TooManyAttempts(TooManyRequests):
@@ -66,6 +97,13 @@ class CredentialGuard:
     def __init__(self, settings: Settings, redis: SharedRedis | None) -> None:
         self.per_account: RateLimitItem = parse(settings.auth_rate_limit)
         self.per_address: RateLimitItem = parse(settings.auth_address_rate_limit)
+        self.policy = ", ".join(
+            f'"{scope}";q={item.amount};w={item.get_expiry()}'
+            for scope, item in (
+                (ADDRESS_SCOPE, self.per_address),
+                (ACCOUNT_SCOPE, self.per_account),
+            )
+        ).encode()
         self.storage: Storage
         self.redis = redis
         key_prefix = f"{settings.redis_key_prefix}auth-failures"
@@ -134,23 +172,30 @@ class CredentialGuard:
         """Raise `TooManyAttempts` if `address` or `account` has no failures left."""
         if self._store_down():
             return
+        state = _request_limit_state(self.policy)
         for item, scope, key in self._keys(address, account):
             try:
-                if await self.limiter.test(item, scope, key):
-                    continue
                 stats = await self.limiter.get_window_stats(item, scope, key)
             except Exception as error:
                 self._store_failed(error, "enforcing")
                 return
-            raise TooManyAttempts(max(1, math.ceil(stats.reset_time - time.time())), scope)
+            reset = max(1, math.ceil(stats.reset_time - time.time()))
+            if state is not None:
+                state.left[scope] = (max(0, stats.remaining), reset)
+            if stats.remaining <= 0:
+                raise TooManyAttempts(reset, scope)
 
     async def record_failure(self, address: str, account: str | None = None) -> None:
         """Count one failed check against `address` (and `account`)."""
         if self._store_down():
             return
+        state = _request_limit_state(self.policy)
         for item, scope, key in self._keys(address, account):
             try:
                 await self.limiter.hit(item, scope, key)
             except Exception as error:
                 self._store_failed(error, "counting")
                 return
+            if state is not None and scope in state.left:
+                remaining, reset = state.left[scope]
+                state.left[scope] = (max(0, remaining - 1), reset)

@@ -168,3 +168,27 @@ async def test_an_unknown_name_costs_the_same_argon2_run_as_a_wrong_password(
         assert len(verified) == 2 and verified[1] is None
         assert extract_parameters(verified[0]) == extract_parameters(_DUMMY_HASH)
         assert extract_parameters(_DUMMY_HASH).memory_cost == HASHER.memory_cost
+
+
+async def test_password_checks_and_their_429_carry_ratelimit_headers(serve_app) -> None:
+    """draft-ietf-httpapi-ratelimit-headers: the policies, and what each has left."""
+    async with serve_app(auth_rate_limit="3/minute", auth_address_rate_limit="50/minute") as app:
+        await make_user(app, "alice", password="alice-password")
+        client = app.test_client()
+        policy = '"address";q=50;w=60, "account";q=3;w=60'
+        right = await client.get("/api/v1/me", headers=basic("alice", "alice-password"))
+        assert right.headers["RateLimit-Policy"] == policy
+        assert right.headers["RateLimit"] == '"address";r=50;t=60, "account";r=3;t=60'
+        lefts = []
+        for _ in range(3):
+            wrong = await client.get("/api/v1/me", headers=basic("alice", "wrong"))
+            assert wrong.status_code == 401 and wrong.headers["RateLimit-Policy"] == policy
+            lefts.append(wrong.headers["RateLimit"].split(", ")[1].split(";")[1])
+        assert lefts == ["r=2", "r=1", "r=0"]  # after each failure is counted
+        refused = await client.get("/api/v1/me", headers=basic("alice", "wrong"))
+        assert refused.status_code == 429
+        account = refused.headers["RateLimit"].split(", ")[1]
+        assert account.startswith('"account";r=0;t=')
+        assert int(account.rsplit("=", 1)[1]) == int(refused.headers["Retry-After"])
+        anonymous = await client.get("/api/v1/tag")
+        assert "RateLimit" not in anonymous.headers  # no credential checked, no limit applied
