@@ -7,7 +7,9 @@ every error status it can answer, each as the error envelope.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel
@@ -130,8 +132,90 @@ class NoContent(BaseModel):
     """No body (204)."""
 
 
+# Shared error responses (components/responses), by status: every operation refers to these
+# rather than inlining the error envelope (client generators then make one typed error model).
+ERROR_RESPONSE_NAMES = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    409: "Conflict",
+    412: "PreconditionFailed",
+    413: "ContentTooLarge",
+    422: "UnprocessableContent",
+    428: "PreconditionRequired",
+    429: "TooManyRequests",
+    503: "Unavailable",
+}
+RETRY_AFTER_STATUSES = {409, 429, 503}
+ERROR_MODEL_TITLES = {"Failed": "", "SchedulerError": "Scheduler"}
+_ENVELOPE = re.compile(r"^Succeed\[(list\[)?(\w+)\]?\]$")
+
+
+def component_name(title: str) -> str:
+    """A schema's component name from its title: `Succeed[UserOut]` -> `UserOutEnvelope`,
+    `Succeed[list[UserOut]]` -> `UserOutListEnvelope`; others keep their title (made safe)."""
+    envelope = _ENVELOPE.match(title)
+    if envelope is not None:
+        inner = envelope.group(2)
+        inner = {"str": "Text", "int": "Number"}.get(inner, inner)
+        return f"{inner}{'List' if envelope.group(1) else ''}Envelope"
+    return re.sub(r"[^A-Za-z0-9._-]", "", title)
+
+
+def share_components(spec: dict[str, Any]) -> dict[str, Any]:
+    """Move each response's inline schema to `components/schemas` under `component_name`, and
+    each error response to `components/responses` (`ERROR_RESPONSE_NAMES`), referenced from the
+    operations: one model per shape, whatever the operation, for client generators."""
+    components = spec.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    responses = components.setdefault("responses", {})
+
+    def shared_schema(media: dict[str, Any]) -> str:
+        title = media["schema"]["title"]
+        name = component_name(title)
+        # Generators name a model by its title: the component's name, not `Succeed[UserOut]`.
+        schemas.setdefault(name, {**media["schema"], "title": name})
+        media["schema"] = {"$ref": f"#/components/schemas/{name}"}
+        return str(title)
+
+    for path_item in spec["paths"].values():
+        for operation in path_item.values():
+            body = operation.get("requestBody", {}).get("content", {})
+            for media in body.values():
+                if "title" in media.get("schema", {}):
+                    shared_schema(media)
+            for status, response in operation.get("responses", {}).items():
+                media = response.get("content", {}).get("application/json")
+                if media is None or "title" not in media["schema"]:
+                    continue
+                title = shared_schema(media)
+                code = int(status)
+                if title in ERROR_MODEL_TITLES and code in ERROR_RESPONSE_NAMES:
+                    shared = ERROR_MODEL_TITLES[title] + ERROR_RESPONSE_NAMES[code]
+                    if shared not in responses:
+                        responses[shared] = {**response, "description": _description(code)}
+                        if code in RETRY_AFTER_STATUSES:
+                            responses[shared]["headers"] = {
+                                "Retry-After": {
+                                    "description": "Seconds to wait before a retry.",
+                                    "schema": {"type": "integer"},
+                                }
+                            }
+                    operation["responses"][status] = {"$ref": f"#/components/responses/{shared}"}
+    return spec
+
+
+def _description(status: int) -> str:
+    return f"{HTTPStatus(status).phrase}, in the error envelope"
+
+
 class DocumentingProvider(OpenAPIProvider):
-    """quart-schema's provider, with `NoContent` documented as a response without a body."""
+    """quart-schema's provider, with `NoContent` documented as a response without a body and
+    shared components (`share_components`)."""
+
+    def schema(self) -> dict[str, Any]:
+        return share_components(super().schema())
 
     def build_response_object(
         self, model: type[Any], headers_model: type[Any] | None
