@@ -181,6 +181,8 @@ def share_components(spec: dict[str, Any]) -> dict[str, Any]:
 
     for path_item in spec["paths"].values():
         for operation in path_item.values():
+            if "requestBody" in operation:
+                operation["requestBody"]["required"] = True  # every body route needs one
             body = operation.get("requestBody", {}).get("content", {})
             for media in body.values():
                 if "title" in media.get("schema", {}):
