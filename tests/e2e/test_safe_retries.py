@@ -394,3 +394,30 @@ def test_a_cursor_walk_while_ten_writers_insert_sees_every_existing_row_once(sta
     assert walked_existing == existing  # each once, in order
     assert len(seen) == len(set(seen))
     assert len(seen) > len(existing)  # rows inserted behind the walk's position showed up too
+
+
+def test_a_publish_that_fails_is_an_error_frame_naming_its_id(tmp_path: Path) -> None:
+    """Redis killed after the join: the message with an id gets an error frame that names it
+    (the sender resends it later), and the connection lives on."""
+    with own_mariadb(tmp_path) as mariadb, own_redis(tmp_path) as redis:
+        env = deployment_env(mariadb, redis)
+        prepare(tmp_path, env, mariadb)
+        with run_server(tmp_path, env, workers=1, ready_path="/healthz") as server:
+            url = server.base_url.replace("http://", "ws://") + "/ws/chat"
+
+            async def run() -> tuple[dict, dict]:
+                async with connect(url, open_timeout=10) as ws:
+                    await ws.send(json.dumps({"event": "join", "room": "r", "nickname": "ann"}))
+                    while json.loads(await asyncio.wait_for(ws.recv(), 10))["event"] != "history":
+                        pass
+                    await asyncio.to_thread(redis.kill)
+                    message = {"event": "message", "room": "r", "text": "x", "id": "lost-1"}
+                    await ws.send(json.dumps(message))
+                    error = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                    await ws.send(json.dumps({"event": "ping"}))
+                    return error, json.loads(await asyncio.wait_for(ws.recv(), 10))
+
+            error, pong = asyncio.run(run())
+    assert error["event"] == "error" and error["id"] == "lost-1", error
+    assert error["code"] == "unavailable" and error["ref"] == "message", error
+    assert pong == {"event": "pong"}
