@@ -53,6 +53,10 @@ OVER_THE_CAP = [f"9.{group}.{n}" for group in (1, 2) for n in range(2, 7)] + [
     f"9.{group}.*" for group in (3, 4, 5, 6)
 ]
 CHAT_EXCLUDED = ["1.*", "5.*", "9.*", "10.*", "12.*", "13.*"]
+# 9.x echo of binary messages (9.2, 9.4, 9.6, 9.8) and of 1,000 empty ones (9.7.1): /websocket
+# answers a binary frame with an error frame and takes an empty one as a heartbeat, by design
+# (docs/websockets.md); these would fail on the echo (9.7.1 after a 60 s time-out).
+RELAY_EXCLUDED = ["9.2.*", "9.4.*", "9.6.*", "9.8.*", "9.7.1"]
 RANK = {"OK": 4, "NON-STRICT": 3, "INFORMATIONAL": 2, "UNIMPLEMENTED": 1, "FAILED": 0}
 
 
@@ -203,7 +207,7 @@ def main() -> int:
         "exclude-cases": OVER_THE_CAP,
         # /ws/chat answers no frame with an echo: only the groups that are mostly about
         # refusals, closes and pings run there (the rest would each wait out a time-out).
-        "exclude-agent-cases": {"service-chat": CHAT_EXCLUDED},
+        "exclude-agent-cases": {"service-chat": CHAT_EXCLUDED, "service-relay": RELAY_EXCLUDED},
     }
     spec_path = folder / "fuzzingclient.json"
     spec_path.write_text(json.dumps(spec))

@@ -13,7 +13,11 @@ RELAY: ToEndpoint = {"kind": "endpoint", "endpoint": "relay"}
 async def _relay(connection: Connection, text: str) -> None:
     if text == "":  # an empty frame is a heartbeat: it keeps the connection, nobody sees it
         return
-    await current_hub().publish(RELAY, text)
+    await current_hub().publish(RELAY, text, skip=connection.id)
+    # The sender's own copy, written here once the others have theirs: in the order of its
+    # frames and before the next is read, as an echo server's (Autobahn 3.4, 4.1.5: a frame
+    # that breaks the protocol right after a message no longer closes before its echo).
+    connection.send(text)
 
 
 async def relay_socket() -> None:
