@@ -23,24 +23,31 @@ def test_the_benchmark_runs_every_suite_and_prints_its_table(
     redis_url: str, tmp_path: Path
 ) -> None:
     rows_file = tmp_path / "rows.json"
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "--smoke",
-            "--mysql-url",
-            mysql_database_url("bench"),
-            "--redis-url",
-            redis_url,
-            "--json",
-            str(rows_file),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,  # a guard against a hang; a loaded CI machine takes several times longer
-    )
+    command = [
+        sys.executable,
+        "-m",
+        "bench",
+        "--smoke",
+        "--mysql-url",
+        mysql_database_url("bench"),
+        "--redis-url",
+        redis_url,
+        "--json",
+        str(rows_file),
+    ]
+    with subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as bench:
+        try:
+            # A guard against a hang; a loaded CI machine takes several times longer.
+            stdout, stderr = bench.communicate(timeout=900)
+        except subprocess.TimeoutExpired:
+            # SIGTERM, not the SIGKILL of `run(timeout=)`: the bench then stops the servers it
+            # started (a killed bench left them running, bound to their ports).
+            bench.terminate()
+            bench.communicate(timeout=60)
+            raise
+    completed = subprocess.CompletedProcess(command, bench.returncode, stdout, stderr)
     assert completed.returncode == 0, completed.stderr[-3000:]
     table = completed.stdout
     for workload in (
