@@ -59,7 +59,9 @@ def run_workers(config: Config) -> int:
     slots: dict[int, int] = {}  # worker pid -> index of its sockets
 
     def start_worker(index: int) -> None:
-        process = context.Process(target=_worker_main, args=(config, worker_sockets[index], stop))
+        process = context.Process(
+            target=_worker_main, args=(config, worker_sockets[index], stop, os.getpid())
+        )
         process.start()
         processes.append(process)
         slots[process.pid or 0] = index
@@ -187,9 +189,10 @@ def tune_garbage_collector(thresholds: tuple[int, int, int]) -> Callable[[], Awa
     return tune
 
 
-def _worker_main(config: Config, sockets: Sockets, stop: EventType) -> None:
+def _worker_main(config: Config, sockets: Sockets, stop: EventType, supervisor: int) -> None:
     """One worker: the app on Hypercorn's worker loop, or on Uvicorn (`SERVER=uvicorn`,
-    app/uvicorn_server.py), until the supervisor (or a SIGTERM) stops it."""
+    app/uvicorn_server.py), until the supervisor (pid `supervisor`) or a SIGTERM stops it, or
+    the supervisor dies."""
     from hypercorn.asyncio.run import worker_serve
     from hypercorn.utils import load_application
 
@@ -201,7 +204,8 @@ def _worker_main(config: Config, sockets: Sockets, stop: EventType) -> None:
     quart_app = wrapped.app  # type: ignore[attr-defined]  # hypercorn's ASGIWrapper
     settings = app_state(quart_app).settings
     quart_app.before_serving(tune_garbage_collector(settings.gc_thresholds))
-    supervisor = os.getppid()
+    # The supervisor's pid comes from the supervisor: read here with getppid(), a worker still
+    # starting when the supervisor was SIGKILLed took init's pid for it and never stopped.
 
     async def shutdown_trigger() -> None:
         terminated = asyncio.Event()

@@ -63,3 +63,46 @@ def test_clear_db_then_init_db(tmp_path) -> None:
     cleared = run("clear-db", "--yes")
     assert cleared.returncode == 0 and "dropped" in cleared.stdout
     assert run("init-db").returncode == 0
+
+
+def test_workers_still_starting_when_the_supervisor_is_killed_exit(tmp_path) -> None:
+    """A supervisor SIGKILLed (an OOM kill, a CI time-out) while its workers were still
+    loading the app left them serving forever: they read the supervisor's pid with getppid()
+    after it had died, got init's, and never saw it go (14 such workers after the load runs)."""
+    import os
+    import signal
+
+    import psutil
+
+    from tests.conftest import TEST_SECRET_KEY
+    from tests.e2e.server import free_port
+
+    env = {
+        **os.environ,
+        "APP_ENV": "production",
+        "SECRET_KEY": TEST_SECRET_KEY,
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/app.db",
+        "BIND": f"127.0.0.1:{free_port()}",
+        "WEB_CONCURRENCY": "2",
+    }
+    supervisor = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve", "--migrate"], cwd=tmp_path, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    process = psutil.Process(supervisor.pid)
+    deadline = time.monotonic() + 30
+    workers: list[psutil.Process] = []
+    while len(workers) < 2:  # spawned, and still importing the app
+        assert time.monotonic() < deadline, "no workers started"
+        workers = [
+            child
+            for child in process.children()
+            if "resource_tracker" not in " ".join(child.cmdline())
+        ]
+    supervisor.send_signal(signal.SIGKILL)
+    supervisor.wait(10)
+    gone, alive = psutil.wait_procs(workers, timeout=30)
+    for worker in alive:
+        worker.kill()
+    assert not alive, f"workers outlived their supervisor: {[w.pid for w in alive]}"
+    assert len(gone) == 2
