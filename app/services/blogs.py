@@ -88,7 +88,7 @@ async def get_blog(session: AsyncSession, blog_id: str) -> Blog:
 # The list's statements, built once: a statement that is the one SQLAlchemy compiled and cached
 # skips re-keying the cached result's columns per execution (`_adapt_to_context`).
 BLOG_COUNT_QUERY = select(func.count()).select_from(Blog)
-BLOG_PAGE_QUERY = (
+_BLOG_ROWS = (
     select(
         Blog.id,
         Blog.title,
@@ -101,25 +101,9 @@ BLOG_PAGE_QUERY = (
     )
     .join(User, Blog.user_id == User.id)
     .order_by(Blog.id)
-    .limit(bindparam("limit"))
-    .offset(bindparam("offset"))
 )
-BLOG_PAGE_AFTER_QUERY = (
-    select(
-        Blog.id,
-        Blog.title,
-        Blog.context,
-        Blog.create_time,
-        Blog.modify_time,
-        User.id,
-        User.name,
-        User.role,
-    )
-    .join(User, Blog.user_id == User.id)
-    .where(Blog.id > bindparam("after"))
-    .order_by(Blog.id)
-    .limit(bindparam("limit"))
-)
+BLOG_PAGE_QUERY = _BLOG_ROWS.limit(bindparam("limit")).offset(bindparam("offset"))
+BLOG_PAGE_AFTER_QUERY = _BLOG_ROWS.where(Blog.id > bindparam("after")).limit(bindparam("limit"))
 BLOG_TAGS_QUERY = (
     select(blog_tags.c.blog_id, Tag.id, Tag.name)
     .join(Tag, Tag.id == blog_tags.c.tag_id)

@@ -14,7 +14,12 @@ from app.models import Blog, Tag
 from app.services.pagination import Page, paginate
 from app.services.permissions import Actor, ensure_admin
 from app.services.rows import rowcount
-from app.services.versions import Precondition, bump_blogs_tagged, stale_write_error
+from app.services.versions import (
+    Precondition,
+    bump_blogs_tagged,
+    check_locked_version,
+    stale_write_error,
+)
 
 TAG_NOT_FOUND = "Tag's id does not exist."
 
@@ -102,12 +107,7 @@ async def delete_tag(
         await get_tag(session, tag_id)
         ensure_admin(actor, "delete tags")
     if precondition is not None:
-        version = await session.scalar(
-            select(Tag.version).where(Tag.id == tag_id).with_for_update()
-        )
-        if version is None:
-            raise NotFoundError(TAG_NOT_FOUND)
-        precondition.check(version, "tag")
+        await check_locked_version(session, Tag, tag_id, precondition, TAG_NOT_FOUND)
     await bump_blogs_tagged(session, tag_id)
     result = await session.execute(delete(Tag).where(Tag.id == tag_id))
     if rowcount(result) == 0:

@@ -22,7 +22,12 @@ from app.services.pagination import Page, paginate
 from app.services.permissions import Actor, ensure_admin, ensure_self_or_admin
 from app.services.rows import rowcount
 from app.services.tokens import revoke_user_credentials
-from app.services.versions import Precondition, bump_blogs_of_owner, stale_write_error
+from app.services.versions import (
+    Precondition,
+    bump_blogs_of_owner,
+    check_locked_version,
+    stale_write_error,
+)
 from app.services.views import UserView
 
 USER_NOT_FOUND = "User's id does not exist."  # the original's wording, kept for its clients
@@ -201,12 +206,7 @@ async def delete_user(
         await get_user(session, user_id)  # 404 before 403: ids are not secrets here
         ensure_self_or_admin(actor, user_id, "delete this user")
     if precondition is not None:
-        version = await session.scalar(
-            select(User.version).where(User.id == user_id).with_for_update()
-        )
-        if version is None:
-            raise NotFoundError(USER_NOT_FOUND)
-        precondition.check(version, "user")
+        await check_locked_version(session, User, user_id, precondition, USER_NOT_FOUND)
     result = await session.execute(delete(User).where(User.id == user_id))
     if rowcount(result) == 0:
         raise NotFoundError(USER_NOT_FOUND)

@@ -14,8 +14,8 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
-from app.errors import ChangedMeanwhileError, PreconditionFailedError
-from app.models import Blog, blog_tags
+from app.errors import ChangedMeanwhileError, NotFoundError, PreconditionFailedError
+from app.models import Blog, Tag, User, blog_tags
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +42,23 @@ def stale_write_error(
     return ChangedMeanwhileError(
         f"the {what} was changed by another request meanwhile; read it again and retry"
     )
+
+
+async def check_locked_version(
+    session: AsyncSession,
+    model: type[User] | type[Tag],
+    object_id: str,
+    precondition: Precondition,
+    not_found: str,
+) -> None:
+    """Lock the row of `model` `object_id` for this transaction (a DELETE follows) and check
+    its version. Raises `NotFoundError` (`not_found`) or `PreconditionFailedError`."""
+    version = await session.scalar(
+        select(model.version).where(model.id == object_id).with_for_update()
+    )
+    if version is None:
+        raise NotFoundError(not_found)
+    precondition.check(version, model.__name__.lower())
 
 
 async def bump_blogs_of_owner(session: AsyncSession, user_id: str) -> None:
