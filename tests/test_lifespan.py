@@ -116,4 +116,7 @@ async def test_a_startup_failing_at_any_step_leaves_nothing_open(
     from tests.waiting import eventually
 
     await eventually(settled, timeout=5)
-    assert await open_connections(database_url, redis_url) == before
+    # Nothing this startup opened is left (a connection of the suite that was closing when
+    # `before` was counted may be gone by now: fewer is fine).
+    after = await open_connections(database_url, redis_url)
+    assert after[0] <= before[0] and after[1] <= before[1], (before, after)
