@@ -13,11 +13,12 @@ RELAY: ToEndpoint = {"kind": "endpoint", "endpoint": "relay"}
 async def _relay(connection: Connection, text: str) -> None:
     if text == "":  # an empty frame is a heartbeat: it keeps the connection, nobody sees it
         return
-    await current_hub().publish(RELAY, text, skip=connection.id)
-    # The sender's own copy, written here once the others have theirs: in the order of its
-    # frames and before the next is read, as an echo server's (Autobahn 3.4, 4.1.5: a frame
-    # that breaks the protocol right after a message no longer closes before its echo).
+    # The sender's own copy first, before anything awaits: in the order of its frames and
+    # before the next is read, as an echo server's (Autobahn 3.4, 4.1.5: a frame that breaks
+    # the protocol right after a message closed the connection before its echo). A publish to
+    # the others that fails then follows it with an error frame.
     connection.send(text)
+    await current_hub().publish(RELAY, text, skip=connection.id)
 
 
 async def relay_socket() -> None:
