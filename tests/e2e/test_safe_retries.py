@@ -32,7 +32,7 @@ OPENED = re.compile(r"\[(\d+)\] websocket /ws/chat opened id=")
 async def open_on(server: RunningServer, url: str):
     """A connection and the pid of the worker it landed on (from the server's access log)."""
     before = len(OPENED.findall(server.log()))
-    ws = await connect(url, open_timeout=10)
+    ws = await connect(url, open_timeout=30)
 
     async def logged() -> bool:
         return len(OPENED.findall(server.log())) > before
@@ -250,7 +250,7 @@ class Receiver:
     async def run(self, ready: asyncio.Event, done: asyncio.Event) -> None:
         while not done.is_set():
             try:
-                async with connect(self.url, open_timeout=10) as ws:
+                async with connect(self.url, open_timeout=30) as ws:
                     join = {"event": "join", "room": ACK_ROOM, "nickname": self.name}
                     if self.epoch is not None:
                         join["since"] = {"epoch": self.epoch, "offset": self.offsets[-1]}
@@ -406,7 +406,7 @@ def test_a_publish_that_fails_is_an_error_frame_naming_its_id(tmp_path: Path) ->
             url = server.base_url.replace("http://", "ws://") + "/ws/chat"
 
             async def run() -> tuple[dict, dict]:
-                async with connect(url, open_timeout=10) as ws:
+                async with connect(url, open_timeout=30) as ws:
                     await ws.send(json.dumps({"event": "join", "room": "r", "nickname": "ann"}))
                     while json.loads(await asyncio.wait_for(ws.recv(), 10))["event"] != "history":
                         pass
