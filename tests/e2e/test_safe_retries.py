@@ -79,10 +79,11 @@ class Writer:
                 )
             except httpx.TransportError:  # a timeout, a reset, a refused connection
                 self.retried += 1
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.2)  # the client's back-off before it resends (behaviour)
                 continue
             if response.status_code in (409, 429, 503):
                 self.retried += 1
+                # It honours Retry-After (capped): the retry policy under test.
                 await asyncio.sleep(min(float(response.headers.get("Retry-After", "1")), 0.5))
                 continue
             assert response.status_code == 200, response.text
@@ -158,7 +159,7 @@ def test_a_thousand_keys_across_a_mariadb_kill_store_each_blog_once(stack) -> No
     async def crash_once() -> None:
         await third_done.wait()
         await asyncio.to_thread(mariadb.kill)
-        await asyncio.sleep(1)
+        await asyncio.sleep(1)  # the outage lasts a second: the fault under test
         await asyncio.to_thread(mariadb.start)
 
     async def run() -> None:
@@ -272,7 +273,9 @@ class Receiver:
                         if len(set(self.texts)) >= ACK_MESSAGES:
                             return
             except (ConnectionClosed, OSError, TimeoutError):
-                await asyncio.sleep(0.1)  # its worker was killed: rejoin from the last offset
+                # Its worker was killed: the client's reconnect back-off, then a rejoin from
+                # the last offset (a refused connect would otherwise spin).
+                await asyncio.sleep(0.1)
 
 
 def test_a_sender_that_resends_unacked_messages_across_a_worker_kill_publishes_each_once(
@@ -324,7 +327,7 @@ def test_a_sender_that_resends_unacked_messages_across_a_worker_kill_publishes_e
                     if len(acked) == len(ids):
                         return
             except (ConnectionClosed, OSError, TimeoutError):
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.1)  # the sender's reconnect back-off (behaviour)
             finally:
                 await ws.close()
 
