@@ -121,12 +121,19 @@ async def _on_http_exception(error: HTTPException) -> Response:
     return failed(error.code or 500, error.description or error.name, headers)
 
 
-async def _on_service_error(error: ServiceError) -> Response:
+def service_error_answer(error: ServiceError) -> tuple[int, list[tuple[str, str]]]:
+    """The status of a service error (`SERVICE_ERROR_STATUS`, 400 otherwise) and its headers
+    (`Retry-After` when it has one); for every error shape (the scheduler API's too)."""
     status = next(
         (code for kind, code in SERVICE_ERROR_STATUS.items() if isinstance(error, kind)), 400
     )
-    retry_after = {"Retry-After": str(error.retry_after)} if error.retry_after else None
-    return failed(status, error.message, retry_after)
+    headers = [("Retry-After", str(error.retry_after))] if error.retry_after else []
+    return status, headers
+
+
+async def _on_service_error(error: ServiceError) -> Response:
+    status, headers = service_error_answer(error)
+    return failed(status, error.message, headers)
 
 
 async def _on_database_unavailable(error: Exception) -> Response:

@@ -26,8 +26,8 @@ from app import state
 from app.api.idempotency import idempotent
 from app.api.openapi import NoContent, documents
 from app.auth.identity import require_identity
-from app.envelope import describe_validation_error
-from app.errors import IdempotencyMismatchError, ServiceError
+from app.envelope import describe_validation_error, service_error_answer
+from app.errors import ServiceError
 from app.json_provider import JSON_OF_ANY_CONTENT_TYPE
 from app.redis_client import UNREACHABLE
 from app.scheduler.definitions import JobDefinition, describe_job_error
@@ -172,9 +172,8 @@ async def http_error(exception: HTTPException) -> Response:
 @blueprint.errorhandler(ServiceError)
 async def idempotency_error(exception: ServiceError) -> Response:
     """An Idempotency-Key in use (409, Retry-After) or used for another request (422)."""
-    status = 422 if isinstance(exception, IdempotencyMismatchError) else 409
-    retry_after = [("Retry-After", str(exception.retry_after))] if exception.retry_after else None
-    return error(status, exception.message, retry_after)
+    status, headers = service_error_answer(exception)
+    return error(status, exception.message, headers)
 
 
 @blueprint.errorhandler(RequestSchemaValidationError)

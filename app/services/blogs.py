@@ -55,7 +55,7 @@ async def _flush_or_invalid_reference(
         await session.flush()
     except StaleDataError as error:  # the blog changed between its read and this UPDATE
         await session.rollback()
-        raise stale_write_error(error, precondition, "blog") from error
+        raise stale_write_error(precondition, "blog") from error
     except IntegrityError as error:  # the owner or a tag was deleted by another request meanwhile
         await session.rollback()
         raise InvalidReferenceError(

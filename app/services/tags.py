@@ -88,7 +88,7 @@ async def rename_tag(
         await session.flush()
     except StaleDataError as error:
         await session.rollback()
-        raise stale_write_error(error, precondition, "tag") from error
+        raise stale_write_error(precondition, "tag") from error
     if renamed:
         await bump_blogs_tagged(session, tag_id)
     return tag

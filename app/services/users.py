@@ -67,7 +67,7 @@ async def _flush_or_conflict(
         await session.flush()
     except StaleDataError as error:  # the user changed between its read and this UPDATE
         await session.rollback()
-        raise stale_write_error(error, precondition, "user") from error
+        raise stale_write_error(precondition, "user") from error
     except IntegrityError as error:
         await session.rollback()
         raise _name_taken(name) from error

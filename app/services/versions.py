@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.exc import StaleDataError
 
 from app.errors import ChangedMeanwhileError, NotFoundError, PreconditionFailedError
 from app.models import Blog, Tag, User, blog_tags
@@ -32,9 +31,7 @@ class Precondition:
             )
 
 
-def stale_write_error(
-    error: StaleDataError, precondition: Precondition | None, what: str
-) -> Exception:
+def stale_write_error(precondition: Precondition | None, what: str) -> Exception:
     """The error of a write whose row changed between its read and its UPDATE (SQLAlchemy's
     version counter matched no row): 412 under If-Match, else 409."""
     if precondition is not None:
