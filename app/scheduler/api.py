@@ -23,6 +23,13 @@ from werkzeug.exceptions import Forbidden, HTTPException
 from werkzeug.routing import PathConverter
 
 from app import state
+from app.api.conditional import (
+    conditional_get,
+    conditional_write,
+    not_modified,
+    with_etag,
+    write_precondition,
+)
 from app.api.idempotency import idempotent
 from app.api.openapi import NoContent, documents
 from app.auth.identity import require_identity
@@ -31,6 +38,7 @@ from app.errors import ServiceError
 from app.json_provider import JSON_OF_ANY_CONTENT_TYPE
 from app.redis_client import UNREACHABLE
 from app.scheduler.definitions import JobDefinition, describe_job_error
+from app.scheduler.job_manager import VersionedJob
 from app.scheduler.registry import ForbiddenJobFunction
 from app.scheduler.serialize import JobDefinitionError
 from app.scheduler.service import SchedulerService, SchedulerStateError
@@ -123,6 +131,12 @@ def not_found(job_id: str) -> Response:
     return error(404, f"Job {job_id} not found")
 
 
+def job_answer(job: VersionedJob) -> Response:
+    """The job's JSON with its version as the `ETag` (app.scheduler.job_stores)."""
+    response = jsonify(job.data)
+    return response if job.version is None else with_etag(response, job.version)
+
+
 def scheduler() -> SchedulerService:
     return state.scheduler()
 
@@ -170,8 +184,9 @@ async def http_error(exception: HTTPException) -> Response:
 
 
 @blueprint.errorhandler(ServiceError)
-async def idempotency_error(exception: ServiceError) -> Response:
-    """An Idempotency-Key in use (409, Retry-After) or used for another request (422)."""
+async def service_error(exception: ServiceError) -> Response:
+    """An Idempotency-Key in use (409, Retry-After) or used for another request (422); a
+    stale If-Match (412)."""
     status, headers = service_error_answer(exception)
     return error(status, exception.message, headers)
 
@@ -247,7 +262,7 @@ async def add_job(data: JobRequest) -> Response:
     """Add a job; 409 if its id exists, 400 for a bad definition or function."""
     job = data.root
     try:
-        return jsonify(await scheduler().add_job(job))
+        return job_answer(await scheduler().add_job(job))
     except ConflictingIdError:
         return error(409, f"Job {job.id} already exists.")
     except (JobDefinitionError, ForbiddenJobFunction) as exception:
@@ -257,44 +272,54 @@ async def add_job(data: JobRequest) -> Response:
 # `job_id:`: any stored id (StoredJobId); the action routes below are more specific and win.
 @blueprint.get("/jobs/<job_id:job_id>")
 @scheduler_responds(JobOut, 404)
+@conditional_get
 @tag(["scheduler"])
 async def get_job(job_id: str) -> Response:
+    """The job, with its version as the `ETag`; 304 for an `If-None-Match` that matches."""
     try:
-        return jsonify(await scheduler().get_job(job_id))
+        if "If-None-Match" in request.headers:
+            unchanged = not_modified(await scheduler().job_version(job_id))
+            if unchanged is not None:
+                return unchanged
+        return job_answer(await scheduler().get_job(job_id))
     except JobLookupError:
         return not_found(job_id)
 
 
 @blueprint.delete("/jobs/<job_id:job_id>")
-@scheduler_responds(NoContent, 404, 409, 422, status=204)
+@scheduler_responds(NoContent, 404, 409, 412, 422, 428, status=204)
 @idempotent
+@conditional_write
 @tag(["scheduler"])
 async def delete_job(job_id: str) -> Response:
+    """Remove the job; with `If-Match`, only if it is still at that version (else 412)."""
     try:
-        await scheduler().remove_job(job_id)
+        await scheduler().remove_job(job_id, write_precondition())
     except JobLookupError:
         return not_found(job_id)
     return Response(status=204)
 
 
 @blueprint.patch("/jobs/<job_id:job_id>")
-@scheduler_responds(JobOut, 404, 409, 413, 422)
+@scheduler_responds(JobOut, 404, 409, 412, 413, 422, 428)
 @idempotent
+@conditional_write
 @validate_request(JobRequest)
 @tag(["scheduler"])
 async def update_job(job_id: str, data: JobRequest) -> Response:
-    """Change a job's fields; with `trigger` (or `crontab`) it is rescheduled."""
+    """Change a job's fields; with `trigger` (or `crontab`) it is rescheduled. With
+    `If-Match`, only if the job is still at that version (else 412)."""
     try:
-        return jsonify(await scheduler().modify_job(job_id, data.root))
+        return job_answer(await scheduler().modify_job(job_id, data.root, write_precondition()))
     except JobLookupError:
         return not_found(job_id)
     except (JobDefinitionError, ForbiddenJobFunction) as exception:
         return error(400, str(exception))
 
 
-async def _job_action(job_id: str, action: Callable[[str], Awaitable[Any]]) -> Response:
+async def _job_action(job_id: str, action: Callable[[str], Awaitable[VersionedJob]]) -> Response:
     try:
-        return jsonify(await action(job_id))
+        return job_answer(await action(job_id))
     except JobLookupError:
         return not_found(job_id)
     except JobDefinitionError as exception:  # resuming a refused job
@@ -330,4 +355,7 @@ async def run_job(job_id: str) -> Response:
 async def job_runs(job_id: str) -> Response:
     """The last runs, newest first: `[{"scheduled_time", "start", "duration" (s), "outcome"
     ("success", "error", "missed", "skipped"), "error", "manual", "worker"}]`."""
-    return await _job_action(job_id, scheduler().runs)
+    try:
+        return jsonify(await scheduler().runs(job_id))
+    except JobLookupError:
+        return not_found(job_id)

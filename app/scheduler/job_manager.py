@@ -10,6 +10,7 @@ import asyncio
 import inspect
 import logging
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,8 +24,10 @@ from app.metrics import SCHEDULER_RUNS
 from app.scheduler.definitions import IntervalJob, JobDefinition, job_arguments
 from app.scheduler.guard import RefusedJobs, trigger_violation, violation
 from app.scheduler.history import JobRun, Outcome, RunHistory
+from app.scheduler.job_stores import VersionedJobStore, required_version
 from app.scheduler.registry import check_func
 from app.scheduler.serialize import JobDefinitionError, build_trigger, job_to_dict
+from app.services.versions import Precondition
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +42,26 @@ def _with_refusal(job: dict[str, Any], reason: str | None) -> dict[str, Any]:
     return job
 
 
+@dataclass(frozen=True, slots=True)
+class VersionedJob:
+    """A job in Flask-APScheduler's format (`job_to_dict`) and its store version (the ETag);
+    version None: the job is gone already (a date job run at once)."""
+
+    data: dict[str, Any]
+    version: int | None
+
+
 class JobManager:
-    """Arguments: scheduler, the worker's AsyncIOScheduler; job_modules, the modules whose
-    public functions may be jobs (SCHEDULER_JOB_MODULES); timezone, the triggers' default;
-    history, the run history; worker, this worker's identity (recorded with manual runs)."""
+    """Arguments: scheduler, the worker's AsyncIOScheduler; store, its job store;
+    job_modules, the modules whose public functions may be jobs (SCHEDULER_JOB_MODULES);
+    timezone, the triggers' default; history, the run history; worker, this worker's identity
+    (recorded with manual runs)."""
 
     def __init__(
         self,
         scheduler: AsyncIOScheduler,
         *,
+        store: VersionedJobStore,
         job_modules: list[str],
         timezone: Any,
         history: RunHistory,
@@ -56,6 +70,7 @@ class JobManager:
         refused: RefusedJobs | None = None,
     ) -> None:
         self.scheduler = scheduler
+        self.store = store
         self.job_modules = job_modules
         self.timezone = timezone
         self.history = history
@@ -84,9 +99,12 @@ class JobManager:
             if reason is None:
                 continue
             log.error("job %r refused, and paused: %s", job.id, reason)
+            await self.refused.mark(job.id, reason)
+            # A write either way: the version (ETag) changes with the refusal it shows.
             if job.next_run_time is not None:
                 await asyncio.to_thread(self.scheduler.pause_job, job.id)
-            await self.refused.mark(job.id, reason)
+            else:
+                await asyncio.to_thread(self.scheduler.modify_job, job.id)
 
     def add(self, job: JobDefinition, *, if_missing: bool = False) -> Job:
         """Add a validated job (synchronous: call it in a thread). Raises `JobDefinitionError`,
@@ -108,11 +126,21 @@ class JobManager:
         except (ValueError, TypeError) as error:  # APScheduler checks args against the function
             raise JobDefinitionError(f"args: {error}") from error
 
-    async def add_job(self, job: JobDefinition) -> dict[str, Any]:
+    def _versioned(self, job_id: str) -> tuple[Job, int]:
+        """The stored job and its version (synchronous). Raises `JobLookupError`."""
+        found = self.store.lookup_versioned(job_id)
+        if found is None:
+            raise JobLookupError(job_id)
+        return found
+
+    async def add_job(self, job: JobDefinition) -> VersionedJob:
         """Raises `JobDefinitionError`, `ForbiddenJobFunction` or `ConflictingIdError`."""
         added = await asyncio.to_thread(self.add, job)
         await self.refused.clear(added.id)  # a job of that id refused before is gone
-        return job_to_dict(added)
+        stored = await asyncio.to_thread(self.store.lookup_versioned, added.id)
+        if stored is None:
+            return VersionedJob(job_to_dict(added), None)
+        return VersionedJob(job_to_dict(stored[0]), stored[1])
 
     async def get_jobs(self) -> list[dict[str, Any]]:
         """Every job; a refused one carries `"refused": <reason>` (and is paused)."""
@@ -120,14 +148,20 @@ class JobManager:
         refused = await self.refused.all()
         return [_with_refusal(job_to_dict(job), refused.get(job.id)) for job in jobs]
 
-    async def get_job(self, job_id: str) -> dict[str, Any]:
+    async def get_job(self, job_id: str) -> VersionedJob:
         """Raises `JobLookupError`."""
-        job = await asyncio.to_thread(self.scheduler.get_job, job_id)
-        if job is None:
-            raise JobLookupError(job_id)
-        return _with_refusal(job_to_dict(job), (await self.refused.all()).get(job_id))
+        job, version = await asyncio.to_thread(self._versioned, job_id)
+        return VersionedJob(
+            _with_refusal(job_to_dict(job), (await self.refused.all()).get(job_id)), version
+        )
 
-    def _modify(self, job_id: str, job: JobDefinition) -> Job:
+    async def job_version(self, job_id: str) -> int:
+        """The job's current version (for If-None-Match). Raises `JobLookupError`."""
+        return (await asyncio.to_thread(self._versioned, job_id))[1]
+
+    def _modify(
+        self, job_id: str, job: JobDefinition, precondition: Precondition | None
+    ) -> tuple[Job, int]:
         changes = job_arguments(job)
         if "id" in changes and changes["id"] != job_id:
             raise JobDefinitionError("id: a job's id cannot be changed")
@@ -139,37 +173,51 @@ class JobManager:
             changes["func"] = check_func(job.func, self.job_modules)
         trigger = self._checked_trigger(job)  # None: the schedule is unchanged
         try:
-            if trigger is not None:
-                self.scheduler.reschedule_job(job_id, trigger=trigger)
-            if changes:
-                self.scheduler.modify_job(job_id, **changes)
+            with required_version(precondition):  # checked by the first write
+                if trigger is not None:
+                    self.scheduler.reschedule_job(job_id, trigger=trigger)
+                if changes or trigger is None:  # an empty change still writes (and checks)
+                    self.scheduler.modify_job(job_id, **changes)
         except (ValueError, TypeError) as error:  # APScheduler checks args against the function
             raise JobDefinitionError(f"args: {error}") from error
         # The leader may have removed the job meanwhile: a run it began before this change
         # found no next fire time under the old trigger (e.g. a date job that just ran).
-        modified = self.scheduler.get_job(job_id)
-        if modified is None:
-            raise JobLookupError(job_id)
-        return modified
+        return self._versioned(job_id)
 
-    async def modify_job(self, job_id: str, job: JobDefinition) -> dict[str, Any]:
+    async def modify_job(
+        self, job_id: str, job: JobDefinition, precondition: Precondition | None = None
+    ) -> VersionedJob:
         """Change the fields `job` gives (PATCH); with a trigger or crontab it is rescheduled.
-        Raises `JobLookupError`, `JobDefinitionError` or `ForbiddenJobFunction`. A refused
-        job whose new trigger may run is no longer refused (it stays paused until resumed)."""
-        modified = await asyncio.to_thread(self._modify, job_id, job)
+        Raises `JobLookupError`, `JobDefinitionError`, `ForbiddenJobFunction` or, when the
+        job's version is not among `precondition`'s (If-Match), `PreconditionFailedError`. A
+        refused job whose new trigger may run is no longer refused (it stays paused until
+        resumed)."""
+        modified, version = await asyncio.to_thread(self._modify, job_id, job, precondition)
         if violation(modified, self.min_interval) is None:
             await self.refused.clear(job_id)
-        return _with_refusal(job_to_dict(modified), (await self.refused.all()).get(job_id))
+        return VersionedJob(
+            _with_refusal(job_to_dict(modified), (await self.refused.all()).get(job_id)), version
+        )
 
-    async def remove_job(self, job_id: str) -> None:
-        await asyncio.to_thread(self.scheduler.remove_job, job_id)
+    def _remove(self, job_id: str, precondition: Precondition | None) -> None:
+        with required_version(precondition):
+            self.scheduler.remove_job(job_id)
+
+    async def remove_job(self, job_id: str, precondition: Precondition | None = None) -> None:
+        """Raises `JobLookupError`, or `PreconditionFailedError` (If-Match)."""
+        await asyncio.to_thread(self._remove, job_id, precondition)
         await self.history.forget(job_id)
         await self.refused.clear(job_id)
 
-    async def pause_job(self, job_id: str) -> dict[str, Any]:
-        return job_to_dict(await asyncio.to_thread(self.scheduler.pause_job, job_id))
+    def _pause(self, job_id: str) -> tuple[Job, int]:
+        self.scheduler.pause_job(job_id)
+        return self._versioned(job_id)
 
-    async def resume_job(self, job_id: str) -> dict[str, Any]:
+    async def pause_job(self, job_id: str) -> VersionedJob:
+        job, version = await asyncio.to_thread(self._pause, job_id)
+        return VersionedJob(job_to_dict(job), version)
+
+    async def resume_job(self, job_id: str) -> VersionedJob:
         """Raises `JobLookupError`, or `JobDefinitionError` for a job that may not run here
         (refused: change its trigger first)."""
         stored = await asyncio.to_thread(self.scheduler.get_job, job_id)
@@ -181,14 +229,13 @@ class JobManager:
         job = await asyncio.to_thread(self.scheduler.resume_job, job_id)
         if job is None:  # a date job whose time has passed: APScheduler removed it
             raise JobLookupError(job_id)
-        return job_to_dict(job)
+        resumed, version = await asyncio.to_thread(self._versioned, job_id)
+        return VersionedJob(job_to_dict(resumed), version)
 
-    async def run_job(self, job_id: str) -> dict[str, Any]:
+    async def run_job(self, job_id: str) -> VersionedJob:
         """Run the job now, on this worker, once (Flask-APScheduler's `run_job`); its schedule is
         unchanged and the run is recorded in the history as manual."""
-        job = await asyncio.to_thread(self.scheduler.get_job, job_id)
-        if job is None:
-            raise JobLookupError(job_id)
+        job, version = await asyncio.to_thread(self._versioned, job_id)
         function = ref_to_obj(job.func_ref)
         started, error_text = _now(), None
         outcome: Outcome = "success"
@@ -211,7 +258,7 @@ class JobManager:
             "worker": self.worker,
         }
         await self.history.record(job_id, run)
-        return job_to_dict(job)
+        return VersionedJob(job_to_dict(job), version)
 
     async def runs(self, job_id: str) -> list[JobRun]:
         await self.get_job(job_id)

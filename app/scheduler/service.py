@@ -35,13 +35,14 @@ from app.scheduler.history import (
     RedisRunHistory,
     RunRecorder,
 )
-from app.scheduler.job_manager import JobManager
+from app.scheduler.job_manager import JobManager, VersionedJob
 from app.scheduler.job_stores import create_jobstore
 from app.scheduler.leader import LeaderLoop
 from app.scheduler.leadership import LocalLeadership, RedisLeadership
 from app.scheduler.registry import ForbiddenJobFunction
 from app.scheduler.serialize import JobDefinitionError
 from app.scheduler.shared_state import STOPPED, SchedulerStateError, SharedState, State
+from app.services.versions import Precondition
 from app.settings import Settings
 
 __all__ = ["SchedulerService", "SchedulerStateError"]
@@ -109,8 +110,9 @@ class SchedulerService:
                 settings.scheduler_thread_pool_size, thread_name_prefix="scheduler-job"
             )
         )
+        self.store = create_jobstore(settings)
         self.scheduler = GuardedScheduler(
-            jobstores={"default": create_jobstore(settings)},
+            jobstores={"default": self.store},
             executors={
                 "default": self.executor,
                 "threadpool": self.thread_executor,
@@ -124,6 +126,7 @@ class SchedulerService:
         )
         self.jobs = JobManager(
             self.scheduler,
+            store=self.store,
             job_modules=settings.scheduler_job_modules,
             timezone=self.timezone,
             history=self.history,
@@ -245,28 +248,33 @@ class SchedulerService:
 
     # Jobs (app.scheduler.job_manager) -------------------------------------------------------
 
-    async def add_job(self, job: JobDefinition) -> dict[str, Any]:
+    async def add_job(self, job: JobDefinition) -> VersionedJob:
         return await self.jobs.add_job(job)
 
     async def get_jobs(self) -> list[dict[str, Any]]:
         return await self.jobs.get_jobs()
 
-    async def get_job(self, job_id: str) -> dict[str, Any]:
+    async def get_job(self, job_id: str) -> VersionedJob:
         return await self.jobs.get_job(job_id)
 
-    async def modify_job(self, job_id: str, job: JobDefinition) -> dict[str, Any]:
-        return await self.jobs.modify_job(job_id, job)
+    async def job_version(self, job_id: str) -> int:
+        return await self.jobs.job_version(job_id)
 
-    async def remove_job(self, job_id: str) -> None:
-        await self.jobs.remove_job(job_id)
+    async def modify_job(
+        self, job_id: str, job: JobDefinition, precondition: Precondition | None = None
+    ) -> VersionedJob:
+        return await self.jobs.modify_job(job_id, job, precondition)
 
-    async def pause_job(self, job_id: str) -> dict[str, Any]:
+    async def remove_job(self, job_id: str, precondition: Precondition | None = None) -> None:
+        await self.jobs.remove_job(job_id, precondition)
+
+    async def pause_job(self, job_id: str) -> VersionedJob:
         return await self.jobs.pause_job(job_id)
 
-    async def resume_job(self, job_id: str) -> dict[str, Any]:
+    async def resume_job(self, job_id: str) -> VersionedJob:
         return await self.jobs.resume_job(job_id)
 
-    async def run_job(self, job_id: str) -> dict[str, Any]:
+    async def run_job(self, job_id: str) -> VersionedJob:
         return await self.jobs.run_job(job_id)
 
     async def runs(self, job_id: str) -> list[JobRun]:

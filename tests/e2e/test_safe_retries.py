@@ -184,7 +184,8 @@ def test_a_thousand_keys_across_a_mariadb_kill_store_each_blog_once(stack) -> No
 
 def test_conditional_requests_across_workers(stack) -> None:
     """304 for a current If-None-Match, 412 for a stale If-Match, and of 10 writers holding one
-    ETag (new connections: both workers, each its own database connection) exactly one wins."""
+    ETag (new connections: both workers, each its own database connection) exactly one wins;
+    for a blog, and for a scheduler job."""
     server, _ = stack
     writer = Writer(server)
     with httpx.Client(base_url=server.base_url, headers=writer.headers, timeout=10) as http:
@@ -200,21 +201,39 @@ def test_conditional_requests_across_workers(stack) -> None:
         assert stale.status_code == 412, stale.text
         assert http.get(path, headers={"If-None-Match": '"1"'}).status_code == 200
 
-    async def race() -> list[int]:
-        async def one(number: int) -> int:
+    async def race(target: str, method: str, body: dict, etag: str = '"2"') -> list[int]:
+        async def one() -> int:
             async with httpx.AsyncClient(
                 base_url=server.base_url, headers=writer.headers, timeout=10
             ) as http:
-                update = {"title": f"writer {number}", "context": "C", "tags": []}
-                response = await http.put(path, json=update, headers={"If-Match": '"2"'})
+                response = await http.request(method, target, json=body, headers={"If-Match": etag})
                 return response.status_code
 
-        return list(await asyncio.gather(*(one(n) for n in range(10))))
+        return list(await asyncio.gather(*(one() for _ in range(10))))
 
-    statuses = asyncio.run(race())
+    statuses = asyncio.run(race(path, "put", {"title": "writer", "context": "C", "tags": []}))
     assert sorted(statuses) == [200] + [412] * 9, statuses
     final = httpx.get(f"{server.base_url}{path}", timeout=10)
     assert final.headers["ETag"] == '"3"' and final.json()["data"]["title"].startswith("writer")
+
+    # The scheduler's jobs, in the job store both workers share (Redis).
+    job = {"id": "etag", "func": "app.scheduler.jobs:print_test", "trigger": "interval"}
+    with httpx.Client(base_url=server.base_url, headers=writer.headers, timeout=10) as http:
+        added = http.post("/scheduler/jobs", json={**job, "minutes": 5})
+        assert added.status_code == 200, added.text
+        etag = added.headers["ETag"]
+        for _ in range(6):
+            unchanged = http.get(
+                "/scheduler/jobs/etag", headers={"If-None-Match": etag, "Connection": "close"}
+            )
+            assert unchanged.status_code == 304 and unchanged.content == b""
+        renamed = http.patch("/scheduler/jobs/etag", json={"name": "a"}, headers={"If-Match": etag})
+        assert renamed.status_code == 200 and renamed.headers["ETag"] != etag
+        stale = http.delete("/scheduler/jobs/etag", headers={"If-Match": etag})
+        assert stale.status_code == 412, stale.text
+        etag = renamed.headers["ETag"]
+    statuses = asyncio.run(race("/scheduler/jobs/etag", "patch", {"name": "b"}, etag))
+    assert sorted(statuses) == [200] + [412] * 9, statuses
 
 
 def test_a_publish_that_fails_is_an_error_frame_naming_its_id(tmp_path: Path) -> None:
