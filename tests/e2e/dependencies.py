@@ -120,6 +120,9 @@ def own_mariadb(tmp_path: Path) -> Iterator[OwnServer]:
     port = free_port()
     base = tmp_path / f"mariadb-{port}"
     base.mkdir()
+    # A temporary directory of its own: bootstraps run at once share /tmp's temporary table
+    # names, and one of them fails ("Unknown table 'mysql.tmp_user_sys'").
+    (base / "tmp").mkdir()
     subprocess.run(
         [
             "mariadb-install-db",
@@ -131,6 +134,7 @@ def own_mariadb(tmp_path: Path) -> Iterator[OwnServer]:
         ],
         check=True,
         capture_output=True,
+        env={**os.environ, "TMPDIR": str(base / "tmp")},
     )
     server = OwnServer(
         name="mariadbd",
@@ -142,6 +146,7 @@ def own_mariadb(tmp_path: Path) -> Iterator[OwnServer]:
             "--bind-address=127.0.0.1",
             f"--socket={base / 'sock'}",
             f"--pid-file={base / 'pid'}",
+            f"--tmpdir={base / 'tmp'}",
             "--user=root",
             "--skip-log-bin",
             "--innodb-buffer-pool-size=32M",

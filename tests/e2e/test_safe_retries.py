@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import signal
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -17,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from tests.e2e.dependencies import OwnServer, own_mariadb, own_redis
 from tests.e2e.server import RunningServer, run_server
@@ -234,6 +237,156 @@ def test_conditional_requests_across_workers(stack) -> None:
         etag = renamed.headers["ETag"]
     statuses = asyncio.run(race("/scheduler/jobs/etag", "patch", {"name": "b"}, etag))
     assert sorted(statuses) == [200] + [412] * 9, statuses
+
+
+ACK_ROOM = "acks"
+ACK_MESSAGES = 120
+
+
+@pytest.fixture
+def chat_stack(tmp_path: Path) -> Iterator[RunningServer]:
+    with own_mariadb(tmp_path) as mariadb, own_redis(tmp_path) as redis:
+        env = deployment_env(mariadb, redis, CHAT_HISTORY="1000", WS_RATE_LIMIT="5000/second")
+        prepare(tmp_path, env, mariadb)
+        with run_server(tmp_path, env, workers=2, ready_path="/healthz") as server:
+            yield server
+
+
+class Receiver:
+    """A room member that rejoins from its last offset whenever its connection drops."""
+
+    def __init__(self, url: str, name: str) -> None:
+        self.url, self.name = url, name
+        self.offsets: list[int] = []
+        self.texts: list[str] = []
+        self.epoch: str | None = None
+        self.claim: str | None = None
+
+    def take(self, message: dict) -> None:
+        self.epoch = message["epoch"]
+        self.offsets.append(message["offset"])
+        self.texts.append(message["text"])
+
+    async def run(self, ready: asyncio.Event) -> None:
+        while True:
+            try:
+                async with connect(self.url, open_timeout=30) as ws:
+                    join = {"event": "join", "room": ACK_ROOM, "nickname": self.name}
+                    if self.epoch is not None:
+                        join["since"] = {"epoch": self.epoch, "offset": self.offsets[-1]}
+                    if self.claim is not None:
+                        join["claim"] = self.claim
+                    await ws.send(json.dumps(join))
+                    async for raw in ws:
+                        frame = json.loads(raw)
+                        if frame["event"] == "presence_state":
+                            self.claim = frame["claim"]
+                        elif frame["event"] == "history":
+                            if self.epoch is not None:
+                                assert frame["recovered"], frame  # the log holds 1,000
+                            for message in frame["messages"]:  # none at the first join
+                                self.take(message)
+                            ready.set()
+                        elif frame["event"] == "message":
+                            self.take(frame)
+                        if len(set(self.texts)) >= ACK_MESSAGES:
+                            return
+            except (ConnectionClosed, OSError, TimeoutError, InvalidHandshake):
+                # Its worker was killed: the client's reconnect back-off, then a rejoin from
+                # the last offset (a refused connect would otherwise spin).
+                await asyncio.sleep(0.1)
+
+
+def test_a_sender_that_resends_unacked_messages_across_a_worker_kill_publishes_each_once(
+    chat_stack,
+) -> None:
+    """Issue 33: a message sent just before its worker died vanished without an error (2 of
+    2,000), and a resend duplicated. Now the sender resends every message it has not seen
+    acknowledged, with the same id, after its worker is SIGKILLed: each is in the room once,
+    and every receiver's offsets run 1, 2, 3, ... without a gap."""
+    server = chat_stack
+    url = server.base_url.replace("http://", "ws://") + "/ws/chat"
+    receivers = [Receiver(url, f"receiver-{n}") for n in range(3)]
+    acked: dict[str, int] = {}
+    lost_acks: dict[str, int] = {}
+    state = {"claim": None, "killed": False, "connections": 0, "duplicates": 0, "errors": 0}
+
+    async def send_all() -> None:
+        ids = [f"m-{n:03d}" for n in range(ACK_MESSAGES)]
+
+        async def send(ws, message_id: str) -> None:
+            message = {"event": "message", "room": ACK_ROOM, "text": message_id}
+            await ws.send(json.dumps({**message, "id": message_id}))
+
+        while len(acked) < len(ids):
+            try:
+                ws, pid = await open_on(server, url)
+            except (OSError, TimeoutError, InvalidHandshake):
+                await asyncio.sleep(0.1)  # the sender's reconnect back-off (behaviour)
+                continue
+            state["connections"] += 1
+            try:
+                join = {"event": "join", "room": ACK_ROOM, "nickname": "sender"}
+                if state["claim"] is not None:
+                    join["claim"] = state["claim"]
+                await ws.send(json.dumps(join))
+                for message_id in ids:
+                    if message_id not in acked:
+                        await send(ws, message_id)
+                async for raw in ws:
+                    frame = json.loads(raw)
+                    if frame["event"] == "presence_state":
+                        state["claim"] = frame["claim"]
+                    elif frame["event"] == "ack":
+                        state["duplicates"] += frame["duplicate"]
+                        acked[frame["id"]] = frame["offset"]
+                        if len(acked) == 30 and not state["killed"]:
+                            state["killed"] = True
+                            os.kill(int(pid), signal.SIGKILL)  # mid-stream, acks in flight
+                            ws.transport.abort()  # the acks still buffered are lost with it
+                            # ...and, as if lost in transit, the last 10 it read: their
+                            # messages are stored, so their resends must be duplicates.
+                            for lost in list(acked)[-10:]:
+                                lost_acks[lost] = acked.pop(lost)
+                            break
+                    elif frame["event"] == "error":
+                        assert frame.get("id"), frame  # a failed publish names its message
+                        state["errors"] += 1
+                        await send(ws, frame["id"])  # the client's policy: resend it
+                    if len(acked) == len(ids):
+                        return
+            except (ConnectionClosed, OSError, TimeoutError):
+                await asyncio.sleep(0.1)  # the sender's reconnect back-off (behaviour)
+            finally:
+                await ws.close()
+
+    async def run() -> None:
+        # Every receiver has joined before the first message (one that joined later would
+        # miss the messages before its join: the failure of an earlier version of this test).
+        joined = [asyncio.Event() for _ in receivers]
+        tasks = [
+            asyncio.create_task(r.run(ready)) for r, ready in zip(receivers, joined, strict=True)
+        ]
+        await asyncio.wait_for(asyncio.gather(*(ready.wait() for ready in joined)), 30)
+        await asyncio.wait_for(send_all(), 90)
+        await asyncio.wait_for(asyncio.gather(*tasks), 60)
+
+    asyncio.run(run())
+    assert state["killed"]
+    assert state["duplicates"] >= len(lost_acks) == 10
+    assert all(acked[message_id] == offset for message_id, offset in lost_acks.items())
+    offsets = sorted(acked.values())
+    assert len(set(offsets)) == ACK_MESSAGES, "two ids acknowledged with one offset"
+    for receiver in receivers:
+        first = receiver.offsets[0]
+        assert receiver.offsets == list(range(first, first + len(receiver.offsets))), "a gap"
+        assert sorted(receiver.texts) == sorted(set(receiver.texts)), "a message twice"
+        assert set(receiver.texts) == set(acked)
+    print(
+        f"\nWS ACKS: {ACK_MESSAGES} messages, sender's worker SIGKILLed after 30 acks; "
+        f"{state['connections']} sender connections, {state['duplicates']} resends acknowledged "
+        f"as duplicates, {state['errors']} error frames; {len(receivers)} receivers, each offset once, no gap"
+    )
 
 
 def test_a_publish_that_fails_is_an_error_frame_naming_its_id(tmp_path: Path) -> None:
