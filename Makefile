@@ -9,6 +9,9 @@ CHROMIUM := /usr/bin/chromium
 NGINX    := /usr/sbin/nginx
 # `python -m bench` loads HTTP routes with wrk (its smoke run is part of the suite).
 WRK      := /usr/bin/wrk
+# The TypeScript side of the generated-client test: openapi-typescript and tsc, pinned by the
+# lock file (npm ci), from the npm registry.
+JS_TOOLS := clients/js/node_modules/.installed
 # pytest-xdist workers: each is a run of its own (tests/resources.py). Most tests wait on real
 # servers, so 3 beat the 2 cores; 4 measured slower, with timing failures under load.
 TEST_WORKERS ?= 3
@@ -44,7 +47,7 @@ lock: $(STAMP)
 	  -o requirements-dev.lock
 
 ## Set up and run the whole suite (needs MariaDB on 127.0.0.1:3306 and Redis on 6379).
-test: $(STAMP) lint $(CHROMIUM) $(NGINX) $(WRK)
+test: $(STAMP) lint $(CHROMIUM) $(NGINX) $(WRK) $(JS_TOOLS)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=15
 
 ## Autobahn|Testsuite's fuzzingclient against the websockets, bare Hypercorn as the reference
@@ -61,6 +64,10 @@ $(NGINX):
 $(WRK):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
 
+$(JS_TOOLS): clients/js/package-lock.json
+	npm ci --prefix clients/js --no-audit --no-fund --silent
+	touch $@
+
 lint: $(STAMP)
 	$(BIN)/ruff check app tests alembic bench deploy conformance
 	$(BIN)/ruff format --check app tests alembic bench deploy conformance
@@ -68,4 +75,4 @@ lint: $(STAMP)
 	$(BIN)/hadolint Dockerfile
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .ruff_cache clients/js/node_modules

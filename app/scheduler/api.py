@@ -107,8 +107,13 @@ class JobRunOut(BaseModel):
     worker: str
 
 
-JobList = RootModel[list[JobOut]]
-JobRunList = RootModel[list[JobRunOut]]
+class JobList(RootModel[list[JobOut]]):
+    """Every job, soonest next run first (paused ones last)."""
+
+
+class JobRunList(RootModel[list[JobRunOut]]):
+    """A job's last runs, newest first."""
+
 
 # Any scheduler route may answer these: a malformed request, no or wrong credentials, not an
 # admin, too many failed credential checks, the shared store down.

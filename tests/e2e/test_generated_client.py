@@ -1,10 +1,13 @@
-"""The OpenAPI document generates a clean typed client (issue 33): openapi-python-client prints
+"""The OpenAPI document generates clean typed clients (issue 33): openapi-python-client prints
 no warning on a served app's /openapi.json, and the client it writes runs a create, read,
-conflict and not-found flow, with the error envelope parsed into its typed model."""
+conflict and not-found flow, with the error envelope parsed into its typed model;
+openapi-typescript generates types that a flow written against them compiles with (`tsc
+--strict`) and runs with on Node."""
 
 from __future__ import annotations
 
 import importlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -80,3 +83,67 @@ def test_the_generated_python_client_works_and_warns_of_nothing(tmp_path: Path) 
             sys.path.remove(str(tmp_path / "client"))
             for name in [m for m in sys.modules if m.startswith("generated_client")]:
                 del sys.modules[name]
+
+
+JS_TOOLS = Path(__file__).parents[2] / "clients" / "js" / "node_modules"
+
+
+def test_the_generated_typescript_types_compile_and_run_a_flow(tmp_path: Path) -> None:
+    assert (JS_TOOLS / ".installed").exists(), "run `make test` (npm ci in clients/js)"
+    (tmp_path / "setup").mkdir()
+    (tmp_path / "run").mkdir()
+    env = prepare_deployment(tmp_path / "setup", "gents", ADMIN, REDIS_URL=REDIS_URL)
+    work = tmp_path / "ts"
+    work.mkdir()
+    (work / "flow.ts").write_bytes((Path(__file__).parent / "typescript" / "flow.ts").read_bytes())
+    (work / "tsconfig.json").write_text(
+        json.dumps(
+            {
+                "compilerOptions": {
+                    "strict": True,
+                    "target": "es2022",
+                    "module": "nodenext",
+                    "moduleResolution": "nodenext",
+                    "typeRoots": [str(JS_TOOLS / "@types")],
+                    "types": ["node"],
+                },
+                "files": ["flow.ts"],
+            }
+        )
+    )
+    with run_server(tmp_path / "run", env) as server:
+        (work / "openapi.json").write_bytes(
+            httpx.get(f"{server.base_url}/openapi.json", timeout=10).content
+        )
+        # As clients/js's `npm run generate` does.
+        generated = subprocess.run(
+            [JS_TOOLS / ".bin" / "openapi-typescript", "openapi.json"]
+            + ["--default-non-nullable", "false", "-o", "schema.d.ts"],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        output = generated.stdout + generated.stderr
+        assert generated.returncode == 0 and "schema.d.ts" in output, output
+        assert "warn" not in output.lower() and "error" not in output.lower(), output
+
+        compiled = subprocess.run(
+            [JS_TOOLS / ".bin" / "tsc", "-p", "."],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert compiled.returncode == 0, compiled.stdout + compiled.stderr
+
+        token = httpx.post(f"{server.base_url}/api/v1/tokens", auth=ADMIN, timeout=10)
+        ran = subprocess.run(
+            ["node", "flow.js", server.base_url, token.json()["data"]["token"]],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        assert ran.stdout.strip() == "flow ok: User's id does not exist.", ran.stdout
