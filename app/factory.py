@@ -4,10 +4,12 @@ resources a worker opens while it serves are app.lifespan's)."""
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import timedelta
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, ParamSpec, TextIO, TypeVar, cast
 
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 from quart import Quart
 from quart.app import iscoroutinefunction  # Quart's choice per Python version
 from quart.wrappers import Request
@@ -28,6 +30,7 @@ from app.health import blueprint as health_blueprint
 from app.http_connection import LeanHTTPConnection
 from app.lifespan import serving
 from app.metrics import RequestMetrics
+from app.middleware import ASGIApp, Middleware, build_middleware_stack
 from app.realtime import chat, monitor
 from app.realtime.asgi import DrainWebsocketReceive, WebsocketSchemeFromProxy
 from app.request_hooks import RequestHooks
@@ -36,7 +39,7 @@ from app.resources import resource_path
 from app.scheduler.off import scheduler_off_blueprint
 from app.security_headers import SecurityHeaders, register_security_headers
 from app.settings import Settings
-from app.state import attach_state
+from app.state import AppState, attach_state
 from app.tracing import start_tracing, traced_http
 from app.web import basics, docs, pages
 from app.web.metrics import register_metrics
@@ -90,10 +93,20 @@ def _is_coroutine_function(func: Callable[..., Any]) -> bool:
 
 
 class ServiceApp(Quart):
-    """Quart, with `ensure_async` (its documented override point) remembering which functions
-    are coroutine functions: Quart asks `inspect` again for every hook and view of every
-    request (2% of a request's instructions, callgrind). The cache is bounded, for callables
-    made per request (`after_this_request`)."""
+    """Quart, served through the service's middleware stack (app.middleware; Quart's documented
+    way, reassigning `asgi_app` once per middleware, is not typed), and with `ensure_async`
+    (its documented override point) remembering which functions are coroutine functions: Quart
+    asks `inspect` again for every hook and view of every request (2% of a request's
+    instructions, callgrind). The cache is bounded, for callables made per request
+    (`after_this_request`)."""
+
+    middleware_stack: ASGIApp | None = None  # built by create_app; None: Quart alone
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        stack = self.middleware_stack
+        await (self.asgi_app if stack is None else stack)(scope, receive, send)
 
     def ensure_async(
         self, func: Callable[P, Awaitable[T]] | Callable[P, T]
@@ -107,7 +120,49 @@ class ServiceApp(Quart):
         return self.sync_to_async(cast("Callable[P, T]", func))
 
 
-def create_app(settings: Settings | None = None) -> Quart:
+def middleware_list(
+    settings: Settings, state: AppState, log_handler: logging.StreamHandler[TextIO]
+) -> list[Middleware]:
+    """The middlewares, outermost first. HTTP requests pass admission, then the service's own
+    hooks; websockets pass the receive drain (each middleware passes the other kind straight
+    through, without a coroutine of its own)."""
+    middleware: list[Middleware] = []
+    if settings.forwarded_allow_hops:
+        from hypercorn.middleware import ProxyFixMiddleware
+
+        hops = settings.forwarded_allow_hops
+
+        # Behind N trusted proxies, the client address comes from X-Forwarded-For (and the
+        # scheme from X-Forwarded-Proto, kept ws/wss for websockets).
+        def behind_proxies(inner: ASGIApp) -> ASGIApp:
+            fixed = WebsocketSchemeFromProxy(inner)
+            return ProxyFixMiddleware(fixed, mode="legacy", trusted_hops=hops)
+
+        middleware.append(behind_proxies)
+    return [
+        *middleware,
+        traced_http,  # a server span per HTTP request when tracing is on (shed ones included)
+        functools.partial(DrainWebsocketReceive, drains=state.websocket_drains),
+        functools.partial(
+            Admission,
+            limit=settings.effective_http_concurrency,
+            queue_timeout=settings.http_queue_timeout,
+            queue_max=settings.http_queue_max,
+            body_timeout=settings.http_body_timeout,
+            client_max_bodies=settings.http_client_max_bodies,
+            max_body_bytes=settings.max_content_length,
+            scheduler_prefix=settings.scheduler_api_prefix,
+        ),
+        functools.partial(
+            RequestHooks,
+            security_headers=SecurityHeaders(settings),
+            metrics=RequestMetrics(),
+            access_log=AccessLog(log_handler, json_lines=settings.log_format == "json"),
+        ),
+    ]
+
+
+def create_app(settings: Settings | None = None) -> ServiceApp:
     """Build the Quart app.
 
     Arguments:
@@ -181,36 +236,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         async with serving(state):
             yield
 
-    # HTTP requests pass admission, then the service's own hooks; websockets pass the receive
-    # drain (each middleware passes the other kind straight through, without a coroutine of its
-    # own).
-    app.asgi_app = RequestHooks(  # type: ignore[method-assign, assignment]
-        app.asgi_app,
-        security_headers=SecurityHeaders(settings),
-        metrics=RequestMetrics(),
-        access_log=AccessLog(log_handler, json_lines=settings.log_format == "json"),
+    app.middleware_stack = build_middleware_stack(
+        app.asgi_app, middleware_list(settings, state, log_handler)
     )
-    app.asgi_app = Admission(  # type: ignore[method-assign, assignment]
-        app.asgi_app,
-        limit=settings.effective_http_concurrency,
-        queue_timeout=settings.http_queue_timeout,
-        queue_max=settings.http_queue_max,
-        body_timeout=settings.http_body_timeout,
-        client_max_bodies=settings.http_client_max_bodies,
-        max_body_bytes=settings.max_content_length,
-        scheduler_prefix=settings.scheduler_api_prefix,
-    )
-    app.asgi_app = DrainWebsocketReceive(app.asgi_app, state.websocket_drains)  # type: ignore[method-assign, assignment]
-    # A server span per HTTP request when tracing is on (shed requests included).
-    app.asgi_app = traced_http(app.asgi_app)  # type: ignore[method-assign]
-    if settings.forwarded_allow_hops:
-        from hypercorn.middleware import ProxyFixMiddleware
-
-        # Behind N trusted proxies, the client address comes from X-Forwarded-For (and the
-        # scheme from X-Forwarded-Proto, kept ws/wss for websockets).
-        app.asgi_app = ProxyFixMiddleware(  # type: ignore[method-assign]
-            WebsocketSchemeFromProxy(app.asgi_app),
-            mode="legacy",
-            trusted_hops=settings.forwarded_allow_hops,
-        )
     return app

@@ -79,7 +79,7 @@ async def measure(rounds: int, requests: int) -> dict[str, float]:
         gc.freeze()
         gc.set_threshold(100000, 50, 100)  # the worker's GC_THRESHOLDS
 
-        full = app.asgi_app
+        full = app.middleware_stack
         layers = [full]
         while hasattr(layers[-1], "app"):
             layers.append(layers[-1].app)
@@ -94,7 +94,7 @@ async def measure(rounds: int, requests: int) -> dict[str, float]:
 
         def restore() -> None:
             app.before_request_funcs[None] = copy.copy(before)
-            app.asgi_app = full  # type: ignore[method-assign]
+            app.middleware_stack = full
             hooks.access_log.write = originals["write"]  # type: ignore[method-assign]
             hooks.metrics.observe = originals["observe"]  # type: ignore[method-assign]
             hooks.security_headers.added_to = originals["added_to"]  # type: ignore[method-assign]
@@ -124,11 +124,11 @@ async def measure(rounds: int, requests: int) -> dict[str, float]:
             "CSRF check": without("check_csrf"),
             "database deadline": without("bound_database_work"),
             "ASGI middlewares (admission, websocket drain, the hooks' own wrapper and parts)": (
-                lambda: setattr(app, "asgi_app", quart_asgi)
+                lambda: setattr(app, "middleware_stack", quart_asgi)
             ),
             "everything off": lambda: (
                 without(*HOOKS_BEFORE)(),
-                setattr(app, "asgi_app", quart_asgi),
+                setattr(app, "middleware_stack", quart_asgi),
             ),
         }
         samples: dict[str, list[float]] = {name: [] for name in variants}

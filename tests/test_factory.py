@@ -69,3 +69,47 @@ async def test_ensure_async_keeps_coroutine_functions_and_runs_sync_ones_in_a_th
         assert wrapped is not plain_function and asyncio.iscoroutinefunction(wrapped)
         assert await wrapped() == "sync"
         assert await app.ensure_async(Unhashable())() == "unhashable"
+
+
+def _layers(app: ServiceApp) -> list[type]:
+    layer: Any = app.middleware_stack
+    layers = []
+    while hasattr(layer, "app"):
+        layers.append(type(layer))
+        layer = layer.app
+    assert layer == app.asgi_app  # Quart's own ASGI app is the innermost
+    return layers
+
+
+def test_the_middleware_stack_is_the_ordered_list(tmp_path) -> None:
+    from hypercorn.middleware import ProxyFixMiddleware
+
+    from app.admission import Admission
+    from app.factory import create_app
+    from app.realtime.asgi import DrainWebsocketReceive, WebsocketSchemeFromProxy
+    from app.request_hooks import RequestHooks
+    from tests.conftest import make_settings
+
+    database = f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"
+    app = create_app(make_settings(database))
+    # Tracing off: traced_http adds no layer.
+    assert _layers(app) == [DrainWebsocketReceive, Admission, RequestHooks]
+    proxied = create_app(make_settings(database, forwarded_allow_hops=1))
+    assert _layers(proxied) == [
+        ProxyFixMiddleware,
+        WebsocketSchemeFromProxy,
+        DrainWebsocketReceive,
+        Admission,
+        RequestHooks,
+    ]
+
+
+async def test_a_request_passes_the_middleware_stack(tmp_path) -> None:
+    from app.factory import create_app
+    from tests.conftest import make_settings
+
+    app = create_app(make_settings(f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"))
+    async with app.test_app():
+        response = await app.test_client().get("/api/v1/tag")
+    assert response.headers["X-Request-ID"]  # RequestHooks answered
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
