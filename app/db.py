@@ -1,6 +1,7 @@
 """The database engine, its connection pool, and the session lifecycle.
 
-One `Database` per worker process, created in `before_serving` and disposed in `after_serving`.
+One `Database` per worker process, opened and disposed by the lifespan (app.lifespan.serving,
+run by `while_serving`).
 Production runs MySQL/MariaDB through aiomysql; the embedded default is SQLite through aiosqlite.
 """
 

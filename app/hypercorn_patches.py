@@ -29,7 +29,9 @@ what each fixes upstream and what would let it go).
   written to every receiver (app/realtime/connection.py).
 
 `patch_hypercorn()` checks the versions first; on any other version it raises
-`UnsupportedServerVersion`, whose one line `serve` prints before exiting.
+`UnsupportedServerVersion`: `python -m app serve` prints its one line and exits (it checks
+before it starts a worker), and a plain `hypercorn app.asgi:app` or `hypercorn
+"app:create_app()"` serves unpatched with a warning (app.served).
 """
 
 from __future__ import annotations

@@ -196,7 +196,7 @@ class Settings(BaseSettings):
     bind: Annotated[list[str], NoDecode] | None = None
     web_concurrency: int | None = Field(default=None, ge=1, le=64)
 
-    # Traces (app/tracing.py, docs/observability.md): on when an OTLP endpoint is set; the
+    # Traces (app/tracing.py, docs/operations.md "Traces"): on when an OTLP endpoint is set; the
     # exporter, the sampler (OTEL_TRACES_SAMPLER, _ARG) and the resource read the other
     # standard OTEL_* variables themselves.
     otel_exporter_otlp_endpoint: str | None = None

@@ -4,7 +4,7 @@ from the frame that sent it to its delivery on every worker.
 Off by default. `OTEL_EXPORTER_OTLP_ENDPOINT` (or `..._TRACES_ENDPOINT`) turns it on in every
 worker, exporting over OTLP/HTTP; the standard `OTEL_*` variables choose the rest (the sampler,
 e.g. `OTEL_TRACES_SAMPLER=parentbased_traceidratio` with `OTEL_TRACES_SAMPLER_ARG=0.1`; the
-service name; `OTEL_SDK_DISABLED=true` turns it off again). docs/observability.md.
+service name; `OTEL_SDK_DISABLED=true` turns it off again). docs/operations.md ("Traces").
 
 - HTTP: the ASGI instrumentation opens the request's server span (a `traceparent` header
   continues the caller's trace); the SQLAlchemy and redis-py instrumentations add a span per

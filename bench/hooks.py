@@ -68,7 +68,7 @@ async def _request(app: Any) -> None:
 
 
 async def measure(rounds: int, requests: int) -> dict[str, float]:
-    from app import create_app
+    from app.factory import create_app
     from app.request_hooks import RequestHooks
 
     app = create_app()

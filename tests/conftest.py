@@ -22,8 +22,8 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app import create_app
 from app.db import upgrade_to_head
+from app.factory import create_app
 from app.models import Base
 from app.settings import Settings
 from app.state import app_state

@@ -10,9 +10,9 @@ import pytest
 from quart import Quart
 from sqlalchemy import select
 
-from app import create_app
 from app.cli import EXIT_CONFIGURATION_ERROR
 from app.db import Database
+from app.factory import create_app
 from app.models import User
 from tests.conftest import TEST_SECRET_KEY, make_settings
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app import create_app
+from app.factory import create_app
 from app.state import app_state
 from tests.conftest import make_settings
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from quart import Quart, Response, request
 
-from app import create_app
+from app.factory import create_app
 from app.http_connection import LeanHTTPConnection, RequestHeaders
 from app.request_hooks import ROUTE_SCOPE_KEY
 from app.settings import Settings

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app import create_app
+from app.factory import create_app
 from app.state import app_state
 from tests.conftest import make_settings
 

@@ -7,7 +7,7 @@ import logging
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app import create_app
+from app.factory import create_app
 from app.state import app_state
 from tests.conftest import make_settings
 from tests.helpers import failed, ok

@@ -106,3 +106,33 @@ def test_workers_still_starting_when_the_supervisor_is_killed_exit(tmp_path) -> 
         worker.kill()
     assert not alive, f"workers outlived their supervisor: {[w.pid for w in alive]}"
     assert len(gone) == 2
+
+
+def test_quart_s_factory_string_serves_the_patched_app(tmp_path) -> None:
+    """`hypercorn "app:create_app()"`, Quart's usual factory string (issue 34: it had stopped
+    working), serves the app with the server patches, as `app.asgi:app` does: a request head
+    still arriving after HTTP_HEADER_TIMEOUT is cut off (unpatched Hypercorn would wait for its
+    keep_alive_timeout, 5 s here)."""
+    import socket
+
+    from tests.e2e.server import free_port
+
+    from tests.conftest import TEST_SECRET_KEY
+
+    port = free_port()
+    env = {
+        "APP_ENV": "production",
+        "SECRET_KEY": TEST_SECRET_KEY,
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'app.db'}",
+        "HTTP_HEADER_TIMEOUT": "1",
+    }
+    hypercorn = [sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}"]
+    command = [*hypercorn, "--keep-alive", "5", "app:create_app()"]
+    with run_server(tmp_path, env, command=command, port=port, ready_path="/healthz") as server:
+        assert httpx.get(f"{server.base_url}/healthz", timeout=5).status_code == 200
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
+            slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and never the rest
+            started = time.monotonic()
+            while slow.recv(4096):  # the server's 408 or close, then the end of the stream
+                pass
+            assert time.monotonic() - started < 4
