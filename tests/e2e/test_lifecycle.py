@@ -115,9 +115,8 @@ def test_quart_s_factory_string_serves_the_patched_app(tmp_path) -> None:
     keep_alive_timeout, 5 s here)."""
     import socket
 
-    from tests.e2e.server import free_port
-
     from tests.conftest import TEST_SECRET_KEY
+    from tests.e2e.server import free_port
 
     port = free_port()
     env = {
