@@ -78,6 +78,7 @@ def serve_command(bind: str | None, workers: int | None, migrate: bool, server: 
     import os
 
     from app.hypercorn_patches import UnsupportedServerVersion, check_versions
+    from app.overrides import UnsupportedDependency, check_overrides
     from app.supervisor import run_workers
 
     if server is not None:
@@ -85,11 +86,12 @@ def serve_command(bind: str | None, workers: int | None, migrate: bool, server: 
     settings = load_settings()  # fail here, with one clear line, on a bad configuration
     try:
         check_versions()  # the server patches apply to known versions only
+        check_overrides()  # so does every other override of a package's internals
         if settings.server == "uvicorn":
             from app.uvicorn_server import check_versions as check_uvicorn_versions
 
             check_uvicorn_versions()
-    except (UnsupportedServerVersion, RuntimeError) as error:
+    except (UnsupportedServerVersion, UnsupportedDependency, RuntimeError) as error:
         click.echo(f"cannot serve: {error}", err=True)
         sys.exit(EXIT_CONFIGURATION_ERROR)
     from app.redis_client import topology_error

@@ -70,3 +70,13 @@ def test_every_imported_distribution_is_declared() -> None:
         if not {canonicalize_name(name) for name in distributions.get(module, [module])} & declared
     }
     assert undeclared == set()
+
+
+def test_every_runtime_dependency_has_an_upper_bound() -> None:
+    """`make lock UPGRADE=--upgrade` cannot take a release nobody tested (issue 34)."""
+    unbounded = [
+        text
+        for text in PYPROJECT["dependencies"]
+        if not any(spec.operator in ("<", "<=", "==", "~=") for spec in Requirement(text).specifier)
+    ]
+    assert unbounded == []

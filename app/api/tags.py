@@ -59,8 +59,7 @@ async def list_tags(query_args: PageQuery) -> Response:
 @tag(["tags"])
 async def get_tag(tag_id: str) -> Response:
     """One tag, with its `ETag`. 404 if unknown; 304 for a current If-None-Match."""
-    async with database().session() as session:
-        found = await tag_service.get_tag(session, tag_id)
+    found = await database().read(tag_service.get_tag_view, tag_id)
     return not_modified(found.version) or with_etag(succeed(tag_json(found)), found.version)
 
 

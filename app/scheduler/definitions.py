@@ -215,6 +215,7 @@ JOB_DEFINITION: TypeAdapter[JobDefinition] = TypeAdapter(JobDefinition)
 
 
 KINDS = (*TRIGGERS, "crontab", "immediate")
+_UNION_MEMBER_TAGS = {"int", "float", "str", "bool"}
 
 
 def describe_job_error(error: Exception) -> str:
@@ -223,8 +224,18 @@ def describe_job_error(error: Exception) -> str:
     if not isinstance(error, ValidationError):
         return "request body must be a JSON object"
     problems = []
-    for item in error.errors(include_url=False, include_input=False):
-        location = [part for part in item["loc"] if part != "root"]
+    for item in error.errors(include_url=False):
+        if item["type"] == "trigger" and not isinstance(item["input"], dict):
+            return "request body must be a JSON object"
+        # A union's members name themselves in the location (`seconds.int`, `hour.constrained
+        # -str`): the client wrote `seconds`.
+        location = [
+            part
+            for part in item["loc"]
+            if part != "root"
+            and not (isinstance(part, str) and part in _UNION_MEMBER_TAGS)
+            and not (isinstance(part, str) and part.startswith("constrained-"))
+        ]
         kind = None
         if location and location[0] in KINDS:
             kind, location = location[0], location[1:]
@@ -237,7 +248,11 @@ def describe_job_error(error: Exception) -> str:
             problems.append(message if item["type"] != "model_type" else "must be a JSON object")
         else:
             problems.append(f"{field_name(tuple(location))}: {message}")
-    return "; ".join(dict.fromkeys(problems))
+    # One sentence per field: a value that fits no member of a union fails each of them.
+    first_per_field: dict[str, str] = {}
+    for problem in problems:
+        first_per_field.setdefault(problem.split(":", 1)[0], problem)
+    return "; ".join(first_per_field.values())
 
 
 def parse_job(data: Any) -> JobDefinition:

@@ -4,7 +4,7 @@ Writes flush; the caller commits (`app.api.idempotency.commit_write`)."""
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import Connection, bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.exc import StaleDataError
@@ -20,6 +20,7 @@ from app.services.versions import (
     check_locked_version,
     stale_write_error,
 )
+from app.services.views import TagView
 
 TAG_NOT_FOUND = "Tag's id does not exist."
 
@@ -43,6 +44,18 @@ async def list_tags(
         offset=offset,
         after=None if after is None else Tag.id > after,
     )
+
+
+TAG_VIEW_QUERY = select(Tag.id, Tag.name, Tag.version).where(Tag.id == bindparam("tag_id"))
+
+
+def get_tag_view(connection: Connection, tag_id: str) -> TagView:
+    """The tag `tag_id` as plain values (one Core query; run by `Database.read()`). Raises
+    `NotFoundError`."""
+    row = connection.execute(TAG_VIEW_QUERY, {"tag_id": tag_id}).first()
+    if row is None:
+        raise NotFoundError(TAG_NOT_FOUND)
+    return TagView(row.id, row.name, row.version)
 
 
 async def get_tag(session: AsyncSession, tag_id: str) -> Tag:

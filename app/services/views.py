@@ -23,6 +23,7 @@ class UserView:
 class TagView:
     id: str
     name: str
+    version: int = 0  # read where an ETag is sent (one tag); 0 in blogs' tag lists
 
 
 @dataclass(frozen=True, slots=True)

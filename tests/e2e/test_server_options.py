@@ -28,7 +28,7 @@ from tests.conftest import REDIS_URL
 from tests.e2e.server import RunningServer, prepare_deployment, run_server
 from tests.e2e.slow_client import StalledClient
 from tests.e2e.test_concurrency import STATUS, SlowSocket, address, upload_head
-from tests.e2e.test_hardening import SMUGGLED_GET
+from tests.e2e.test_hardening_http import SMUGGLED_GET
 from tests.e2e.test_websockets import close_code, firehose_cuts_off_a_stalled_client, ws_url
 from tests.waiting import poll
 

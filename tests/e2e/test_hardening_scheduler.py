@@ -1,51 +1,32 @@
-"""The second attack run, replayed as it was found, against a production-mode service (2 Hypercorn
-workers, MariaDB, Redis, the scheduler on): scheduler jobs that would hang every worker,
-hostile websocket frames, request-smuggling shapes and look-alike names. (The log flood of an
-outage is in tests/e2e/test_faults.py, the CI fuzz failure in tests/scheduler/test_api.py.)"""
+"""The second attack run, replayed against a production-mode service: scheduler jobs that would
+hang every worker (intervals out of bounds, unsafe ids, rule-breaking jobs found in the store),
+the scheduler API fuzzed over its triggers' ranges, and a leader stalled past its lease."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import re
-import socket
 import time
 from datetime import UTC, datetime
 
 import httpx
 import pytest
-from websockets.asyncio.client import connect
 
 from tests.conftest import REDIS_URL
-from tests.e2e.server import RunningServer, prepare_deployment, run_server
+from tests.e2e.hardening import ADMIN, PRINT_TEST, add_job, lag_buckets, loop_lag_p99
+from tests.e2e.server import run_server
 from tests.waiting import poll
 
-ADMIN = ("root", "hardening-admin-password")
-PRINT_TEST = "app.scheduler.jobs:print_test"
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory) -> dict[str, str]:
-    return prepare_deployment(
-        tmp_path_factory.mktemp("hardening-setup"),
-        "hardening",
-        ADMIN,
-        REDIS_URL=REDIS_URL,
-        SCHEDULER_ENABLED="true",
-        SCHEDULER_BUILTIN_JOBS="false",
-        SESSION_COOKIE_SECURE="false",
-    )
+def server(hardening_server):
+    return hardening_server
 
 
 @pytest.fixture(scope="module")
-def server(env, tmp_path_factory):
-    with run_server(tmp_path_factory.mktemp("hardening"), env, workers=2) as running:
-        yield running
-
-
-def add_job(server: RunningServer, **definition) -> httpx.Response:
-    return httpx.post(f"{server.base_url}/scheduler/jobs", json=definition, auth=ADMIN, timeout=10)
+def env(hardening_env):
+    return hardening_env
 
 
 # 1-3: scheduler definitions ---------------------------------------------------------------
@@ -75,27 +56,6 @@ def test_a_job_id_must_be_a_safe_path_segment(server) -> None:
     response = add_job(server, id="../../x\n", func=PRINT_TEST, trigger="interval", seconds=60)
     assert response.status_code == 400
     assert response.json()["error_message"].startswith("id: must be 1 to 64 letters")
-
-
-def loop_lag_p99(
-    server: RunningServer, before: dict[float, float], metric: str = "event_loop_lag_seconds"
-) -> float:
-    """The p99 bucket bound of `metric` over what was observed since `before`."""
-    after = lag_buckets(server, metric)
-    deltas = {bound: after[bound] - before.get(bound, 0.0) for bound in sorted(after)}
-    total = deltas[float("inf")]
-    return next(bound for bound, count in deltas.items() if count >= 0.99 * total)
-
-
-def lag_buckets(
-    server: RunningServer, metric: str = "event_loop_lag_seconds"
-) -> dict[float, float]:
-    buckets: dict[float, float] = {}
-    for line in httpx.get(f"{server.base_url}/metrics", timeout=5).text.splitlines():
-        if line.startswith(f"{metric}_bucket{{"):
-            bound = line.split('le="', 1)[1].split('"', 1)[0]
-            buckets[float("inf") if bound == "+Inf" else float(bound)] = float(line.split()[-1])
-    return buckets
 
 
 # Stored jobs that break the rules (written by an older version, or by hand) ---------------
@@ -174,132 +134,6 @@ def test_stored_jobs_that_break_the_rules_are_refused_at_load_and_never_run(env,
         assert server.stop() == 0
         assert time.monotonic() - started < 8 + 1  # graceful_timeout (hypercorn.toml) + 1 s
         assert "job 'tiny' refused, and paused" in server.log()
-
-
-# 4: frames -------------------------------------------------------------------------------
-
-HOSTILE_FRAMES = {"deep": "[" * 5000, "nan": '{"event": "ping", "x": NaN}', "infinity": "[1e999]"}
-
-
-@pytest.mark.parametrize("kind", sorted(HOSTILE_FRAMES))
-@pytest.mark.parametrize("path", ["/ws/chat", "/websocket/mallory", "/ws"])
-def test_hostile_json_frames_get_an_error_frame_and_the_socket_lives(server, path, kind) -> None:
-    async def scenario() -> tuple[dict, dict]:
-        url = server.base_url.replace("http://", "ws://") + path
-        async with connect(url, origin=server.base_url, compression=None) as ws:
-            if path == "/ws":
-                assert json.loads(await ws.recv())["event"] == "connect"
-            await ws.send(HOSTILE_FRAMES[kind])
-            error = await next_event(ws, "error")
-            await ws.send(json.dumps({"event": "ping"}))
-            return error, await next_event(ws, "pong")
-
-    error, pong = asyncio.run(scenario())
-    assert error["msg"].startswith("frame is not valid JSON"), error
-    assert pong == {"event": "pong"}
-    assert "RecursionError" not in server.log() and "Traceback" not in server.log()
-
-
-async def next_event(ws, name: str) -> dict:
-    while True:
-        frame = json.loads(await asyncio.wait_for(ws.recv(), 5))
-        if frame.get("event") == name:
-            return frame
-
-
-# 5: smuggling shapes ---------------------------------------------------------------------
-
-
-def raw_exchange(server: RunningServer, request: bytes) -> tuple[bytes, bool]:
-    """Send `request` on one connection: what came back, and whether the server closed it."""
-    host, port = server.base_url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=5) as sock:
-        sock.sendall(request)
-        received = b""
-        sock.settimeout(3)
-        try:
-            while chunk := sock.recv(65536):
-                received += chunk
-        except TimeoutError:
-            return received, False
-        return received, True
-
-
-SMUGGLED_GET = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-
-
-@pytest.mark.parametrize(
-    "framing",
-    [
-        b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n",
-        b"Transfer-Encoding: chunked\r\nContent-Length: 4\r\n",
-        b"Transfer-Encoding: gzip\r\n",
-        b"Transfer-Encoding: gzip, chunked\r\n",
-    ],
-)
-def test_ambiguous_framing_is_400_and_the_connection_closes(server, framing) -> None:
-    request = (
-        b"POST /api/v1/tag HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        + framing
-        + b"\r\n0\r\n\r\n"
-        + SMUGGLED_GET
-    )
-    received, closed = raw_exchange(server, request)
-    statuses = re.findall(rb"^HTTP/1\.1 (\d{3})", received, re.M)
-    assert statuses == [b"400"], received  # the smuggled GET is never answered
-    assert closed
-
-
-# 8: look-alike names ---------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("name", "status", "message"),
-    [
-        ("r\u043eot", 400, "name: mixes scripts"),  # Cyrillic о
-        ("roo\u0442", 400, "name: mixes scripts"),  # Cyrillic т
-        ("Root\u0301", 400, "name: mixes scripts"),  # a combining acute that composes with nothing
-        ("ROOT", 409, "already exists"),
-        ("ｒｏｏｔ", 409, "already exists"),
-    ],
-)
-def test_look_alike_account_names_are_refused(server, name, status, message) -> None:
-    response = httpx.post(
-        f"{server.base_url}/api/v1/user", json={"name": name, "role": 0}, auth=ADMIN, timeout=10
-    )
-    assert response.status_code == status, response.text
-    assert message in response.json()["msg"]
-
-
-def test_a_name_with_the_skeleton_of_another_is_409(server) -> None:
-    created = httpx.post(
-        f"{server.base_url}/api/v1/user", json={"name": "bill", "role": 0}, auth=ADMIN, timeout=10
-    )
-    assert created.status_code == 200
-    response = httpx.post(
-        f"{server.base_url}/api/v1/user", json={"name": "bi11", "role": 0}, auth=ADMIN, timeout=10
-    )
-    assert response.status_code == 409
-    assert "looks like the existing user name 'bill'" in response.json()["msg"]
-
-
-@pytest.mark.parametrize("nickname", ["r\u043eot", "bi11"])
-def test_look_alike_nicknames_are_refused_in_rooms(server, nickname) -> None:
-    httpx.post(
-        f"{server.base_url}/api/v1/user", json={"name": "bill", "role": 0}, auth=ADMIN, timeout=10
-    )
-
-    async def scenario() -> dict:
-        url = server.base_url.replace("http://", "ws://") + "/ws/chat"
-        async with connect(url, origin=server.base_url, compression=None) as ws:
-            await ws.send(json.dumps({"event": "join", "room": "lobby", "nickname": nickname}))
-            return await next_event(ws, "error")
-
-    error = asyncio.run(scenario())
-    if nickname == "bi11":  # one script, but the skeleton of the account "bill"
-        assert error["ref"] == "join" and "looks like) an account's name" in error["msg"]
-    else:  # refused by the frame's schema
-        assert error["msg"].startswith("nickname: mixes scripts"), error
 
 
 # The scheduler API fuzzed over the trigger fields' full ranges ---------------------------
