@@ -100,6 +100,7 @@ def test_the_quickstart_runs_as_written(tmp_path) -> None:
         assert '"name":"alice"' in try_it and '"name":"root"' in try_it
         assert "all tables dropped" in start_over
         assert "database migrated from (empty) to" in start_over
+        assert "admin 'root' created" in start_over
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:

@@ -63,3 +63,16 @@ def test_every_metric_is_in_the_metrics_table_and_no_other() -> None:
     assert len(exported) >= 20  # the module's metrics were found
     assert exported - table == set(), "metrics missing from the README"
     assert table - exported == set(), "the README's metrics table names unknown metrics"
+
+
+def test_no_link_leaves_the_repository() -> None:
+    """Markdown links and backticked paths of the README and docs/ stay inside the checkout."""
+    root = Path(__file__).parents[1]
+    for page in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        text = page.read_text()
+        for target in re.findall(r"\]\(([^)#]+)[^)]*\)", text):
+            if "://" in target:
+                continue
+            assert (page.parent / target).resolve().is_relative_to(root), (page.name, target)
+            assert (page.parent / target).exists(), (page.name, target)
+        assert "../shared" not in text, page.name
