@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 
 import psutil
-from quart import Blueprint, render_template
+from quart import Blueprint, render_template, request
 from quart_schema import hide
 
 from app import state
@@ -101,12 +101,44 @@ async def memory_socket() -> None:
     await run_connection(connection, _on_frame, on_open=_on_open, on_close=_on_close)
 
 
+# The page's words: English by default, the seed's Chinese with `?lang=zh` (the wire frames
+# keep the seed's "连接成功": they are its protocol).
+MONITOR_TEXTS = {
+    "en": {
+        "title": "Live memory use",
+        "start": "Start monitoring",
+        "stop": "Stop monitoring",
+        "idle": "not connected",
+        "connected": "connected",
+        "reconnecting": "reconnecting…",
+        "disconnected": "disconnected",
+        "percent_axis": "memory used (%)",
+        "time_axis": "seconds ago",
+    },
+    "zh": {
+        "title": "实时监控内存使用情况",
+        "start": "开始监控",
+        "stop": "停止监控",
+        "idle": "未连接",
+        "connected": "连接成功",
+        "reconnecting": "重新连接中…",
+        "disconnected": "已断开",
+        "percent_axis": "内存使用 (%)",
+        "time_axis": "秒前",
+    },
+}
+
+
 @blueprint.get("/")
 @hide
 async def monitor_page() -> str:
-    """实时监控内存使用情况: start/stop buttons, a table of fields, and a live chart."""
+    """Live memory use (the seed's 实时监控内存使用情况, in Chinese with `?lang=zh`): start/stop
+    buttons, a table of fields, and a live chart with labelled axes."""
+    lang = "zh" if request.args.get("lang") == "zh" else "en"
     return await render_template(
         "monitor.html",
         identity=current_identity(),
         interval=state.settings().monitor_interval,
+        lang=lang,
+        texts=MONITOR_TEXTS[lang],
     )

@@ -125,8 +125,14 @@ async def online_page() -> str:
     minutes = state.settings().online_last_minutes
     async with state.database().session() as session:
         users = await online_service.online_users(session, state.presence().store, minutes)
-    tz = state.settings().tz
+    settings = state.settings()
+    tz = settings.tz
     rows = [{"name": user.name, "last_seen": format_epoch(user.last_seen, tz)} for user in users]
     return await render_template(
-        "online.html", users=rows, minutes=minutes, identity=current_identity()
+        "online.html",
+        users=rows,
+        minutes=minutes,
+        identity=current_identity(),
+        time_zone=settings.display_timezone,
+        snapshots=settings.scheduler_enabled and settings.scheduler_builtin_jobs,
     )

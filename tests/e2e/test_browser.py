@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -23,10 +24,17 @@ CHROMIUM_ARGS = [
 ]
 
 
+def timed(text: str) -> re.Pattern[str]:
+    """A chat line: the message's time (the reader's zone and clock: `19:16` or `07:16 PM`),
+    then `text`."""
+    return re.compile(rf"^\d\d:\d\d(\s?[AP]M)?{re.escape(text)}$")
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("browser")
-    env = {"APP_ENV": "development", "MONITOR_INTERVAL": "0.3"}
+    # A test sends 30 chat messages as fast as a user could never type them.
+    env = {"APP_ENV": "development", "MONITOR_INTERVAL": "0.3", "WS_RATE_LIMIT": "200/second"}
     run_cli(
         tmp_path,
         env,
@@ -48,9 +56,9 @@ def browser():
 def test_memory_monitor_page(site, browser, tmp_path) -> None:
     page = browser.new_page()
     page.goto(site.base_url + "/")
-    expect(page.locator("h1")).to_have_text("实时监控内存使用情况")
+    expect(page.locator("h1")).to_have_text("Live memory use")
     # It streams on load, with no click, and its axes fit the samples it has.
-    expect(page.locator("#status")).to_have_text("连接成功")
+    expect(page.locator("#status")).to_have_text("connected")
     rows = page.locator("#memory-rows tr")
     expect(rows.nth(2)).to_be_attached(timeout=10_000)  # at least 3 samples
     chart = page.locator("#chart")
@@ -74,12 +82,18 @@ def test_memory_monitor_page(site, browser, tmp_path) -> None:
     )
     assert overflow[0] <= overflow[1] and overflow[2] <= overflow[3], overflow
 
-    page.get_by_role("button", name="停止监控").click()
+    page.get_by_role("button", name="Stop monitoring").click()
     # Stopping closes the socket normally (1000): no sample can arrive after it.
-    expect(page.locator("#status")).to_have_text("已断开 (1000)")
-    expect(page.get_by_role("button", name="开始监控")).to_be_enabled()
-    page.get_by_role("button", name="开始监控").click()
+    expect(page.locator("#status")).to_have_text("disconnected (1000)")
+    expect(page.get_by_role("button", name="Start monitoring")).to_be_enabled()
+    page.get_by_role("button", name="Start monitoring").click()
+    expect(page.locator("#status")).to_have_text("connected")
+
+    # The seed's Chinese words stay, as an option.
+    page.goto(site.base_url + "/?lang=zh")
+    expect(page.locator("h1")).to_have_text("实时监控内存使用情况")
     expect(page.locator("#status")).to_have_text("连接成功")
+    expect(page.get_by_role("button", name="停止监控")).to_be_enabled()
     page.close()
 
 
@@ -96,12 +110,14 @@ def test_two_browsers_chat(site, browser, tmp_path) -> None:
 
     ann.fill("#text", "hello from ann")
     ann.click("#send")
-    expect(bob.locator("#messages li.message")).to_have_text(["ann: hello from ann"])
+    expect(bob.locator("#messages li.message")).to_have_text([timed("ann: hello from ann")])
 
     bob.fill("#text", "only for ann")
     bob.fill("#to", "ann")
     bob.click("#send")
-    expect(ann.locator("#messages li.private")).to_have_text(["(private) bob → ann: only for ann"])
+    expect(ann.locator("#messages li.private")).to_have_text(
+        [timed("(private) bob → ann: only for ann")]
+    )
     bob.screenshot(path=str(tmp_path / "chat.png"))
 
     bob_context.close()
@@ -186,13 +202,14 @@ def test_pages_reconnect_after_a_restart_and_show_each_message_once(browser, tmp
             page.click("#join")
             expect(page.locator("#status")).to_have_text(f"in recovery as {name}")
         monitor.goto(first.base_url + "/")
-        expect(monitor.locator("#status")).to_have_text("连接成功")
+        expect(monitor.locator("#status")).to_have_text("connected")
         ann.fill("#text", "before")
         ann.click("#send")
-        expect(bob.locator("#messages li.message")).to_have_text(["ann: before"])
+        expect(bob.locator("#messages li.message")).to_have_text([timed("ann: before")])
         assert first.stop() == 0
     expect(ann.locator("#status")).to_have_text("reconnecting…")
-    expect(monitor.locator("#status")).to_contain_text("重新连接中")
+    expect(monitor.locator("#status")).to_contain_text("reconnecting")
+    expect(ann.locator("#members li")).to_have_text(["unknown while disconnected"])
     texts = [f"after {number}" for number in range(5)]
     with run_server(tmp_path, env, workers=1, port=port) as second:
         # Playwright's sync API runs a loop in this thread: the third client is a sync one.
@@ -207,11 +224,103 @@ def test_pages_reconnect_after_a_restart_and_show_each_message_once(browser, tmp
         for page in (ann, bob):
             shown = page.locator("#messages li.message, #messages li.history")
             expect(shown).to_have_text(
-                ["ann: before", *[f"carl: {t}" for t in texts]], timeout=30_000
+                [timed("ann: before"), *[timed(f"carl: {t}") for t in texts]], timeout=30_000
             )
             expect(page.locator("#messages li.missed")).to_have_count(0)
             expect(page.locator("#status")).to_have_text(re.compile(r"^in recovery as "))
-        expect(monitor.locator("#status")).to_have_text("连接成功", timeout=30_000)
+        expect(monitor.locator("#status")).to_have_text("connected", timeout=30_000)
         ann.screenshot(path=str(tmp_path / "recovered.png"))
     for context in contexts:
         context.close()
+
+
+VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
+# SCREENSHOT_DIR=docs/screenshots keeps the phone screenshots (docs/ holds the committed ones).
+SCREENSHOTS = os.environ.get("SCREENSHOT_DIR")
+
+
+def no_horizontal_scroll(page) -> bool:
+    return page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+
+
+def keep_screenshot(page, tmp_path, name: str) -> None:
+    page.screenshot(path=str(tmp_path / name))
+    if SCREENSHOTS:
+        page.screenshot(path=os.path.join(SCREENSHOTS, name))
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_chat_after_30_messages_on_a_phone_and_a_desktop(site, browser, viewport, tmp_path) -> None:
+    """The log scrolls inside itself to the newest message (unless the reader scrolled up), the
+    input and Send stay in view, messages show their time, touch targets are 44 px, the status
+    is a named live region, and the page never scrolls sideways (issue 35)."""
+    size = VIEWPORTS[viewport]
+    context = browser.new_context(
+        viewport=size, is_mobile=viewport == "phone", has_touch=viewport == "phone"
+    )
+    page = context.new_page()
+    page.goto(site.base_url + "/chat")
+    page.fill("#nickname", f"ann-{viewport}")
+    page.fill("#room", f"phone-{viewport}")
+    page.click("#join")
+    status = page.get_by_role("status")
+    expect(status).to_have_text(f"in phone-{viewport} as ann-{viewport}")
+    shown = page.locator("#messages li.message")
+    for number in range(30):
+        page.fill("#text", f"message {number}")
+        page.click("#send")
+        expect(shown).to_have_count(number + 1)
+    expect(page.locator("#send")).to_be_in_viewport()
+    expect(page.locator("#text")).to_be_in_viewport()
+    expect(shown.last).to_be_in_viewport()
+    expect(shown.last).to_have_text(timed(f"ann-{viewport}: message 29"))
+    assert shown.last.locator("time").get_attribute("datetime")
+    assert no_horizontal_scroll(page)
+    for control in ("#send", "#text", "#join"):
+        box = page.locator(control).bounding_box()
+        assert box is not None and box["height"] >= 44, (control, box)
+    if viewport == "phone":
+        keep_screenshot(page, tmp_path, "chat-phone-30-messages.png")
+
+    # A reader who scrolled up to read stays where they are when a message arrives.
+    page.evaluate("() => { document.getElementById('messages').scrollTop = 0; }")
+    page.fill("#text", "one more")
+    page.click("#send")
+    expect(shown).to_have_count(31)
+    assert page.evaluate("() => document.getElementById('messages').scrollTop") == 0
+    expect(shown.first).to_be_in_viewport()
+    context.close()
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_monitor_and_online_fit_a_phone_and_a_desktop(site, browser, viewport, tmp_path) -> None:
+    """The monitor in English, its status a named live region, its chart drawn at the screen's
+    pixel size with labelled axes, its table scrolling inside its box; /online names its time
+    zone and says the scheduler is off; neither page scrolls sideways (issue 35)."""
+    size = VIEWPORTS[viewport]
+    context = browser.new_context(
+        viewport=size, is_mobile=viewport == "phone", has_touch=viewport == "phone",
+        device_scale_factor=3 if viewport == "phone" else 1,
+    )  # fmt: skip
+    page = context.new_page()
+    page.goto(site.base_url + "/")
+    expect(page.get_by_role("status", name="connection")).to_have_text("connected")
+    expect(page.locator("#memory-rows tr").nth(2)).to_be_attached(timeout=10_000)
+    drawn = page.evaluate(
+        "() => { const c = document.getElementById('chart');"
+        " return [c.width, Math.round(c.clientWidth * devicePixelRatio)]; }"
+    )
+    assert drawn[0] == drawn[1], drawn  # labels at 12 CSS px, not scaled down
+    assert no_horizontal_scroll(page)
+    box = page.locator(".scroll-x").bounding_box()
+    assert box is not None and box["x"] + box["width"] <= size["width"] + 1
+    if viewport == "phone":
+        keep_screenshot(page, tmp_path, "monitor-phone.png")
+
+    page.goto(site.base_url + "/online")
+    expect(page.locator("#online-users th").nth(1)).to_have_text("Last seen (Asia/Shanghai)")
+    expect(page.locator("#history-note")).to_contain_text("The scheduler is off here")
+    expect(page.locator("#history-chart")).to_be_hidden()
+    expect(page.get_by_role("link", name="API docs")).to_have_attribute("href", "/docs")
+    assert no_horizontal_scroll(page)
+    context.close()

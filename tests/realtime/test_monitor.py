@@ -74,7 +74,13 @@ async def test_stop_start_ping_and_garbage(client) -> None:
         assert (await receive_json(ws))["event"] == "server_response"
 
 
-async def test_monitor_page(client) -> None:
+async def test_monitor_page_in_english_and_in_the_seeds_chinese(client) -> None:
     html = await (await client.get("/")).get_data(as_text=True)
-    for text in ("实时监控内存使用情况", "开始监控", "停止监控", 'id="chart"', "/ws"):
+    for text in ("Live memory use", "Start monitoring", "Stop monitoring", 'id="chart"', "/ws"):
         assert text in html
+    assert "开始监控" not in html and '<a href="?lang=zh">In Chinese</a>' in html
+    chinese = await (await client.get("/?lang=zh")).get_data(as_text=True)
+    for text in ("实时监控内存使用情况", "开始监控", "停止监控", 'id="chart"', "/ws"):
+        assert text in chinese
+    unknown = await (await client.get("/?lang=xx")).get_data(as_text=True)
+    assert "Live memory use" in unknown
