@@ -1,4 +1,5 @@
-"""`/docs`: Swagger UI for `/openapi.json`, served from this service (no CDN, works offline).
+"""`/docs`: Swagger UI for `/openapi.json`, served from this service (no CDN, works offline);
+`/asyncapi.json`: the websockets' AsyncAPI document.
 
 The UI's files come from the `swagger-ui-bundle-v2` package (Swagger UI 5, Apache-2.0); the page
 runs under the same Content-Security-Policy as every other page (its one inline script carries
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from quart import Blueprint, Response, render_template, send_from_directory
+from quart import Blueprint, Response, jsonify, render_template, send_from_directory
 from quart_schema import hide
 from swagger_ui_bundle import swagger_ui_path
 from werkzeug.exceptions import NotFound
@@ -33,6 +34,15 @@ SERVED_ASSETS = frozenset(
 async def swagger_ui() -> str:
     """The interactive API documentation."""
     return await render_template("docs.html")
+
+
+@blueprint.get("/asyncapi.json")
+@hide
+async def asyncapi() -> Response:
+    """The websocket protocol as an AsyncAPI 3.0 document (app.realtime.asyncapi)."""
+    from app.realtime.asyncapi import asyncapi_document
+
+    return jsonify(asyncapi_document())
 
 
 @blueprint.get("/docs/assets/<name>")

@@ -1,4 +1,6 @@
 import pytest
+import websockets.asyncio.client
+import websockets.sync.client
 
 from tests.e2e.hardening import ADMIN
 from tests.e2e.server import prepare_deployment, run_server
@@ -30,3 +32,26 @@ def hardening_env(tmp_path_factory) -> dict[str, str]:
 def hardening_server(hardening_env, tmp_path_factory):
     with run_server(tmp_path_factory.mktemp("hardening"), hardening_env, workers=2) as running:
         yield running
+
+
+@pytest.fixture(autouse=True)
+def server_frames_follow_the_asyncapi_document(monkeypatch):
+    """Check each frame a `websockets` client of these tests receives from the service against
+    /asyncapi.json (tests/frame_validation.py)."""
+    from tests.frame_validation import check_server_frame
+
+    asynchronous = websockets.asyncio.client.ClientConnection.recv
+    synchronous = websockets.sync.client.ClientConnection.recv
+
+    async def checked_recv(self, *args, **kwargs):
+        data = await asynchronous(self, *args, **kwargs)
+        check_server_frame(self.request.path, data)
+        return data
+
+    def checked_sync_recv(self, *args, **kwargs):
+        data = synchronous(self, *args, **kwargs)
+        check_server_frame(self.request.path, data)
+        return data
+
+    monkeypatch.setattr(websockets.asyncio.client.ClientConnection, "recv", checked_recv)
+    monkeypatch.setattr(websockets.sync.client.ClientConnection, "recv", checked_sync_recv)
