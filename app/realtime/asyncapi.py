@@ -201,7 +201,7 @@ CHANNELS: list[Channel] = [
         "/ws/chat",
         "Rooms with presence, history, recovery (`since`) and publish acknowledgements "
         "(`id` on `message`). docs/websockets.md.",
-        [Join, Leave, Message, Private, Ping],
+        [Join, Message, Private, Ping, Leave],  # in the order a session uses them
         [
             PresenceState,
             PresenceDiff,
@@ -253,14 +253,38 @@ def _schemas(models: set[type[BaseModel]]) -> dict[str, Any]:
     return found
 
 
+# One example of each frame a client sends (tests/e2e/test_asyncapi.py sends every one to a
+# real server: "bob" is in the room when "ann" sends hers).
+CLIENT_EXAMPLES: dict[str, list[Any]] = {
+    "Join": [{"event": "join", "room": "lobby", "nickname": "ann"}],
+    "Message": [
+        {"event": "message", "room": "lobby", "text": "hello"},
+        {"event": "message", "room": "lobby", "text": "acknowledged", "id": "m-1"},
+    ],
+    "Private": [{"event": "private", "room": "lobby", "to": "bob", "text": "psst"}],
+    "Ping": [{"event": "ping"}],
+    "Leave": [{"event": "leave", "room": "lobby"}],
+    "MonitorFrame": [{"event": "stop"}, {"event": "start"}, {"event": "ping"}],
+    "RelayedText": ["hello, everyone"],
+    "NicknameChatFrame": [{"msg": "hello"}, {"msg": "psst", "to_user": "bob"}, {"event": "ping"}],
+}
+
+
 def _message(model: type[BaseModel]) -> dict[str, Any]:
-    return {
+    message: dict[str, Any] = {
         "name": model.__name__,
         "title": model.__name__,
-        "summary": (model.__doc__ or "").strip().split("\n")[0],
+        "summary": (model.__doc__ or model.__name__).strip().split("\n")[0],
         "contentType": "application/json" if model is not RelayedText else "text/plain",
         "payload": {"$ref": SCHEMAS + model.__name__},
     }
+    examples = CLIENT_EXAMPLES.get(model.__name__)
+    if examples:
+        message["examples"] = [
+            {"name": f"{model.__name__}{number}", "payload": payload}
+            for number, payload in enumerate(examples, 1)
+        ]
+    return message
 
 
 @cache
