@@ -51,6 +51,7 @@ from typing import Any
 
 import orjson
 
+from app.error_bodies import BUSY_SECONDS, error_body
 from app.metrics import (
     HTTP_CLIENT_REFUSED,
     HTTP_CONCURRENCY_LIMIT,
@@ -64,7 +65,6 @@ ASGIApp = Any
 Scope = dict[str, Any]
 Message = dict[str, Any]
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-RETRY_AFTER_SECONDS = 1
 SWEEP_SECONDS = 0.05  # how often the queue's expired heads are shed while no slot frees
 
 
@@ -255,7 +255,7 @@ class Admission:
                 send,
                 503,
                 "the service is busy; try again shortly",
-                [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())],
+                [(b"retry-after", str(BUSY_SECONDS).encode())],
             )
             return
         released = False
@@ -292,7 +292,7 @@ class Admission:
                 429,
                 f"too many requests from this address are still sending their body "
                 f"(at most {self.client_max_bodies} at once)",
-                [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())],
+                [(b"retry-after", str(BUSY_SECONDS).encode())],
                 close=True,
             )
             return None
@@ -396,16 +396,13 @@ async def _answer(
     """An error answered by this middleware, in the shape the app's own errors have: the
     envelope (contract §2), or Flask-APScheduler's `{"error_message"}` under the scheduler
     API's prefix."""
-    path = scope["path"]
-    if path == scheduler_prefix or path.startswith(scheduler_prefix + "/"):
-        payload: dict[str, Any] = {"error_message": message}
-    else:
-        payload = {
-            "code": status,
-            "msg": message,
-            "request": f"{scope['method']} {path}",
-            "status": "failed",
-        }
+    payload = error_body(
+        status,
+        message,
+        method=scope["method"],
+        path=scope["path"],
+        scheduler_prefix=scheduler_prefix,
+    )
     body = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
     response_headers = [
         (b"content-type", b"application/json"),

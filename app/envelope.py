@@ -29,6 +29,7 @@ from werkzeug.exceptions import HTTPException
 
 from app import state
 from app.db import DatabaseTimeoutError, describe_database_error
+from app.error_bodies import UNAVAILABLE_SECONDS, envelope_error
 from app.errors import (
     ConflictError,
     ForbiddenError,
@@ -51,7 +52,6 @@ SERVICE_ERROR_STATUS: dict[type[ServiceError], int] = {
     IdempotencyMismatchError: 422,
     PreconditionFailedError: 412,
 }
-RETRY_AFTER_SECONDS = 5
 
 
 def succeed(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -70,17 +70,16 @@ def failed(
 ) -> Response:
     """An error envelope: `code` is the HTTP status, `request` is `METHOD path` (no query).
     A refused websocket handshake answers the same way, as `GET path`."""
-    origin = (
-        f"{request.method} {request.path}"
-        if has_request_context()
-        else (f"GET {websocket.path}" if has_websocket_context() else "-")
-    )
-    response = cast(
-        Response,
-        current_app.json.response(
-            {"code": status, "msg": msg, "request": origin, "status": "failed"}
-        ),
-    )
+    if has_request_context():
+        method, path = request.method, request.path
+    elif has_websocket_context():
+        method, path = "GET", websocket.path
+    else:
+        method, path = "-", ""
+    body = envelope_error(status, msg, method, path)
+    if not path:
+        body["request"] = "-"
+    response = cast(Response, current_app.json.response(body))
     response.status_code = status
     for key, value in headers.items() if isinstance(headers, dict) else headers or []:
         response.headers.add(key, value)  # add, not set: WWW-Authenticate may repeat
@@ -147,7 +146,7 @@ async def _on_database_unavailable(error: Exception) -> Response:
     return failed(
         503,
         "the database is unavailable or busy, try again later",
-        {"Retry-After": str(RETRY_AFTER_SECONDS)},
+        {"Retry-After": str(UNAVAILABLE_SECONDS)},
     )
 
 
@@ -157,7 +156,7 @@ async def _on_redis_unavailable(error: Exception) -> Response:
     return failed(
         503,
         "a shared store (Redis) is unavailable, try again later",
-        {"Retry-After": str(RETRY_AFTER_SECONDS)},
+        {"Retry-After": str(UNAVAILABLE_SECONDS)},
     )
 
 

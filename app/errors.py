@@ -1,5 +1,7 @@
 """Domain errors raised by the services. They carry no HTTP: `app.envelope` maps each to a status."""
 
+from app.error_bodies import BUSY_SECONDS
+
 
 class ServiceError(Exception):
     """Base of the errors a service raises on purpose; `message` is shown to the client, and
@@ -29,9 +31,10 @@ class ForbiddenError(ServiceError):
 
 
 class IdempotencyInProgressError(ConflictError):
-    """The first request with this Idempotency-Key has not finished (HTTP 409, Retry-After 1)."""
+    """The first request with this Idempotency-Key has not finished (HTTP 409, Retry-After:
+    `BUSY_SECONDS`)."""
 
-    retry_after = 1
+    retry_after = BUSY_SECONDS
 
 
 class IdempotencyMismatchError(ServiceError):

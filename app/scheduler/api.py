@@ -34,6 +34,7 @@ from app.api.idempotency import idempotent
 from app.api.openapi import NoContent, documents
 from app.auth.identity import require_identity
 from app.envelope import describe_validation_error, service_error_answer
+from app.error_bodies import UNAVAILABLE_SECONDS, scheduler_error
 from app.errors import ServiceError
 from app.json_provider import JSON_OF_ANY_CONTENT_TYPE
 from app.redis_client import UNREACHABLE
@@ -125,7 +126,7 @@ def scheduler_responds(success: type[Any], *errors: int, status: int = 200) -> C
 
 
 def error(status: int, message: str, headers: list[tuple[str, str]] | None = None) -> Response:
-    response = jsonify({"error_message": message})
+    response = jsonify(scheduler_error(message))
     response.status_code = status
     for key, value in headers or []:
         response.headers.add(key, value)
@@ -160,7 +161,7 @@ async def admins_only() -> None:
 
 
 STORE_UNAVAILABLE = "the scheduler's store (Redis) is unavailable; try again later"
-RETRY_AFTER_SECONDS = "5"
+RETRY_AFTER = str(UNAVAILABLE_SECONDS)
 
 
 @blueprint.before_request
@@ -168,7 +169,7 @@ async def store_reachable() -> Response | None:
     """503 at once while this worker knows Redis is down (its circuit is open)."""
     redis = state.redis()
     if redis is not None and redis.circuit.is_open:
-        return error(503, STORE_UNAVAILABLE, [("Retry-After", RETRY_AFTER_SECONDS)])
+        return error(503, STORE_UNAVAILABLE, [("Retry-After", RETRY_AFTER)])
     return None
 
 
@@ -179,7 +180,7 @@ async def store_failed(exception: RedisError) -> Response:
     redis = state.redis()
     if redis is not None and isinstance(exception, UNREACHABLE):
         redis.circuit.record_failure(exception)
-    return error(503, STORE_UNAVAILABLE, [("Retry-After", RETRY_AFTER_SECONDS)])
+    return error(503, STORE_UNAVAILABLE, [("Retry-After", RETRY_AFTER)])
 
 
 @blueprint.errorhandler(HTTPException)
