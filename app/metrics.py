@@ -22,7 +22,7 @@ Metrics (names follow Prometheus conventions; durations in seconds):
 - `db_pool_connections_in_use`: database connections checked out, summed over workers.
 - `redis_errors_total{kind}`: Redis calls that failed (`unreachable`) or were refused at once
   while the circuit was open (`circuit_open`).
-- Admission (app/admission.py): `http_concurrency_limit`, requests the workers may run at once
+- Admission (app/admission/): `http_concurrency_limit`, requests the workers may run at once
   (summed); `http_requests_waiting`, requests waiting for a slot; `http_requests_shed_total
   {reason}`, requests answered 503 at once: `queue_full` (`HTTP_QUEUE_MAX` already waiting)
   or `queue_timeout` (waited longer than `HTTP_QUEUE_TIMEOUT`);

@@ -15,7 +15,7 @@ service's costs on top of the framework on every request, and the hooks did the 
 through werkzeug's `Headers` and the request-context proxies (`g`, `request`): 84 us of a
 request's CPU in-process against 20 us here (bench/, `python -m bench --suite peers`; each
 hook's share in docs/performance.md). The header pairs are encoded once per worker. Websockets
-pass straight through, without a coroutine of this middleware's own (app/admission.py says why).
+pass straight through, without a coroutine of this middleware's own (app/admission/ says why).
 """
 
 from __future__ import annotations

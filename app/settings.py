@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     # app/hypercorn_patches.py) or Uvicorn with httptools and uvloop (app/uvicorn_server.py;
     # README "Servers" says what differs).
     server: Literal["hypercorn", "uvicorn"] = "hypercorn"
-    # Admission control (app/admission.py, docs/performance.md). HTTP requests a worker runs at
+    # Admission control (app/admission/, docs/performance.md). HTTP requests a worker runs at
     # once (None: its database pool's size + overflow; 0: no limit); more wait, first come first
     # served, at most `http_queue_max` of them and `http_queue_timeout` seconds each (then 503
     # with Retry-After). A body must arrive within `http_body_timeout` seconds (then 408), with

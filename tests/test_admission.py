@@ -1,4 +1,4 @@
-"""Admission control (app/admission.py), as an ASGI middleware around small ASGI apps: bodies
+"""Admission control (app/admission/), as an ASGI middleware around small ASGI apps: bodies
 are read before a request counts as work (bounded in time, size and per client address), at
 most `limit` requests run at once and the rest wait in arrival order, a wait past the queue's
 bounds is a fast 503 with Retry-After, and the slot is given back when the response starts.
@@ -299,7 +299,7 @@ async def test_one_address_may_send_only_so_many_bodies_at_once() -> None:
         )
         for i, t in enumerate(trickles)
     ]
-    await eventually(now(lambda: middleware._bodies_arriving.get("10.0.0.1") == 2))
+    await eventually(now(lambda: middleware.bodies.arriving.get("10.0.0.1") == 2))
     before = refused("client_bodies")
     third = Recorder()
     await middleware(http("/up2", method="POST", headers=POST_JSON), Trickle().receive, third)
@@ -316,7 +316,7 @@ async def test_one_address_may_send_only_so_many_bodies_at_once() -> None:
     for trickle in trickles:
         trickle.feed(b'{"a":"bcd"}', more=False)
     await asyncio.gather(*arriving)
-    assert middleware._bodies_arriving == {}
+    assert middleware.bodies.arriving == {}
 
 
 @pytest.mark.parametrize("declared", [True, False])

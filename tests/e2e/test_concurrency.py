@@ -1,4 +1,4 @@
-"""Admission on a real server, with raw sockets (app/admission.py; tests/test_admission.py has
+"""Admission on a real server, with raw sockets (app/admission/; tests/test_admission.py has
 the middleware's own cases): slow uploads and slowloris sockets hold no slot and are let go in
 time, one address cannot keep too many bodies arriving, and a request that waits past the
 queue's bound is a fast 503 with Retry-After while the worker stays responsive."""
