@@ -12,6 +12,7 @@ COPY pyproject.toml README.md alembic.ini hypercorn.toml ./
 COPY app ./app
 COPY alembic ./alembic
 COPY templates ./templates
+COPY static ./static
 RUN pip wheel --no-deps --wheel-dir /wheels .
 
 # Runtime stage: the pinned dependencies of requirements.lock, then the wheel; no source tree.

@@ -176,7 +176,11 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
     log_handler = configure_logging(settings)
     start_tracing(settings)
 
-    app = ServiceApp(__name__, template_folder=str(resource_path("templates")))
+    app = ServiceApp(
+        __name__,
+        template_folder=str(resource_path("templates")),
+        static_folder=str(resource_path("static")),  # /static/rooms-client.js
+    )
     app.request_class = ApiRequest
     app.asgi_http_class = LeanHTTPConnection
     app.config.update(

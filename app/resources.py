@@ -1,7 +1,7 @@
-"""Files the service ships beside its code: the page templates, the Alembic migrations and the
-default Hypercorn settings.
+"""Files the service ships beside its code: the page templates, the static files (the JS
+client), the Alembic migrations and the default Hypercorn settings.
 
-A wheel carries them in `app/_bundle/` (pyproject.toml maps the top-level `templates/`,
+A wheel carries them in `app/_bundle/` (pyproject.toml maps the top-level `templates/`, `static/`,
 `alembic/`, `alembic.ini` and `hypercorn.toml` there at build time), so an installed service
 needs no checkout. From a checkout (an editable install, `make run`) they are the top-level
 folders themselves. Both are found through `importlib.resources`.

@@ -324,3 +324,115 @@ def test_monitor_and_online_fit_a_phone_and_a_desktop(site, browser, viewport, t
     expect(page.get_by_role("link", name="API docs")).to_have_attribute("href", "/docs")
     assert no_horizontal_scroll(page)
     context.close()
+
+
+@pytest.mark.parametrize("fault", ["worker SIGKILL", "Redis restart"])
+def test_the_js_client_delivers_each_message_once_in_order_across_a_fault(
+    browser, tmp_path, fault
+) -> None:
+    """Two chat pages (static/rooms-client.js) on 2 workers with a Redis of the test's own.
+    A fault (every worker SIGKILLed and restarted by the supervisor, or Redis killed and
+    started empty); a message typed during it waits in the client's queue and is sent, and
+    acknowledged, once the page is back; a third client then sends five. Both pages end with
+    the same messages, each once, in the room's order; after the Redis restart (its log lost)
+    each page shows that messages may have been missed (issue 35)."""
+    import concurrent.futures
+    import json
+    import signal
+    import time
+
+    import psutil
+    from websockets.sync.client import connect
+
+    from tests.e2e.dependencies import own_redis
+    from tests.e2e.server import prepare_deployment
+
+    with own_redis(tmp_path) as redis:
+        (tmp_path / "setup").mkdir()
+        # Playwright's sync API runs a loop in this thread: the setup runs in another.
+        with concurrent.futures.ThreadPoolExecutor(1) as setup:
+            env = setup.submit(
+                prepare_deployment,
+                tmp_path / "setup",
+                "jsclient",
+                ("root", "js-client-password"),
+                REDIS_URL=f"redis://127.0.0.1:{redis.port}/0",
+                SESSION_COOKIE_SECURE="false",
+            ).result()
+        contexts = [browser.new_context() for _ in range(2)]
+        ann, bob = (context.new_page() for context in contexts)
+        with run_server(tmp_path, env, workers=2) as server:
+            for page, name in ((ann, "ann"), (bob, "bob")):
+                page.goto(server.base_url + "/chat")
+                page.fill("#nickname", name)
+                page.fill("#room", "faults")
+                page.click("#join")
+                expect(page.locator("#status")).to_have_text(f"in faults as {name}")
+            ann.fill("#text", "before")
+            ann.click("#send")
+            expect(bob.locator("#messages li.message")).to_have_text([timed("ann: before")])
+
+            if fault == "worker SIGKILL":
+                for worker in psutil.Process(server.process.pid).children():
+                    worker.send_signal(signal.SIGKILL)
+                expect(ann.locator("#status")).to_have_text("reconnecting…", timeout=15_000)
+                ann.fill("#text", "during")  # queued offline: sent once the page is back
+                ann.click("#send")
+            else:
+                # The sockets stay open; the publish fails with an error frame naming the
+                # message, and the client resends it until the store takes it.
+                redis.kill()
+                ann.fill("#text", "during")
+                ann.click("#send")
+                expect(ann.locator("#messages li.error")).not_to_have_count(0, timeout=15_000)
+                redis.start()
+            expect(ann.locator("#status")).to_have_text("in faults as ann", timeout=30_000)
+            expect(bob.locator("#status")).to_have_text("in faults as bob", timeout=30_000)
+
+            for page in (ann, bob):  # the queued message is delivered once the store is back
+                expect(page.locator("#messages li.message").last).to_have_text(
+                    timed("ann: during"), timeout=30_000
+                )
+
+            url = server.base_url.replace("http://", "ws://") + "/ws/chat"
+            texts = [f"after {number}" for number in range(5)]
+
+            def carl_joined(carl) -> bool:
+                carl.send(json.dumps({"event": "join", "room": "faults", "nickname": "carl"}))
+                while (frame := json.loads(carl.recv(timeout=10)))["event"] != "history":
+                    if frame["event"] == "error":  # this worker has not seen Redis back yet
+                        return False
+                return True
+
+            deadline = time.monotonic() + 30
+            with connect(url, origin=server.base_url) as carl:
+                while not carl_joined(carl):
+                    assert time.monotonic() < deadline, "carl could not join"
+                    time.sleep(0.2)  # carl's retry interval (behaviour of this client)
+                for text in texts:
+                    carl.send(json.dumps({"event": "message", "room": "faults", "text": text}))
+                published = 0
+                while published < len(texts):
+                    published += json.loads(carl.recv(timeout=10))["event"] == "message"
+
+            expected = 1 + 1 + len(texts)  # before, during, carl's
+            shown = {}
+            for name, page in (("ann", ann), ("bob", bob)):
+                lines = page.locator("#messages li.message")
+                expect(lines).to_have_count(expected, timeout=30_000)
+                shown[name] = [
+                    re.sub(r"^\d\d:\d\d(\s?[AP]M)?", "", t) for t in lines.all_inner_texts()
+                ]
+                missed = page.locator("#messages li.missed")
+                if fault == "Redis restart":
+                    expect(missed).not_to_have_count(0)
+                else:
+                    expect(missed).to_have_count(0)
+            assert shown["ann"] == shown["bob"], shown
+            assert sorted(shown["ann"]) == sorted(
+                ["ann: before", "ann: during", *[f"carl: {t}" for t in texts]]
+            ), shown
+            carls = [line for line in shown["ann"] if line.startswith("carl:")]
+            assert carls == [f"carl: {t}" for t in texts]
+        for context in contexts:
+            context.close()
