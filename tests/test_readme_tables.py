@@ -76,3 +76,23 @@ def test_no_link_leaves_the_repository() -> None:
             assert (page.parent / target).resolve().is_relative_to(root), (page.name, target)
             assert (page.parent / target).exists(), (page.name, target)
         assert "../shared" not in text, page.name
+
+
+def test_the_layout_list_names_every_module() -> None:
+    """docs/design.md's Layout (the one list) names each module of app/: its path, or its name
+    under its folder's entry."""
+    root = Path(__file__).parents[1]
+    layout = (root / "docs" / "design.md").read_text().split("## Layout", 1)[1]
+    layout = layout.split("\n## ", 1)[0]
+    missing = []
+    for path in sorted((root / "app").rglob("*.py")):
+        relative = path.relative_to(root)
+        if path.stem == "__init__" and path.parent != root / "app":
+            continue
+        folder = f"{relative.parent}/"
+        if str(relative) in layout:
+            continue
+        if folder in layout and re.search(rf"\b{re.escape(path.stem)}\b", layout):
+            continue
+        missing.append(str(relative))
+    assert missing == []

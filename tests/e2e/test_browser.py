@@ -30,6 +30,15 @@ def timed(text: str) -> re.Pattern[str]:
     return re.compile(rf"^\d\d:\d\d(\s?[AP]M)?{re.escape(text)}$")
 
 
+def join_chat(page, base_url: str, room: str, name: str) -> None:
+    """Open the chat page, join `room` as `name`, and wait until the page says so."""
+    page.goto(base_url + "/chat")
+    page.fill("#nickname", name)
+    page.fill("#room", room)
+    page.click("#join")
+    expect(page.locator("#status")).to_have_text(f"in {room} as {name}")
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("browser")
@@ -101,11 +110,7 @@ def test_two_browsers_chat(site, browser, tmp_path) -> None:
     ann_context, bob_context = browser.new_context(), browser.new_context()
     ann, bob = ann_context.new_page(), bob_context.new_page()
     for page, name in ((ann, "ann"), (bob, "bob")):
-        page.goto(site.base_url + "/chat")
-        page.fill("#nickname", name)
-        page.fill("#room", "browsers")
-        page.click("#join")
-        expect(page.locator("#status")).to_have_text(f"in browsers as {name}")
+        join_chat(page, site.base_url, "browsers", name)
     expect(ann.locator("#members li")).to_have_text(["ann", "bob"])
 
     ann.fill("#text", "hello from ann")
@@ -196,11 +201,7 @@ def test_pages_reconnect_after_a_restart_and_show_each_message_once(browser, tmp
     ann, bob, monitor = (context.new_page() for context in contexts)
     with run_server(tmp_path, env, workers=1, port=port) as first:
         for page, name in ((ann, "ann"), (bob, "bob")):
-            page.goto(first.base_url + "/chat")
-            page.fill("#nickname", name)
-            page.fill("#room", "recovery")
-            page.click("#join")
-            expect(page.locator("#status")).to_have_text(f"in recovery as {name}")
+            join_chat(page, first.base_url, "recovery", name)
         monitor.goto(first.base_url + "/")
         expect(monitor.locator("#status")).to_have_text("connected")
         ann.fill("#text", "before")
@@ -363,11 +364,7 @@ def test_the_js_client_delivers_each_message_once_in_order_across_a_fault(
         ann, bob = (context.new_page() for context in contexts)
         with run_server(tmp_path, env, workers=2) as server:
             for page, name in ((ann, "ann"), (bob, "bob")):
-                page.goto(server.base_url + "/chat")
-                page.fill("#nickname", name)
-                page.fill("#room", "faults")
-                page.click("#join")
-                expect(page.locator("#status")).to_have_text(f"in faults as {name}")
+                join_chat(page, server.base_url, "faults", name)
             ann.fill("#text", "before")
             ann.click("#send")
             expect(bob.locator("#messages li.message")).to_have_text([timed("ann: before")])
@@ -436,3 +433,38 @@ def test_the_js_client_delivers_each_message_once_in_order_across_a_fault(
             assert carls == [f"carl: {t}" for t in texts]
         for context in contexts:
             context.close()
+
+
+def test_the_js_client_with_a_token_and_its_bounded_offline_queue(site, browser) -> None:
+    """RoomsClient in Chromium: with a bearer token it speaks as the token's user; a client that
+    cannot connect keeps at most `maxQueue` messages and reports the one past it."""
+    import httpx
+
+    token = httpx.post(
+        f"{site.base_url}/api/v1/tokens", auth=("browser-admin", "browser-password"), timeout=10
+    ).json()["data"]["token"]
+    page = browser.new_page()
+    page.goto(site.base_url + "/chat")
+    result = page.evaluate(
+        """async (token) => {
+          const { RoomsClient } = await import("/static/rooms-client.js");
+          const you = await new Promise((resolve) => {
+            const client = new RoomsClient({ token });
+            client.onJoined = (_room, name) => { client.close(); resolve(name); };
+            client.join("tokens");
+          });
+          const refused = [];
+          const offline = new RoomsClient({ url: `ws://${location.host}/ws/nowhere`, maxQueue: 2 });
+          offline.onQueueFull = (_room, text) => refused.push(text);
+          offline.join("lobby", { nickname: "ann" });
+          const ids = ["a", "b", "c"].map((text) => offline.send("lobby", text));
+          const queued = offline.queued;
+          offline.close();
+          return { you, ids, refused, queued };
+        }""",
+        token,
+    )
+    page.close()
+    assert result["you"] == "browser-admin"
+    assert all(result["ids"][:2]) and result["ids"][2] is None, result
+    assert result["refused"] == ["c"] and result["queued"] == 2
