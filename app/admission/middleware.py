@@ -62,7 +62,7 @@ class Admission:
             max_body_bytes=max_body_bytes,
         )
 
-    def _answer(
+    async def _answer(
         self,
         scope: Scope,
         send: Any,
@@ -71,16 +71,29 @@ class Admission:
         headers: list[tuple[bytes, bytes]] | None = None,
         *,
         close: bool = False,
-    ) -> Awaitable[None]:
-        return _answer(
-            scope,
-            send,
+    ) -> None:
+        """An error answered by this middleware, in the shape the app's own errors have: the
+        envelope (contract §2), or Flask-APScheduler's `{"error_message"}` under the scheduler
+        API's prefix."""
+        payload = error_body(
             status,
             message,
-            headers,
-            close=close,
+            method=scope["method"],
+            path=scope["path"],
             scheduler_prefix=self.scheduler_prefix,
         )
+        body = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+        response_headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-store"),
+            (b"x-content-type-options", b"nosniff"),
+            *(headers or []),
+        ]
+        if close:  # the client may still be sending: h11 then closes once the answer is out
+            response_headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": response_headers})
+        await send({"type": "http.response.body", "body": body})
 
     def __call__(self, scope: Scope, receive: Any, send: Any) -> Awaitable[None]:
         # Passed through without a coroutine of this middleware's own: a websocket would keep
@@ -130,37 +143,3 @@ class Admission:
         finally:
             if not released:
                 queue.release()
-
-
-async def _answer(
-    scope: Scope,
-    send: Any,
-    status: int,
-    message: str,
-    headers: list[tuple[bytes, bytes]] | None = None,
-    *,
-    close: bool = False,
-    scheduler_prefix: str = "/scheduler",
-) -> None:
-    """An error answered by this middleware, in the shape the app's own errors have: the
-    envelope (contract §2), or Flask-APScheduler's `{"error_message"}` under the scheduler
-    API's prefix."""
-    payload = error_body(
-        status,
-        message,
-        method=scope["method"],
-        path=scope["path"],
-        scheduler_prefix=scheduler_prefix,
-    )
-    body = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
-    response_headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"cache-control", b"no-store"),
-        (b"x-content-type-options", b"nosniff"),
-        *(headers or []),
-    ]
-    if close:  # the client may still be sending: h11 then closes once the answer is out
-        response_headers.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": status, "headers": response_headers})
-    await send({"type": "http.response.body", "body": body})
