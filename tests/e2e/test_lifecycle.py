@@ -115,6 +115,8 @@ def test_quart_s_factory_string_serves_the_patched_app(tmp_path) -> None:
     keep_alive_timeout, 5 s here)."""
     import socket
 
+    import psutil
+
     from tests.conftest import TEST_SECRET_KEY
     from tests.e2e.server import free_port
 
@@ -135,3 +137,8 @@ def test_quart_s_factory_string_serves_the_patched_app(tmp_path) -> None:
             while slow.recv(4096):  # the server's 408 or close, then the end of the stream
                 pass
             assert time.monotonic() - started < 4
+        # Plain Hypercorn's workers outlive a killed master: stop it as an operator would.
+        workers = psutil.Process(server.process.pid).children(recursive=True)
+        assert server.stop() == 0
+        gone, alive = psutil.wait_procs(workers, timeout=15)
+        assert alive == [], alive
