@@ -10,6 +10,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from tests.conftest import REDIS_URL
 from tests.e2e.server import free_port, run_cli, run_server
+from tests.waiting import poll
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -340,7 +341,6 @@ def test_the_js_client_delivers_each_message_once_in_order_across_a_fault(
     import concurrent.futures
     import json
     import signal
-    import time
 
     import psutil
     from websockets.sync.client import connect
@@ -401,11 +401,8 @@ def test_the_js_client_delivers_each_message_once_in_order_across_a_fault(
                         return False
                 return True
 
-            deadline = time.monotonic() + 30
             with connect(url, origin=server.base_url) as carl:
-                while not carl_joined(carl):
-                    assert time.monotonic() < deadline, "carl could not join"
-                    time.sleep(0.2)  # carl's retry interval (behaviour of this client)
+                poll(lambda: carl_joined(carl), timeout=30, interval=0.2)
                 for text in texts:
                     carl.send(json.dumps({"event": "message", "room": "faults", "text": text}))
                 published = 0
