@@ -70,16 +70,12 @@ def failed(
 ) -> Response:
     """An error envelope: `code` is the HTTP status, `request` is `METHOD path` (no query).
     A refused websocket handshake answers the same way, as `GET path`."""
-    if has_request_context():
-        method, path = request.method, request.path
-    elif has_websocket_context():
-        method, path = "GET", websocket.path
-    else:
-        method, path = "-", ""
-    body = envelope_error(status, msg, method, path)
-    if not path:
-        body["request"] = "-"
-    response = cast(Response, current_app.json.response(body))
+    origin = (
+        f"{request.method} {request.path}"
+        if has_request_context()
+        else (f"GET {websocket.path}" if has_websocket_context() else "-")
+    )
+    response = cast(Response, current_app.json.response(envelope_error(status, msg, origin)))
     response.status_code = status
     for key, value in headers.items() if isinstance(headers, dict) else headers or []:
         response.headers.add(key, value)  # add, not set: WWW-Authenticate may repeat

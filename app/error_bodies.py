@@ -25,9 +25,9 @@ BUSY_SECONDS = 1
 UNAVAILABLE_SECONDS = 5
 
 
-def envelope_error(status: int, message: str, method: str, path: str) -> dict[str, Any]:
-    """The error envelope; `request` is `METHOD path` (no query string)."""
-    return {"code": status, "msg": message, "request": f"{method} {path}", "status": "failed"}
+def envelope_error(status: int, message: str, request: str) -> dict[str, Any]:
+    """The error envelope; `request` is `METHOD path` (no query string), or `-` outside one."""
+    return {"code": status, "msg": message, "request": request, "status": "failed"}
 
 
 def scheduler_error(message: str) -> dict[str, Any]:
@@ -46,4 +46,4 @@ def error_body(
     """The error in the shape the route at `path` answers with."""
     if under_prefix(path, scheduler_prefix):
         return scheduler_error(message)
-    return envelope_error(status, message, method, path)
+    return envelope_error(status, message, f"{method} {path}")

@@ -1,5 +1,5 @@
 """Every change this service makes to Hypercorn, wsproto and h11, in one place, each applied
-only on the versions it was written for (`SUPPORTED`; docs/design.md, "Server patches", says
+only on the versions it was written for (app/overrides.py; docs/design.md, "Server patches", says
 what each fixes upstream and what would let it go).
 
 - `limit_websocket_compression` / `set_websocket_compression`: permessage-deflate without
@@ -40,18 +40,15 @@ import asyncio
 import weakref
 from collections.abc import Generator
 from functools import partial
-from importlib.metadata import version
 from typing import Any
 
 from wsproto.extensions import PerMessageDeflate
 
-# The release series each patch was written for and is shown on by tests/test_hypercorn_patches.py
-# (pyproject.toml bounds them the same way; requirements.lock pins one release of each).
-SUPPORTED = {
-    "hypercorn": ("0.18.",),
-    "wsproto": ("1.3.",),
-    "h11": ("0.16.",),
-}
+from app.overrides import unsupported
+
+# The packages these patches change; the releases each supports are app/overrides.py's (and
+# pyproject.toml's bounds), shown on by tests/test_hypercorn_patches.py.
+PATCHED_PACKAGES = ("hypercorn", "wsproto", "h11")
 
 
 class UnsupportedServerVersion(RuntimeError):
@@ -59,16 +56,13 @@ class UnsupportedServerVersion(RuntimeError):
 
 
 def check_versions() -> None:
-    """Raises `UnsupportedServerVersion` naming the first package whose installed version is
-    not in `SUPPORTED`."""
-    for package, prefixes in SUPPORTED.items():
-        installed = version(package)
-        if not installed.startswith(prefixes):
-            raise UnsupportedServerVersion(
-                f"{package} {installed} is installed; app/hypercorn_patches.py supports "
-                f"{package} {', '.join(prefix + 'x' for prefix in prefixes)}: install a "
-                "supported version or check the patches against this one"
-            )
+    """Raises `UnsupportedServerVersion` naming the first package whose installed version the
+    patches do not support (app.overrides)."""
+    problems = unsupported(PATCHED_PACKAGES)
+    if problems:
+        raise UnsupportedServerVersion(
+            f"{problems[0]}: install a supported version or check the patches against this one"
+        )
 
 
 def limit_websocket_compression() -> None:

@@ -15,6 +15,7 @@ which and why it is not enough.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
@@ -140,10 +141,13 @@ class UnsupportedDependency(RuntimeError):
     """An installed release that an override was not written for."""
 
 
-def unsupported() -> list[str]:
-    """One sentence per override whose package's installed release it does not support."""
+def unsupported(packages: Iterable[str] | None = None) -> list[str]:
+    """One sentence per override (of `packages`, default all) whose package's installed release
+    it does not support. The modules that hold an override check their own packages with it."""
     problems = []
     for override in OVERRIDES:
+        if packages is not None and override.package not in packages:
+            continue
         try:
             installed = version(override.package)
         except PackageNotFoundError:

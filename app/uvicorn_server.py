@@ -33,7 +33,6 @@ import contextlib
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Iterator
-from importlib.metadata import version
 from typing import Any
 
 import httptools
@@ -41,10 +40,12 @@ from uvicorn import Config, Server
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from app.overrides import unsupported
 from app.settings import Settings
 
-# The release series this module was written for (pyproject.toml bounds it the same way).
-SUPPORTED = {"uvicorn": ("0.55.",), "httptools": ("0.9.",), "uvloop": ("0.23.",)}
+# The packages this module changes or relies on; the releases each supports are
+# app/overrides.py's (and pyproject.toml's bounds).
+SERVER_PACKAGES = ("uvicorn", "httptools", "uvloop")
 HEAD_TOO_LARGE = 431
 
 log = logging.getLogger("app")
@@ -55,15 +56,13 @@ class UnsupportedUvicornVersion(RuntimeError):
 
 
 def check_versions() -> None:
-    """Raises `UnsupportedUvicornVersion` naming the first package not in `SUPPORTED`."""
-    for package, prefixes in SUPPORTED.items():
-        installed = version(package)
-        if not installed.startswith(prefixes):
-            raise UnsupportedUvicornVersion(
-                f"{package} {installed} is installed; app/uvicorn_server.py supports "
-                f"{package} {', '.join(prefix + 'x' for prefix in prefixes)}: install a "
-                "supported version, or serve with --server hypercorn"
-            )
+    """Raises `UnsupportedUvicornVersion` naming the first package whose installed version
+    this module does not support (app.overrides)."""
+    problems = unsupported(SERVER_PACKAGES)
+    if problems:
+        raise UnsupportedUvicornVersion(
+            f"{problems[0]}: install a supported version, or serve with --server hypercorn"
+        )
 
 
 class _HeadTooLarge(Exception):

@@ -13,7 +13,7 @@ from app.errors import IdempotencyInProgressError
 
 
 def test_the_envelope_and_the_scheduler_shape() -> None:
-    assert envelope_error(404, "no", "GET", "/api/v1/user/x") == {
+    assert envelope_error(404, "no", "GET /api/v1/user/x") == {
         "code": 404,
         "msg": "no",
         "request": "GET /api/v1/user/x",

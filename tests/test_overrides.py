@@ -55,18 +55,26 @@ def test_pyproject_bounds_the_package_as_the_override_supports_it(override) -> N
     assert DECLARED[canonicalize_name(override.package)] == SpecifierSet(override.supported)
 
 
-def test_the_modules_own_version_checks_agree() -> None:
+@pytest.mark.parametrize(
+    ("packages", "check", "error"),
+    [
+        (hypercorn_patches.PATCHED_PACKAGES, hypercorn_patches.check_versions, RuntimeError),
+        (uvicorn_server.SERVER_PACKAGES, uvicorn_server.check_versions, RuntimeError),
+        (("apscheduler",), guard.bound_catching_up, RuntimeError),
+    ],
+    ids=["hypercorn_patches", "uvicorn_server", "guard"],
+)
+def test_the_modules_own_version_checks_use_this_list(packages, check, error, monkeypatch) -> None:
     by_package = {override.package: override for override in OVERRIDES}
-    series = {
-        **hypercorn_patches.SUPPORTED,
-        **uvicorn_server.SUPPORTED,
-        "apscheduler": guard.SUPPORTED_APSCHEDULER,
-    }
-    for package, prefixes in series.items():
-        override = by_package[package]
-        for prefix in prefixes:
-            assert override.supports(prefix + "0"), (package, prefix)
-        assert not override.supports(first_unsupported(override))
+    for package in packages:
+        release = first_unsupported(by_package[package])
+        monkeypatch.setattr(
+            overrides,
+            "version",
+            lambda name, p=package, r=release: r if name == p else version(name),
+        )
+        with pytest.raises(error, match=f"{package} {release}"):
+            check()
 
 
 def test_nothing_installed_is_unsupported() -> None:

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from app import uvicorn_server
+from app import overrides, uvicorn_server
 from tests.e2e.server import PROJECT_ROOT, free_port
 from tests.waiting import poll
 
@@ -21,7 +21,7 @@ def test_the_installed_versions_are_the_supported_ones() -> None:
 
 
 def test_an_unsupported_version_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(uvicorn_server, "version", lambda package: "9.9.9")
+    monkeypatch.setattr(overrides, "version", lambda package: "9.9.9")
     with pytest.raises(uvicorn_server.UnsupportedUvicornVersion, match="uvicorn 9.9.9"):
         uvicorn_server.check_versions()
 

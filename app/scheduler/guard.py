@@ -23,7 +23,6 @@ import logging
 import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from importlib.metadata import version
 from itertools import pairwise
 from typing import Any
 
@@ -33,6 +32,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from app.overrides import unsupported
 from app.redis_client import SharedRedis
 from app.scheduler.definitions import (
     JOB_ID_PATTERN,
@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 
 LEASE_RECHECK_SECONDS = 1.0  # a wake-up without the lease looks again this much later
 CRON_SAMPLE = 6  # fire times looked at to find a cron trigger's shortest gap
-SUPPORTED_APSCHEDULER = ("3.10.", "3.11.")
 _SAFE_ID = re.compile(JOB_ID_PATTERN)
 
 
@@ -141,12 +140,9 @@ def bound_catching_up() -> None:
     """Make `Job._get_run_times` skip, in one step, the runs older than the job's
     `misfire_grace_time` (see the module's docstring). Checked against APScheduler's version;
     idempotent."""
-    installed = version("apscheduler")
-    if not installed.startswith(SUPPORTED_APSCHEDULER):
-        raise RuntimeError(
-            f"apscheduler {installed}: app/scheduler/guard.py supports "
-            f"{', '.join(prefix + 'x' for prefix in SUPPORTED_APSCHEDULER)}"
-        )
+    problems = unsupported(("apscheduler",))  # the releases app/overrides.py lists
+    if problems:
+        raise RuntimeError(problems[0])
     if getattr(Job._get_run_times, "bounded", False):
         return
 
