@@ -84,8 +84,13 @@ def test_one_scrape_shows_both_workers(tmp_path) -> None:
                 )
 
         during_chat = asyncio.run(chat())
+        # A scrape between two runs of the 1 s job: a run's claim holds a connection briefly.
         after = scrape_until(
-            base, lambda s: total(s, "scheduler_job_runs_total", outcome="success") >= 1
+            base,
+            lambda s: (
+                total(s, "scheduler_job_runs_total", outcome="success") >= 1
+                and total(s, "db_pool_connections_in_use") == 0
+            ),
         )
 
     counted = total(after, "http_requests_total", route=route, method="GET", status="200")
