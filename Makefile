@@ -72,6 +72,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check app tests alembic bench deploy conformance
 	$(BIN)/ruff format --check app tests alembic bench deploy conformance
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/hadolint Dockerfile
 
 clean:

@@ -23,7 +23,7 @@ from app.api.openapi import SECURITY_SCHEMES, DocumentingProvider
 from app.auth.cookie_session import CachedSerializerSessionInterface
 from app.auth.csrf import check_csrf, csrf_token
 from app.auth.identity import identify_request, identify_websocket
-from app.cli import DATABASE_COMMANDS
+from app.commands import DATABASE_COMMANDS
 from app.db import start_database_deadline
 from app.envelope import register_error_handlers
 from app.health import blueprint as health_blueprint

@@ -25,8 +25,8 @@ from app.auth.credential_cache import (
     CredentialCache,
     watch_credential_changes,
 )
-from app.auth.identity import VerifiedPasswords
 from app.auth.rate_limit import CredentialGuard
+from app.auth.verified_passwords import VerifiedPasswords
 from app.db import Database
 from app.loop_lag import LoopLagProbe
 from app.presence import PresenceRecorder, create_presence_store
@@ -93,6 +93,9 @@ async def serving(state: AppState) -> AsyncIterator[None]:
         stack.callback(setattr, state, "loop_lag", None)
 
         if settings.scheduler_enabled:
+            # The built-in job functions are imported here, at start, not by the scheduler
+            # (they reach the app's state; the scheduler sits below it).
+            import app.scheduler.jobs  # noqa: F401
             from app.scheduler.service import SchedulerService
 
             scheduler = SchedulerService(settings, redis, database)

@@ -18,14 +18,14 @@ from quart import Quart, current_app
 
 if TYPE_CHECKING:
     from app.auth.credential_cache import CredentialCache
-    from app.auth.identity import VerifiedPasswords
     from app.auth.rate_limit import CredentialGuard
+    from app.auth.verified_passwords import VerifiedPasswords
     from app.db import Database
     from app.loop_lag import LoopLagProbe
     from app.presence import PresenceRecorder
-    from app.realtime.connection import ReadRules
     from app.realtime.hub import Hub
-    from app.realtime.monitor import MemoryMonitor
+    from app.realtime.memory import MemoryMonitor
+    from app.realtime.read_rules import ReadRules
     from app.redis_client import SharedRedis
     from app.request_log import TracebackLimit
     from app.scheduler.service import SchedulerService

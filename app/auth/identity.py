@@ -12,14 +12,11 @@ only the session's secret, so logout and revocation end a session for every work
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from cachetools import TTLCache
 from quart import current_app, g, request, session, websocket
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.datastructures import Authorization, WWWAuthenticate
@@ -28,8 +25,9 @@ from werkzeug.exceptions import Unauthorized
 from app import state
 from app.auth.passwords import hash_password, needs_rehash, verify_password
 from app.auth.rate_limit import CredentialGuard
+from app.auth.verified_passwords import VerifiedPasswords
 from app.db import DatabaseTimeoutError
-from app.models import TOKEN_KIND_BEARER, TOKEN_KIND_SESSION, User, name_key
+from app.models import TOKEN_KIND_BEARER, TOKEN_KIND_SESSION, User
 from app.presence import PresenceRecorder
 from app.services import accounts, tokens
 from app.services.permissions import Actor
@@ -37,8 +35,6 @@ from app.services.permissions import Actor
 log = logging.getLogger(__name__)
 
 SESSION_KEY = "sid"  # the session cookie's field holding the session secret
-VERIFIED_PASSWORDS_MAX = 4096
-VERIFIED_PASSWORDS_SECONDS = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,33 +88,6 @@ def unauthorized(message: str) -> Unauthorized:
             Challenge("bearer", {"realm": realm}),
         ],
     )
-
-
-class VerifiedPasswords:
-    """Passwords this worker verified recently, so an API client sending Basic credentials on
-    every request costs one Argon2 run per `VERIFIED_PASSWORDS_SECONDS`, not one per request.
-
-    Holds HMAC-SHA256(SECRET_KEY, password) under the name, with the password hash it matched:
-    a changed password (new hash) no longer matches, and no password is kept in memory.
-    """
-
-    def __init__(self, secret_key: str) -> None:
-        self._key = secret_key.encode()
-        self._entries: TTLCache[tuple[str, bytes], str] = TTLCache(
-            maxsize=VERIFIED_PASSWORDS_MAX, ttl=VERIFIED_PASSWORDS_SECONDS
-        )
-
-    def _entry(self, name: str, password: str) -> tuple[str, bytes]:
-        return name_key(name), hmac.new(self._key, password.encode(), hashlib.sha256).digest()
-
-    def matches(self, name: str, password: str, password_hash: str | None) -> bool:
-        return (
-            password_hash is not None
-            and self._entries.get(self._entry(name, password)) == password_hash
-        )
-
-    def remember(self, name: str, password: str, password_hash: str) -> None:
-        self._entries[self._entry(name, password)] = password_hash
 
 
 def _client_address() -> str:

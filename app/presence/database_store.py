@@ -16,7 +16,7 @@ from sqlalchemy import or_, select, update
 
 from app.db import Database
 from app.models import User
-from app.presence import Clock, check_window
+from app.presence.store import Clock, check_window
 
 WRITE_INTERVAL_SECONDS = 60
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from app.presence import Clock, check_window
+from app.presence.store import Clock, check_window
 
 PURGE_EVERY_SECONDS = 60
 

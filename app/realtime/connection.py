@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import struct
 import time
@@ -28,15 +27,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from limits import RateLimitItem
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from app import state
 from app.db import DatabaseTimeoutError
 from app.hypercorn_patches import WebsocketWire, websocket_wire
 from app.metrics import WEBSOCKET_DROPPED, WEBSOCKET_MESSAGES
+from app.realtime.read_rules import FrameVerdict, ReadRules
+from app.request_log import TracebackLimit
 from app.tracing import frame_span
 
 log = logging.getLogger(__name__)
@@ -88,6 +87,8 @@ class Connection:
         queue_size: frames waiting for the client before it counts as too slow.
         max_delay: seconds the oldest waiting frame may wait before the client counts as too
             slow (so a burst the client cannot absorb ends in a close, not in minutes of lag).
+        tracebacks: the app's limit on tracebacks in the log (`AppState.tracebacks`); None:
+            one of its own.
     """
 
     __slots__ = (
@@ -113,6 +114,7 @@ class Connection:
         "last_received",
         "_frames_in",
         "_frames_out",
+        "_tracebacks",
         "__weakref__",
     )
 
@@ -126,8 +128,10 @@ class Connection:
         user_id: str | None = None,
         queue_size: int = 256,
         max_delay: float = 2.0,
+        tracebacks: TracebackLimit | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
+        self._tracebacks = tracebacks if tracebacks is not None else TracebackLimit()
         self.websocket = websocket
         self._asgi_send = asgi_send
         self.endpoint = endpoint
@@ -321,7 +325,7 @@ class Connection:
                     "websocket %s: writing failed: %s",
                     self.endpoint,
                     type(error).__name__,
-                    exc_info=state.tracebacks().exc_info(error),
+                    exc_info=self._tracebacks.exc_info(error),
                 )
                 self.close(INTERNAL_ERROR, "server error")
         finally:
@@ -394,7 +398,7 @@ class Connection:
                     "websocket %s failed: %s",
                     self.endpoint,
                     type(error).__name__,
-                    exc_info=state.tracebacks().exc_info(error),
+                    exc_info=self._tracebacks.exc_info(error),
                 )
                 self.close(INTERNAL_ERROR, "server error")
         finally:
@@ -415,63 +419,3 @@ def _is_disconnect(error: BaseException) -> bool:
     return isinstance(error, (asyncio.CancelledError, ConnectionError)) or (
         type(error).__name__ in {"WebsocketDisconnect", "ConnectionClosed"}
     )
-
-
-class FrameVerdict(enum.Enum):
-    """What `ReadRules.check` makes of one frame."""
-
-    ALLOW = "allow"
-    RATE_LIMITED = "rate_limited"  # dropped, answered with an error frame
-    FLOOD = "flood"  # too many strikes in a row: close with 1008
-
-
-class ReadRules:
-    """Limits every connection of a worker reads under: size, idle time, and a rate limit.
-
-    Past `rate` frames in its window (a fixed window that starts at a connection's first frame,
-    as `limits`' fixed-window strategy counts) a client gets an error frame per extra frame;
-    after `flood_strikes` such frames in a row it is closed with 1008.
-    """
-
-    def __init__(
-        self,
-        *,
-        max_message_bytes: int,
-        idle_timeout: float,
-        rate: RateLimitItem,
-        flood_strikes: int,
-    ) -> None:
-        self.max_message_bytes = max_message_bytes
-        self.idle_timeout = idle_timeout
-        self.rate = rate
-        self.flood_strikes = flood_strikes
-        # Counted here, per connection, not in `limits`' MemoryStorage: its expiry runs in a
-        # thread it starts anew every 10 ms while frames arrive, scanning every key under a
-        # lock, against the event loop for the GIL (py-spy on a fan-out worker).
-        self._window_seconds = float(rate.get_expiry())
-        self._windows: dict[str, tuple[float, int]] = {}  # connection id: (window start, frames)
-        self._strikes: dict[str, int] = {}
-
-    def check(self, connection: Connection) -> FrameVerdict:
-        """Count one frame from `connection` and judge it; acts on nothing (the connection
-        answers the verdict: `Connection.handle_frame`).
-
-        Returns `ALLOW` within `rate`; past it `RATE_LIMITED` (the frame is dropped), or
-        `FLOOD` once `flood_strikes` frames in a row were over the rate.
-        """
-        now = time.monotonic()
-        started, frames = self._windows.get(connection.id, (now, 0))
-        if now - started >= self._window_seconds:
-            started, frames = now, 0
-        self._windows[connection.id] = (started, frames + 1)
-        if frames < self.rate.amount:
-            self._strikes.pop(connection.id, None)
-            return FrameVerdict.ALLOW
-        strikes = self._strikes.get(connection.id, 0) + 1
-        self._strikes[connection.id] = strikes
-        return FrameVerdict.FLOOD if strikes >= self.flood_strikes else FrameVerdict.RATE_LIMITED
-
-    def forget(self, connection: Connection) -> None:
-        """Drop `connection`'s window and strikes (it has closed)."""
-        self._windows.pop(connection.id, None)
-        self._strikes.pop(connection.id, None)

@@ -20,9 +20,9 @@ from app.realtime.connection import (
     TRY_AGAIN_LATER,
     Connection,
     FrameHandler,
-    ReadRules,
 )
 from app.realtime.hub import Hub
+from app.realtime.read_rules import ReadRules
 
 log = logging.getLogger("app.access")
 
@@ -59,6 +59,7 @@ def new_connection(
         user_id=user_id,
         queue_size=settings.ws_send_queue,
         max_delay=settings.ws_send_max_delay,
+        tracebacks=state.tracebacks(),
     )
 
 

@@ -9,9 +9,9 @@ from limits import parse
 
 from app.keyspace import Keyspace
 from app.realtime.broker import Broker, InProcessBroker, RedisBroker
-from app.realtime.connection import ReadRules
 from app.realtime.hub import Hub
-from app.realtime.monitor import MemoryMonitor
+from app.realtime.memory import MemoryMonitor
+from app.realtime.read_rules import ReadRules
 from app.realtime.rooms import MemoryRoomDirectory, RedisRoomDirectory, RoomDirectory
 from app.redis_client import SharedRedis, redis_database
 from app.services import accounts

@@ -23,7 +23,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.db import Database
 from app.redis_client import SharedRedis
-from app.scheduler import jobs as builtin_jobs  # noqa: F401 (registers the built-in functions)
 from app.scheduler.definitions import JobDefinition, parse_job
 from app.scheduler.executor import AppContextExecutor
 from app.scheduler.fencing import RunClaims

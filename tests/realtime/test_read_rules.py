@@ -1,4 +1,4 @@
-"""The websocket rate limit (app/realtime/connection.py): `ReadRules.check` judges each frame
+"""The websocket rate limit (app/realtime/read_rules.py): `ReadRules.check` judges each frame
 (a fixed window per connection; `flood_strikes` frames over the rate in a row are a flood),
 and `Connection.handle_frame` answers the verdict: an error frame per extra frame, then 1008."""
 
@@ -12,9 +12,8 @@ from app.realtime.connection import (
     MESSAGE_TOO_BIG,
     POLICY_VIOLATION,
     Connection,
-    FrameVerdict,
-    ReadRules,
 )
+from app.realtime.read_rules import FrameVerdict, ReadRules
 from tests.waiting import eventually
 
 ALLOW, RATE_LIMITED, FLOOD = FrameVerdict.ALLOW, FrameVerdict.RATE_LIMITED, FrameVerdict.FLOOD
