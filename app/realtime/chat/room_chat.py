@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from app.metrics import CHAT_RECOVERIES
@@ -118,71 +120,102 @@ async def _announce_leave(connection: Connection, room: str) -> None:
     await current_hub().announce_presence(room, left=presence_entry(connection))
 
 
+async def _on_ping(connection: Connection, _frame: Ping) -> None:
+    connection.send({"event": "pong"})
+
+
+async def _on_leave(connection: Connection, frame: Leave) -> None:
+    if await current_hub().leave(connection, frame.room):
+        await _announce_leave(connection, frame.room)
+    connection.send({"event": "left", "room": frame.room})
+
+
+async def _on_message(connection: Connection, frame: Message) -> None:
+    hub = current_hub()
+    message = {
+        "event": "message",
+        "id": new_id(),
+        "room": frame.room,
+        "from": connection.name,
+        "text": frame.text,
+        "ts": timestamp(),
+    }
+    # Numbered, logged and sent in one step; a store that fails does none of it, and the
+    # sender is told, naming its id.
+    if frame.id is None:
+        await hub.publish_to_room(frame.room, message)  # an error frame: STORE_ERRORS
+        return
+    try:
+        published = await hub.publish_to_room(
+            frame.room, message, sent_id=f"{sender_key(connection)}/{frame.id}"
+        )
+    except STORE_ERRORS:
+        connection.send_error(STORE_UNAVAILABLE, code="unavailable", ref="message", id=frame.id)
+        return
+    connection.send(
+        {
+            "event": "ack",
+            "id": frame.id,
+            "room": frame.room,
+            "offset": published.message["offset"],
+            "epoch": published.message["epoch"],
+            "duplicate": published.duplicate,
+        }
+    )
+
+
+async def _on_private(connection: Connection, frame: Private) -> None:
+    hub = current_hub()
+    members = await hub.directory.members(frame.room)
+    if not any(member["name"] == frame.to for member in members):
+        connection.send_error(f"to: {frame.to!r} is not in {frame.room!r}", ref="private")
+        return
+    message = {
+        "event": "private",
+        "id": new_id(),
+        "room": frame.room,
+        "from": connection.name,
+        "to": frame.to,
+        "text": frame.text,
+        "ts": timestamp(),
+    }
+    await hub.publish({"kind": "names", "room": frame.room, "names": [frame.to]}, message)
+    if frame.to != connection.name:
+        connection.send(message)  # the sender's copy
+
+
+@dataclass(frozen=True)
+class EventHandler:
+    """One client event's handler; `in_room`: refused with an error frame unless the sender
+    is in the frame's `room` (checked before the handler runs)."""
+
+    handle: Callable[[Connection, Any], Awaitable[None]]
+    in_room: bool
+
+
+# One handler per client event (as Phoenix's `handle_in`): adding an event is a frame model in
+# app/realtime/protocol.py and a row here.
+EVENTS: dict[str, EventHandler] = {
+    "ping": EventHandler(_on_ping, in_room=False),
+    "join": EventHandler(_join, in_room=False),
+    "leave": EventHandler(_on_leave, in_room=True),
+    "message": EventHandler(_on_message, in_room=True),
+    "private": EventHandler(_on_private, in_room=True),
+}
+
+
 async def _chat_frame(connection: Connection, text: str) -> None:
     try:
         frame = parse_frame(text, ChatFrame)
     except FrameError as error:
         connection.send_error(str(error))
         return
-    hub = current_hub()
-    if isinstance(frame, Ping):
-        connection.send({"event": "pong"})
-    elif isinstance(frame, Join):
-        await _join(connection, frame)
-    elif not connection.in_room(frame.room):
-        connection.send_error(f"room: join {frame.room!r} first", ref=frame.event)
-    elif isinstance(frame, Leave):
-        if await hub.leave(connection, frame.room):
-            await _announce_leave(connection, frame.room)
-        connection.send({"event": "left", "room": frame.room})
-    elif isinstance(frame, Message):
-        message = {
-            "event": "message",
-            "id": new_id(),
-            "room": frame.room,
-            "from": connection.name,
-            "text": frame.text,
-            "ts": timestamp(),
-        }
-        # Numbered, logged and sent in one step; a store that fails does none of it, and the
-        # sender is told, naming its id.
-        if frame.id is None:
-            await hub.publish_to_room(frame.room, message)  # an error frame: STORE_ERRORS
-            return
-        try:
-            published = await hub.publish_to_room(
-                frame.room, message, sent_id=f"{sender_key(connection)}/{frame.id}"
-            )
-        except STORE_ERRORS:
-            connection.send_error(STORE_UNAVAILABLE, code="unavailable", ref="message", id=frame.id)
-            return
-        connection.send(
-            {
-                "event": "ack",
-                "id": frame.id,
-                "room": frame.room,
-                "offset": published.message["offset"],
-                "epoch": published.message["epoch"],
-                "duplicate": published.duplicate,
-            }
-        )
-    elif isinstance(frame, Private):
-        members = await hub.directory.members(frame.room)
-        if not any(member["name"] == frame.to for member in members):
-            connection.send_error(f"to: {frame.to!r} is not in {frame.room!r}", ref="private")
-            return
-        message = {
-            "event": "private",
-            "id": new_id(),
-            "room": frame.room,
-            "from": connection.name,
-            "to": frame.to,
-            "text": frame.text,
-            "ts": timestamp(),
-        }
-        await hub.publish({"kind": "names", "room": frame.room, "names": [frame.to]}, message)
-        if frame.to != connection.name:
-            connection.send(message)  # the sender's copy
+    handler = EVENTS[frame.event]
+    room: str | None = getattr(frame, "room", None)
+    if handler.in_room and (room is None or not connection.in_room(room)):
+        connection.send_error(f"room: join {room!r} first", ref=frame.event)
+        return
+    await handler.handle(connection, frame)
 
 
 async def _chat_close(connection: Connection, rooms_left: list[str]) -> None:
