@@ -20,7 +20,11 @@ answers a binary frame with an error frame and takes an empty one as a heartbeat
 (docs/websockets.md); they are counted, not judged. Prints a table; the
 HTML report is in `var/conformance/`.
 
-    python conformance/run.py [--cases 1.*,2.*]
+    python conformance/run.py [--cases 1.*,2.*] [--agents service-relay,service-chat]
+
+12.x and 13.x (compression) do not finish on the reference (its raw echo stalls in 12.1.*), so
+run them apart, on the service alone: `--cases "12.*,13.*" --agents service-relay`. Their cases
+with messages over `WS_MAX_MESSAGE_BYTES` are counted, not judged.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import argparse
 import glob
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -57,6 +62,7 @@ CHAT_EXCLUDED = ["1.*", "5.*", "9.*", "10.*", "12.*", "13.*"]
 # answers a binary frame with an error frame and takes an empty one as a heartbeat, by design
 # (docs/websockets.md); these would fail on the echo (9.7.1 after a 60 s time-out).
 RELAY_EXCLUDED = ["9.2.*", "9.4.*", "9.6.*", "9.8.*", "9.7.1"]
+AGENTS = ("service-relay", "service-chat", "bare-hypercorn")
 RANK = {"OK": 4, "NON-STRICT": 3, "INFORMATIONAL": 2, "UNIMPLEMENTED": 1, "FAILED": 0}
 
 
@@ -144,6 +150,13 @@ def relayed_differently_by_design(case: dict) -> bool:
     return False
 
 
+def over_the_cap(case: dict) -> bool:
+    """Whether the case's messages are larger than `MAX_MESSAGE_BYTES` (12.x/13.x name their
+    payload size in the description): refused with 1009 by design, as in 9.x."""
+    sizes = re.findall(r"payload size (\d+)", case.get("description") or "")
+    return any(int(size) > MAX_MESSAGE_BYTES for size in sizes)
+
+
 def judge(outdir: Path) -> tuple[list[str], dict[str, Counter[str]]]:
     """The failures by the rules above, and each agent's count of each behaviour."""
     index = json.loads((outdir / "index.json").read_text())
@@ -160,8 +173,10 @@ def judge(outdir: Path) -> tuple[list[str], dict[str, Counter[str]]]:
             failures.append(f"{case_id} on /ws/chat: FAILED ({report.get('result', '')})")
     for case_id, result in relay.items():
         report = json.loads((outdir / result["reportfile"]).read_text())
-        if relayed_differently_by_design(report):
+        if relayed_differently_by_design(report) or over_the_cap(report):
             continue
+        if not reference and result["behavior"] == "FAILED":
+            failures.append(f"{case_id} on /websocket: FAILED ({report.get('result', '')})")
         baseline = reference
         if case_id in baseline and RANK[result["behavior"]] < RANK[baseline[case_id]["behavior"]]:
             failures.append(
@@ -174,7 +189,16 @@ def judge(outdir: Path) -> tuple[list[str], dict[str, Counter[str]]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", default="*", help="comma-separated case patterns")
+    parser.add_argument(
+        "--agents",
+        default=",".join(AGENTS),
+        help="comma-separated agents to run (service-relay, service-chat, bare-hypercorn); "
+        "without bare-hypercorn, /websocket is judged on its own: no FAILED case",
+    )
     arguments = parser.parse_args()
+    agents = arguments.agents.split(",")
+    if not set(agents) <= set(AGENTS):
+        parser.error(f"--agents: choose from {', '.join(AGENTS)}")
     python = python27()
     if python is None:
         print("conformance: no Python 2.7 here (Autobahn|Testsuite needs it): nothing run")
@@ -199,9 +223,13 @@ def main() -> int:
         "options": {"failByDrop": False},
         "outdir": str(REPORTS),
         "servers": [
-            {"agent": "service-relay", "url": f"ws://127.0.0.1:{service_port}/websocket"},
-            {"agent": "service-chat", "url": f"ws://127.0.0.1:{service_port}/ws/chat"},
-            {"agent": "bare-hypercorn", "url": f"ws://127.0.0.1:{reference_port}/"},
+            server
+            for server in (
+                {"agent": "service-relay", "url": f"ws://127.0.0.1:{service_port}/websocket"},
+                {"agent": "service-chat", "url": f"ws://127.0.0.1:{service_port}/ws/chat"},
+                {"agent": "bare-hypercorn", "url": f"ws://127.0.0.1:{reference_port}/"},
+            )
+            if server["agent"] in agents
         ],
         "cases": arguments.cases.split(","),
         "exclude-cases": OVER_THE_CAP,

@@ -30,14 +30,23 @@ def test_without_python_2_7_it_says_so_and_exits_0(tmp_path) -> None:
     assert "no Python 2.7" in finished.stdout
 
 
-def write_reports(outdir: Path, results: dict[str, dict[str, tuple[str, list]]]) -> None:
+def write_reports(
+    outdir: Path,
+    results: dict[str, dict[str, tuple[str, list]]],
+    descriptions: dict[str, str] | None = None,
+) -> None:
     """An Autobahn outdir: index.json and one report per agent and case, each with the
-    behaviour and what the case expected."""
+    behaviour, what the case expected and its description."""
     index: dict[str, dict[str, dict]] = {}
     for agent, cases in results.items():
         for case_id, (behavior, expected) in cases.items():
             name = f"{agent}_{case_id}.json"
-            (outdir / name).write_text(json.dumps({"expected": {"OK": expected}, "result": ""}))
+            report = {
+                "expected": {"OK": expected},
+                "result": "",
+                "description": (descriptions or {}).get(case_id, ""),
+            }
+            (outdir / name).write_text(json.dumps(report))
             index.setdefault(agent, {})[case_id] = {"behavior": behavior, "reportfile": name}
     (outdir / "index.json").write_text(json.dumps(index))
 
@@ -85,3 +94,27 @@ def test_the_relay_may_not_be_worse_than_bare_hypercorn_but_binary_and_empty_are
     )
     failures, _ = run.judge(tmp_path)
     assert [failure.split(" ")[0] for failure in failures] == ["5.1"]
+
+
+def test_without_the_reference_the_relay_may_have_no_failed_case_under_the_cap(tmp_path) -> None:
+    """12.x/13.x run on the service alone (`--agents service-relay`): a FAILED case fails the
+    run, unless its messages are over WS_MAX_MESSAGE_BYTES (1009 by design)."""
+    write_reports(
+        tmp_path,
+        {
+            "service-relay": {
+                "12.1.9": ("FAILED", ECHO),
+                "12.1.10": ("FAILED", ECHO),
+                "12.1.8": ("NON-STRICT", ECHO),
+            },
+        },
+        {
+            "12.1.9": "Send 1000 compressed messages each of payload size 65536, "
+            "auto-fragment to 0 octets.",
+            "12.1.10": "Send 1000 compressed messages each of payload size 131072, "
+            "auto-fragment to 0 octets.",
+        },
+    )
+    failures, counts = run.judge(tmp_path)
+    assert [failure.split(" ")[0] for failure in failures] == ["12.1.9"]
+    assert counts["service-relay"]["FAILED"] == 2
