@@ -36,6 +36,8 @@ from tests.resources import (
     release,
 )
 
+pytest_plugins = ["pytester", "tests.report_guard"]
+
 # A developer's .env (written by `make run`) must not change what the tests configure.
 Settings.model_config["env_file"] = None
 
