@@ -2,8 +2,10 @@
 
 CPython 3.11.7 (this machine's and CI's interpreter) can raise `SystemError: AST constructor
 recursion depth mismatch` from `ast.parse` while pytest reads a failing test's source for its
-report (CPython gh-106905, fixed in 3.11.8). Under pytest-xdist that error ended the session as
-an INTERNALERROR: two suites under load lost their summaries and about 130 tests never ran.
+report, when another thread parses at the same moment: 3.11 keeps the AST constructor's
+recursion depth per interpreter, not per thread (CPython gh-106905, fixed in 3.11.8). Under
+pytest-xdist that error ended the session as an INTERNALERROR: two suites under load lost
+their summaries and about 130 tests never ran.
 Here the test is reported failed with its own error and plain file:line frames instead.
 """
 

@@ -20,6 +20,9 @@ class LookAlikeName(ValueError):
 async def ensure_admin_account(settings: Settings, *, name: str, password: str) -> bool:
     """Make `name` an admin with `password`; True if the user was created, False if updated.
     Raises `LookAlikeName` when `name` looks like another user's name."""
+    # Hashed before the transaction: Argon2 is the slow part (seconds on a loaded host), and
+    # the session is bounded by DB_TIMEOUT.
+    password_hash = await hash_password(password)
     database = Database(settings)
     try:
         async with database.session() as session:
@@ -37,7 +40,7 @@ async def ensure_admin_account(settings: Settings, *, name: str, password: str) 
                 user = User(name=name)
                 session.add(user)
             user.role = ADMIN_ROLE
-            user.password_hash = await hash_password(password)
+            user.password_hash = password_hash
             if not created:  # a reset password ends the old sessions and tokens
                 await revoke_user_credentials(session, user.id, commit=False)
             await session.commit()

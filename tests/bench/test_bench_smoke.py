@@ -40,7 +40,7 @@ def test_the_benchmark_runs_every_suite_and_prints_its_table(
     ) as bench:
         try:
             # A guard against a hang; a loaded CI machine takes several times longer.
-            stdout, stderr = bench.communicate(timeout=900)
+            stdout, stderr = bench.communicate(timeout=1800)  # 915 s at a load of 15
         except subprocess.TimeoutExpired:
             # SIGTERM, not the SIGKILL of `run(timeout=)`: the bench then stops the servers it
             # started (a killed bench left them running, bound to their ports).

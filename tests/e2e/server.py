@@ -59,7 +59,9 @@ def run_server(
     *,
     workers: int = 1,
     ready_path: str = "/api/v1/tag",
-    startup_timeout: float = 60,  # 2 workers start in 2-3 s idle; a loaded CI machine is slower
+    # 2 workers start in 2-3 s idle; with three suites at once on 2 cores some printed nothing
+    # in 60 s (imports alone take 20 s and more at a load average of 15).
+    startup_timeout: float = 120,
     command: list[str] | None = None,
     port: int | None = None,
 ) -> Iterator[RunningServer]:
@@ -130,12 +132,15 @@ def run_server(
 def run_cli(cwd: Path, env: dict[str, str], *commands: list[str]) -> None:
     """Run `python -m app <command>` for each command (e.g. ["init-db"]), as a deployment does."""
     for command in commands:
-        subprocess.run(
+        finished = subprocess.run(
             [sys.executable, "-m", "app", *command],
             env={**env, "PATH": ""},
             cwd=cwd,
-            check=True,
             capture_output=True,
+            text=True,
+        )
+        assert finished.returncode == 0, (
+            f"python -m app {command[0]} exited {finished.returncode}:\n{finished.stderr[-3000:]}"
         )
 
 

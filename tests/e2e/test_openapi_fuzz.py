@@ -48,7 +48,7 @@ def fuzz(base_url: str, workdir: Path, *options: str) -> tuple[int, str]:
             "--checks", CHECKS, "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED),
             "--workers", "1", "--no-color", *options,
         ],
-        cwd=workdir, capture_output=True, text=True, timeout=300,
+        cwd=workdir, capture_output=True, text=True, timeout=900,  # a hang guard: 400 s at a load of 15
     )  # fmt: skip
     return result.returncode, result.stdout + result.stderr
 
