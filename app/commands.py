@@ -12,6 +12,7 @@ from app.db import downgrade_to_base, upgrade_to_head
 from app.settings import Settings, describe_settings_error
 
 EXIT_CONFIGURATION_ERROR = 2
+COMMAND_DB_TIMEOUT_SECONDS = 60.0
 
 
 def load_settings() -> Settings:
@@ -65,7 +66,13 @@ def create_admin_command(name: str, password: str) -> None:
     if reason is not None:
         raise click.BadParameter(reason, param_hint="--name")
     try:
-        created = asyncio.run(ensure_admin_account(load_settings(), name=name, password=password))
+        # DB_TIMEOUT bounds a request's database work; a one-off command on a busy host may
+        # take longer (its statements timed out at 5 s with three test suites on 2 cores).
+        settings = load_settings()
+        settings = settings.model_copy(
+            update={"db_timeout": max(settings.db_timeout, COMMAND_DB_TIMEOUT_SECONDS)}
+        )
+        created = asyncio.run(ensure_admin_account(settings, name=name, password=password))
     except LookAlikeName as error:
         raise click.BadParameter(str(error), param_hint="--name") from None
     click.echo(f"admin {name!r} {'created' if created else 'updated'}")
