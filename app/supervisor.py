@@ -11,12 +11,15 @@ away") and then lets Hypercorn finish the graceful shutdown. It also restarts a 
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import gc
 import logging
 import os
 import shutil
 import signal
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from multiprocessing import get_context
@@ -32,6 +35,14 @@ from app.metrics import MULTIPROCESS_DIRECTORY, prepare_multiprocess_directory, 
 log = logging.getLogger(__name__)
 
 RESTART_BACKOFF_SECONDS = 1.0
+# A worker still alive this long after `graceful_timeout` past its stop is ended by its
+# ShutdownBackstop: Kubernetes' 20 s grace period (deploy/) is above graceful_timeout (8) + 5.
+BACKSTOP_MARGIN_SECONDS = 5.0
+# The drain hooks (every websocket closed with 1001) get this long together, within
+# hypercorn.toml's graceful_timeout (8 s); the hub's own close waits at most 5 s of it.
+DRAIN_BOUND_SECONDS = 6.0
+# A worker that outlives SIGTERM this long (after the supervisor's own wait) gets SIGKILL.
+KILL_AFTER_TERMINATE_SECONDS = 5.0
 
 
 def run_workers(config: Config) -> int:
@@ -101,7 +112,11 @@ def run_workers(config: Config) -> int:
         if process.is_alive():
             log.error("worker %s did not stop in time; terminating it", process.pid)
             process.terminate()
-            process.join()
+            process.join(KILL_AFTER_TERMINATE_SECONDS)
+            if process.is_alive():
+                log.error("worker %s ignored SIGTERM; killing it", process.pid)
+                process.kill()
+                process.join()
             exit_code = 1
     for sockets in {id(sockets): sockets for sockets in worker_sockets}.values():
         for sock in [*sockets.secure_sockets, *sockets.insecure_sockets]:
@@ -189,6 +204,70 @@ def tune_garbage_collector(thresholds: tuple[int, int, int]) -> Callable[[], Awa
     return tune
 
 
+async def run_drain_hooks(hooks: list[Callable[[], Awaitable[None]]], bound: float) -> None:
+    """Run `hooks` one after the other, all of them within `bound` seconds: a hook that fails
+    is logged with its traceback, one still running when the bound is reached is logged with
+    where it waits, then cancelled (the shutdown goes on without it; issue 32: a drain that
+    never ended kept a worker serving, deaf to its stop, until SIGKILL)."""
+    deadline = time.monotonic() + bound
+    for hook in hooks:
+        task = asyncio.ensure_future(hook())
+        done, _ = await asyncio.wait({task}, timeout=max(0.1, deadline - time.monotonic()))
+        if not done:
+            log.error(
+                "drain hook %s still running after %.1f s, cancelled: %s",
+                getattr(hook, "__qualname__", hook),
+                bound,
+                _awaiting(task),
+            )
+            task.cancel()
+            continue
+        error = task.exception()
+        if error is not None:
+            log.error("drain hook failed", exc_info=error)
+
+
+class ShutdownBackstop:
+    """Ends a worker whose shutdown overruns: `deadline_seconds` after it was told to stop
+    (`stop` set, a SIGTERM reported through `terminated()`, or its supervisor `supervisor` gone),
+    a daemon thread writes every thread's stack to stderr (faulthandler) and exits the process
+    with status 1.
+
+    Under three test suites at once on 2 cores, a worker was seen to outlive its stop, its
+    SIGTERM and its supervisor, idle until SIGKILL (issue 32): whatever holds a shutdown, the
+    process still ends, and its stacks say where it was held.
+    """
+
+    def __init__(self, deadline_seconds: float, stop: EventType, supervisor: int) -> None:
+        self.deadline_seconds = deadline_seconds
+        self._stop = stop
+        self._supervisor = supervisor
+        self._terminated = threading.Event()
+
+    def start(self) -> None:
+        threading.Thread(target=self._watch, name="shutdown-backstop", daemon=True).start()
+
+    def terminated(self) -> None:
+        """Report a SIGTERM (safe to call from a signal handler or the event loop)."""
+        self._terminated.set()
+
+    def _told_to_stop(self) -> bool:
+        return self._terminated.is_set() or os.getppid() != self._supervisor or self._stop.is_set()
+
+    def _watch(self) -> None:
+        while not self._told_to_stop():
+            self._terminated.wait(0.5)
+        threading.Event().wait(self.deadline_seconds)
+        log.error(
+            "worker %s still running %.1f s after it was told to stop; its stacks follow, "
+            "then it exits",
+            os.getpid(),
+            self.deadline_seconds,
+        )
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        os._exit(1)
+
+
 def _worker_main(config: Config, sockets: Sockets, stop: EventType, supervisor: int) -> None:
     """One worker: the app on Hypercorn's worker loop, or on Uvicorn (`SERVER=uvicorn`,
     app/uvicorn_server.py), until the supervisor (pid `supervisor`) or a SIGTERM stops it, or
@@ -198,6 +277,8 @@ def _worker_main(config: Config, sockets: Sockets, stop: EventType, supervisor: 
 
     from app.state import app_state
 
+    backstop = ShutdownBackstop(config.graceful_timeout + BACKSTOP_MARGIN_SECONDS, stop, supervisor)
+    backstop.start()
     # Loading `app.asgi` applies the server patches with the app's settings (serve checked the
     # versions before starting the workers).
     wrapped = load_application(config.application_path, config.wsgi_max_body_size)
@@ -209,17 +290,18 @@ def _worker_main(config: Config, sockets: Sockets, stop: EventType, supervisor: 
 
     async def shutdown_trigger() -> None:
         terminated = asyncio.Event()
+
+        def on_sigterm() -> None:
+            terminated.set()
+            backstop.terminated()
+
         # A SIGTERM sent to this worker alone (e.g. to its process group) also stops it.
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, terminated.set)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_sigterm)
         # So does the supervisor's death (SIGKILL): a worker never outlives it.
         while not (stop.is_set() or terminated.is_set() or os.getppid() != supervisor):  # noqa: ASYNC110
             await asyncio.sleep(0.1)
         started = time.monotonic()
-        for drain in list(app_state(quart_app).drain_hooks):
-            try:
-                await drain()
-            except Exception:
-                log.exception("drain hook failed")
+        await run_drain_hooks(list(app_state(quart_app).drain_hooks), DRAIN_BOUND_SECONDS)
         logging.getLogger("app").info(
             "worker shutting down: drained in %.2f s", time.monotonic() - started
         )

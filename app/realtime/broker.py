@@ -20,6 +20,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterPubSub, RedisCluster
 from redis.exceptions import RedisError
 
+from app.cancellation import raise_if_stopping
 from app.keyspace import Keyspace
 from app.metrics import WEBSOCKET_DROPPED
 from app.realtime.messages import Audience, BrokerMessage
@@ -111,6 +112,7 @@ class RedisBroker:
     async def _listen(self, deliver: Deliver) -> None:
         backoff = 0.2
         while True:
+            raise_if_stopping()
             try:
                 if isinstance(self.redis, RedisCluster):
                     # Learn the slots first: shard subscriptions look their node up in the
@@ -134,6 +136,7 @@ class RedisBroker:
             except asyncio.CancelledError:
                 raise
             except Exception as error:
+                raise_if_stopping(error)
                 self._first_attempt.set()
                 cause = error.exceptions[0] if isinstance(error, ExceptionGroup) else error
                 log.warning(
@@ -149,6 +152,7 @@ class RedisBroker:
         (its slot moved to another cluster node) raises `ShardMoved`: all are subscribed
         again, on the nodes that hold them now."""
         while True:
+            raise_if_stopping()
             # The client's socket timeout must not end an idle subscription.
             item = await pubsub.get_message(timeout=1.0)
             if item is None:

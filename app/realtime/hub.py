@@ -20,6 +20,7 @@ from prometheus_client import Counter
 from redis.exceptions import RedisError
 
 from app.batching import BatchedLookup
+from app.cancellation import raise_if_stopping
 from app.metrics import CHAT_ROOM_MESSAGES, WEBSOCKET_MESSAGES
 from app.names import skeleton
 from app.presence import PresenceRecorder
@@ -398,6 +399,7 @@ class Hub:
 
     async def _beat(self) -> None:
         while True:
+            raise_if_stopping()
             await asyncio.sleep(self.heartbeat_seconds)
             try:
                 for room, members in list(self.rooms.items()):
@@ -405,6 +407,7 @@ class Hub:
                 for user_id in {c.user_id for c in self.connections.values() if c.user_id}:
                     await self.presence.mark(user_id)
             except Exception as error:
+                raise_if_stopping(error)
                 log.warning("hub heartbeat failed: %s", type(error).__name__)
 
 
