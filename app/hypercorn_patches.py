@@ -37,6 +37,7 @@ before it starts a worker), and a plain `hypercorn app.asgi:app` or `hypercorn
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 from collections.abc import Generator
 from functools import partial
@@ -222,6 +223,9 @@ def lingering_close() -> None:
 
 
 WEBSOCKET_CLOSE_SECONDS = 2.0  # a server's close frame waits this long for the client's
+# A client's close or refused frame right behind a message waits this long for the app's
+# answer to that message (an echo), which then goes out before the close.
+ANSWER_WAIT_SECONDS = 0.1
 
 
 def bound_websocket_close() -> None:
@@ -236,6 +240,11 @@ def bound_websocket_close() -> None:
     - After any close frame the server sends (the app's 1008, 1013, ...; the 1009 above), the
       client has `WEBSOCKET_CLOSE_SECONDS` to answer; then the TCP connection is closed
       (lingering: `lingering_close`). Hypercorn waited for the client's answer forever.
+    - A client's close, or a frame refused with 1002/1007, right behind a message: the app
+      gets `ANSWER_WAIT_SECONDS` after that message to answer it (its echo) before the close
+      goes out and the app is told of the disconnect. Hypercorn closed at once, and an echo
+      written a loop turn later was dropped (Autobahn|Testsuite 3.4 and 4.1.5: a message, then
+      a frame with a reserved bit or opcode; their expected outcome holds the echo).
     """
     from hypercorn.protocol import ws_stream
     from hypercorn.protocol.events import StreamClosed
@@ -269,15 +278,35 @@ def bound_websocket_close() -> None:
                 if event.message_finished:
                     await self.app_put(self.buffer.to_message())
                     self.buffer.clear()
+                    self.asked_at = asyncio.get_running_loop().time()
             elif isinstance(event, Ping):
                 await self._send_wsproto_event(event.response())
             elif isinstance(event, CloseConnection):
+                await _let_the_app_answer(self)
                 if self.connection.state == ConnectionState.REMOTE_CLOSING:
                     await self._send_wsproto_event(event.response())
                 await self.send(StreamClosed(stream_id=self.stream_id))
 
+    async def _let_the_app_answer(stream: Any) -> None:
+        # A close (or a refused frame) right behind a message: the app's answer to that message
+        # goes out first, if it comes within ANSWER_WAIT_SECONDS of the message.
+        asked_at = getattr(stream, "asked_at", None)
+        if asked_at is None or getattr(stream, "answered_at", 0.0) >= asked_at:
+            return
+        left = asked_at + ANSWER_WAIT_SECONDS - asyncio.get_running_loop().time()
+        if left <= 0:
+            return
+        stream.answered = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stream.answered.wait(), left)
+
     async def send_wsproto_event(self: Any, event: Any) -> None:
         await original_send(self, event)
+        if isinstance(event, Message):
+            self.answered_at = asyncio.get_running_loop().time()
+            answered = getattr(self, "answered", None)
+            if answered is not None:
+                answered.set()
         if (
             isinstance(event, CloseConnection)
             and self.connection.state == ConnectionState.LOCAL_CLOSING

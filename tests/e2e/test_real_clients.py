@@ -222,3 +222,55 @@ def test_a_frame_sent_before_the_101_is_a_400_and_no_traceback(server) -> None:
     # The app learns at once (it kept the connection registered until its 60 s idle timeout).
     poll(lambda: "websocket /ws/chat closed 1002" in server.log(), 5)
     assert "AttributeError" not in server.log() and "Traceback" not in server.log()
+
+
+def frames_until_close(sock: socket.socket) -> list[tuple[int, bytes]]:
+    """The server's frames (opcode, payload) up to and including its close frame."""
+    frames: list[tuple[int, bytes]] = []
+    buffer = bytearray()
+
+    def need(count: int) -> bool:
+        while len(buffer) < count:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return False
+            buffer.extend(chunk)
+        return True
+
+    while need(2):
+        opcode, length = buffer[0] & 0x0F, buffer[1] & 0x7F
+        extra = {126: 2, 127: 8}.get(length, 0)
+        if not need(2 + extra):
+            break
+        if extra:
+            length = int.from_bytes(buffer[2 : 2 + extra])
+        if not need(2 + extra + length):
+            break
+        frames.append((opcode, bytes(buffer[2 + extra : 2 + extra + length])))
+        del buffer[: 2 + extra + length]
+        if opcode == 0x8:
+            break
+    return frames
+
+
+@pytest.mark.parametrize(
+    "refused_frame",
+    [
+        bytes([0x80 | 0x40 | 0x1, 0x80 | 5]) + b"\0\0\0\0" + b"hello",  # RSV1 unnegotiated
+        client_frame(0x7, b"reserved"),  # a reserved non-control opcode
+    ],
+    ids=["3.4-reserved-bit", "4.1.5-reserved-opcode"],
+)
+def test_a_message_then_a_refused_frame_gets_its_echo_before_the_close(
+    server, refused_frame
+) -> None:
+    """Autobahn|Testsuite 3.4 and 4.1.5, in one TCP write: the message's echo comes first,
+    then the close (1002), every time (Hypercorn closed at once and the echo was lost)."""
+    for attempt in range(10):
+        sock = open_websocket(server, "/websocket")
+        with contextlib.closing(sock):
+            message = f"hello {attempt}".encode()
+            sock.sendall(client_frame(0x1, message) + refused_frame + client_frame(0x9, b""))
+            frames = frames_until_close(sock)
+        assert frames[:1] == [(0x1, message)], (attempt, frames)
+        assert frames[-1][0] == 0x8 and int.from_bytes(frames[-1][1][:2]) == 1002, frames
