@@ -35,6 +35,7 @@ from app.db import DatabaseTimeoutError
 from app.hypercorn_patches import WebsocketWire, websocket_wire
 from app.metrics import WEBSOCKET_DROPPED, WEBSOCKET_MESSAGES
 from app.realtime.read_rules import FrameVerdict, ReadRules
+from app.realtime.room_delivery import LogPosition, RoomDelivery
 from app.request_log import TracebackLimit
 from app.tracing import frame_span
 
@@ -100,8 +101,6 @@ class Connection:
         "user_id",
         "claim",
         "_rooms",
-        "_held",
-        "_positions",
         "queue_size",
         "max_delay",
         "close_reason",
@@ -139,14 +138,10 @@ class Connection:
         self.user_id = user_id
         # An anonymous client's secret that owns its nickname across reconnects (chat joins).
         self.claim: str | None = None
-        # Made when first needed: most connections join no room (relay, nickname, monitor).
-        self._rooms: set[str] | None = None
-        # Per room being joined: its traffic held until the joiner has the room's state, as
-        # (text, log position or None).
-        self._held: dict[str, list[tuple[str, tuple[str, int] | None]]] | None = None
-        # Per room: the log position (epoch, offset) of the last message sent (app.realtime.
-        # rooms): a message at or before it is not sent again.
-        self._positions: dict[str, tuple[str, int]] | None = None
+        # Per room it is in, its delivery there (held frames while joining, the last log
+        # position sent). Made when first needed: most connections join no room (relay,
+        # nickname, monitor).
+        self._rooms: dict[str, RoomDelivery] | None = None
         self.queue_size = queue_size
         self.max_delay = max_delay
         self.close_reason: tuple[int, str] | None = None
@@ -182,57 +177,48 @@ class Connection:
     def in_room(self, room: str) -> bool:
         return self._rooms is not None and room in self._rooms
 
-    def hold(self, room: str) -> None:
-        """Enter `room` with its traffic held: frames for it wait (`held_frames`) until
-        `release(room, …)`. So the room's state is a joiner's first frame of it
-        (docs/websockets.md: `presence_state`, then `history`), and nothing published
-        meanwhile is lost."""
+    def enter_room(self, room: str) -> None:
+        """Enter `room` with its traffic held until `welcome(room, …)`: so the room's state is
+        a joiner's first frame of it (docs/websockets.md: `presence_state`, then `history`),
+        and nothing sent meanwhile is lost (app.realtime.room_delivery)."""
         if self._rooms is None:
-            self._rooms = set()
-        self._rooms.add(room)
-        if self._held is None:
-            self._held = {}
-        self._held[room] = []
+            self._rooms = {}
+        self._rooms[room] = RoomDelivery()
 
-    def held_frames(self, room: str | None) -> list[tuple[str, tuple[str, int] | None]] | None:
-        """The list collecting `room`'s traffic while it is held, else None."""
-        if room is None or self._held is None:
-            return None
-        return self._held.get(room)
-
-    def release(self, room: str, position: tuple[str, int] | None) -> None:
-        """The joiner was sent the room's log up to `position` (epoch, offset): send what was
-        held for `room`, in order, except the log's messages it already has, and stop holding."""
-        if position is not None:
-            self.admit(room, position)
-        frames = self._held.pop(room, None) if self._held is not None else None
-        for text, at in frames or ():
-            if at is None or self.admit(room, at):
+    def welcome(self, room: str, position: LogPosition | None) -> None:
+        """The joiner was sent the room's log up to `position`: send what was held for `room`,
+        in order, except the log's messages it already has."""
+        delivery = self._rooms.get(room) if self._rooms is not None else None
+        if delivery is not None:
+            for text in delivery.welcome(position):
                 self.send(text)
 
-    def admit(self, room: str, position: tuple[str, int]) -> bool:
-        """Whether a log message at `position` is new to this connection (a later offset, or
-        another epoch: the log was lost and begun again); if so it becomes the last sent."""
-        if self._positions is None:
-            self._positions = {}
-        last = self._positions.get(room)
-        if last is not None and last[0] == position[0] and position[1] <= last[1]:
-            return False
-        self._positions[room] = position
-        return True
+    def offer(
+        self,
+        room: str | None,
+        text: str,
+        wire_frame: bytes | None = None,
+        position: LogPosition | None = None,
+    ) -> int:
+        """Send `text` (framed as `wire_frame` when given), or hold it while this connection
+        joins `room`, or drop it when it is a log message (`position`) already sent; 1 if it
+        was taken now (a held frame is counted when sent)."""
+        if room is not None and self._rooms is not None:
+            delivery = self._rooms.get(room)
+            if delivery is not None and not delivery.take(text, position):
+                return 0
+        return 1 if self.enqueue(text, wire_frame) else 0
 
-    def position(self, room: str) -> tuple[str, int] | None:
-        """The log position of the last message of `room` sent to this connection."""
-        return self._positions.get(room) if self._positions is not None else None
+    def admit(self, room: str, position: LogPosition) -> bool:
+        """Whether a log message of `room` at `position` is new to this connection; if so it
+        becomes the last sent (`RoomDelivery.admit`). False outside the room."""
+        delivery = self._rooms.get(room) if self._rooms is not None else None
+        return delivery is not None and delivery.admit(position)
 
     def leave_room(self, room: str) -> None:
         """Leave `room`; whatever was held for it is dropped."""
         if self._rooms is not None:
-            self._rooms.discard(room)
-        if self._held is not None:
-            self._held.pop(room, None)
-        if self._positions is not None:
-            self._positions.pop(room, None)
+            self._rooms.pop(room, None)
 
     @property
     def waiting_frames(self) -> int:

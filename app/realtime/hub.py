@@ -226,7 +226,7 @@ class Hub:
                 await self.directory.remove_member(room, connection.id, record["key"], owner)
             raise
         connection.name = name
-        connection.hold(room)  # room traffic waits until the joiner has the room's state
+        connection.enter_room(room)  # room traffic waits until the joiner has the room's state
         self.rooms[room].add(connection)
         return True
 
@@ -235,7 +235,7 @@ class Hub:
         what arrived meanwhile, in order, without the log messages it already has. (So
         `presence_state` is always a joiner's first frame of a room, and every message
         published since the log was read reaches it exactly once.)"""
-        connection.release(room, position)
+        connection.welcome(room, position)
 
     async def leave(self, connection: Connection, room: str) -> bool:
         """Remove the connection from `room`; True when its name has left the room entirely."""
@@ -347,10 +347,7 @@ class Hub:
             # Encoded and framed once per message, not once per receiver.
             text = encode(frame)
             wire_frame = text_frame(text)
-            sent = sum(
-                _send_or_hold(connection, text, room, wire_frame, position)
-                for connection in targets
-            )
+            sent = sum(connection.offer(room, text, wire_frame, position) for connection in targets)
         if sent:
             self._count_out(to, sent)
         return sent
@@ -376,9 +373,9 @@ class Hub:
             if connection.name in joined:
                 joins = [entry for entry in frame["joins"] if entry["name"] != connection.name]
                 if joins or frame["leaves"]:
-                    sent += _send_or_hold(connection, encode({**frame, "joins": joins}), room)
+                    sent += connection.offer(room, encode({**frame, "joins": joins}))
             else:
-                sent += _send_or_hold(connection, text, room, wire_frame)
+                sent += connection.offer(room, text, wire_frame)
         return sent
 
     def _targets(self, to: Audience) -> list[Connection]:
@@ -409,25 +406,6 @@ class Hub:
             except Exception as error:
                 raise_if_stopping(error)
                 log.warning("hub heartbeat failed: %s", type(error).__name__)
-
-
-def _send_or_hold(
-    connection: Connection,
-    text: str,
-    room: str | None,
-    wire_frame: bytes | None = None,
-    position: tuple[str, int] | None = None,
-) -> int:
-    """Send `text` (framed as `wire_frame` when given) to `connection`, or hold it while it is
-    being welcomed to `room`; 1 if it was taken now (a held frame is counted when sent). A
-    log message (`position`) the connection already has is not sent again."""
-    held = connection.held_frames(room)
-    if held is not None:
-        held.append((text, position))
-        return 0
-    if position is not None and room is not None and not connection.admit(room, position):
-        return 0
-    return 1 if connection.enqueue(text, wire_frame) else 0
 
 
 def destination(to: Audience) -> str:
