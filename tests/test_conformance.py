@@ -118,3 +118,19 @@ def test_without_the_reference_the_relay_may_have_no_failed_case_under_the_cap(t
     failures, counts = run.judge(tmp_path)
     assert [failure.split(" ")[0] for failure in failures] == ["12.1.9"]
     assert counts["service-relay"]["FAILED"] == 2
+
+
+def test_a_case_the_reference_did_not_run_is_judged_alone(tmp_path) -> None:
+    """In a whole run the reference skips 12.x/13.x (its echo stalls there): the relay's
+    12.x case then fails the run when FAILED, while 3.4 is still judged against the reference."""
+    write_reports(
+        tmp_path,
+        {
+            "service-relay": {"3.4": ("NON-STRICT", ECHO), "12.1.1": ("FAILED", ECHO)},
+            "bare-hypercorn": {"3.4": ("NON-STRICT", ECHO)},
+        },
+        {"12.1.1": "Send 1000 compressed messages each of payload size 16, auto-fragment to 0"},
+    )
+    failures, _ = run.judge(tmp_path)
+    assert [failure.split(" ")[0] for failure in failures] == ["12.1.1"]
+    assert "12.*" in run.REFERENCE_EXCLUDED and "13.*" in run.REFERENCE_EXCLUDED
