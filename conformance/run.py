@@ -15,8 +15,9 @@ both servers refuse them with 1009 by design.
 
 It passes when `/ws/chat` has no FAILED case among those that need no echo, and `/websocket`
 no case worse than the reference (OK > NON-STRICT > INFORMATIONAL > UNIMPLEMENTED > FAILED;
-no FAILED case where the reference did not run), except the cases expecting the echo of a binary or an empty message: by design the relay
-answers a binary frame with an error frame and takes an empty one as a heartbeat
+no FAILED case where the reference did not run), except the cases expecting the echo of a
+binary or an empty message: by design the relay answers a binary frame with an error frame and
+takes an empty one as a heartbeat
 (docs/websockets.md); they are counted, not judged. Prints a table; the
 HTML report is in `var/conformance/`.
 
