@@ -42,7 +42,7 @@ def serve_exits(
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=120,  # a hang, not a slow machine (its CPU time is what is bounded)
     )
     lines = [line for line in (finished.stdout + finished.stderr).splitlines() if line.strip()]
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
