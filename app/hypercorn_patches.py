@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import weakref
 from collections.abc import Generator
 from functools import partial
@@ -278,7 +279,7 @@ def bound_websocket_close() -> None:
                 if event.message_finished:
                     await self.app_put(self.buffer.to_message())
                     self.buffer.clear()
-                    self.asked_at = asyncio.get_running_loop().time()
+                    self.asked_at = time.monotonic()
             elif isinstance(event, Ping):
                 await self._send_wsproto_event(event.response())
             elif isinstance(event, CloseConnection):
@@ -293,7 +294,7 @@ def bound_websocket_close() -> None:
         asked_at = getattr(stream, "asked_at", None)
         if asked_at is None or getattr(stream, "answered_at", 0.0) >= asked_at:
             return
-        left = asked_at + ANSWER_WAIT_SECONDS - asyncio.get_running_loop().time()
+        left = asked_at + ANSWER_WAIT_SECONDS - time.monotonic()
         if left <= 0:
             return
         stream.answered = asyncio.Event()
@@ -303,10 +304,7 @@ def bound_websocket_close() -> None:
     async def send_wsproto_event(self: Any, event: Any) -> None:
         await original_send(self, event)
         if isinstance(event, Message):
-            self.answered_at = asyncio.get_running_loop().time()
-            answered = getattr(self, "answered", None)
-            if answered is not None:
-                answered.set()
+            _answered(self)
         if (
             isinstance(event, CloseConnection)
             and self.connection.state == ConnectionState.LOCAL_CLOSING
@@ -326,6 +324,15 @@ def bound_websocket_close() -> None:
     handle_events.reads_on = True  # type: ignore[attr-defined]
     ws_stream.WSStream._handle_events = handle_events  # type: ignore[method-assign]
     ws_stream.WSStream._send_wsproto_event = send_wsproto_event  # type: ignore[method-assign]
+
+
+def _answered(stream: Any) -> None:
+    """A data frame went out on `stream` (through wsproto or `WebsocketWire`): the app answered
+    (`bound_websocket_close` waits for that before a close right behind a message)."""
+    stream.answered_at = time.monotonic()
+    waiting = stream.__dict__.get("answered")
+    if waiting is not None:
+        waiting.set()
 
 
 def refuse_transfer_codings_with_400() -> None:
@@ -795,6 +802,7 @@ class WebsocketWire:
 
     def write(self, frame: bytes) -> None:
         self._transport.write(frame)
+        _answered(self._stream)
 
     async def drain(self) -> None:
         """Wait until the transport's buffer is low again. Raises `ConnectionError` when the

@@ -272,5 +272,6 @@ def test_a_message_then_a_refused_frame_gets_its_echo_before_the_close(
             message = f"hello {attempt}".encode()
             sock.sendall(client_frame(0x1, message) + refused_frame + client_frame(0x9, b""))
             frames = frames_until_close(sock)
-        assert frames[:1] == [(0x1, message)], (attempt, frames)
+        # /websocket relays to every client: an earlier attempt's message may come too.
+        assert (0x1, message) in frames[:-1], (attempt, frames)
         assert frames[-1][0] == 0x8 and int.from_bytes(frames[-1][1][:2]) == 1002, frames
