@@ -74,31 +74,11 @@ def open_websocket(server, path: str) -> socket.socket:
 def close_code(sock: socket.socket) -> int | None:
     """Read the server's (unmasked) frames until its close frame: its code, or None when the
     stream ended first."""
-    buffer = bytearray()
-
-    def need(count: int) -> bool:
-        while len(buffer) < count:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return False
-            buffer.extend(chunk)
-        return True
-
-    while True:
-        if not need(2):
-            return None
-        opcode, length = buffer[0] & 0x0F, buffer[1] & 0x7F
-        extra = {126: 2, 127: 8}.get(length, 0)
-        if not need(2 + extra):
-            return None
-        if extra:
-            length = int.from_bytes(buffer[2 : 2 + extra])
-        if not need(2 + extra + length):
-            return None
-        payload = bytes(buffer[2 + extra : 2 + extra + length])
-        del buffer[: 2 + extra + length]
-        if opcode == 0x8:
-            return int.from_bytes(payload[:2]) if len(payload) >= 2 else 1005
+    frames = frames_until_close(sock)
+    if not frames or frames[-1][0] != 0x8:
+        return None
+    payload = frames[-1][1]
+    return int.from_bytes(payload[:2]) if len(payload) >= 2 else 1005
 
 
 def ends_within(sock: socket.socket, seconds: float) -> float | None:
