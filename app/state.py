@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from app.realtime.hub import Hub
     from app.realtime.memory import MemoryMonitor
     from app.realtime.read_rules import ReadRules
+    from app.realtime.room_service import RoomService
     from app.redis_client import SharedRedis
     from app.request_log import TracebackLimit
     from app.scheduler.service import SchedulerService
@@ -54,6 +55,7 @@ class AppState:
     credential_cache: CredentialCache | None = None
     verified_passwords: VerifiedPasswords | None = None
     hub: Hub | None = None
+    rooms: RoomService | None = None
     memory_monitor: MemoryMonitor | None = None
     ws_read_rules: ReadRules | None = None
     scheduler: SchedulerService | None = None
@@ -123,6 +125,10 @@ def verified_passwords() -> VerifiedPasswords:
 
 def hub() -> Hub:
     return _serving(app_state().hub, "the realtime hub")
+
+
+def rooms() -> RoomService:
+    return _serving(app_state().rooms, "the room service")
 
 
 def memory_monitor() -> MemoryMonitor:

@@ -23,6 +23,7 @@ from app.realtime.connection import (
 )
 from app.realtime.hub import Hub
 from app.realtime.read_rules import ReadRules
+from app.realtime.room_service import RoomService
 
 log = logging.getLogger("app.access")
 
@@ -41,6 +42,10 @@ def identity_fields() -> dict[str, str | None]:
 
 def current_hub() -> Hub:
     return state.hub()
+
+
+def current_rooms() -> RoomService:
+    return state.rooms()
 
 
 def read_rules() -> ReadRules:
@@ -78,7 +83,7 @@ async def run_connection(
     once the client sees it open, a broadcast or a private message to it is queued for it (its
     writer starts with `serve`), never missed. If `on_open` finds the shared store down, the
     socket is accepted and closed with 1013."""
-    hub = current_hub()
+    hub, rooms = current_hub(), current_rooms()
     await hub.register(connection)
     started = time.monotonic()
     open_gauge = WEBSOCKETS_OPEN.labels(connection.endpoint)
@@ -101,7 +106,7 @@ async def run_connection(
         if accepted:
             open_gauge.dec()
         read_rules().forget(connection)
-        cleanup = asyncio.ensure_future(_unregister(hub, connection, on_close))
+        cleanup = asyncio.ensure_future(_unregister(hub, rooms, connection, on_close))
         code = (
             connection.close_reason[0]
             if connection.close_reason
@@ -117,7 +122,10 @@ async def run_connection(
         await asyncio.shield(cleanup)
 
 
-async def _unregister(hub: Hub, connection: Connection, on_close: CloseHook | None) -> None:
-    left = await hub.unregister(connection)
+async def _unregister(
+    hub: Hub, rooms: RoomService, connection: Connection, on_close: CloseHook | None
+) -> None:
+    left = await rooms.leave_all(connection)
+    hub.unregister(connection)
     if on_close is not None:
         await on_close(connection, left)

@@ -1,4 +1,5 @@
-"""Creating and closing a worker's realtime parts: broker, room directory, hub, monitor."""
+"""Creating and closing a worker's realtime parts: broker, room directory, hub, room service,
+monitor."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from app.realtime.broker import Broker, InProcessBroker, RedisBroker
 from app.realtime.hub import Hub
 from app.realtime.memory import MemoryMonitor
 from app.realtime.read_rules import ReadRules
+from app.realtime.room_service import RoomService
 from app.realtime.rooms import MemoryRoomDirectory, RedisRoomDirectory, RoomDirectory
 from app.redis_client import SharedRedis, redis_database
 from app.services import accounts
@@ -29,7 +31,8 @@ def keyspace_of(redis: SharedRedis, prefix: str) -> Keyspace:
 @asynccontextmanager
 async def realtime(state: AppState, redis: SharedRedis | None) -> AsyncIterator[None]:
     """The worker's realtime parts, open for the block: the hub (and its broker
-    subscription), the memory monitor and the read rules; the hub's drain hook, which sends
+    subscription), the room service, the memory monitor and the read rules; the room service's
+    drain hook, which sends
     every websocket 1001 when the worker starts shutting down (app.supervisor). Closed in the
     reverse order, whatever the block did."""
     settings = state.settings
@@ -63,21 +66,23 @@ async def realtime(state: AppState, redis: SharedRedis | None) -> AsyncIterator[
         async with database.session() as session:
             return dict.fromkeys(await accounts.taken_skeletons(session, skeletons), True)
 
-    hub = Hub(
-        broker,
+    hub = Hub(broker, state.presence)
+    rooms = RoomService(
+        hub,
         directory,
         state.presence,
         heartbeat_seconds=settings.ws_room_heartbeat,
         taken_names=taken_names,
     )
     if redis_broker is not None:
-        redis_broker.on_subscribed = hub.catch_up
+        redis_broker.on_subscribed = rooms.catch_up
     if memory_directory is not None:
         memory_directory.deliver = hub.deliver
     monitor = MemoryMonitor(settings.monitor_interval)
     try:
-        await hub.start()
+        await rooms.start()
         state.hub = hub
+        state.rooms = rooms
         state.memory_monitor = monitor
         state.ws_read_rules = ReadRules(
             max_message_bytes=settings.ws_max_message_bytes,
@@ -85,10 +90,10 @@ async def realtime(state: AppState, redis: SharedRedis | None) -> AsyncIterator[
             rate=parse(settings.ws_rate_limit),
             flood_strikes=settings.ws_flood_strikes,
         )
-        state.drain_hooks.append(hub.stop)
+        state.drain_hooks.append(rooms.stop)
         yield
     finally:
         state.drain_hooks.clear()
-        state.memory_monitor = state.hub = state.ws_read_rules = None
+        state.memory_monitor = state.hub = state.rooms = state.ws_read_rules = None
         await monitor.stop()
-        await hub.stop()
+        await rooms.stop()

@@ -2,7 +2,7 @@
 `{"name", "msg"}`; with `to_user` or `to_client`, only to that nickname as `{"from_user", "msg"}`.
 Nicknames may repeat, as in the seed; none may hold invisible characters or pass for an account
 (its name or a look-alike), unless its owner connects.
-The endpoint's members are the hub directory's `NICKNAME_ROOM`."""
+The endpoint's members are the room directory's `NICKNAME_ROOM` (app.realtime.room_service)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,17 @@ from app.auth.identity import current_identity
 from app.names import refusal, skeleton
 from app.realtime.connection import Connection
 from app.realtime.handshake import check_origin
-from app.realtime.hub import NICKNAME_ROOM
 from app.realtime.messages import ToEndpoint
 from app.realtime.protocol import FrameError, NicknameChatFrame, parse_frame
+from app.realtime.room_service import NICKNAME_ROOM
 from app.realtime.rooms import member_record
-from app.realtime.session import current_hub, identity_fields, new_connection, run_connection
+from app.realtime.session import (
+    current_hub,
+    current_rooms,
+    identity_fields,
+    new_connection,
+    run_connection,
+)
 
 NICKNAME = re.compile(r"^[^\x00-\x1f\x7f/]{1,32}$")
 NICKNAME_CHAT: ToEndpoint = {"kind": "endpoint", "endpoint": "nickname"}
@@ -41,7 +47,7 @@ async def _nickname_frame(connection: Connection, text: str) -> None:
     if recipient is None:
         await hub.publish(NICKNAME_CHAT, {"name": connection.name, "msg": frame.msg})
         return
-    members = await hub.directory.members(NICKNAME_ROOM)
+    members = await current_rooms().directory.members(NICKNAME_ROOM)
     if not any(member["name"] == recipient for member in members):
         connection.send_error(f"to_user: {recipient!r} is not online", to_user=recipient)
         return
@@ -52,17 +58,15 @@ async def _nickname_frame(connection: Connection, text: str) -> None:
 
 
 async def _nickname_open(connection: Connection) -> None:
-    hub = current_hub()
-    await hub.directory.add_member(
+    directory = current_rooms().directory
+    await directory.add_member(
         NICKNAME_ROOM,
-        member_record(
-            connection.id, connection.room_name, connection.user_id, hub.directory.clock()
-        ),
+        member_record(connection.id, connection.room_name, connection.user_id, directory.clock()),
     )
 
 
 async def _nickname_close(connection: Connection, _rooms: list[str]) -> None:
-    await current_hub().directory.remove_member(
+    await current_rooms().directory.remove_member(
         NICKNAME_ROOM, connection.id, skeleton(connection.room_name), f"conn:{connection.id}"
     )
 
@@ -79,7 +83,7 @@ async def nickname_socket(nickname: str) -> None:
     # name, or one that looks like it, is its owner's only.
     identity = current_identity()
     own = identity is not None and skeleton(identity.actor.name) == skeleton(nickname)
-    if not own and await current_hub().is_account_name(nickname):
+    if not own and await current_rooms().is_account_name(nickname):
         raise BadRequest(
             "nickname: an account's name, or one that looks like it: log in as that account, "
             "or choose another"

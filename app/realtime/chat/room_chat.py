@@ -16,7 +16,6 @@ from app.metrics import CHAT_RECOVERIES
 from app.models import new_id
 from app.realtime.connection import STORE_ERRORS, STORE_UNAVAILABLE, Connection
 from app.realtime.handshake import check_origin
-from app.realtime.hub import history_frame
 from app.realtime.protocol import (
     ChatFrame,
     FrameError,
@@ -29,19 +28,20 @@ from app.realtime.protocol import (
     parse_frame,
     timestamp,
 )
+from app.realtime.room_service import history_frame
 from app.realtime.rooms import Position
-from app.realtime.session import current_hub, identity_fields, new_connection, run_connection
+from app.realtime.session import current_rooms, identity_fields, new_connection, run_connection
 
 
 async def _join(connection: Connection, frame: Join) -> None:
     # A burst of joins is admitted a few at a time: each then runs at full speed, within its
     # store timeouts, instead of all of them starving each other past those timeouts.
-    async with current_hub().join_slots:
+    async with current_rooms().join_slots:
         await _join_admitted(connection, frame)
 
 
 async def _join_admitted(connection: Connection, frame: Join) -> None:
-    hub = current_hub()
+    rooms = current_rooms()
     if connection.in_room(frame.room):
         connection.send_error(f"room: already in {frame.room!r}", ref="join")
         return
@@ -54,7 +54,7 @@ async def _join_admitted(connection: Connection, frame: Join) -> None:
         if connection.name not in (None, frame.nickname):
             connection.send_error("nickname: one nickname per connection", ref="join")
             return
-        if await hub.is_account_name(frame.nickname):
+        if await rooms.is_account_name(frame.nickname):
             connection.send_error(
                 f"nickname: {frame.nickname!r} is (or looks like) an account's name; log in",
                 ref="join",
@@ -63,7 +63,7 @@ async def _join_admitted(connection: Connection, frame: Join) -> None:
         connection.claim = connection.claim or frame.claim or secrets.token_urlsafe(24)
     name = frame.nickname if connection.user_id is None else connection.name
     assert name is not None  # checked above for anonymous clients; an account's name else
-    if not await hub.join(connection, frame.room, name):
+    if not await rooms.join(connection, frame.room, name):
         connection.send_error(
             f"nickname: {frame.nickname!r} is taken in {frame.room!r}", ref="join"
         )
@@ -73,7 +73,7 @@ async def _join_admitted(connection: Connection, frame: Join) -> None:
     except Exception:
         # Release the name at once (not after three missed heartbeats), then report.
         with contextlib.suppress(Exception):
-            await hub.leave(connection, frame.room)
+            await rooms.leave(connection, frame.room)
         raise
 
 
@@ -81,27 +81,27 @@ async def _welcome(connection: Connection, room: str, since: Since | None) -> No
     """After a join: the join to the others, then the room's state and its log to the
     newcomer: every message after `since` when the log still has them (`recovered`), else the
     latest. Everything that can fail comes first, so a failed join sends no state."""
-    hub = current_hub()
-    members = await hub.directory.members(room)
-    read = await hub.directory.read_log(
+    rooms = current_rooms()
+    members = await rooms.directory.members(room)
+    read = await rooms.directory.read_log(
         room, Position(since.epoch, since.offset) if since else None
     )
     if since is not None:
         CHAT_RECOVERIES.labels("true" if read.recovered else "false").inc()
     others = [m for m in members if m["name"] == connection.name and m["conn"] != connection.id]
     if not others:
-        await hub.announce_presence(room, joined=presence_entry(connection), skip=connection.id)
+        await rooms.announce_presence(room, joined=presence_entry(connection), skip=connection.id)
     state_frame: dict[str, Any] = {
         "event": "presence_state",
         "room": room,
         "you": connection.name,
-        "members": hub.presence_entries(members),
+        "members": rooms.presence_entries(members),
     }
     if connection.claim is not None:  # to this anonymous client only: its nickname's owner
         state_frame["claim"] = connection.claim
     connection.send(state_frame)
     connection.send(history_frame(room, read))
-    hub.welcomed(connection, room, (read.epoch, read.top) if read.epoch else None)
+    rooms.welcomed(connection, room, (read.epoch, read.top) if read.epoch else None)
 
 
 def sender_key(connection: Connection) -> str:
@@ -117,7 +117,7 @@ def presence_entry(connection: Connection) -> dict[str, str | None]:
 
 
 async def _announce_leave(connection: Connection, room: str) -> None:
-    await current_hub().announce_presence(room, left=presence_entry(connection))
+    await current_rooms().announce_presence(room, left=presence_entry(connection))
 
 
 async def _on_ping(connection: Connection, _frame: Ping) -> None:
@@ -125,13 +125,13 @@ async def _on_ping(connection: Connection, _frame: Ping) -> None:
 
 
 async def _on_leave(connection: Connection, frame: Leave) -> None:
-    if await current_hub().leave(connection, frame.room):
+    if await current_rooms().leave(connection, frame.room):
         await _announce_leave(connection, frame.room)
     connection.send({"event": "left", "room": frame.room})
 
 
 async def _on_message(connection: Connection, frame: Message) -> None:
-    hub = current_hub()
+    rooms = current_rooms()
     message = {
         "event": "message",
         "id": new_id(),
@@ -143,10 +143,10 @@ async def _on_message(connection: Connection, frame: Message) -> None:
     # Numbered, logged and sent in one step; a store that fails does none of it, and the
     # sender is told, naming its id.
     if frame.id is None:
-        await hub.publish_to_room(frame.room, message)  # an error frame: STORE_ERRORS
+        await rooms.publish_to_room(frame.room, message)  # an error frame: STORE_ERRORS
         return
     try:
-        published = await hub.publish_to_room(
+        published = await rooms.publish_to_room(
             frame.room, message, sent_id=f"{sender_key(connection)}/{frame.id}"
         )
     except STORE_ERRORS:
@@ -165,8 +165,8 @@ async def _on_message(connection: Connection, frame: Message) -> None:
 
 
 async def _on_private(connection: Connection, frame: Private) -> None:
-    hub = current_hub()
-    members = await hub.directory.members(frame.room)
+    rooms = current_rooms()
+    members = await rooms.directory.members(frame.room)
     if not any(member["name"] == frame.to for member in members):
         connection.send_error(f"to: {frame.to!r} is not in {frame.room!r}", ref="private")
         return
@@ -179,7 +179,7 @@ async def _on_private(connection: Connection, frame: Private) -> None:
         "text": frame.text,
         "ts": timestamp(),
     }
-    await hub.publish({"kind": "names", "room": frame.room, "names": [frame.to]}, message)
+    await rooms.send_private(frame.room, frame.to, message)
     if frame.to != connection.name:
         connection.send(message)  # the sender's copy
 
@@ -219,10 +219,10 @@ async def _chat_frame(connection: Connection, text: str) -> None:
 
 
 async def _chat_close(connection: Connection, rooms_left: list[str]) -> None:
-    # unregister() already left the rooms; announce the names that are gone from them.
-    hub = current_hub()
+    # The session already left the rooms (RoomService.leave_all); announce the names that are gone from them.
+    rooms = current_rooms()
     for room in rooms_left:
-        members = await hub.directory.members(room)
+        members = await rooms.directory.members(room)
         if not any(member["name"] == connection.name for member in members):
             await _announce_leave(connection, room)
 
