@@ -251,11 +251,12 @@ class ShutdownBackstop:
         """Report a SIGTERM (safe to call from a signal handler or the event loop)."""
         self._terminated.set()
 
-    def _told_to_stop(self) -> bool:
+    def told_to_stop(self) -> bool:
+        """Whether `stop` is set, a SIGTERM was reported, or the supervisor is gone."""
         return self._terminated.is_set() or os.getppid() != self._supervisor or self._stop.is_set()
 
     def _watch(self) -> None:
-        while not self._told_to_stop():
+        while not self.told_to_stop():
             self._terminated.wait(0.5)
         threading.Event().wait(self.deadline_seconds)
         log.error(
@@ -289,16 +290,10 @@ def _worker_main(config: Config, sockets: Sockets, stop: EventType, supervisor: 
     # starting when the supervisor was SIGKILLed took init's pid for it and never stopped.
 
     async def shutdown_trigger() -> None:
-        terminated = asyncio.Event()
-
-        def on_sigterm() -> None:
-            terminated.set()
-            backstop.terminated()
-
-        # A SIGTERM sent to this worker alone (e.g. to its process group) also stops it.
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_sigterm)
-        # So does the supervisor's death (SIGKILL): a worker never outlives it.
-        while not (stop.is_set() or terminated.is_set() or os.getppid() != supervisor):  # noqa: ASYNC110
+        # A SIGTERM sent to this worker alone (e.g. to its process group) also stops it, and
+        # so does the supervisor's death (SIGKILL): a worker never outlives it.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, backstop.terminated)
+        while not backstop.told_to_stop():  # noqa: ASYNC110
             await asyncio.sleep(0.1)
         started = time.monotonic()
         await run_drain_hooks(list(app_state(quart_app).drain_hooks), DRAIN_BOUND_SECONDS)

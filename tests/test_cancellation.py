@@ -55,7 +55,6 @@ async def retrying(call, guarded: bool, attempts: list[int]) -> None:
         except Exception as error:
             if guarded:
                 raise_if_stopping(error)
-        await asyncio.sleep(0)
 
 
 @pytest.mark.parametrize("call", [turned_into_a_timeout, swallowed_by_wait_for])

@@ -32,9 +32,8 @@ def keyspace_of(redis: SharedRedis, prefix: str) -> Keyspace:
 async def realtime(state: AppState, redis: SharedRedis | None) -> AsyncIterator[None]:
     """The worker's realtime parts, open for the block: the hub (and its broker
     subscription), the room service, the memory monitor and the read rules; the room service's
-    drain hook, which sends
-    every websocket 1001 when the worker starts shutting down (app.supervisor). Closed in the
-    reverse order, whatever the block did."""
+    drain hook, which sends every websocket 1001 when the worker starts shutting down
+    (app.supervisor). Closed in the reverse order, whatever the block did."""
     settings = state.settings
     assert state.presence is not None, "presence opens before the realtime parts"
     stale_after = settings.ws_room_heartbeat * STALE_HEARTBEATS

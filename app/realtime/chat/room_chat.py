@@ -219,7 +219,7 @@ async def _chat_frame(connection: Connection, text: str) -> None:
 
 
 async def _chat_close(connection: Connection, rooms_left: list[str]) -> None:
-    # The session already left the rooms (RoomService.leave_all); announce the names that are gone from them.
+    # The session left the rooms (RoomService.leave_all); announce the names gone from them.
     rooms = current_rooms()
     for room in rooms_left:
         members = await rooms.directory.members(room)
