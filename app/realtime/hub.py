@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import Counter
@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 
 
 DRAIN_SECONDS = 5.0
+
+# An outgoing filter: the copy of a frame one receiver gets, or None for none (Phoenix's
+# `handle_out`). It returns the frame itself when the receiver gets it unchanged.
+OutgoingFilter = Callable[[dict[str, Any], Connection], dict[str, Any] | None]
 
 
 class Hub:
@@ -54,6 +58,9 @@ class Hub:
         self._frames_out: dict[str, Counter] = {}
         # Per room: the log position (epoch, offset) of the last message this worker delivered.
         self.positions: dict[str, tuple[str, int]] = {}
+        # Outgoing filters by name, for messages published with `intercept` (the room service
+        # adds its own); a name this worker does not know delivers the frame unchanged.
+        self.intercepts: dict[str, OutgoingFilter] = {}
 
     async def start(self) -> None:
         await self.broker.start(self.deliver)
@@ -107,11 +114,19 @@ class Hub:
     # Fan-out --------------------------------------------------------------------------------
 
     async def publish(
-        self, to: Audience, frame: dict[str, Any] | str, skip: str | None = None
+        self,
+        to: Audience,
+        frame: dict[str, Any] | str,
+        skip: str | None = None,
+        *,
+        intercept: str | None = None,
     ) -> None:
-        """Deliver `frame` to the connections matching `to`, on every worker. Raises the
+        """Deliver `frame` to the connections matching `to`, on every worker; with `intercept`,
+        each receiver gets what that outgoing filter (`intercepts`) makes of it. Raises the
         broker's error (`redis.exceptions.RedisError`) when it cannot take the message."""
         message: BrokerMessage = {"to": to, "frame": frame, "skip": skip}
+        if intercept is not None:
+            message["intercept"] = intercept
         with publish_span(destination(to)) as trace:
             if trace is not None:
                 message["trace"] = trace
@@ -133,8 +148,9 @@ class Hub:
         to, skip, frame = message["to"], message.get("skip"), message["frame"]
         targets = [c for c in self._targets(to) if c.id != skip]
         room = to["room"] if to["kind"] != "endpoint" and "room" in to else None
-        if isinstance(frame, dict) and frame.get("event") == "presence_diff":
-            sent = self._deliver_presence(targets, frame, room)
+        outgoing = self.intercepts.get(message.get("intercept", ""))
+        if outgoing is not None and isinstance(frame, dict):
+            sent = self._deliver_filtered(targets, frame, outgoing, room)
         else:
             position = log_position(frame) if room is not None else None
             if position is not None and room is not None:
@@ -155,22 +171,23 @@ class Hub:
         counter.inc(frames)
 
     @staticmethod
-    def _deliver_presence(
-        targets: list[Connection], frame: dict[str, Any], room: str | None
+    def _deliver_filtered(
+        targets: list[Connection],
+        frame: dict[str, Any],
+        outgoing: OutgoingFilter,
+        room: str | None,
     ) -> int:
-        """A presence diff without the receiver's own join (a batch may hold it); returns
-        how many were queued."""
+        """Each receiver's copy of `frame` through `outgoing`; the unchanged frame is encoded
+        once. Returns how many were queued."""
         text = encode(frame)
         wire_frame = text_frame(text)
-        joined = {entry["name"] for entry in frame["joins"]}
         sent = 0
         for connection in targets:
-            if connection.name in joined:
-                joins = [entry for entry in frame["joins"] if entry["name"] != connection.name]
-                if joins or frame["leaves"]:
-                    sent += connection.offer(room, encode({**frame, "joins": joins}))
-            else:
+            copy = outgoing(frame, connection)
+            if copy is frame:
                 sent += connection.offer(room, text, wire_frame)
+            elif copy is not None:
+                sent += connection.offer(room, encode(copy))
         return sent
 
     def _targets(self, to: Audience) -> list[Connection]:

@@ -35,9 +35,12 @@ Audience = ToEndpoint | ToRoom | ToNames
 class BrokerMessage(TypedDict):
     """What crosses the broker (Redis pub/sub as JSON, or in process): a frame and its audience;
     `skip` is a connection id that must not receive it (the sender's, for some frames);
-    `trace` is the W3C `traceparent` of the publish span, when it was sampled (app.tracing)."""
+    `trace` is the W3C `traceparent` of the publish span, when it was sampled (app.tracing);
+    `intercept` names the outgoing filter each receiver's copy goes through
+    (`Hub.intercepts`, as Phoenix's `intercept` and `handle_out`)."""
 
     to: Audience
     frame: dict[str, Any] | str
     skip: str | None
     trace: NotRequired[str]
+    intercept: NotRequired[str]

@@ -103,6 +103,7 @@ class RoomService:
         # The presence entries of the last member sequence (`presence_entries`).
         self._last_members: Sequence[MemberRecord] | None = None
         self._last_entries: list[PresenceEntry] = []
+        hub.intercepts[PRESENCE_DIFF] = without_own_join
 
     async def start(self) -> None:
         """Start the hub (its broker subscription) and the heartbeat."""
@@ -263,6 +264,7 @@ class RoomService:
             {"kind": "room", "room": room},
             presence_diff(room, [joined] if joined else [], [left] if left else []),
             skip=skip,
+            intercept=PRESENCE_DIFF,
         )
 
     async def _flush_presence(self, room: str) -> None:
@@ -272,7 +274,7 @@ class RoomService:
             return
         frame = presence_diff(room, list(batch.joins.values()), list(batch.leaves.values()))
         try:
-            await self.hub.publish({"kind": "room", "room": room}, frame)
+            await self.hub.publish({"kind": "room", "room": room}, frame, intercept=PRESENCE_DIFF)
         except Exception as error:  # counted by the broker
             log.warning("presence batch for %s not published: %s", room, type(error).__name__)
 
@@ -304,8 +306,20 @@ def history_frame(room: str, read: LogRead) -> dict[str, Any]:
     }
 
 
+PRESENCE_DIFF = "presence_diff"
+
+
+def without_own_join(frame: dict[str, Any], receiver: Connection) -> dict[str, Any] | None:
+    """A `presence_diff` as `receiver` gets it: without its own join (a batch may hold it),
+    and none at all when nothing else is left (Hub.intercepts)."""
+    if all(entry["name"] != receiver.name for entry in frame["joins"]):
+        return frame
+    joins = [entry for entry in frame["joins"] if entry["name"] != receiver.name]
+    return {**frame, "joins": joins} if joins or frame["leaves"] else None
+
+
 def presence_diff(
     room: str, joins: list[dict[str, Any]], leaves: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """The `presence_diff` frame (docs/websockets.md)."""
-    return {"event": "presence_diff", "room": room, "joins": joins, "leaves": leaves}
+    return {"event": PRESENCE_DIFF, "room": room, "joins": joins, "leaves": leaves}
