@@ -14,7 +14,7 @@ Shapes:
   the first request with its Idempotency-Key still runs;
 - `UNAVAILABLE_SECONDS` (5): a dependency is down (MySQL, Redis): the pools and the Redis circuit
   notice its return within seconds, and a client that retries sooner only adds load;
-- a rate limit (429) says when its window frees a slot (app.auth.rate_limit), not a constant.
+- a rate limit (429) says when its window frees a slot (app.credentials.rate_limit), not a constant.
 """
 
 from __future__ import annotations

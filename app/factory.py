@@ -20,6 +20,7 @@ from app import json_provider
 from app.admission import Admission
 from app.api import api_v1
 from app.api.openapi import SECURITY_SCHEMES, DocumentingProvider
+from app.api.scheduler_off import scheduler_off_blueprint
 from app.auth.cookie_session import CachedSerializerSessionInterface
 from app.auth.csrf import check_csrf, csrf_token
 from app.auth.identity import identify_request, identify_websocket
@@ -31,18 +32,17 @@ from app.http_connection import LeanHTTPConnection
 from app.lifespan import serving
 from app.metrics import RequestMetrics
 from app.middleware import ASGIApp, Middleware, build_middleware_stack
-from app.realtime import chat, monitor
 from app.realtime.asgi import DrainWebsocketReceive, WebsocketSchemeFromProxy
 from app.request_hooks import RequestHooks
 from app.request_log import AccessLog, configure_logging
 from app.resources import resource_path
-from app.scheduler.off import scheduler_off_blueprint
 from app.security_headers import SecurityHeaders, register_security_headers
 from app.settings import Settings
 from app.state import AppState, attach_state
 from app.tracing import start_tracing, traced_http
 from app.web import basics, docs, pages
 from app.web.metrics import register_metrics
+from app.ws import chat, monitor
 
 _BLUEPRINTS_OF_ENDPOINT: dict[str, list[str]] = {}
 
@@ -227,7 +227,7 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
     app.register_blueprint(monitor.blueprint)
     app.register_blueprint(chat.blueprint)
     if settings.scheduler_enabled and settings.scheduler_api_enabled:
-        from app.scheduler.api import blueprint as scheduler_api
+        from app.api.scheduler import blueprint as scheduler_api
 
         app.register_blueprint(scheduler_api, url_prefix=settings.scheduler_api_prefix)
     else:

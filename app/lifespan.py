@@ -8,7 +8,7 @@ it had opened (tests/test_lifespan.py injects a failure at each step):
 1. the database (engine and pools), checked with one connection;
 2. the Redis client (when `REDIS_URL` is set; it connects lazily);
 3. presence, the credential guard and cache, the verified-password cache;
-4. the realtime parts (hub, broker subscription, memory monitor: app.realtime.setup);
+4. the realtime parts (hub, broker subscription, memory monitor: app.ws.setup);
 5. the event-loop lag probe;
 6. the scheduler (when `SCHEDULER_ENABLED`).
 """
@@ -20,21 +20,21 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-from app.auth.credential_cache import (
+from app.credentials.credential_cache import (
     CREDENTIALS_CHANGED,
     CredentialCache,
     watch_credential_changes,
 )
-from app.auth.rate_limit import CredentialGuard
-from app.auth.verified_passwords import VerifiedPasswords
+from app.credentials.rate_limit import CredentialGuard
+from app.credentials.verified_passwords import VerifiedPasswords
 from app.db import Database
 from app.loop_lag import LoopLagProbe
 from app.presence import PresenceRecorder, create_presence_store
-from app.realtime.setup import realtime
 from app.redis_client import create_redis
 from app.services.idempotency import IdempotencyStore
 from app.state import AppState
 from app.tracing import flush_traces, untraced
+from app.ws.setup import realtime
 
 log = logging.getLogger("app")
 
@@ -93,12 +93,9 @@ async def serving(state: AppState) -> AsyncIterator[None]:
         stack.callback(setattr, state, "loop_lag", None)
 
         if settings.scheduler_enabled:
-            # The built-in job functions are imported here, at start, not by the scheduler
-            # (they reach the app's state; the scheduler sits below it).
-            import app.scheduler.jobs  # noqa: F401
             from app.scheduler.service import SchedulerService
 
-            scheduler = SchedulerService(settings, redis, database)
+            scheduler = SchedulerService(settings, redis, database, store)
             stack.push_async_callback(scheduler.stop)
             await scheduler.start()
             state.scheduler = scheduler

@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable
 from typing import Any
 
-from app.auth.rate_limit import RATE_LIMIT_SCOPE_KEY
+from app.credentials.rate_limit import RATE_LIMIT_SCOPE_KEY
 from app.metrics import RequestMetrics
 from app.request_log import REQUEST_ID_SCOPE_KEY, AccessLog, request_id_for
 from app.security_headers import NONCE_SCOPE_KEY, SecurityHeaders

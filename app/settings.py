@@ -167,7 +167,7 @@ class Settings(BaseSettings):
     scheduler_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
     scheduler_job_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # JSON, as Flask-APScheduler's JOBS (which is accepted as a name too): a list of
-    # app.scheduler.definitions.JobDefinition, parsed by `_parse_scheduler_jobs`.
+    # app.job_definitions.JobDefinition, parsed by `_parse_scheduler_jobs`.
     scheduler_jobs: list[Any] = Field(
         default_factory=list, validation_alias=AliasChoices("scheduler_jobs", "jobs")
     )
@@ -304,7 +304,7 @@ class Settings(BaseSettings):
         jobs are configured: importing the settings imports no part of the scheduler."""
         if not jobs:
             return []
-        from app.scheduler.definitions import parse_job
+        from app.job_definitions import parse_job
 
         parsed = []
         for index, job in enumerate(jobs):

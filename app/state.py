@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, TypeVar, cast
 from quart import Quart, current_app
 
 if TYPE_CHECKING:
-    from app.auth.credential_cache import CredentialCache
-    from app.auth.rate_limit import CredentialGuard
-    from app.auth.verified_passwords import VerifiedPasswords
+    from app.credentials.credential_cache import CredentialCache
+    from app.credentials.rate_limit import CredentialGuard
+    from app.credentials.verified_passwords import VerifiedPasswords
     from app.db import Database
     from app.loop_lag import LoopLagProbe
     from app.presence import PresenceRecorder

@@ -11,7 +11,7 @@ import grimp
 
 ROOT = Path(__file__).resolve().parent.parent
 # Packages whose modules sit in different layers; their `__init__` holds no imports of app's.
-SPLIT_PACKAGES = {"app", "app.realtime", "app.scheduler", "app.auth"}
+SPLIT_PACKAGES = {"app", "app.ws"}
 
 
 def _layers() -> list[set[str]]:

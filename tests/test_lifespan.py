@@ -47,7 +47,7 @@ STEPS = {
     "database connect": ("app.db.Database.connect", None),
     "presence (after redis)": ("app.lifespan.create_presence_store", None),
     "credential cache": ("app.lifespan.watch_credential_changes", None),
-    "realtime (after the hub started)": ("app.realtime.setup.ReadRules", None),
+    "realtime (after the hub started)": ("app.ws.setup.ReadRules", None),
     "loop lag probe": ("app.lifespan.LoopLagProbe.start", None),
     "scheduler": (
         None,

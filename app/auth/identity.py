@@ -23,11 +23,11 @@ from werkzeug.datastructures import Authorization, WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
 
 from app import state
-from app.auth.passwords import hash_password, needs_rehash, verify_password
-from app.auth.rate_limit import CredentialGuard
-from app.auth.verified_passwords import VerifiedPasswords
+from app.credentials.rate_limit import CredentialGuard
+from app.credentials.verified_passwords import VerifiedPasswords
 from app.db import DatabaseTimeoutError
 from app.models import TOKEN_KIND_BEARER, TOKEN_KIND_SESSION, User
+from app.passwords import hash_password, needs_rehash, verify_password
 from app.presence import PresenceRecorder
 from app.services import accounts, tokens
 from app.services.permissions import Actor

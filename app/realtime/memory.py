@@ -1,4 +1,4 @@
-"""The memory sampler behind `/ws` (app.realtime.monitor): one psutil sample per tick per
+"""The memory sampler behind `/ws` (app.ws.monitor): one psutil sample per tick per
 worker, sent to every client watching (`MemoryMonitor`)."""
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The room service owns what a room is (its members and log in the shared `RoomDirectory`, its
 presence announcements, a joiner's welcome) and uses the hub (app.realtime.hub: this worker's
 connections and local fan-out) and, through it, the broker. A chat frame flows one way:
-handler (app.realtime.chat) -> room service -> directory, broker and hub -> connection. As
+handler (app.ws.chat) -> room service -> directory, broker and hub -> connection. As
 Centrifuge splits its Node (channels, presence, history) from its Hub (connections).
 """
 
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 NICKNAME_ROOM = "~nickname-chat"  # the seed endpoint's members; chat rooms cannot start with "~"
 PRESENCE_BATCH_SECONDS = 0.2
-JOIN_CONCURRENCY = 16  # joins of this worker in progress at once (app.realtime.chat.room_chat)
+JOIN_CONCURRENCY = 16  # joins of this worker in progress at once (app.ws.chat.room_chat)
 
 
 class PresenceBatch:

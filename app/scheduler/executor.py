@@ -1,6 +1,7 @@
 """Where a job runs: on the loop, in the serving app's context, once its run is claimed.
 
-Jobs run outside requests, yet they use the app's resources (`app.state`). The scheduler is
+Jobs run outside requests, yet they use the app's resources (the built-in ones through
+app.scheduler.job_context, a deployment's own through `app.state` as well). The scheduler is
 started inside the app's lifespan, where the app context is pushed (Quart runs `while_serving`
 in it): the executor keeps a copy of that `contextvars` context, and each job's task starts
 from it. No module-level app reference (two apps in one process, as in tests, keep theirs).

@@ -3,7 +3,7 @@ do, and no run while this worker's lease may have lapsed.
 
 - `violation`: what a job must satisfy to run: a safe id, an interval of at least
   `SCHEDULER_MIN_INTERVAL_SECONDS` and at most ten years, no cron trigger firing more often
-  than that. The API refuses such definitions with 400 (app.scheduler.definitions and
+  than that. The API refuses such definitions with 400 (app.job_definitions and
   job_manager); a job already in the store that breaks them (written by an older version or by
   hand) is refused when a worker takes the lead: paused, marked in `RefusedJobs`, listed by the
   API with the reason, never run.
@@ -32,14 +32,14 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from app.overrides import unsupported
-from app.redis_client import SharedRedis
-from app.scheduler.definitions import (
+from app.job_definitions import (
     JOB_ID_PATTERN,
     JOB_ID_RULE,
     MAX_INTERVAL_SECONDS,
     MAX_JITTER_SECONDS,
 )
+from app.overrides import unsupported
+from app.redis_client import SharedRedis
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.util import ref_to_obj
 
+from app.job_definitions import IntervalJob, JobDefinition, job_arguments
 from app.metrics import SCHEDULER_RUNS
-from app.scheduler.definitions import IntervalJob, JobDefinition, job_arguments
 from app.scheduler.guard import RefusedJobs, trigger_violation, violation
 from app.scheduler.history import JobRun, Outcome, RunHistory
 from app.scheduler.job_stores import VersionedJobStore, required_version

@@ -1,5 +1,5 @@
 """Jobs as JSON in Flask-APScheduler's format, and the APScheduler trigger of a validated
-definition (app.scheduler.definitions).
+definition (app.job_definitions).
 
 Source: Flask-APScheduler 1.11 `utils.job_to_dict`, `trigger_to_dict` and `pop_trigger`.
 """
@@ -15,7 +15,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from app.scheduler.definitions import (
+from app.job_definitions import (
     CronJob,
     CrontabJob,
     DateJob,

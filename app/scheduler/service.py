@@ -16,14 +16,14 @@ import contextlib
 import contextvars
 import logging
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.db import Database
+from app.job_definitions import JobDefinition, parse_job
 from app.redis_client import SharedRedis
-from app.scheduler.definitions import JobDefinition, parse_job
 from app.scheduler.executor import AppContextExecutor
 from app.scheduler.fencing import RunClaims
 from app.scheduler.guard import GuardedScheduler, RefusedJobs, bound_catching_up
@@ -34,6 +34,7 @@ from app.scheduler.history import (
     RedisRunHistory,
     RunRecorder,
 )
+from app.scheduler.job_context import JOB_RESOURCES, JobResources
 from app.scheduler.job_manager import JobManager, VersionedJob
 from app.scheduler.job_stores import create_jobstore
 from app.scheduler.leader import LeaderLoop
@@ -43,6 +44,9 @@ from app.scheduler.serialize import JobDefinitionError
 from app.scheduler.shared_state import STOPPED, SchedulerStateError, SharedState, State
 from app.services.versions import Precondition
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from app.presence.store import PresenceStore
 
 __all__ = ["SchedulerService", "SchedulerStateError"]
 
@@ -80,10 +84,16 @@ class SchedulerService:
     """
 
     def __init__(
-        self, settings: Settings, redis: SharedRedis | None, database: Database | None = None
+        self,
+        settings: Settings,
+        redis: SharedRedis | None,
+        database: Database | None = None,
+        presence: PresenceStore | None = None,
     ) -> None:
         self.settings = settings
         self.database = database
+        # What the built-in jobs read (app.scheduler.job_context), in every run's context.
+        self.job_resources = JobResources(settings, database, presence)
         self.timezone = settings.scheduler_timezone or settings.display_timezone
         self.host_name = socket.gethostname()
         prefix = settings.redis_key_prefix
@@ -156,6 +166,7 @@ class SchedulerService:
             ValueError: a job of `SCHEDULER_JOBS` is invalid (named, with the field).
         """
         context = contextvars.copy_context()
+        context.run(JOB_RESOURCES.set, self.job_resources)
         claims = (
             RunClaims(self.database, self.leadership.identity).claim
             if self.database is not None
@@ -274,7 +285,12 @@ class SchedulerService:
         return await self.jobs.resume_job(job_id)
 
     async def run_job(self, job_id: str) -> VersionedJob:
-        return await self.jobs.run_job(job_id)
+        """Run the job now, here, with the resources a scheduled run has."""
+        given = JOB_RESOURCES.set(self.job_resources)
+        try:
+            return await self.jobs.run_job(job_id)
+        finally:
+            JOB_RESOURCES.reset(given)
 
     async def runs(self, job_id: str) -> list[JobRun]:
         return await self.jobs.runs(job_id)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from app.auth.passwords import hash_password
 from app.db import Database
 from app.models import User, name_key
 from app.names import skeleton
+from app.passwords import hash_password
 from app.services.permissions import ADMIN_ROLE
 from app.services.tokens import revoke_user_credentials
 from app.settings import Settings

@@ -14,10 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
-from app.auth.passwords import hash_password
 from app.errors import ConflictError, ForbiddenError, NotFoundError
 from app.models import Blog, User, name_key
 from app.names import skeleton
+from app.passwords import hash_password
 from app.services.pagination import Page, paginate
 from app.services.permissions import Actor, ensure_admin, ensure_self_or_admin
 from app.services.rows import rowcount

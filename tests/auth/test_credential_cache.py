@@ -1,4 +1,4 @@
-"""The credential cache (app/auth/credential_cache.py) with real Redis and the real database:
+"""The credential cache (app/credentials/credential_cache.py) with real Redis and the real database:
 two served apps share both, as two workers do. A kept answer saves the database query; every
 change that ends or alters a credential reaches the other worker at its next request."""
 
@@ -12,8 +12,8 @@ from quart import Quart
 from redis import Redis
 from sqlalchemy import delete
 
-from app.auth.credential_cache import EPOCH_KEY
 from app.auth.identity import credential_owner
+from app.credentials.credential_cache import EPOCH_KEY
 from app.models import TOKEN_KIND_BEARER, ApiToken
 from app.state import app_state
 from tests.auth_helpers import SAME_ORIGIN, basic, bearer, make_user
@@ -177,7 +177,7 @@ async def test_the_change_listeners_watch_only_their_own_apps_sessions(
     from sqlalchemy import event
     from sqlalchemy.orm import Session
 
-    from app.auth.credential_cache import CREDENTIALS_CHANGED, _flag_changed_rows
+    from app.credentials.credential_cache import CREDENTIALS_CHANGED, _flag_changed_rows
     from app.models import User
 
     async with serve_app(redis_url=redis_url) as cached, serve_app() as plain:

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from app.auth import identity
-from app.auth.passwords import verify_password
+from app.passwords import verify_password
 from tests.auth_helpers import basic, bearer, make_user
 from tests.helpers import failed
 
@@ -150,7 +150,7 @@ async def test_an_unknown_name_costs_the_same_argon2_run_as_a_wrong_password(
     parameters (the unknown name's against a dummy hash)."""
     from argon2 import extract_parameters
 
-    from app.auth.passwords import _DUMMY_HASH, HASHER
+    from app.passwords import _DUMMY_HASH, HASHER
 
     async with serve_app() as app:
         await make_user(app, "alice", password="alice-password")

@@ -1,4 +1,4 @@
-"""`/ws/chat` dispatches each client event through one table (app/realtime/chat/room_chat.py
+"""`/ws/chat` dispatches each client event through one table (app/ws/chat/room_chat.py
 `EVENTS`): every event the protocol accepts has exactly one handler, and the events that need
 a room are refused for a room the sender has not joined, whatever the table's order."""
 
@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 import typing
 
-from app.realtime.chat.room_chat import EVENTS, _chat_frame
 from app.realtime.connection import Connection
 from app.realtime.protocol import Join, Leave, Message, Ping, Private
+from app.ws.chat.room_chat import EVENTS, _chat_frame
 
 
 def _event_names() -> set[str]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.realtime.handshake import origin_allowed
 from app.realtime.protocol import ChatFrame, FrameError, Join, Message, parse_frame
+from app.ws.handshake import origin_allowed
 
 
 @pytest.mark.parametrize(

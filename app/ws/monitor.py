@@ -14,10 +14,10 @@ from quart_schema import hide
 from app import state
 from app.auth.identity import current_identity
 from app.realtime.connection import Connection
-from app.realtime.handshake import check_origin
 from app.realtime.memory import MemoryMonitor
 from app.realtime.protocol import FrameError, MonitorFrame, parse_frame
-from app.realtime.session import new_connection, run_connection
+from app.ws.handshake import check_origin
+from app.ws.session import new_connection, run_connection
 
 blueprint = Blueprint("monitor", __name__)
 CONNECTED = {"event": "connect", "data": "连接成功"}

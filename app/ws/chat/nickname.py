@@ -13,12 +13,12 @@ from werkzeug.exceptions import BadRequest
 from app.auth.identity import current_identity
 from app.names import refusal, skeleton
 from app.realtime.connection import Connection
-from app.realtime.handshake import check_origin
 from app.realtime.messages import ToEndpoint
 from app.realtime.protocol import FrameError, NicknameChatFrame, parse_frame
 from app.realtime.room_service import NICKNAME_ROOM
 from app.realtime.rooms import member_record
-from app.realtime.session import (
+from app.ws.handshake import check_origin
+from app.ws.session import (
     current_hub,
     current_rooms,
     identity_fields,

@@ -15,7 +15,7 @@ from quart import Blueprint, render_template
 from quart_schema import hide
 
 from app.auth.identity import current_identity
-from app.realtime.chat import nickname, relay, room_chat
+from app.ws.chat import nickname, relay, room_chat
 
 blueprint = Blueprint("chat", __name__)
 blueprint.add_websocket("/websocket", "relay_socket", relay.relay_socket)

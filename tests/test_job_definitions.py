@@ -1,4 +1,4 @@
-"""app.scheduler.definitions and app.scheduler.serialize without HTTP: which definitions
+"""app.job_definitions and app.scheduler.serialize without HTTP: which definitions
 validate, the sentences their errors give, and the APScheduler triggers and the
 Flask-APScheduler JSON (`job_to_dict`) they become."""
 
@@ -14,7 +14,7 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from pydantic import ValidationError
 
-from app.scheduler.definitions import (
+from app.job_definitions import (
     CronJob,
     CrontabJob,
     DateJob,

@@ -15,7 +15,6 @@ from typing import Any
 from app.metrics import CHAT_RECOVERIES
 from app.models import new_id
 from app.realtime.connection import STORE_ERRORS, STORE_UNAVAILABLE, Connection
-from app.realtime.handshake import check_origin
 from app.realtime.protocol import (
     ChatFrame,
     FrameError,
@@ -30,7 +29,8 @@ from app.realtime.protocol import (
 )
 from app.realtime.room_service import history_frame
 from app.realtime.rooms import Position
-from app.realtime.session import current_rooms, identity_fields, new_connection, run_connection
+from app.ws.handshake import check_origin
+from app.ws.session import current_rooms, identity_fields, new_connection, run_connection
 
 
 async def _join(connection: Connection, frame: Join) -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from app.realtime.connection import Connection
-from app.realtime.handshake import check_origin
 from app.realtime.messages import ToEndpoint
-from app.realtime.session import current_hub, identity_fields, new_connection, run_connection
+from app.ws.handshake import check_origin
+from app.ws.session import current_hub, identity_fields, new_connection, run_connection
 
 RELAY: ToEndpoint = {"kind": "endpoint", "endpoint": "relay"}
 

@@ -36,9 +36,9 @@ from app.auth.identity import require_identity
 from app.envelope import describe_validation_error, service_error_answer
 from app.error_bodies import UNAVAILABLE_SECONDS, scheduler_error
 from app.errors import ServiceError
+from app.job_definitions import JobDefinition, describe_job_error
 from app.json_provider import JSON_OF_ANY_CONTENT_TYPE
 from app.redis_client import UNREACHABLE
-from app.scheduler.definitions import JobDefinition, describe_job_error
 from app.scheduler.job_manager import VersionedJob
 from app.scheduler.registry import ForbiddenJobFunction
 from app.scheduler.serialize import JobDefinitionError
@@ -51,7 +51,7 @@ blueprint = Blueprint("scheduler", __name__)
 class StoredJobId(PathConverter):
     """Any stored job's id, slashes and line breaks included ("../x" written by hand or an
     older version): such a job can still be read and deleted. Ids this API accepts are safe
-    path segments (app.scheduler.definitions)."""
+    path segments (app.job_definitions)."""
 
     regex = "[^/](?s:.*?)"
 
@@ -67,7 +67,7 @@ V = TypeVar("V", bound=Callable[..., Any])
 class JobRequest(RootModel[JobDefinition]):
     """A job in Flask-APScheduler's format: `func` ("module:function", registered), `trigger`
     (`date`, `interval`, `cron`) with that trigger's fields, or `crontab` ("*/5 * * * *"), or
-    neither (run once, now). app.scheduler.definitions has the fields."""
+    neither (run once, now). app.job_definitions has the fields."""
 
 
 class SchedulerError(BaseModel):
