@@ -1,7 +1,11 @@
 """The hub: this worker's connections, and fan-out of messages from any worker to them.
 
-Every message goes through the broker as `{"to": <target>, "frame": <frame>, "skip": conn?}`;
-each worker's hub delivers it to its own connections that match the target. Delivery never
+Every message goes through the broker as `{"to": <target>, "frame": <frame>, "skip": conn?}`
+(app.realtime.messages.BrokerMessage, with an optional `intercept`: the outgoing filter each
+receiver's copy goes through); each worker's hub delivers it to its own connections that
+match the target. A message from a worker that sets no `intercept` (one older than the
+filters, during a rolling deploy) is delivered unchanged: a joiner may then see its own join
+in a presence diff. Delivery never
 waits for a client: frames go into each connection's bounded queue (see `connection`). Rooms
 (join, leave, history, presence) are the room service's (app.realtime.room_service), which
 tells the hub which of its connections are in which room; as Centrifuge's Hub and Node.
