@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 import click
 
 from app.commands import DATABASE_COMMANDS, EXIT_CONFIGURATION_ERROR, load_settings
-from app.db import upgrade_to_head
 from app.resources import resource_path
 from app.settings import Settings
 
@@ -91,6 +90,8 @@ def serve_command(bind: str | None, workers: int | None, migrate: bool, server: 
         sys.exit(EXIT_CONFIGURATION_ERROR)
     configure_logging(settings)
     if migrate:
+        from app.db import upgrade_to_head
+
         logging.getLogger("app").info("%s", upgrade_to_head(settings).describe())
     config = hypercorn_config(settings, bind=bind, workers=workers)
     if settings.server == "uvicorn" and (config.ssl_enabled or config.quic_bind):

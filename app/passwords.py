@@ -6,14 +6,22 @@ Hashing costs tens of milliseconds of CPU, so it runs in a worker thread, never 
 from __future__ import annotations
 
 import asyncio
+import functools
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 # OWASP Password Storage Cheat Sheet: Argon2id, m=19456 KiB, t=2, p=1.
 HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
-# Verified when the user does not exist, so a wrong name costs as long as a wrong password.
-_DUMMY_HASH = HASHER.hash("no user has this password")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified when the user does not exist, so a wrong name costs as long as a wrong
+    password. Made at its first use, on the thread of that verification, not at import: an
+    Argon2 hash is 40 ms of CPU, which every `python -m app` process paid (the supervisor and
+    the database commands never verify a password)."""
+    return HASHER.hash("no user has this password")
 
 
 async def hash_password(password: str) -> str:
@@ -25,11 +33,15 @@ async def verify_password(password_hash: str | None, password: str) -> bool:
     """Whether `password` matches `password_hash`; False for a None hash (no password set),
     after the same amount of work."""
     try:
-        return await asyncio.to_thread(HASHER.verify, password_hash or _DUMMY_HASH, password) and (
+        return await asyncio.to_thread(_verify, password_hash, password) and (
             password_hash is not None
         )
     except (VerificationError, InvalidHashError):
         return False
+
+
+def _verify(password_hash: str | None, password: str) -> bool:
+    return HASHER.verify(password_hash or _dummy_hash(), password)
 
 
 def needs_rehash(password_hash: str) -> bool:

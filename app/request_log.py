@@ -20,7 +20,6 @@ from typing import Any, TextIO, cast
 
 import orjson
 from pythonjsonlogger.orjson import OrjsonFormatter
-from quart import has_request_context, request
 
 from app.metrics import ERROR_TRACEBACKS, process_identifier
 from app.settings import Settings
@@ -152,6 +151,8 @@ def request_id_for(scope: dict[str, Any]) -> str:
 
 def current_request_id() -> str | None:
     """The id of the request being handled (None outside one: a websocket, a job)."""
+    from quart import has_request_context, request  # Quart is not the supervisor's to import
+
     if has_request_context():
         found: str | None = cast("dict[str, Any]", request.scope).get(REQUEST_ID_SCOPE_KEY)
         return found

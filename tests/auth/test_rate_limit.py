@@ -150,7 +150,7 @@ async def test_an_unknown_name_costs_the_same_argon2_run_as_a_wrong_password(
     parameters (the unknown name's against a dummy hash)."""
     from argon2 import extract_parameters
 
-    from app.passwords import _DUMMY_HASH, HASHER
+    from app.passwords import HASHER, _dummy_hash
 
     async with serve_app() as app:
         await make_user(app, "alice", password="alice-password")
@@ -166,8 +166,8 @@ async def test_an_unknown_name_costs_the_same_argon2_run_as_a_wrong_password(
             response = await client.get("/api/v1/tag", headers=basic(name, "wrong"))
             assert response.status_code == 401
         assert len(verified) == 2 and verified[1] is None
-        assert extract_parameters(verified[0]) == extract_parameters(_DUMMY_HASH)
-        assert extract_parameters(_DUMMY_HASH).memory_cost == HASHER.memory_cost
+        assert extract_parameters(verified[0]) == extract_parameters(_dummy_hash())
+        assert extract_parameters(_dummy_hash()).memory_cost == HASHER.memory_cost
 
 
 async def test_password_checks_and_their_429_carry_ratelimit_headers(serve_app) -> None:
