@@ -155,21 +155,29 @@ def run_cli(cwd: Path, env: dict[str, str], *commands: list[str]) -> None:
     1 s of CPU to import the app, and the suite prepares about 60 deployments on 2 cores.
     tests/test_migrations.py, tests/e2e/test_lifecycle.py and test_misconfiguration.py run
     `python -m app` commands as processes."""
-    from click.testing import CliRunner
+    from concurrent.futures import ThreadPoolExecutor
+
+    from click.testing import CliRunner, Result
 
     from app.cli import main
 
-    saved_environment, saved_directory = dict(os.environ), os.getcwd()
-    for command in commands:
+    def invoke(command: list[str]) -> Result:
+        saved_environment, saved_directory = dict(os.environ), os.getcwd()
         os.environ.clear()
         os.environ.update({**env, "PATH": ""})
         os.chdir(cwd)
         try:
-            finished = CliRunner().invoke(main, command, prog_name="python -m app")
+            return CliRunner().invoke(main, command, prog_name="python -m app")
         finally:
             os.chdir(saved_directory)
             os.environ.clear()
             os.environ.update(saved_environment)
+
+    for command in commands:
+        # On a thread of its own: the commands call asyncio.run, and the caller may be inside a
+        # running event loop (an async test, Playwright's sync API). This thread waits for it.
+        with ThreadPoolExecutor(1) as executor:
+            finished = executor.submit(invoke, command).result()
         assert finished.exit_code == 0, (
             f"python -m app {command[0]} exited {finished.exit_code}:\n{finished.output[-3000:]}"
             + (f"\n{finished.exc_info[1]!r}" if finished.exc_info else "")
