@@ -10,7 +10,8 @@ REST, `GET /api/v1/user/<id>` at 32 and 1,000 connections (`wrk -t2 --timeout 4s
   the same envelope, the read engine set to one round trip per read as the service's is).
 
 Each contender is started once per round and takes both loads; the rounds interleave the
-contenders, and a figure is the median of its rounds: answers per second, p99, client timeouts
+contenders (each round starting with the next one), and a figure is the median of its rounds:
+answers per second, p99, client timeouts
 and the CPU time (user + system) of the server's whole process tree per answer.
 
 Websockets: the service's fan-out (`/websocket`, 1 sender to `receivers`, Redis pub/sub between
@@ -172,7 +173,11 @@ def measure_rest(
 ) -> dict[tuple[str, int], Measured]:
     measured: dict[tuple[str, int], Measured] = {}
     for round_number in range(runs):
-        for contender in listed:
+        # Each round starts with another contender: the first of a run was the slowest while
+        # the machine settled (the service's Hypercorn row, first in every round, had its
+        # round 1 at x0.63 of the peer against x0.98 and x0.81 in rounds 2 and 3).
+        first = round_number % len(listed)
+        for contender in [*listed[first:], *listed[:first]]:
             with contender.start() as server:
                 url = server.http + contender.path(user_id)
                 http_load.run(url, seconds=1, connections=4)  # warm: pools, caches

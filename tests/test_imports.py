@@ -37,3 +37,29 @@ def test_models_and_settings_import_without_quart_the_hub_or_the_scheduler() -> 
     print(
         f"import app.models, app.settings: {measured['seconds'] * 1000:.0f} ms, {len(modules)} modules"
     )
+
+
+SUPERVISOR_PROBE = """
+import json, sys
+import app.cli, app.supervisor, app.hypercorn_patches, app.overrides, app.request_log
+import app.redis_client
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_the_supervisor_and_the_cli_import_neither_sqlalchemy_nor_quart() -> None:
+    """What `python -m app serve` imports in its supervisor, before it starts the workers
+    (app.cli's serve, its checks, its logging and the Redis topology check): every start and
+    every `python -m app` command paid for SQLAlchemy and Quart (0.6 s of CPU) it never used.
+    The workers import the app themselves."""
+    done = subprocess.run(
+        [sys.executable, "-c", SUPERVISOR_PROBE],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    modules = set(json.loads(done.stdout))
+    for heavy in ("sqlalchemy", "quart", "app.db", "app.factory", "argon2", "apscheduler"):
+        assert heavy not in modules, heavy
