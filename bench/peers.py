@@ -11,8 +11,8 @@ REST, `GET /api/v1/user/<id>` at 32 and 1,000 connections (`wrk -t2 --timeout 4s
 
 Each contender is started once per round and takes both loads; the rounds interleave the
 contenders (each round starting with the next one), and a figure is the median of its rounds:
-answers per second, p99, client timeouts
-and the CPU time (user + system) of the server's whole process tree per answer.
+answers per second, p99, client timeouts and the CPU time (user + system) of the server's whole
+process tree per answer.
 
 Websockets: the service's fan-out (`/websocket`, 1 sender to `receivers`, Redis pub/sub between
 2 workers) against python-socketio's ASGI server with its `AsyncRedisManager` on Uvicorn
