@@ -19,16 +19,22 @@ print(json.dumps({"seconds": seconds, "modules": sorted(sys.modules)}))
 """
 
 
-def test_models_and_settings_import_without_quart_the_hub_or_the_scheduler() -> None:
+def run_probe(code: str) -> object:
+    """The JSON that `code` prints, run in a fresh interpreter from the project's root."""
     done = subprocess.run(
-        [sys.executable, "-c", PROBE],
+        [sys.executable, "-c", code],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     )
-    measured = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+def test_models_and_settings_import_without_quart_the_hub_or_the_scheduler() -> None:
+    measured = run_probe(PROBE)
+    assert isinstance(measured, dict)
     modules = set(measured["modules"])
     ours = sorted(name for name in modules if name == "app" or name.startswith("app."))
     assert ours == ["app", "app.models", "app.settings", "app.validation"], ours
@@ -52,14 +58,8 @@ def test_the_supervisor_and_the_cli_import_neither_sqlalchemy_nor_quart() -> Non
     (app.cli's serve, its checks, its logging and the Redis topology check): every start and
     every `python -m app` command paid for SQLAlchemy and Quart (0.6 s of CPU) it never used.
     The workers import the app themselves."""
-    done = subprocess.run(
-        [sys.executable, "-c", SUPERVISOR_PROBE],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    modules = set(json.loads(done.stdout))
+    imported = run_probe(SUPERVISOR_PROBE)
+    assert isinstance(imported, list)
+    modules = set(imported)
     for heavy in ("sqlalchemy", "quart", "app.db", "app.factory", "argon2", "apscheduler"):
         assert heavy not in modules, heavy
