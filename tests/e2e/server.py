@@ -20,9 +20,19 @@ import httpx
 from tests.waiting import poll
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-# hypercorn.toml's graceful_timeout; a worker still running BACKSTOP_MARGIN_SECONDS after it
-# is ended by its backstop (app.supervisor.ShutdownBackstop).
-GRACEFUL_TIMEOUT = 8.0
+
+
+def _graceful_timeout() -> float:
+    from hypercorn.config import Config
+
+    from app.cli import HYPERCORN_CONFIG
+
+    return float(Config.from_toml(HYPERCORN_CONFIG).graceful_timeout)
+
+
+# hypercorn.toml's graceful_timeout (8 s); a worker still running BACKSTOP_MARGIN_SECONDS after
+# it is ended by its backstop (app.supervisor.ShutdownBackstop).
+GRACEFUL_TIMEOUT = _graceful_timeout()
 
 
 def assert_stopped_without_waiting_out_the_graceful_timeout(
@@ -173,15 +183,16 @@ def run_cli(cwd: Path, env: dict[str, str], *commands: list[str]) -> None:
             os.environ.clear()
             os.environ.update(saved_environment)
 
-    for command in commands:
-        # On a thread of its own: the commands call asyncio.run, and the caller may be inside a
-        # running event loop (an async test, Playwright's sync API). This thread waits for it.
-        with ThreadPoolExecutor(1) as executor:
+    # On a thread of their own: the commands call asyncio.run, and the caller may be inside a
+    # running event loop (an async test, Playwright's sync API). This thread waits for them.
+    with ThreadPoolExecutor(1) as executor:
+        for command in commands:
             finished = executor.submit(invoke, command).result()
-        assert finished.exit_code == 0, (
-            f"python -m app {command[0]} exited {finished.exit_code}:\n{finished.output[-3000:]}"
-            + (f"\n{finished.exc_info[1]!r}" if finished.exc_info else "")
-        )
+            assert finished.exit_code == 0, (
+                f"python -m app {command[0]} exited {finished.exit_code}:\n"
+                f"{finished.output[-3000:]}"
+                + (f"\n{finished.exc_info[1]!r}" if finished.exc_info else "")
+            )
 
 
 def prepare_deployment(
