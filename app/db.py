@@ -31,7 +31,6 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session
 from sqlalchemy.util import greenlet_spawn
 
-from app.metrics import DB_CONNECTIONS_IN_USE
 from app.resources import resource_path
 from app.settings import Settings
 
@@ -216,12 +215,14 @@ class PingIdleConnections:
 IDLE_SINCE = "idle_since"
 
 
-def _counted_checkout(*_args: object) -> None:
-    DB_CONNECTIONS_IN_USE.inc()
+def _count_connections_in_use(pool: Any) -> None:
+    """`db_pool_connections_in_use`, exact, from `pool`'s own events. app.metrics is imported
+    here, not with this module: `serve --migrate` imports this module in the supervisor, which
+    must make no metric (app/metric_files.py)."""
+    from app.metrics import DB_CONNECTIONS_IN_USE
 
-
-def _counted_checkin(*_args: object) -> None:
-    DB_CONNECTIONS_IN_USE.dec()
+    event.listen(pool, "checkout", lambda *_args: DB_CONNECTIONS_IN_USE.inc())
+    event.listen(pool, "checkin", lambda *_args: DB_CONNECTIONS_IN_USE.dec())
 
 
 class Database:
@@ -238,10 +239,8 @@ class Database:
         self.read_engine = (
             self.engine if settings.is_sqlite else create_engine(settings, autocommit=True)
         )
-        # db_pool_connections_in_use: exact, from the pools' own events.
         for engine in {self.engine, self.read_engine}:
-            event.listen(engine.sync_engine.pool, "checkout", _counted_checkout)
-            event.listen(engine.sync_engine.pool, "checkin", _counted_checkin)
+            _count_connections_in_use(engine.sync_engine.pool)
         # A Session class of this database's own: ORM event listeners bound to it (e.g. the
         # credential cache's) see this app's sessions only, not another app's in this process.
         self.session_class: type[Session] = type("DatabaseSession", (Session,), {})

@@ -45,7 +45,7 @@ The route and the request observer are in app/web/metrics.py.
 In multi-process mode every increment first asks which process it runs in (prometheus-client's
 default `os.getpid`, a system call on current glibc, checked against the pid its files were
 opened for, so that a forked child never writes its parent's files). Here that identifier is
-the pid cached by this module and renewed in a forked child (`os.register_at_fork`): the same
+the pid cached by app/metric_files.py and renewed in a forked child (`os.register_at_fork`): the same
 answer without the system call, on the documented extension point `MultiProcessValue(
 process_identifier)`. It is installed before the first metric is made.
 """
@@ -53,28 +53,14 @@ process_identifier)`. It is installed before the first metric is made.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram, multiprocess, values
+from prometheus_client import Counter, Gauge, Histogram, values
 
-MULTIPROCESS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
+from app.metric_files import MULTIPROCESS_DIRECTORY, process_identifier
+
 UNMATCHED_ROUTE = "<unmatched>"  # the `route` label of a request no URL rule matched
 
-_pid = os.getpid()
-
-
-def _renew_pid() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-def process_identifier() -> int:
-    """This process's pid, without a system call (renewed in a forked child)."""
-    return _pid
-
-
-os.register_at_fork(after_in_child=_renew_pid)
 if os.environ.get(MULTIPROCESS_DIRECTORY):
     values.ValueClass = values.MultiProcessValue(process_identifier=process_identifier)
 
@@ -179,18 +165,3 @@ class RequestMetrics:
         if timer is None:
             timer = self._timers[key[:2]] = HTTP_LATENCY.labels(key[0], method)
         timer.observe(seconds)
-
-
-def prepare_multiprocess_directory(path: Path) -> None:
-    """Empty `path` and point prometheus-client's multi-process mode at it; call it in the
-    supervisor before any worker starts (workers inherit the environment)."""
-    path.mkdir(parents=True, exist_ok=True)
-    for stale in path.glob("*.db"):
-        stale.unlink()
-    os.environ[MULTIPROCESS_DIRECTORY] = str(path)
-
-
-def worker_exited(pid: int) -> None:
-    """Drop a dead worker's live gauges (open websockets, pool use, leadership)."""
-    if os.environ.get(MULTIPROCESS_DIRECTORY):
-        multiprocess.mark_process_dead(pid)

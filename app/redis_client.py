@@ -30,7 +30,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app.metrics import REDIS_ERRORS
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -122,6 +121,15 @@ class RedisUnavailable(RedisConnectionError):
     """Redis is known to be down (the circuit is open); raised at once, without I/O."""
 
 
+def _count_error(kind: str) -> None:
+    """`redis_errors_total{kind}`. app.metrics is imported here, not with this module: the
+    supervisor imports this module (its topology check) and must make no metric
+    (app/metric_files.py)."""
+    from app.metrics import REDIS_ERRORS
+
+    REDIS_ERRORS.labels(kind).inc()
+
+
 class RedisCircuit:
     """Whether Redis is reachable, as last seen by this worker.
 
@@ -143,12 +151,12 @@ class RedisCircuit:
     def check(self) -> None:
         """Raise `RedisUnavailable` while the circuit is open."""
         if self.is_open:
-            REDIS_ERRORS.labels("circuit_open").inc()
+            _count_error("circuit_open")
             raise RedisUnavailable("Redis is unavailable (circuit open)")
 
     def record_failure(self, error: BaseException) -> None:
         """Open the circuit after a call could not reach Redis."""
-        REDIS_ERRORS.labels("unreachable").inc()
+        _count_error("unreachable")
         if self.is_open or _is_pool_wait(error):
             return
         self.failures += 1

@@ -21,7 +21,7 @@ from typing import Any, TextIO, cast
 import orjson
 from pythonjsonlogger.orjson import OrjsonFormatter
 
-from app.metrics import ERROR_TRACEBACKS, process_identifier
+from app.metric_files import process_identifier
 from app.settings import Settings
 from app.tracing import current_trace_id
 
@@ -102,6 +102,9 @@ class TracebackLimit:
 
     def exc_info(self, error: BaseException) -> BaseException | None:
         """`error` if its traceback may be written now, else None (count it either way)."""
+        # Not imported with this module: the supervisor imports it (app/metric_files.py).
+        from app.metrics import ERROR_TRACEBACKS
+
         kind = f"{type(error).__module__}.{type(error).__qualname__}"
         now = time.monotonic()
         last = self._last.get(kind)

@@ -55,11 +55,53 @@ print(json.dumps(sorted(sys.modules)))
 
 def test_the_supervisor_and_the_cli_import_neither_sqlalchemy_nor_quart() -> None:
     """What `python -m app serve` imports in its supervisor, before it starts the workers
-    (app.cli's serve, its checks, its logging and the Redis topology check): every start and
-    every `python -m app` command paid for SQLAlchemy and Quart (0.6 s of CPU) it never used.
-    The workers import the app themselves."""
+    (app.cli's serve, its checks, its logging and the Redis topology check): every
+    `python -m app` command paid for SQLAlchemy and Quart (0.6 s of CPU) it never used. Only
+    `serve` imports them, once, to fork its workers with them (`WORKER_PRELOAD`); and no
+    metric is made before the workers exist (app/metric_files.py)."""
     imported = run_probe(SUPERVISOR_PROBE)
     assert isinstance(imported, list)
     modules = set(imported)
     for heavy in ("sqlalchemy", "quart", "app.db", "app.factory", "argon2", "apscheduler"):
         assert heavy not in modules, heavy
+    assert "app.metrics" not in modules
+
+
+FORK_PROBE = """
+import json, sys, threading
+import app.cli, app.supervisor, app.redis_client, app.request_log
+from app.supervisor import worker_context
+chosen = {"clean": worker_context().get_start_method()}
+preloaded = set(sys.modules)
+import app.asgi
+app.asgi.app  # the app itself, as a worker makes it
+chosen["third_party_left"] = sorted(
+    {name.split(".")[0] for name in set(sys.modules) - preloaded} - {"app"}
+)
+chosen["with_metrics"] = worker_context().get_start_method()
+del sys.modules["app.metrics"]
+threading.Thread(target=threading.Event().wait, daemon=True).start()
+chosen["with_a_thread"] = worker_context().get_start_method()
+print(json.dumps(chosen))
+"""
+
+
+def test_workers_are_forked_after_the_preload_unless_a_fork_would_be_unsafe(
+    monkeypatch,
+) -> None:
+    """`app.supervisor.worker_context`: a clean supervisor forks its workers once it has
+    imported `WORKER_PRELOAD`, which leaves a worker little third-party code to import; it
+    spawns them when app.metrics is imported (`serve --migrate`) or another thread runs."""
+    for name, value in {
+        "SECRET_KEY": "k" * 40,
+        "APP_ENV": "production",
+        "DATABASE_URL": "sqlite+aiosqlite:///:memory:",
+    }.items():
+        monkeypatch.setenv(name, value)
+    chosen = run_probe(FORK_PROBE)
+    assert isinstance(chosen, dict)
+    assert chosen["clean"] == "fork"
+    # What is left for a forked worker: small packages (WORKER_PRELOAD keeps up with the app).
+    assert set(chosen["third_party_left"]) <= {"packaging", "swagger_ui_bundle"}, chosen
+    assert chosen["with_metrics"] == "spawn"
+    assert chosen["with_a_thread"] == "spawn"

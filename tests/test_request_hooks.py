@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from app.metrics import RequestMetrics, process_identifier
+from app.metric_files import process_identifier
+from app.metrics import RequestMetrics
 from app.request_hooks import ROUTE_SCOPE_KEY, RequestHooks
 from app.request_log import (
     REQUEST_ID_SCOPE_KEY,
@@ -250,7 +251,7 @@ def test_the_metrics_pid_is_cached_and_renewed_in_a_forked_child() -> None:
     assert process_identifier() == os.getpid()
     probe = (
         "import os\n"
-        "from app.metrics import process_identifier\n"
+        "from app.metric_files import process_identifier\n"
         "parent = process_identifier()\n"
         "child = os.fork()\n"
         "if child == 0:\n"

@@ -15,7 +15,8 @@ from quart_schema import hide
 
 from app import state
 from app.auth.identity import without_user_identity
-from app.metrics import MULTIPROCESS_DIRECTORY, ONLINE_USERS
+from app.metric_files import MULTIPROCESS_DIRECTORY
+from app.metrics import ONLINE_USERS
 
 blueprint = Blueprint("metrics", __name__)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 
 from tests.waiting import poll
 
@@ -78,6 +79,17 @@ class RunningServer:
                     f"server ignored SIGTERM for {timeout}s:\n{self.log()}"
                 ) from None
         return self.process.returncode
+
+
+def workers_of(supervisor_pid: int) -> list[psutil.Process]:
+    """The worker processes of the supervisor `supervisor_pid`: its children, less
+    multiprocessing's resource tracker, which a supervisor that spawns its workers also starts
+    (app.supervisor.worker_context: `serve --migrate`)."""
+    return [
+        child
+        for child in psutil.Process(supervisor_pid).children()
+        if "resource_tracker" not in " ".join(child.cmdline())
+    ]
 
 
 @contextmanager

@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from tests.conftest import REDIS_URL
-from tests.e2e.server import free_port, run_cli, run_server
+from tests.e2e.server import free_port, run_cli, run_server, workers_of
 from tests.waiting import poll
 
 CHROMIUM = "/usr/bin/chromium"
@@ -342,7 +342,6 @@ def test_the_js_client_delivers_each_message_once_in_order_across_a_fault(
     import json
     import signal
 
-    import psutil
     from websockets.sync.client import connect
 
     from tests.e2e.dependencies import own_redis
@@ -370,7 +369,7 @@ def test_the_js_client_delivers_each_message_once_in_order_across_a_fault(
             expect(bob.locator("#messages li.message")).to_have_text([timed("ann: before")])
 
             if fault == "worker SIGKILL":
-                for worker in psutil.Process(server.process.pid).children():
+                for worker in workers_of(server.process.pid):
                     worker.send_signal(signal.SIGKILL)
                 expect(ann.locator("#status")).to_have_text("reconnecting…", timeout=15_000)
                 ann.fill("#text", "during")  # queued offline: sent once the page is back

@@ -9,7 +9,7 @@ import time
 
 import httpx
 
-from tests.e2e.server import run_cli, run_server
+from tests.e2e.server import run_cli, run_server, workers_of
 
 
 def test_embedded_default_runs_with_migrations_and_stops_cleanly(tmp_path) -> None:
@@ -89,16 +89,11 @@ def test_workers_still_starting_when_the_supervisor_is_killed_exit(tmp_path) -> 
         [sys.executable, "-m", "app", "serve", "--migrate"], cwd=tmp_path, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    process = psutil.Process(supervisor.pid)
     deadline = time.monotonic() + 30
     workers: list[psutil.Process] = []
-    while len(workers) < 2:  # spawned, and still importing the app
+    while len(workers) < 2:  # started, and still importing the app
         assert time.monotonic() < deadline, "no workers started"
-        workers = [
-            child
-            for child in process.children()
-            if "resource_tracker" not in " ".join(child.cmdline())
-        ]
+        workers = workers_of(supervisor.pid)
     supervisor.send_signal(signal.SIGKILL)
     supervisor.wait(10)
     gone, alive = psutil.wait_procs(workers, timeout=30)

@@ -16,7 +16,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from app.keyspace import Keyspace
 from tests.conftest import REDIS_URL
-from tests.e2e.server import RunningServer, prepare_deployment, run_server
+from tests.e2e.server import RunningServer, prepare_deployment, run_server, workers_of
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -241,8 +241,6 @@ def test_soak_every_client_receives_the_room_exactly_once_in_order(tmp_path) -> 
     import random
     import signal
 
-    import psutil
-
     env = prepare_deployment(
         tmp_path,
         "soak",
@@ -266,15 +264,11 @@ def test_soak_every_client_receives_the_room_exactly_once_in_order(tmp_path) -> 
             await asyncio.wait_for(asyncio.gather(*(c.joined.wait() for c in clients)), 60)
             sending.set()
 
-            def workers() -> list[psutil.Process]:  # not multiprocessing's resource tracker
-                children = psutil.Process(server.process.pid).children()
-                return [c for c in children if "spawn_main" in " ".join(c.cmdline())]
-
             started = time.monotonic()
             killed = False
             while time.monotonic() - started < 60:
                 await asyncio.sleep(12)
-                victims = workers()
+                victims = workers_of(server.process.pid)
                 if victims and not killed and time.monotonic() - started > 30:
                     os.kill(rng.choice(victims).pid, signal.SIGKILL)
                     killed = True
