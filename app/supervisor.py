@@ -168,7 +168,7 @@ def worker_context() -> ForkContext | SpawnContext:
     `WORKER_PRELOAD`, or spawned (a fresh interpreter each) where a fork would be unsafe:
 
     - another thread is running: a forked child gets copies of the locks it held;
-    - `app.metrics` is imported (e.g. by `serve --migrate`): its metric values were made
+    - `app.metrics` is imported (nothing the supervisor runs does): its metric values were made
       before `PROMETHEUS_MULTIPROC_DIR` was set, in this process's memory, and every worker
       would count into its own copy of them (app/metric_files.py).
     """

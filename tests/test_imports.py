@@ -70,7 +70,10 @@ def test_the_supervisor_and_the_cli_import_neither_sqlalchemy_nor_quart() -> Non
 FORK_PROBE = """
 import json, sys, threading
 import app.cli, app.supervisor, app.redis_client, app.request_log
+from app.db import upgrade_to_head
+from app.commands import load_settings
 from app.supervisor import worker_context
+upgrade_to_head(load_settings())  # what `serve --migrate` runs first
 chosen = {"clean": worker_context().get_start_method()}
 preloaded = set(sys.modules)
 import app.asgi
@@ -87,15 +90,16 @@ print(json.dumps(chosen))
 
 
 def test_workers_are_forked_after_the_preload_unless_a_fork_would_be_unsafe(
-    monkeypatch,
+    monkeypatch, tmp_path
 ) -> None:
     """`app.supervisor.worker_context`: a clean supervisor forks its workers once it has
     imported `WORKER_PRELOAD`, which leaves a worker little third-party code to import; it
-    spawns them when app.metrics is imported (`serve --migrate`) or another thread runs."""
+    spawns them when app.metrics is imported or another thread runs. `serve --migrate` forks
+    too: the migration makes no metric and leaves no thread."""
     for name, value in {
         "SECRET_KEY": "k" * 40,
         "APP_ENV": "production",
-        "DATABASE_URL": "sqlite+aiosqlite:///:memory:",
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'app.db'}",
     }.items():
         monkeypatch.setenv(name, value)
     chosen = run_probe(FORK_PROBE)

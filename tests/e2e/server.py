@@ -84,7 +84,7 @@ class RunningServer:
 def workers_of(supervisor_pid: int) -> list[psutil.Process]:
     """The worker processes of the supervisor `supervisor_pid`: its children, less
     multiprocessing's resource tracker, which a supervisor that spawns its workers also starts
-    (app.supervisor.worker_context: `serve --migrate`)."""
+    (where a fork would be unsafe: app.supervisor.worker_context)."""
     return [
         child
         for child in psutil.Process(supervisor_pid).children()
