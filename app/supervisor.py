@@ -46,6 +46,9 @@ DRAIN_BOUND_SECONDS = 6.0
 # A worker that outlives SIGTERM this long (after the supervisor's own wait) gets SIGKILL.
 KILL_AFTER_TERMINATE_SECONDS = 5.0
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+# A thread still running when the workers start is given this long to end before the
+# supervisor gives up forking them (`worker_context`).
+OTHER_THREADS_GRACE_SECONDS = 1.0
 # The third-party packages every worker imports, imported once by the supervisor before it
 # forks the workers. A worker then starts in about 0.3 s of CPU instead of 1.2-1.5 s with
 # `spawn`, which made each worker import these, and the supervisor's own modules, again.
@@ -167,16 +170,27 @@ def worker_context() -> ForkContext | SpawnContext:
     """How workers are started: forked from this process once it has imported
     `WORKER_PRELOAD`, or spawned (a fresh interpreter each) where a fork would be unsafe:
 
-    - another thread is running: a forked child gets copies of the locks it held;
+    - another thread is still running after `OTHER_THREADS_GRACE_SECONDS`: a forked child
+      gets copies of the locks it held;
     - `app.metrics` is imported (nothing the supervisor runs does): its metric values were made
       before `PROMETHEUS_MULTIPROC_DIR` was set, in this process's memory, and every worker
       would count into its own copy of them (app/metric_files.py).
     """
-    if threading.active_count() > 1 or "app.metrics" in sys.modules:
+    if "app.metrics" in sys.modules or not _other_threads_ended(OTHER_THREADS_GRACE_SECONDS):
         return get_context("spawn")
     for name in WORKER_PRELOAD:
         importlib.import_module(name)
     return get_context("fork")
+
+
+def _other_threads_ended(within: float) -> bool:
+    """Whether every other thread has ended, given `within` seconds to (e.g. aiosqlite's, still
+    closing after `serve --migrate`'s migration)."""
+    deadline = time.monotonic() + within
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread():
+            thread.join(max(deadline - time.monotonic(), 0))
+    return threading.active_count() == 1
 
 
 def _sockets_per_worker(config: Config) -> list[Sockets]:
