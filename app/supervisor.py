@@ -180,6 +180,9 @@ def worker_context() -> ForkContext | SpawnContext:
         return get_context("spawn")
     for name in WORKER_PRELOAD:
         importlib.import_module(name)
+    # Out of the collector's sight, as the gc module's documentation advises before a fork: a
+    # worker's collections then never write to these objects, and their pages stay shared.
+    gc.freeze()
     return get_context("fork")
 
 
