@@ -6,6 +6,10 @@ learns of it when its task is cancelled, and its client sees 1006 (abnormal clos
 runner keeps Hypercorn's worker loop (`worker_serve`, asyncio) but passes its own
 shutdown trigger, which first runs the app's drain hooks (every websocket gets 1001, "going
 away") and then lets Hypercorn finish the graceful shutdown. It also restarts a worker that dies.
+
+Workers are forked once the supervisor has imported their third-party packages
+(`worker_context`): they start in a fraction of the CPU a fresh interpreter needs and share
+those pages.
 """
 
 from __future__ import annotations
