@@ -52,6 +52,29 @@ def deployment(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     return folder, env
 
 
+# The settings of the tests that share one single-worker server per server kind (`server`):
+# each test exercises one of them, and none changes what the others see.
+SHARED_SETTINGS = {
+    "HTTP_HEADER_TIMEOUT": "1",
+    "HTTP_BODY_TIMEOUT": "1",
+    "WS_RATE_LIMIT": "20/second",
+    "WS_FLOOD_STRIKES": "3",
+    "WS_IDLE_TIMEOUT": "2",
+}
+
+
+@pytest.fixture(scope="module", params=SERVERS)
+def server(request, deployment) -> Iterator[RunningServer]:
+    """One server per server kind, with `SHARED_SETTINGS`, for the tests that only talk to it (a
+    start of each per test cost 2 s of CPU)."""
+    folder, env = deployment
+    with run_server(
+        folder, {**env, "SERVER": request.param, **SHARED_SETTINGS}, workers=1,
+        ready_path="/healthz",
+    ) as running:  # fmt: skip
+        yield running
+
+
 @pytest.fixture(params=SERVERS)
 def serve(request, deployment) -> Serve:
     """Start the service on the parametrized server with extra settings."""
@@ -109,59 +132,57 @@ def closed_within(sock: socket.socket, seconds: float) -> float | None:
     return None
 
 
-def test_the_server_named_is_the_one_serving(serve) -> None:
-    with serve() as server:
-        answered = httpx.get(f"{server.base_url}/healthz", timeout=10)
-        assert answered.status_code == 200
-        assert "server" not in answered.headers  # neither says what software answers
-        assert "date" in answered.headers
-        started = [line for line in server.log().splitlines() if "Running on" in line]
+def test_the_server_named_is_the_one_serving(server, request) -> None:
+    answered = httpx.get(f"{server.base_url}/healthz", timeout=10)
+    assert answered.status_code == 200
+    assert "server" not in answered.headers  # neither says what software answers
+    assert "date" in answered.headers
+    started = [line for line in server.log().splitlines() if "Running on" in line]
     on_uvicorn = ["with Uvicorn" in line for line in started]
-    assert on_uvicorn == [serve.server_name == "uvicorn"] * len(started) and started
+    named = request.node.callspec.params["server"]
+    assert on_uvicorn == [named == "uvicorn"] * len(started) and started
 
 
-def test_a_request_head_must_arrive_within_the_header_timeout(serve, raw) -> None:
+def test_a_request_head_must_arrive_within_the_header_timeout(server, raw) -> None:
     """HTTP_HEADER_TIMEOUT=1: a silent new connection and a head trickled a byte at a time are
     closed after about 1 s; an idle keep-alive connection is kept past it and serves again."""
-    with serve(HTTP_HEADER_TIMEOUT="1") as server:
-        silent = raw(server)
-        trickled = raw(server)
-        trickled.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
-        kept = raw(server)
-        kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        kept.settimeout(10)
-        assert STATUS.match(read_response(kept)), "the first request is answered"
-        started = time.monotonic()
-        for byte in b"X-Pad: yyyyyyyyyy":
-            try:
-                trickled.sendall(bytes([byte]))
-            except OSError:
-                break
-            if closed_within(trickled, 0.3) is not None:
-                break
-        trickled_held = time.monotonic() - started
-        silent_closed = closed_within(silent, 5)
-        assert silent_closed is not None and silent_closed < 3, silent_closed
-        assert trickled_held < 3, trickled_held
-        time.sleep(1.5)
-        kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert STATUS.match(read_response(kept)), "an idle keep-alive connection is kept"
+    silent = raw(server)
+    trickled = raw(server)
+    trickled.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    kept = raw(server)
+    kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    kept.settimeout(10)
+    assert STATUS.match(read_response(kept)), "the first request is answered"
+    started = time.monotonic()
+    for byte in b"X-Pad: yyyyyyyyyy":
+        try:
+            trickled.sendall(bytes([byte]))
+        except OSError:
+            break
+        if closed_within(trickled, 0.3) is not None:
+            break
+    trickled_held = time.monotonic() - started
+    silent_closed = closed_within(silent, 5)
+    assert silent_closed is not None and silent_closed < 3, silent_closed
+    assert trickled_held < 3, trickled_held
+    time.sleep(1.5)
+    kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert STATUS.match(read_response(kept)), "an idle keep-alive connection is kept"
 
 
-def test_a_head_over_16_kib_is_431(serve, raw) -> None:
+def test_a_head_over_16_kib_is_431(server, raw) -> None:
     """hypercorn.toml's `h11_max_incomplete_size`: a head still incomplete past 16 KiB. (h11
     applies it to what is buffered while the head is incomplete: one that arrives whole in a
     single read of up to 64 KiB passes on Hypercorn; Uvicorn counts every head.)"""
-    with serve() as server:
-        sock = raw(server)
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"y" * 20_000)
-        time.sleep(0.2)
-        with contextlib.suppress(OSError):  # already answered and closed
-            sock.sendall(b"y" * 20_000 + b"\r\n\r\n")
-        sock.settimeout(10)
-        received = sock.recv(65536)
-        assert STATUS.match(received)[1] == b"431", received[:200]
-        assert closed_within(sock, 5) is not None
+    sock = raw(server)
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"y" * 20_000)
+    time.sleep(0.2)
+    with contextlib.suppress(OSError):  # already answered and closed
+        sock.sendall(b"y" * 20_000 + b"\r\n\r\n")
+    sock.settimeout(10)
+    received = sock.recv(65536)
+    assert STATUS.match(received)[1] == b"431", received[:200]
+    assert closed_within(sock, 5) is not None
 
 
 @pytest.mark.parametrize(
@@ -172,69 +193,65 @@ def test_a_head_over_16_kib_is_431(serve, raw) -> None:
         b"Transfer-Encoding: gzip\r\n",
     ],
 )
-def test_ambiguous_framing_is_400_and_the_connection_closes(serve, raw, framing) -> None:
-    with serve() as server:
-        sock = raw(server)
-        sock.sendall(
-            b"POST /api/v1/tag HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            + framing
-            + b"\r\n0\r\n\r\n"
-            + SMUGGLED_GET
-        )
-        sock.settimeout(5)
-        received = b""
-        try:
-            while chunk := sock.recv(65536):
-                received += chunk
-        except TimeoutError:
-            pytest.fail(f"the connection was kept open: {received[:300]!r}")
-        statuses = re.findall(rb"^HTTP/1\.1 (\d{3})", received, re.M)
-        assert statuses == [b"400"], received[:500]  # the smuggled GET is never answered
+def test_ambiguous_framing_is_400_and_the_connection_closes(server, raw, framing) -> None:
+    sock = raw(server)
+    sock.sendall(
+        b"POST /api/v1/tag HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + framing
+        + b"\r\n0\r\n\r\n"
+        + SMUGGLED_GET
+    )
+    sock.settimeout(5)
+    received = b""
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+    except TimeoutError:
+        pytest.fail(f"the connection was kept open: {received[:300]!r}")
+    statuses = re.findall(rb"^HTTP/1\.1 (\d{3})", received, re.M)
+    assert statuses == [b"400"], received[:500]  # the smuggled GET is never answered
 
 
-def test_a_body_must_arrive_within_the_body_timeout(serve) -> None:
-    with serve(HTTP_BODY_TIMEOUT="1") as server:
-        upload = SlowSocket(server, upload_head(server))
-        try:
-            upload.sock.settimeout(5)
-            received = upload.sock.recv(65536)
-            held = time.monotonic() - upload.started
-            assert STATUS.match(received)[1] == b"408", received[:200]
-            assert held < 2.5, held
-            assert upload.closed_by_server()
-        finally:
-            upload.close()
+def test_a_body_must_arrive_within_the_body_timeout(server) -> None:
+    upload = SlowSocket(server, upload_head(server))
+    try:
+        upload.sock.settimeout(5)
+        received = upload.sock.recv(65536)
+        held = time.monotonic() - upload.started
+        assert STATUS.match(received)[1] == b"408", received[:200]
+        assert held < 2.5, held
+        assert upload.closed_by_server()
+    finally:
+        upload.close()
 
 
-def test_websocket_close_codes(serve) -> None:
+def test_websocket_close_codes(server) -> None:
     """1007 for a text frame that is not UTF-8, 1009 for a frame over WS_MAX_MESSAGE_BYTES,
     1008 for a flood and for an idle client; a polite client on the same worker is
     unaffected."""
-    settings = {"WS_RATE_LIMIT": "20/second", "WS_FLOOD_STRIKES": "3", "WS_IDLE_TIMEOUT": "2"}
     ping = json.dumps({"event": "ping"})
-    with serve(**settings) as server:
-        url = ws_url(server, "/ws/chat")
-        garbled = StalledClient(url, receive_buffer=1 << 20)
-        garbled.send_raw_text(b'{"event": "ping", "x": "\xff\xfe"}')
-        assert garbled.read_until_closed(timeout=5) == 1007
-        garbled.close()
-        flooder = StalledClient(url, receive_buffer=1 << 20)
-        flooder.send_burst([ping] * 200)
-        assert flooder.read_until_closed(timeout=5) == 1008
-        flooder.close()
+    url = ws_url(server, "/ws/chat")
+    garbled = StalledClient(url, receive_buffer=1 << 20)
+    garbled.send_raw_text(b'{"event": "ping", "x": "\xff\xfe"}')
+    assert garbled.read_until_closed(timeout=5) == 1007
+    garbled.close()
+    flooder = StalledClient(url, receive_buffer=1 << 20)
+    flooder.send_burst([ping] * 200)
+    assert flooder.read_until_closed(timeout=5) == 1008
+    flooder.close()
 
-        async def scenario() -> tuple[int, int, str]:
-            async with connect(url, max_size=None) as oversized, connect(url) as polite:
-                await oversized.send(json.dumps({"msg": "x" * 70_000}))
-                too_big = await close_code(oversized)
-                await polite.send(ping)
-                answer = json.loads(await asyncio.wait_for(polite.recv(), 5))["event"]
-            async with connect(url) as idle:
-                idle_code = await close_code(idle, timeout=10)
-            return too_big, idle_code, answer
+    async def scenario() -> tuple[int, int, str]:
+        async with connect(url, max_size=None) as oversized, connect(url) as polite:
+            await oversized.send(json.dumps({"msg": "x" * 70_000}))
+            too_big = await close_code(oversized)
+            await polite.send(ping)
+            answer = json.loads(await asyncio.wait_for(polite.recv(), 5))["event"]
+        async with connect(url) as idle:
+            idle_code = await close_code(idle, timeout=10)
+        return too_big, idle_code, answer
 
-        too_big, idle_code, answer = asyncio.run(scenario())
-        assert (too_big, idle_code, answer) == (1009, 1008, "pong")
+    too_big, idle_code, answer = asyncio.run(scenario())
+    assert (too_big, idle_code, answer) == (1009, 1008, "pong")
 
 
 def test_a_client_that_stops_reading_gets_1013(serve) -> None:
