@@ -1,5 +1,6 @@
 """Start the real service (`python -m app serve`, the Dockerfile's command) on a free loopback
-port, wait until it answers, and stop it with SIGTERM as a container runtime would."""
+port, wait until it answers, and stop it with SIGTERM as a container runtime would. The
+command runs in a process forked with its third-party imports done (tests/e2e/launcher.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from tests.e2e.launcher import ServerProcess, launch
 from tests.waiting import poll
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -59,7 +60,7 @@ def free_port() -> int:
 
 @dataclass
 class RunningServer:
-    process: subprocess.Popen
+    process: ServerProcess | subprocess.Popen
     base_url: str
     log_path: Path
 
@@ -120,14 +121,18 @@ def run_server(
             "WEB_CONCURRENCY": str(workers),
             **env,
         }
-        with log_path.open("wb") as log_file:
-            started = subprocess.Popen(
-                command or [sys.executable, "-m", "app", "serve"],
-                cwd=tmp_path,  # the service must not depend on being started from the project
-                env=full_env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
+        # The service must not depend on being started from the project: `tmp_path` is its
+        # working directory.
+        if command is None:  # `python -m app serve`, forked with its imports done
+            log_path.write_bytes(b"")
+            started: ServerProcess | subprocess.Popen = launch(
+                ["serve"], tmp_path, full_env, log_path
             )
+        else:
+            with log_path.open("wb") as log_file:
+                started = subprocess.Popen(
+                    command, cwd=tmp_path, env=full_env, stdout=log_file, stderr=subprocess.STDOUT
+                )
         return RunningServer(started, f"http://127.0.0.1:{bound}", log_path)
 
     server = start()
