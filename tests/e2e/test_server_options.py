@@ -34,7 +34,12 @@ from tests.e2e.server import (
 from tests.e2e.slow_client import StalledClient
 from tests.e2e.test_concurrency import STATUS, SlowSocket, address, upload_head
 from tests.e2e.test_hardening_http import SMUGGLED_GET
-from tests.e2e.test_websockets import close_code, firehose_cuts_off_a_stalled_client, ws_url
+from tests.e2e.test_websockets import (
+    assert_invalid_utf8_gets_1007,
+    close_code,
+    firehose_cuts_off_a_stalled_client,
+    ws_url,
+)
 from tests.waiting import poll
 
 ADMIN = ("options-admin", "options-admin-password")
@@ -231,10 +236,7 @@ def test_websocket_close_codes(server) -> None:
     unaffected."""
     ping = json.dumps({"event": "ping"})
     url = ws_url(server, "/ws/chat")
-    garbled = StalledClient(url, receive_buffer=1 << 20)
-    garbled.send_raw_text(b'{"event": "ping", "x": "\xff\xfe"}')
-    assert garbled.read_until_closed(timeout=5) == 1007
-    garbled.close()
+    assert_invalid_utf8_gets_1007(url)
     flooder = StalledClient(url, receive_buffer=1 << 20)
     flooder.send_burst([ping] * 200)
     assert flooder.read_until_closed(timeout=5) == 1008

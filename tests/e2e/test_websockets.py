@@ -108,6 +108,14 @@ def test_every_endpoint(server) -> None:
     asyncio.run(scenario())
 
 
+def assert_invalid_utf8_gets_1007(url: str) -> None:
+    """A text frame that is not UTF-8 closes its connection with 1007."""
+    garbled = StalledClient(url, receive_buffer=1 << 20)
+    garbled.send_raw_text(b'{"event": "ping", "x": "\xff\xfe"}')
+    assert garbled.read_until_closed(timeout=5) == 1007
+    garbled.close()
+
+
 def firehose_cuts_off_a_stalled_client(server) -> str:
     """A stalled client joins a room, a fast one and a sender too; the sender streams 3,000
     messages (about 12 MB: more than the kernel buffers of a stalled socket). The stalled one
@@ -433,10 +441,7 @@ def test_hostile_frames_and_floods_end_every_connection_in_time(ws_env, tmp_path
     ping = json.dumps({"event": "ping"})
     with run_server(tmp_path, env, workers=2) as server:
         url = ws_url(server, "/ws/chat")
-        garbled = StalledClient(url, receive_buffer=1 << 20)
-        garbled.send_raw_text(b'{"event": "ping", "x": "\xff\xfe"}')
-        assert garbled.read_until_closed(timeout=5) == 1007
-        garbled.close()
+        assert_invalid_utf8_gets_1007(url)
 
         unread = StalledClient(url, receive_buffer=1 << 20)
         unread.send_burst([ping] * 300)
