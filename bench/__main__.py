@@ -5,10 +5,12 @@ from this one over loopback: REST (wrk) against the Flask original, a bare Quart
 raw ASGI app; fan-out, a burst, joins and idle memory against a bare `websockets` server (no
 compression) and the gevent-websocket relay. REST figures are medians of `--runs` interleaved
 rounds; websocket figures the medians of `--runs` runs. `--smoke` runs everything tiny (the
-test suite does, so the benchmark cannot rot). The databases it creates are dropped at the end;
-the Redis database it is given (default 7) is emptied before and after. The `tracing` suite
-measures the cost of OpenTelemetry tracing (bench/tracing.py), the `cluster` suite the
-fan-out on a Redis Cluster of the benchmark's own against one Redis server.
+test suite does, so the benchmark cannot rot): one round, a second of wrk at 4 connections
+whose threads stop after 100 answers each, a few websocket clients. The databases it creates
+are dropped at the end; the Redis database it is given (default 7) is emptied before and
+after. The `tracing` suite measures the cost of OpenTelemetry tracing (bench/tracing.py), the
+`cluster` suite the fan-out on a Redis Cluster of the benchmark's own against one Redis
+server.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ from bench.servers import (
 )
 
 T = TypeVar("T")
+# A smoke run's wrk threads stop after this many answers each (bench/http_load.py).
+SMOKE_ANSWERS_PER_THREAD = 100
 
 
 def log(message: str) -> None:
@@ -539,6 +543,8 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     # A SIGTERM ends the run like Ctrl-C: the servers it started are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if arguments.smoke:
+        http_load.cap_answers_per_thread(SMOKE_ANSWERS_PER_THREAD)
     try:
         prepare_service(arguments.mysql_url, redis_url)
         for name in arguments.only.split(","):

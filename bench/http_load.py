@@ -59,6 +59,33 @@ end
 """
 
 
+# Each thread stops after `CAP` answers (wrk's own scripts/stop.lua); its main thread still waits
+# out `-d`, so a rate is per the whole run. Appended last: it wraps any `response` above.
+CAP_SCRIPT = """
+local capped_answers = 0
+local counted_response = response
+response = function(status, headers, body)
+  if counted_response then
+    counted_response(status, headers, body)
+  end
+  capped_answers = capped_answers + 1
+  if capped_answers >= CAP then
+    wrk.thread:stop()
+  end
+end
+"""
+
+# The smoke run's bound (`python -m bench --smoke`, `cap_answers_per_thread`): None, no bound.
+_answers_per_thread: int | None = None
+
+
+def cap_answers_per_thread(answers: int | None) -> None:
+    """From now on, each wrk thread stops after `answers` answers (None: it runs for its whole
+    `seconds`). The smoke run's loads need a few answers, not a second of both cores each."""
+    global _answers_per_thread
+    _answers_per_thread = answers
+
+
 @dataclass
 class LoadResult:
     requests_per_second: float
@@ -149,7 +176,8 @@ def run(
 ) -> LoadResult:
     """`wrk -t threads -c connections -d seconds --latency url`; with `post_user_run`, each
     request POSTs a new user (JSON) instead of a GET; with `count_statuses`, answers are
-    counted by status (`LoadResult.ok`, `.shed`, ...; the Lua callback costs wrk some speed)."""
+    counted by status (`LoadResult.ok`, `.shed`, ...; the Lua callback costs wrk some speed);
+    each thread stops early when `cap_answers_per_thread` set a bound."""
     command = [
         WRK,
         f"-t{threads}",
@@ -169,6 +197,8 @@ def run(
         )
     if count_statuses:
         script_parts.append(STATUS_SCRIPT)
+    if _answers_per_thread is not None:
+        script_parts.append(f"CAP = {_answers_per_thread}\n{CAP_SCRIPT}")
     with tempfile.TemporaryDirectory() as folder:
         if len(script_parts) > 1:
             script = Path(folder) / "load.lua"
