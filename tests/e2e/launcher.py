@@ -9,7 +9,10 @@ serve` runs (app/__main__.py, with the command line, working directory, environm
 in production.
 
 Left out of the preload: `prometheus_client`, which picks its multi-process value class from
-`PROMETHEUS_MULTIPROC_DIR` when it is imported (the supervisor sets that variable first).
+`PROMETHEUS_MULTIPROC_DIR` when it is imported (the supervisor sets that variable first). A
+child refuses to run if it finds it imported all the same: for one, multiprocessing imports
+the parent's `__main__` again in each child (harmless under pytest), so a script of its own
+that launches servers keeps its imports inside its `if __name__ == "__main__":` part.
 """
 
 from __future__ import annotations
