@@ -69,9 +69,9 @@ def _serve(argv: list[str], cwd: str, env: dict[str, str], log_path: str) -> Non
 class ServerProcess:
     """A server started by `launch`, with the parts of `subprocess.Popen` the tests use."""
 
-    def __init__(self, process: multiprocessing.process.BaseProcess) -> None:
+    def __init__(self, process: multiprocessing.process.BaseProcess, argv: list[str]) -> None:
         self._process = process
-        self.args = ["python", "-m", "app", "serve"]
+        self.args = ["python", "-m", "app", *argv]
 
     @property
     def pid(self) -> int:
@@ -96,9 +96,6 @@ class ServerProcess:
         if self._process.exitcode is None:
             os.kill(self.pid, signal_number)
 
-    def terminate(self) -> None:
-        self._process.terminate()
-
     def kill(self) -> None:
         self._process.kill()
 
@@ -110,4 +107,4 @@ def launch(argv: list[str], cwd: Path, env: dict[str, str], log_path: Path) -> S
         target=_serve, args=(argv, str(cwd), env, str(log_path)), name="app serve"
     )
     process.start()
-    return ServerProcess(process)
+    return ServerProcess(process, argv)

@@ -170,7 +170,7 @@ def test_a_request_head_must_arrive_within_the_header_timeout(server, raw) -> No
     silent_closed = closed_within(silent, 5)
     assert silent_closed is not None and silent_closed < 3, silent_closed
     assert trickled_held < 3, trickled_held
-    time.sleep(1.5)
+    time.sleep(1.5)  # idle past HTTP_HEADER_TIMEOUT (1 s): the behaviour under test
     kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
     assert STATUS.match(read_response(kept)), "an idle keep-alive connection is kept"
 
@@ -181,7 +181,7 @@ def test_a_head_over_16_kib_is_431(server, raw) -> None:
     single read of up to 64 KiB passes on Hypercorn; Uvicorn counts every head.)"""
     sock = raw(server)
     sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"y" * 20_000)
-    time.sleep(0.2)
+    time.sleep(0.2)  # the rest in a later read: a head still incomplete past 16 KiB
     with contextlib.suppress(OSError):  # already answered and closed
         sock.sendall(b"y" * 20_000 + b"\r\n\r\n")
     sock.settimeout(10)
