@@ -72,11 +72,14 @@ def test_a_bad_redis_setting_stops_serve_in_one_line(base_env, tmp_path, setting
     assert len(lines) == 1 and named in lines[0], lines
     assert "Traceback" not in "\n".join(lines)
     # The settings check runs before any worker starts: 0.65 s of CPU on an idle machine, about
-    # what `python -m app --help` takes (0.46 s); a crash loop of two workers burns several
-    # seconds. Against `--help` measured now, as a loaded machine makes every process's CPU
-    # time longer (1.8-2.1 s for the same exit with three suites at once on 2 cores).
+    # what `python -m app --help` takes (0.46 s); a crash loop of two workers burns a second or
+    # more per restart (the original's 23 restarts: tens of seconds). Against `--help` measured
+    # now, as a loaded machine makes every process's CPU time longer (1.8-2.1 s for the same
+    # exit with three suites at once on 2 cores). The cluster case also imports the server and
+    # asks Redis for its topology, which `--help` does not: CI measured 0.86 s against 0.26 s,
+    # hence the second's allowance on top of the ratio.
     _, _, help_cpu_seconds = serve_exits(base_env, tmp_path, ("--help",))
-    assert cpu_seconds < 3 * help_cpu_seconds, (cpu_seconds, help_cpu_seconds)
+    assert cpu_seconds < 3 * help_cpu_seconds + 1.0, (cpu_seconds, help_cpu_seconds)
 
 
 def test_readyz_is_503_on_every_worker_within_2_s_of_redis_dying(base_env, tmp_path) -> None:
