@@ -35,6 +35,7 @@ from tests.resources import (
     mysql_database_url,
     release,
 )
+from tests.scheduling import LONG_MARKER, order_for_workers
 
 pytest_plugins = ["pytester", "tests.report_guard"]
 
@@ -68,6 +69,26 @@ def __getattr__(name: str) -> str:
 
 TEST_SECRET_KEY = "test-secret-key-not-for-production"
 BACKENDS = ("sqlite", "mysql")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, the modules with a test marked `long(seconds)` go first, one slice
+    each (tests/scheduling.py); every worker computes the same order."""
+    worker_input = getattr(config, "workerinput", None)
+    if worker_input is None:
+        return
+
+    def long_seconds(item: pytest.Item) -> float:
+        marker = item.get_closest_marker(LONG_MARKER)
+        return float(marker.args[0]) if marker is not None else 0.0
+
+    items[:] = order_for_workers(
+        items,
+        int(worker_input["workercount"]),
+        lambda item: item.nodeid.split("::")[0],
+        long_seconds,
+    )
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.long(110)
 def test_the_benchmark_runs_every_suite_and_prints_its_table(
     redis_url: str, tmp_path: Path
 ) -> None:

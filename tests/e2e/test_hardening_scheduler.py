@@ -139,6 +139,7 @@ def test_stored_jobs_that_break_the_rules_are_refused_at_load_and_never_run(env,
 # The scheduler API fuzzed over the trigger fields' full ranges ---------------------------
 
 
+@pytest.mark.long(45)
 def test_fuzzing_the_scheduler_api_gives_no_5xx_and_keeps_the_loop_responsive(
     server, tmp_path
 ) -> None:

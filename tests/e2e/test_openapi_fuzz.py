@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import REDIS_URL
 from tests.e2e.server import prepare_deployment, run_server
@@ -59,6 +60,7 @@ def cases(output: str) -> tuple[int, int]:
     return int(found[1]), int(found[2])
 
 
+@pytest.mark.long(65)
 def test_fuzzing_finds_no_server_error_nor_undocumented_response(tmp_path) -> None:
     env = prepare_deployment(tmp_path, "fuzz", ADMIN, REDIS_URL=REDIS_URL, **LIMITS)
 

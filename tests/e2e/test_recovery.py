@@ -231,6 +231,7 @@ class SoakClient:
                 return
 
 
+@pytest.mark.long(65)
 @pytest.mark.soak
 def test_soak_every_client_receives_the_room_exactly_once_in_order(tmp_path) -> None:
     """50 clients for 60 s on 2 workers: each sends now and then and drops its connection at

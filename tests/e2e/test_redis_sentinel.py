@@ -89,6 +89,7 @@ def group(tmp_path):
         yield running
 
 
+@pytest.mark.long(20)
 def test_a_sentinel_failover_under_load(group, tmp_path) -> None:
     (tmp_path / "setup").mkdir()
     env = prepare_deployment(

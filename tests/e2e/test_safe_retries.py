@@ -136,6 +136,7 @@ def test_the_same_post_twice_and_ten_times_at_once_stores_one_blog(stack) -> Non
     assert replayed == 9, replayed  # one ran; the nine others were told the stored answer
 
 
+@pytest.mark.long(20)
 def test_a_thousand_keys_across_a_mariadb_kill_store_each_blog_once(stack) -> None:
     """50 clients write 1,000 keyed blogs, each resent once more after its 2xx (a lost
     answer); MariaDB is SIGKILLed a third of the way in and restarted a second later."""
