@@ -115,6 +115,9 @@ def create_engine(settings: Settings, *, autocommit: bool = False) -> AsyncEngin
     """
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite":
+        from app import aiosqlite_stop
+
+        aiosqlite_stop.apply()  # or a cancelled invalidation hangs the loop's shutdown
         sqlite_path = settings.sqlite_path
         if sqlite_path is not None:
             sqlite_path.parent.mkdir(parents=True, exist_ok=True)

@@ -119,6 +119,14 @@ OVERRIDES: tuple[Override, ...] = (
         "run_sync is public but spawns a greenlet per step around it",
     ),
     Override(
+        "aiosqlite",
+        ">=0.22,<0.23",
+        "app/aiosqlite_stop.py",
+        "Connection.stop returns its first future when called again (a second stop queued "
+        "behind the first was never answered: SQLAlchemy's terminate hung the loop's shutdown)",
+        "no setting; not filed upstream yet (wapiti-scanner/wapiti#802 reports the same hang)",
+    ),
+    Override(
         "redis",
         ">=8.0,<9",
         "app/redis_client.py",
