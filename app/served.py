@@ -1,6 +1,7 @@
 """The app as a server serves it: built by the factory, with the Hypercorn patches
 (app/hypercorn_patches.py) applied and set from the app's settings (`WS_COMPRESSION`,
-`HTTP_HEADER_TIMEOUT`, `MAX_CONTENT_LENGTH`). `app.asgi:app` (hypercorn.toml, `python -m app
+`HTTP_HEADER_TIMEOUT`, `MAX_CONTENT_LENGTH`) and its HTTP/1 parser (`HTTP1_PARSER`,
+app/hypercorn_http1.py). `app.asgi:app` (hypercorn.toml, `python -m app
 serve`) and Quart's usual factory string, `hypercorn "app:create_app()"`, both come here:
 without `idle_timer`, hypercorn.toml's long `keep_alive_timeout` would also be the time a
 request's headers may take.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 
 from app.factory import ServiceApp, create_app
+from app.hypercorn_http1 import use_h11_for_http1, use_httptools_for_http1
 from app.hypercorn_patches import (
     UnsupportedServerVersion,
     patch_hypercorn,
@@ -37,4 +39,8 @@ def create_served_app(settings: Settings | None = None) -> ServiceApp:
         set_websocket_compression(settings.ws_compression)
         set_header_timeout(settings.http_header_timeout)
         set_body_limit(settings.max_content_length)
+        if settings.http1_parser == "httptools":
+            use_httptools_for_http1()
+        else:
+            use_h11_for_http1()
     return app

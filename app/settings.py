@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     # `http_keep_alive_timeout` seconds (None: hypercorn.toml's `keep_alive_timeout`, 75 s),
     # longer than the idle timeout of the proxy in front (nginx's upstream keep-alive, 60 s).
     http_header_timeout: float = Field(default=5.0, gt=0, le=3600)
+    # HTTP/1 on Hypercorn (app/hypercorn_http1.py): ordinary requests parsed by httptools (C),
+    # the rest by h11; "h11" keeps Hypercorn's own protocol for every request.
+    http1_parser: Literal["httptools", "h11"] = "httptools"
     http_keep_alive_timeout: float | None = Field(default=None, gt=0, le=86400)
     # Seconds a worker may keep the answer of a token or session check (app/auth/
     # credential_cache.py; needs REDIS_URL, whose epoch revokes kept answers everywhere at once).
