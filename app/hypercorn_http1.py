@@ -168,7 +168,7 @@ class HttpToolsH11Protocol(H11Protocol):
                 continue
             if not self.unparsed or self.last_request:
                 return
-            if self.unparsed[:1] in (b"\r", b"\n"):
+            if self.unparsed[0] in (13, 10):  # CR, LF
                 await self._hand_off()  # blank lines before a request line: as h11 reads them
                 return
             end = self.unparsed.find(HEAD_END)
@@ -402,11 +402,11 @@ def use_httptools_for_http1() -> None:
     makes each connection's protocol from `hypercorn.protocol.H11Protocol`)."""
     import hypercorn.protocol
 
-    hypercorn.protocol.H11Protocol = HttpToolsH11Protocol  # type: ignore[misc]
+    hypercorn.protocol.H11Protocol = HttpToolsH11Protocol  # type: ignore[attr-defined]
 
 
 def use_h11_for_http1() -> None:
     """Serve HTTP/1 connections with Hypercorn's own protocol (`HTTP1_PARSER=h11`)."""
     import hypercorn.protocol
 
-    hypercorn.protocol.H11Protocol = H11Protocol  # type: ignore[misc]
+    hypercorn.protocol.H11Protocol = H11Protocol  # type: ignore[attr-defined]

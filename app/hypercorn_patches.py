@@ -22,7 +22,7 @@ what each fixes upstream and what would let it go).
   over 16 hex digits (400) or over the limit (413) is refused when it arrives;
 - `strict_request_line`: a lower-case method is a 501, a version other than 1.0/1.1 a 505;
 - `end_refused_handshakes`: the app learns (1002) when Hypercorn refuses a websocket whose
-  client sent data before the 101;
+  client sent data before the 101, and a refused handshake's connection is closed;
 - `ignore_data_after_the_last_request`: requests pipelined behind a connection's last one
   (HTTP/1.0, `Connection: close`) do not turn its answer into a 400;
 - `websocket_wire`: the TCP transport under a websocket, so a broadcast frame encoded once is
@@ -510,15 +510,19 @@ def _declared_length(stream: Any) -> int:
 
 
 def end_refused_handshakes() -> None:
-    """Tell the app when Hypercorn refuses a websocket whose client sent data before the 101.
+    """End a websocket handshake Hypercorn refuses: tell the app, and close the connection.
 
-    RFC 6455 §4.1 has a client wait for the handshake's answer; Hypercorn answers one that does
-    not with 400 and closes, but the app, already started (and possibly accepting meanwhile:
-    its accept is then ignored), was never told: its connection stayed registered until its
-    idle timeout (60 s), a phantom any client could make by the thousand. Patched, the app gets
-    `websocket.disconnect` with 1002 (protocol error) at once.
+    - RFC 6455 §4.1 has a client wait for the handshake's answer; Hypercorn answers one that
+      does not with 400, but the app, already started (and possibly accepting meanwhile: its
+      accept is then ignored), was never told: its connection stayed registered until its idle
+      timeout (60 s), a phantom any client could make by the thousand. Patched, the app gets
+      `websocket.disconnect` with 1002 (protocol error) at once.
+    - After that 400, and after the 400 or 404 for a handshake that is invalid (no
+      `Sec-WebSocket-Key`, say) or for another server name, Hypercorn never ended the stream:
+      the connection, its idle timer stopped when the request came, stayed open until the
+      client closed it. Patched, the stream ends and the connection closes after the answer.
     """
-    from hypercorn.protocol.events import Body, Data
+    from hypercorn.protocol.events import Body, Data, Request, StreamClosed
     from hypercorn.protocol.ws_stream import WSStream
 
     if getattr(WSStream.handle, "ends_refused_handshakes", False):
@@ -526,14 +530,18 @@ def end_refused_handshakes() -> None:
     original = WSStream.handle
 
     async def handle(self: Any, event: Any) -> None:
+        was_open = not self.closed
         early = (
-            isinstance(event, (Body, Data))
-            and not self.closed
+            was_open
+            and isinstance(event, (Body, Data))
             and not getattr(getattr(self, "handshake", None), "accepted", True)
         )
         await original(self, event)
         if early and self.closed and self.app_put is not None:
             await self.app_put({"type": "websocket.disconnect", "code": 1002})
+            self.app_put = None  # told: the stream's end below says nothing more
+        if self.closed and (early or (was_open and isinstance(event, Request))):
+            await self.send(StreamClosed(stream_id=self.stream_id))  # a refusal: the end
 
     handle.ends_refused_handshakes = True  # type: ignore[attr-defined]
     WSStream.handle = handle  # type: ignore[method-assign]
@@ -574,7 +582,8 @@ def strict_request_line() -> None:
     """Answer a request line that HTTP/1.1 refuses (RFC 9112 §3): a method in lower case
     (methods are case-sensitive, RFC 9110 §9.1; Hypercorn upper-cased `get` and served it as
     GET) gets 501, and a version other than 1.0 or 1.1 (`HTTP/2.0` in an HTTP/1 request line)
-    gets 505; the connection is closed."""
+    gets 505; the connection is closed (upstream h11 left it open, its idle timer stopped)."""
+    from hypercorn.events import Closed
     from hypercorn.protocol.h11 import H11Protocol
 
     if getattr(H11Protocol._create_stream, "strict", False):
@@ -584,11 +593,13 @@ def strict_request_line() -> None:
     async def create_stream(self: Any, request: Any) -> None:
         if request.http_version not in (b"1.0", b"1.1"):
             await self._send_error_response(505)
+            await self.send(Closed())
             return
         if request.method != request.method.upper():
             # the 501 itself, not the one refuse_transfer_codings_with_400 turns into a 400
             send_error = H11Protocol._send_error_response
             await getattr(send_error, "__wrapped__", send_error)(self, 501)
+            await self.send(Closed())
             return
         await original(self, request)
 

@@ -58,16 +58,19 @@ OVERRIDES: tuple[Override, ...] = (
     Override(
         "hypercorn",
         ">=0.18,<0.19",
-        "app/hypercorn_patches.py, app/supervisor.py",
+        "app/hypercorn_patches.py, app/hypercorn_http1.py, app/supervisor.py",
         "patches H11Protocol, WSStream, TCPServer and the worker loop (header timeout, framing, "
-        "bounded closes, websocket wire): the list is hypercorn_patches' docstring",
+        "bounded closes, websocket wire): the list is hypercorn_patches' docstring; "
+        "HttpToolsH11Protocol subclasses H11Protocol and drives HTTPStream with Hypercorn's "
+        "protocol events, installed as hypercorn.protocol.H11Protocol",
         "keep_alive_timeout and h11_max_incomplete_size exist; no request-head timeout",
     ),
     Override(
         "h11",
         ">=0.16,<0.17",
-        "app/hypercorn_patches.py",
-        "reads h11's connection states and events in the patched H11Protocol",
+        "app/hypercorn_patches.py, app/hypercorn_http1.py",
+        "reads h11's connection states and events in the patched H11Protocol; the fast HTTP/1 "
+        "path writes responses as h11 frames them and raises its LocalProtocolError",
         "no setting (h11 is sans-IO: timeouts are the server's)",
     ),
     Override(
@@ -88,8 +91,9 @@ OVERRIDES: tuple[Override, ...] = (
     Override(
         "httptools",
         ">=0.9,<0.10",
-        "app/uvicorn_server.py",
-        "the parser callbacks the Uvicorn protocol subclass counts header bytes in",
+        "app/uvicorn_server.py, app/hypercorn_http1.py",
+        "the parser callbacks the Uvicorn protocol subclass counts header bytes in; the "
+        "request parser of Hypercorn's fast HTTP/1 path (callbacks, should_keep_alive)",
         "no setting",
     ),
     Override(

@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import pytest
 from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config, Sockets
 from hypercorn.utils import wrap_app
@@ -46,6 +45,10 @@ async def echo_app(scope: dict[str, Any], receive: Any, send: Any, recorder: Rec
         while (await receive())["type"] != "lifespan.shutdown":
             await send({"type": "lifespan.startup.complete"})
         await send({"type": "lifespan.shutdown.complete"})
+        return
+    if scope["type"] == "websocket":  # refused: Hypercorn answers the handshake with 403
+        await receive()
+        await send({"type": "websocket.close"})
         return
     path = scope["path"]
     if path == "/wait-for-disconnect":

@@ -443,6 +443,13 @@ def test_strict_request_line(patched: bool) -> None:
     if patched:
         assert status_lines(lower)[0].startswith(b"HTTP/1.1 501"), lower[:100]
         assert status_lines(version)[0].startswith(b"HTTP/1.1 505"), version[:100]
+        with bare_server(patches) as server:  # no `Connection: close`: the server closes
+            for line in (b"get /tasks HTTP/1.1", b"GET /tasks HTTP/2.0"):
+                client = server.connect()
+                client.sendall(line + b"\r\nHost: x\r\n\r\n")
+                assert client.recv(64)[:12] in (b"HTTP/1.1 501", b"HTTP/1.1 505")
+                assert closed_by_server(client)
+                client.close()
     else:
         assert status_lines(lower)[0].startswith(b"HTTP/1.1 200"), lower[:100]
         assert status_lines(version)[0].startswith(b"HTTP/1.1 200"), version[:100]
@@ -539,7 +546,9 @@ def test_bound_websocket_close(patched: bool) -> None:
 @pytest.mark.parametrize("patched", [True, False], ids=["patched", "upstream"])
 def test_end_refused_handshakes(patched: bool) -> None:
     """A frame sent with the handshake, before the 101: Hypercorn answers 400 either way;
-    patched, the websocket app ends at once (it is told 1002), upstream it waits on."""
+    patched, the websocket app ends at once (it is told 1002) and the connection closes,
+    upstream the app waits on and the connection stays open. So does one whose handshake
+    is invalid (no Sec-WebSocket-Key)."""
     with bare_server("end_refused_handshakes" if patched else "none") as server:
 
         def running() -> int:
@@ -555,4 +564,28 @@ def test_end_refused_handshakes(patched: bool) -> None:
         except AssertionError:
             ended = False
         assert ended is patched
+        assert closed_by_server(client) is patched
         client.close()
+        invalid = server.connect()
+        invalid.sendall(
+            b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+        )
+        assert invalid.recv(64).startswith(b"HTTP/1.1 400")
+        assert closed_by_server(invalid) is patched
+        invalid.close()
+
+
+def closed_by_server(client: socket.socket, within: float = 1.5) -> bool:
+    """Whether the server closes `client` within `within` seconds (what else it sends is
+    read and dropped); the wait is the bound under test, well under the idle timeouts."""
+    deadline = time.monotonic() + within
+    while (left := deadline - time.monotonic()) > 0:
+        client.settimeout(left)
+        try:
+            if client.recv(65536) == b"":
+                return True
+        except TimeoutError:
+            return False
+        except OSError:
+            return True
+    return False
