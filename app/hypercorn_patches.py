@@ -631,15 +631,20 @@ class IdleTimer:
       AWS ALB's, 60 s), so the proxy, not the service, closes an idle connection, and never
       one it is about to reuse (hypercorn.toml).
 
-    Armed when the connection turns idle, cancelled when a request arrives; on expiry, or at
+    Armed when the connection turns idle, disarmed when a request arrives; on expiry, or at
     once when the worker shuts down, the connection is closed as Hypercorn's `_idle_timeout`
-    closes it. A timer, not a task: Hypercorn made and cancelled two tasks per request.
+    closes it. A deadline, not a task: Hypercorn made and cancelled two tasks per request. The
+    loop's timer is not made and cancelled per request either: arming moves the deadline, and a
+    timer that fires before it (or after a disarm) is re-set for what is left (or dropped);
+    the timer holds the connection by a weak reference, so a closed one is not kept.
     """
 
     def __init__(self, server: Any) -> None:
         self.server = server
         self._armed = _idle_timers_of(server.context)  # its worker's armed timers
-        self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None  # loop time; None: disarmed
+        self._timer: asyncio.TimerHandle | None = None  # the loop's, due at `_timer_at`
+        self._timer_at = 0.0
         self._closing: asyncio.Task[None] | None = None
         self._served = False  # a request came: idle is then a keep-alive wait
         self._head_begun = False  # the armed bound is the header timeout
@@ -659,7 +664,7 @@ class IdleTimer:
     def bytes_handled(self) -> None:
         """Received bytes were parsed: if the connection is still waiting for a request, they
         began one whose head is not complete, which now has the header timeout."""
-        if self._timer is None or self._head_begun:
+        if self._deadline is None or self._head_begun:
             return
         from hypercorn.protocol.h11 import H11Protocol
 
@@ -675,15 +680,39 @@ class IdleTimer:
             )
 
     def _arm(self, seconds: float) -> None:
-        self._disarm()
-        self._timer = asyncio.get_running_loop().call_later(seconds, self.expire)
+        loop = asyncio.get_running_loop()
+        self._deadline = deadline = loop.time() + seconds
+        if self._timer is None or self._timer_at > deadline:
+            self._set_timer(loop, deadline)
         self._armed.add(self)
 
     def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline = None
+            self._armed.discard(self)
+
+    def _set_timer(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
         if self._timer is not None:
             self._timer.cancel()
-            self._timer = None
-            self._armed.discard(self)
+        self._timer_at = at
+        self._timer = loop.call_at(at, _idle_timer_due, weakref.ref(self))
+
+    def _due(self) -> None:
+        self._timer = None
+        deadline = self._deadline
+        if deadline is None:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < deadline:
+            self._set_timer(loop, deadline)  # moved on since this timer was set
+        else:
+            self.expire()
+
+
+def _idle_timer_due(timer: weakref.ref[IdleTimer]) -> None:
+    idle_timer = timer()
+    if idle_timer is not None:
+        idle_timer._due()
 
 
 async def _read_data(self: Any) -> None:

@@ -63,6 +63,7 @@ WORKER_PRELOAD = (
     "argon2",
     "cachetools",
     "confusable_homoglyphs.categories",
+    "httptools",
     "hypercorn.asyncio.run",
     "itsdangerous",
     "limits.aio.storage",
