@@ -680,7 +680,7 @@ class IdleTimer:
             )
 
     def _arm(self, seconds: float) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self.server.loop
         self._deadline = deadline = loop.time() + seconds
         if self._timer is None or self._timer_at > deadline:
             self._set_timer(loop, deadline)
@@ -702,7 +702,7 @@ class IdleTimer:
         deadline = self._deadline
         if deadline is None:
             return
-        loop = asyncio.get_running_loop()
+        loop = self.server.loop
         if loop.time() < deadline:
             self._set_timer(loop, deadline)  # moved on since this timer was set
         else:
@@ -724,7 +724,10 @@ async def _read_data(self: Any) -> None:
 
     while not self.reader.at_eof():
         try:
-            data = await asyncio.wait_for(self.reader.read(MAX_RECV), self.config.read_timeout)
+            if self.config.read_timeout is None:  # Hypercorn's default: no task per read
+                data = await self.reader.read(MAX_RECV)
+            else:
+                data = await asyncio.wait_for(self.reader.read(MAX_RECV), self.config.read_timeout)
         except (ConnectionError, OSError, TimeoutError, SSLError):
             break
         else:
