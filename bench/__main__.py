@@ -29,7 +29,16 @@ from typing import Any, TypeVar
 from redis import Redis
 from sqlalchemy.engine import make_url
 
-from bench import concurrency, conditional, http_load, peers, rest, tracing, websocket_load
+from bench import (
+    concurrency,
+    conditional,
+    http_load,
+    peers,
+    rest,
+    server_layer,
+    tracing,
+    websocket_load,
+)
 from bench.databases import create_database, drop_database, sync_url
 from bench.redis_cluster import redis_cluster
 from bench.report import Row, load_average, render
@@ -495,6 +504,7 @@ def run_peers(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
         smoke=arguments.smoke,
         log=log,
     )
+    rows += server_layer.run(runs=arguments.runs, seconds=arguments.seconds, log=log)
     rows += peers.run_hooks(
         arguments.mysql_url,
         redis_url,
