@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
 import socket
 from collections.abc import AsyncIterator
@@ -117,6 +118,18 @@ class Served:
         self.recorder = recorder
         self.stop = stop  # the worker's shutdown trigger
 
+    async def send_pieces(self, pieces: list[bytes]) -> bytes:
+        """Each piece in a write of its own; what came back, as `exchange` reads it."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        try:
+            for piece in pieces:
+                writer.write(piece)
+                await writer.drain()
+                await asyncio.sleep(0.01)  # each piece in a read of its own: the split under test
+            return await _read_until_closed(reader, silence=2)
+        finally:
+            writer.close()
+
     async def refused_within(self, seconds: float) -> None:
         """Wait until a new connection is refused (the worker stopped listening)."""
         deadline = asyncio.get_running_loop().time() + seconds
@@ -146,17 +159,21 @@ class Served:
             else:
                 writer.write(request)
             await writer.drain()
-            received = b""
-            while True:
-                try:
-                    chunk = await asyncio.wait_for(reader.read(65536), silence)
-                except TimeoutError:
-                    return received + b"<open>"
-                if not chunk:
-                    return received + b"<closed>"
-                received += chunk
+            return await _read_until_closed(reader, silence)
         finally:
             writer.close()
+
+
+async def _read_until_closed(reader: asyncio.StreamReader, silence: float) -> bytes:
+    received = b""
+    while True:
+        try:
+            chunk = await asyncio.wait_for(reader.read(65536), silence)
+        except TimeoutError:
+            return received + b"<open>"
+        if not chunk:
+            return received + b"<closed>"
+        received += chunk
 
 
 @asynccontextmanager
@@ -287,6 +304,36 @@ async def test_the_fast_path_answers_as_h11_does() -> None:
     assert errors["httptools"] == errors["h11"] == ["LocalProtocolError"] * 6
     unanswered = [case for case, (whole, _) in answers["h11"].items() if not STATUS.search(whole)]
     assert unanswered == []
+
+
+async def test_random_sequences_split_at_random_answer_as_h11_does() -> None:
+    """Sequences of 1-3 DIFFERENTIAL cases on one connection, cut at 1-6 random points, each
+    piece its own write: the two parsers answer alike (a fixed seed, so a failure repeats)."""
+    chooser = random.Random(30)
+    cases = []
+    for _ in range(80):
+        data = (
+            b"".join(
+                DIFFERENTIAL[k]
+                for k in chooser.sample(list(DIFFERENTIAL), 3)[: chooser.randint(1, 3)]
+            )
+            + LAST
+        )
+        cuts = sorted(chooser.sample(range(1, len(data)), chooser.randint(1, 6)))
+        cases.append([data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)])
+    answers = {}
+    for parser in ("h11", "httptools"):
+        async with served(parser) as server:
+            answers[parser] = [
+                normalized(answer)
+                for answer in await asyncio.gather(*(server.send_pieces(c) for c in cases))
+            ]
+    differing = [
+        (pieces, h11, fast)
+        for pieces, h11, fast in zip(cases, answers["h11"], answers["httptools"], strict=True)
+        if h11 != fast
+    ]
+    assert differing == []
 
 
 async def test_ordinary_requests_stay_on_the_fast_path(monkeypatch) -> None:
