@@ -32,7 +32,7 @@ and the worker is not shutting down; requests pipelined behind a request in flig
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import h11
 import httptools
@@ -397,16 +397,11 @@ def _check_name(name: bytes) -> None:
         _checked_names.add(name)
 
 
-def use_httptools_for_http1() -> None:
-    """Serve HTTP/1 connections with `HttpToolsH11Protocol` (Hypercorn's `ProtocolWrapper`
-    makes each connection's protocol from `hypercorn.protocol.H11Protocol`)."""
+def use_http1_parser(parser: Literal["httptools", "h11"]) -> None:
+    """Serve HTTP/1 connections with `HttpToolsH11Protocol` ("httptools") or Hypercorn's own
+    `H11Protocol` ("h11", `HTTP1_PARSER=h11`): Hypercorn's `ProtocolWrapper` makes each
+    connection's protocol from `hypercorn.protocol.H11Protocol`."""
     import hypercorn.protocol
 
-    hypercorn.protocol.H11Protocol = HttpToolsH11Protocol  # type: ignore[attr-defined]
-
-
-def use_h11_for_http1() -> None:
-    """Serve HTTP/1 connections with Hypercorn's own protocol (`HTTP1_PARSER=h11`)."""
-    import hypercorn.protocol
-
-    hypercorn.protocol.H11Protocol = H11Protocol  # type: ignore[attr-defined]
+    protocol = HttpToolsH11Protocol if parser == "httptools" else H11Protocol
+    hypercorn.protocol.H11Protocol = protocol  # type: ignore[attr-defined]

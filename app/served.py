@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 
 from app.factory import ServiceApp, create_app
-from app.hypercorn_http1 import use_h11_for_http1, use_httptools_for_http1
+from app.hypercorn_http1 import use_http1_parser
 from app.hypercorn_patches import (
     UnsupportedServerVersion,
     patch_hypercorn,
@@ -39,8 +39,5 @@ def create_served_app(settings: Settings | None = None) -> ServiceApp:
         set_websocket_compression(settings.ws_compression)
         set_header_timeout(settings.http_header_timeout)
         set_body_limit(settings.max_content_length)
-        if settings.http1_parser == "httptools":
-            use_httptools_for_http1()
-        else:
-            use_h11_for_http1()
+        use_http1_parser(settings.http1_parser)
     return app

@@ -17,7 +17,7 @@ import re
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config, Sockets
@@ -177,13 +177,12 @@ async def _read_until_closed(reader: asyncio.StreamReader, silence: float) -> by
 
 
 @asynccontextmanager
-async def served(parser: str, **config_values: Any) -> AsyncIterator[Served]:
+async def served(
+    parser: Literal["httptools", "h11"], **config_values: Any
+) -> AsyncIterator[Served]:
     """A Hypercorn worker with every patch, HTTP/1 on `parser`, serving `echo_app`."""
     hypercorn_patches.patch_hypercorn()
-    if parser == "httptools":
-        hypercorn_http1.use_httptools_for_http1()
-    else:
-        hypercorn_http1.use_h11_for_http1()
+    hypercorn_http1.use_http1_parser(parser)
     recorder = Recorder()
     config = Config()
     config.accesslog = None
@@ -211,7 +210,7 @@ async def served(parser: str, **config_values: Any) -> AsyncIterator[Served]:
     finally:
         stop.set()
         await asyncio.wait_for(serving, 10)
-        hypercorn_http1.use_h11_for_http1()
+        hypercorn_http1.use_http1_parser("h11")
 
 
 def normalized(received: bytes) -> bytes:

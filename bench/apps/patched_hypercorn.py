@@ -20,10 +20,7 @@ from bench.apps.raw_asgi import app
 
 async def serve(port: int, parser: str) -> None:
     hypercorn_patches.patch_hypercorn()
-    if parser == "httptools":
-        hypercorn_http1.use_httptools_for_http1()
-    else:
-        hypercorn_http1.use_h11_for_http1()
+    hypercorn_http1.use_http1_parser("httptools" if parser == "httptools" else "h11")
     config = Config()
     config.bind = [f"127.0.0.1:{port}"]
     config.accesslog = None
