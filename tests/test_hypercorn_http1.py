@@ -263,6 +263,7 @@ DIFFERENTIAL = {
     "obs-text": b"GET /echo HTTP/1.1\r\nHost: x\r\nX-A: caf\xe9\r\n\r\n",
     "control-byte": b"GET /echo HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n",
     "space-in-target": b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n",
+    "non-ascii-target": b"GET /caf\xc3\xa9?q=\xff HTTP/1.1\r\nHost: x\r\n\r\n",
     "websocket-upgrade": b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
     b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
     b"Sec-WebSocket-Version: 13\r\n\r\n",
