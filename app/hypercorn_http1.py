@@ -78,7 +78,6 @@ class HttpToolsH11Protocol(H11Protocol):
         self.unparsed = bytearray()
         self.handed_off = False
         self.closing = False  # the connection ends: Closed was sent, or the client's EOF came
-        self.last_request = False  # the request read is the connection's last (RFC 9112 §9.6)
         # The request being read:
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
@@ -88,7 +87,8 @@ class HttpToolsH11Protocol(H11Protocol):
         self.has_host = False
         self.content_length = 0
         self.body_left = 0
-        self.request_keep_alive = False
+        # False once a request that is the connection's last was read (RFC 9112 §9.6).
+        self.request_keep_alive = True
         self.method = "GET"
         self.http_version = "1.1"
         # The exchange with the app (Hypercorn's `HTTPStream`, one at a time on HTTP/1):
@@ -157,7 +157,7 @@ class HttpToolsH11Protocol(H11Protocol):
                     await self._read_body()
                     if self.body_left:
                         return
-                if self.last_request:
+                if not self.request_keep_alive:
                     self.unparsed.clear()  # nothing behind the last request is read
                     return
                 if not self.unparsed or self.closing:
@@ -166,7 +166,7 @@ class HttpToolsH11Protocol(H11Protocol):
                 await self.can_read.clear()
                 await self.can_read.wait()
                 continue
-            if not self.unparsed or self.last_request:
+            if not self.unparsed or not self.request_keep_alive:
                 return
             if self.unparsed[0] in (13, 10):  # CR, LF
                 await self._hand_off()  # blank lines before a request line: as h11 reads them
@@ -206,7 +206,6 @@ class HttpToolsH11Protocol(H11Protocol):
         self.method = parser.get_method().decode("ascii")
         self.http_version = version
         self.request_keep_alive = self.request_keep_alive and version == "1.1"
-        self.last_request = not self.request_keep_alive
         self.body_left = self.content_length
 
     async def _start_exchange(self) -> None:
@@ -347,18 +346,14 @@ class HttpToolsH11Protocol(H11Protocol):
             else:  # connection
                 tokens.update(token.strip() for token in value.lower().split(b","))
                 connection_lines.append(line)
-        header_count = len(lines) - 1 + bool(length_line) + bool(encoding_line)
-        header_count += len(connection_lines)
         chunked = delimited_by_close = False
         if status in NO_BODY_STATUSES:  # framed by their status: the headers as given
-            lines += (length_line, encoding_line)
+            lines += (line for line in (length_line, encoding_line) if line)
         elif encoding_line or length is None:  # chunked, or an HTTP/1.0 body ended by close
             length = None
-            header_count -= bool(length_line) + bool(encoding_line)
             if self.http_version == "1.1":
                 chunked = True
                 lines.append(b"Transfer-Encoding: chunked\r\n")
-                header_count += 1
             elif self.method != "HEAD":
                 delimited_by_close = True
         else:
@@ -366,24 +361,21 @@ class HttpToolsH11Protocol(H11Protocol):
         if self.keep_alive_requests >= self.config.keep_alive_max_requests:
             tokens.add(b"close")  # Hypercorn's own header for the connection's last answer
             connection_lines.append(b"connection: close\r\n")
-            header_count += 1
         keep_alive = self.request_keep_alive and b"close" not in tokens and not delimited_by_close
         # h11 rewrites the connection headers only when the request or the framing ends the
         # connection; an app's own `close` is written as given.
         if self.request_keep_alive and not delimited_by_close:
             lines += connection_lines
         else:
-            header_count -= len(connection_lines)
             tokens.discard(b"keep-alive")
             tokens.discard(b"")
             tokens.add(b"close")
             lines += (b"Connection: %b\r\n" % token for token in sorted(tokens))
-            header_count += len(tokens)
         lines.append(b"\r\n")
         head = b"".join(lines)
-        # One CRLF per header, the status line's and the blank line's: a value holding CR, LF
-        # or NUL could otherwise split the head (h11 refuses such values too).
-        line_ends = header_count + 2
+        # Each element of `lines` is one line with its CRLF: a value holding CR, LF or NUL
+        # could otherwise split the head (h11 refuses such values too).
+        line_ends = len(lines)
         if (
             b"\x00" in head
             or head.count(b"\r\n") != line_ends

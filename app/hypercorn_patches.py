@@ -643,8 +643,7 @@ class IdleTimer:
         self.server = server
         self._armed = _idle_timers_of(server.context)  # its worker's armed timers
         self._deadline: float | None = None  # loop time; None: disarmed
-        self._timer: asyncio.TimerHandle | None = None  # the loop's, due at `_timer_at`
-        self._timer_at = 0.0
+        self._timer: asyncio.TimerHandle | None = None  # the loop's
         self._closing: asyncio.Task[None] | None = None
         self._served = False  # a request came: idle is then a keep-alive wait
         self._head_begun = False  # the armed bound is the header timeout
@@ -682,7 +681,7 @@ class IdleTimer:
     def _arm(self, seconds: float) -> None:
         loop = self.server.loop
         self._deadline = deadline = loop.time() + seconds
-        if self._timer is None or self._timer_at > deadline:
+        if self._timer is None or self._timer.when() > deadline:
             self._set_timer(loop, deadline)
         self._armed.add(self)
 
@@ -694,7 +693,6 @@ class IdleTimer:
     def _set_timer(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._timer_at = at
         self._timer = loop.call_at(at, _idle_timer_due, weakref.ref(self))
 
     def _due(self) -> None:
