@@ -12,6 +12,11 @@ one task left, and `asyncio.timeout` bounds the send without a task: 7% fewer in
 - the response's send is bounded by `RESPONSE_TIMEOUT` (or the response's own `timeout`), then
   abandoned: the only bound on a client that stops reading.
 
+A request without a body (no Content-Length, or 0, and no Transfer-Encoding: RFC 9112 §6.3)
+whose server offers the `app.client_gone` extension (app.client_gone: the service's own HTTP/1
+protocols) has no watcher at all: its body is known empty, and the server itself calls back when
+its client leaves. That task cost 55 us of a `GET` under load on Hypercorn, 29 on Uvicorn.
+
 A response whose body is in memory is sent as two messages, not three. It also records the
 request's URL rule in its ASGI scope, for app.request_hooks' metrics, and gives the request
 `RequestHeaders`.
@@ -32,6 +37,7 @@ from quart.wrappers import Request, Response
 from quart.wrappers.response import DataBody
 from werkzeug.datastructures import Headers
 
+from app.client_gone import ClientGoneCallbacks, callbacks_of
 from app.request_hooks import ROUTE_SCOPE_KEY
 
 
@@ -56,6 +62,15 @@ class RequestHeaders(Headers):
             return default
 
 
+def _has_body(headers: Headers) -> bool:
+    """Whether an HTTP/1 request with `headers` has a body (RFC 9112 §6.3: a
+    Transfer-Encoding, or a Content-Length other than 0)."""
+    if "Transfer-Encoding" in headers:
+        return True
+    length = headers.get("Content-Length")
+    return length is not None and length.strip() != "0"
+
+
 class LeanHTTPConnection(ASGIHTTPConnection):
     """`quart.asgi.ASGIHTTPConnection` with the handler in the caller's task (module docstring).
 
@@ -66,6 +81,11 @@ class LeanHTTPConnection(ASGIHTTPConnection):
 
     async def __call__(self, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         request = self._create_request_from_scope(send)
+        client_gone = callbacks_of(cast("dict[str, Any]", self.scope))
+        if client_gone is not None and not _has_body(request.headers):
+            request.body.set_complete()
+            await self._handle_told_of_leaving(request, send, client_gone)
+            return
         handler = asyncio.current_task()
         assert handler is not None  # an ASGI app is always called from a task
         left = False
@@ -92,6 +112,30 @@ class LeanHTTPConnection(ASGIHTTPConnection):
             raise
         finally:
             watcher.cancel()
+
+    async def _handle_told_of_leaving(
+        self, request: Request, send: ASGISendCallable, client_gone: ClientGoneCallbacks
+    ) -> None:
+        # `__call__` without the watcher: the server calls `leave` if the client goes.
+        handler = asyncio.current_task()
+        assert handler is not None
+        left = answered = False
+
+        def leave() -> None:
+            nonlocal left
+            if not answered:
+                left = True
+                handler.cancel()
+
+        client_gone.append(leave)
+        try:
+            await self.handle_request(request, send)
+        except asyncio.CancelledError:
+            if left and handler.uncancel() == 0:  # ours, as in `__call__`
+                return
+            raise
+        finally:
+            answered = True
 
     def _create_request_from_scope(self, send: ASGISendCallable) -> Request:
         # Quart's own (quart.asgi, 0.20-0.22), with `RequestHeaders` for werkzeug's `Headers`.

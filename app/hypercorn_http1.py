@@ -30,7 +30,9 @@ and the worker is not shutting down; requests pipelined behind a request in flig
 A fast-path request is given to the app by the protocol itself, as Hypercorn's `HTTPStream`
 gives it (the same scope, the same task group spawn, `http.disconnect` at the end, a 500 when
 the app answers nothing, Hypercorn's access log), without its event objects per step: with
-the parser, the raw server layer went from 129 to 43 µs an answer (bench/server_layer.py).
+the parser, the raw server layer went from 129 to 43 µs an answer (bench/server_layer.py). Its
+scope offers the `app.client_gone` extension (app.client_gone): a client that leaves before
+its answer is complete is told to the app directly.
 
 `HTTP1_PARSER=h11` (app.settings) keeps Hypercorn's own protocol for every request.
 """
@@ -48,6 +50,8 @@ from hypercorn.protocol.events import Request
 from hypercorn.protocol.h11 import STREAM_ID, H11Protocol
 from hypercorn.protocol.http_stream import ASGIHTTPState
 from hypercorn.utils import UnexpectedMessageError, build_and_validate_headers, valid_server_name
+
+from app.client_gone import ClientGoneCallbacks, notify, offer
 
 HEAD_END = b"\r\n\r\n"
 # h11's status line: no reason phrase (optional, ignored by clients; RFC 9112 §4).
@@ -95,6 +99,7 @@ class HttpToolsH11Protocol(H11Protocol):
         self.in_flight = False
         self.app_put: Any = None  # the app's receive queue's `put`
         self.scope: Any = {}  # an ASGI HTTP scope
+        self.client_gone: ClientGoneCallbacks = []  # the app's (app.client_gone)
         self.asgi_state = ASGIHTTPState.REQUEST
         self.response_message: Any = None
         self.started_at = 0.0
@@ -234,6 +239,7 @@ class HttpToolsH11Protocol(H11Protocol):
             "state": self.connection_state.copy(),
             "extensions": {},
         }
+        self.client_gone = offer(self.scope)
         self.keep_alive_requests += 1
         await self.context.mark_request()
         if self.config.server_names and not valid_server_name(self.config, self._request()):
@@ -430,6 +436,7 @@ class HttpToolsH11Protocol(H11Protocol):
         if app_put is not None:
             await app_put({"type": "http.disconnect"})
         if client_left:
+            notify(self.client_gone)  # the app stops its work for it (app.client_gone)
             return  # the server closes the connection itself
         if (
             self.response_complete

@@ -20,7 +20,10 @@ shown by tests/test_uvicorn_server.py):
 - a websocket's close frame is queued even while its client is not reading (a 1013 reaches a
   stalled client, as on Hypercorn), and the wait for the client's close is 2 s, not 10;
 - the worker's shutdown is the supervisor's (the app's drain hooks first), not Uvicorn's own
-  signal handlers.
+  signal handlers;
+- each request's scope offers the `app.client_gone` extension (app.client_gone): a client that
+  leaves before its answer is complete is told to the app directly, not through a task of the
+  app's awaiting `receive()`.
 Everything else comes from the app (admission: body timeouts and sizes, Content-Length with
 Transfer-Encoding; the websocket close codes) or is Uvicorn's (keep-alive, the websocket frame
 limit, permessage-deflate on or off).
@@ -32,6 +35,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -40,6 +44,7 @@ from uvicorn import Config, Server
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from app.client_gone import ClientGoneCallbacks, notify, offer
 from app.overrides import unsupported
 from app.settings import Settings
 
@@ -82,6 +87,8 @@ class ServiceHttpToolsProtocol(HttpToolsProtocol):
         self._header_timer: asyncio.TimerHandle | None = None
         self._head_bytes = 0
         self._head_complete = True
+        # The app's callbacks of each request not yet answered, oldest first (pipelining).
+        self._client_gone: deque[ClientGoneCallbacks] = deque()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -89,7 +96,15 @@ class ServiceHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_header_timer()
+        unanswered, self._client_gone = self._client_gone, deque()
         super().connection_lost(exc)
+        for callbacks in unanswered:
+            notify(callbacks)
+
+    def on_response_complete(self) -> None:
+        if self._client_gone:
+            self._client_gone.popleft()
+        super().on_response_complete()
 
     def data_received(self, data: bytes) -> None:
         # Uvicorn's own (0.55), with the head's size bound and the header timer.
@@ -118,6 +133,7 @@ class ServiceHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._head_bytes = 0
         self._head_complete = False
+        self._client_gone.append(offer(self.scope))  # type: ignore[arg-type]  # a TypedDict
 
     def on_url(self, url: bytes) -> None:
         self._count_head(len(url))

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from quart import Quart, Response, request
 
+from app.client_gone import callbacks_of, notify, offer
 from app.factory import create_app
-from app.http_connection import LeanHTTPConnection, RequestHeaders
+from app.http_connection import LeanHTTPConnection, RequestHeaders, _has_body
 from app.request_hooks import ROUTE_SCOPE_KEY
 from app.settings import Settings
 
@@ -226,3 +227,101 @@ async def test_the_route_of_a_request_is_recorded_in_its_scope(app: Quart) -> No
     unmatched = scope("GET", "/nowhere")
     await asyncio.wait_for(app(unmatched, Client(EMPTY_BODY).receive, client.send), 10)  # type: ignore[arg-type]
     assert ROUTE_SCOPE_KEY not in unmatched
+
+
+# The `app.client_gone` extension (app.client_gone): a server that offers it tells the app
+# itself that the client left; a request without a body then has no watcher task.
+
+
+class ToldClient(Client):
+    """A client whose server offers `app.client_gone`; `receive` counts its calls."""
+
+    def __init__(self, *incoming: dict[str, Any]) -> None:
+        super().__init__(*incoming)
+        self.receives = 0
+
+    async def receive(self) -> dict[str, Any]:
+        self.receives += 1
+        return await super().receive()
+
+
+def told_scope(method: str, path: str, *headers: tuple[bytes, bytes]) -> dict[str, Any]:
+    request_scope = scope(method, path)
+    request_scope["headers"] += list(headers)
+    offer(request_scope)
+    return request_scope
+
+
+async def test_a_bodiless_request_told_of_leaving_has_no_watcher(
+    app: Quart, events: dict[str, asyncio.Event]
+) -> None:
+    client = ToldClient(EMPTY_BODY)
+    request_scope = told_scope("GET", "/wait")
+    before = asyncio.all_tasks()
+    task = asyncio.create_task(app(request_scope, client.receive, client.send))  # type: ignore[arg-type]
+    await asyncio.wait_for(events["started"].wait(), 10)
+    assert asyncio.all_tasks() - before == {task}  # the handler's task alone
+    assert client.receives == 0
+    callbacks = callbacks_of(request_scope)
+    assert callbacks is not None and len(callbacks) == 1
+    notify(callbacks)  # the server: the client is gone
+    await asyncio.wait_for(task, 10)  # ends normally, as with the watcher
+    assert events["cancelled"].is_set()
+    assert client.status is None
+
+
+async def test_a_request_told_of_leaving_is_answered_and_a_late_call_changes_nothing(
+    app: Quart,
+) -> None:
+    client = ToldClient(EMPTY_BODY)
+    request_scope = told_scope("GET", "/timeout")
+    await asyncio.wait_for(app(request_scope, client.receive, client.send), 10)  # type: ignore[arg-type]
+    assert (client.status, client.body) == (200, b"body")
+    callbacks = callbacks_of(request_scope)
+    assert callbacks is not None
+    notify(callbacks)  # the connection lost after the answer: nothing to stop
+    assert callbacks == []
+
+
+async def test_an_outside_cancellation_of_a_request_told_of_leaving_is_not_swallowed(
+    app: Quart, events: dict[str, asyncio.Event]
+) -> None:
+    client = ToldClient(EMPTY_BODY)
+    task = asyncio.create_task(app(told_scope("GET", "/wait"), client.receive, client.send))  # type: ignore[arg-type]
+    await asyncio.wait_for(events["started"].wait(), 10)
+    task.cancel()  # a server shutting down, the client still there
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 10)
+    assert events["cancelled"].is_set()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [[(b"content-length", b"1")], [(b"transfer-encoding", b"chunked")]],
+    ids=["content-length", "chunked"],
+)
+async def test_a_request_with_a_body_is_watched_even_when_told_of_leaving(
+    app: Quart, headers: list[tuple[bytes, bytes]]
+) -> None:
+    client = ToldClient({"type": "http.request", "body": b"x", "more_body": False})
+    request_scope = told_scope("POST", "/echo", *headers)
+    await asyncio.wait_for(app(request_scope, client.receive, client.send), 10)  # type: ignore[arg-type]
+    assert (client.status, client.body) == (200, b"x")
+    assert client.receives >= 1  # the body came through the watcher
+
+
+@pytest.mark.parametrize(
+    ("headers", "has_body"),
+    [
+        ([], False),
+        ([("Content-Length", "0")], False),
+        ([("Content-Length", " 0 ")], False),
+        ([("Content-Length", "12")], True),
+        ([("Transfer-Encoding", "chunked")], True),
+        ([("Content-Length", "0"), ("Transfer-Encoding", "chunked")], True),
+    ],
+)
+def test_a_request_has_a_body_as_rfc_9112_frames_it(
+    headers: list[tuple[str, str]], has_body: bool
+) -> None:
+    assert _has_body(RequestHeaders(headers)) is has_body

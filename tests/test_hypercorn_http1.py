@@ -24,6 +24,7 @@ from hypercorn.config import Config, Sockets
 from hypercorn.utils import wrap_app
 
 from app import hypercorn_http1, hypercorn_patches
+from app.client_gone import callbacks_of
 from app.hypercorn_http1 import HttpToolsH11Protocol
 
 STATUS = re.compile(rb"HTTP/1\.1 (\d{3}) \r\n")
@@ -39,6 +40,8 @@ class Recorder:
         self.disconnected = asyncio.Event()
         self.request_held = asyncio.Event()
         self.release = asyncio.Event()
+        self.offered_client_gone: list[bool] = []  # per `/wait-for-client-gone` request
+        self.told_client_gone = asyncio.Event()
 
 
 async def echo_app(scope: dict[str, Any], receive: Any, send: Any, recorder: Recorder) -> None:
@@ -57,6 +60,14 @@ async def echo_app(scope: dict[str, Any], receive: Any, send: Any, recorder: Rec
             pass
         recorder.disconnects += 1
         recorder.disconnected.set()
+        return
+    if path == "/wait-for-client-gone":  # told through app.client_gone, not `receive`
+        callbacks = callbacks_of(scope)
+        recorder.offered_client_gone.append(callbacks is not None)
+        if callbacks is not None:
+            callbacks.append(recorder.told_client_gone.set)
+        recorder.request_held.set()
+        await recorder.told_client_gone.wait()
         return
     if path == "/wait-for-release":
         recorder.request_held.set()
@@ -413,6 +424,27 @@ async def test_a_client_that_goes_away_mid_request_disconnects_the_app() -> None
         writer.close()
         await asyncio.wait_for(server.recorder.disconnected.wait(), 5)
         assert server.recorder.disconnects == 1
+
+
+async def test_a_client_that_goes_away_is_told_to_the_app_through_client_gone() -> None:
+    """The fast path offers app.client_gone and calls back when the client leaves mid-request;
+    h11's path (Hypercorn's own `HTTPStream`) does not offer it."""
+    async with served("httptools") as server:
+        _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /wait-for-client-gone HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        await asyncio.wait_for(server.recorder.request_held.wait(), 5)
+        writer.close()
+        await asyncio.wait_for(server.recorder.told_client_gone.wait(), 5)
+        assert server.recorder.offered_client_gone == [True]
+    async with served("h11") as server:
+        _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /wait-for-client-gone HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        await asyncio.wait_for(server.recorder.request_held.wait(), 5)
+        writer.close()
+        assert server.recorder.offered_client_gone == [False]
+        server.recorder.told_client_gone.set()  # lets the request end
 
 
 async def test_a_request_in_flight_at_shutdown_is_answered_and_its_connection_closed() -> None:

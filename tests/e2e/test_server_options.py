@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy
 from websockets.asyncio.client import connect
 
 from tests.conftest import REDIS_URL
@@ -40,6 +41,7 @@ from tests.e2e.test_websockets import (
     firehose_cuts_off_a_stalled_client,
     ws_url,
 )
+from tests.resources import mysql_database_url
 from tests.waiting import poll
 
 ADMIN = ("options-admin", "options-admin-password")
@@ -146,6 +148,35 @@ def test_the_server_named_is_the_one_serving(server, request) -> None:
     on_uvicorn = ["with Uvicorn" in line for line in started]
     named = request.node.callspec.params["server"]
     assert on_uvicorn == [named == "uvicorn"] * len(started) and started
+
+
+def test_a_client_that_leaves_mid_request_has_its_work_stopped(server) -> None:
+    """A request waiting on the database (a locked table) whose client closes its connection is
+    cancelled and gives its pooled connection up at once, not when the database answers: the
+    server tells the app (app.client_gone on both servers' HTTP/1 protocols)."""
+    in_use = re.compile(r"^db_pool_connections_in_use ([\d.]+)$", re.M)
+
+    def connections_in_use() -> float:
+        return float(in_use.search(httpx.get(f"{server.base_url}/metrics", timeout=5).text)[1])
+
+    engine = sqlalchemy.create_engine(
+        mysql_database_url("server_options").replace("+aiomysql", "+pymysql")
+    )
+    try:
+        with engine.connect() as lock:
+            lock.execute(sqlalchemy.text("LOCK TABLES tags WRITE"))
+            try:
+                with socket.create_connection(address(server), timeout=10) as leaving:
+                    leaving.sendall(b"GET /api/v1/tag HTTP/1.1\r\nHost: x\r\n\r\n")
+                    poll(lambda: connections_in_use() == 1, 10, interval=0.05)
+                # Well before DB_TIMEOUT (5 s), which would end the wait without the client
+                # gone being told; the table is still locked.
+                poll(lambda: connections_in_use() == 0, 2.5, interval=0.05)
+            finally:
+                lock.execute(sqlalchemy.text("UNLOCK TABLES"))
+    finally:
+        engine.dispose()
+    assert httpx.get(f"{server.base_url}/api/v1/tag", timeout=10).status_code == 200
 
 
 def test_a_request_head_must_arrive_within_the_header_timeout(server, raw) -> None:
