@@ -4,16 +4,23 @@ on Uvicorn; when upstream gains it, the "upstream" case here fails, and the chan
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
+import uvicorn
+from uvicorn import Config
 
 from app import overrides, uvicorn_server
+from app.client_gone import callbacks_of
 from tests.e2e.server import PROJECT_ROOT, free_port
-from tests.waiting import poll
+from tests.waiting import eventually, poll
 
 
 def test_the_installed_versions_are_the_supported_ones() -> None:
@@ -56,3 +63,111 @@ def test_upstream_uvicorn_keeps_a_silent_connection_past_any_header_timeout() ->
     finally:
         process.terminate()
         process.wait(10)
+
+
+# The `app.client_gone` extension on Uvicorn (app.client_gone): each request's scope offers
+# it, and a connection lost calls back the requests not yet answered, in pipelining order.
+
+
+class GoneRecorder:
+    """What a raw ASGI app saw: per request path, whether the extension was offered, and an
+    event set when the server called back; `/hold` waits until told the client is gone."""
+
+    def __init__(self) -> None:
+        self.offered: list[tuple[str, bool]] = []
+        self.held = asyncio.Event()
+        self.told: dict[str, asyncio.Event] = {}
+
+    async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        path = scope["path"]
+        callbacks = callbacks_of(scope)
+        self.offered.append((path, callbacks is not None))
+        told = self.told.setdefault(path, asyncio.Event())
+        if callbacks is not None:
+            callbacks.append(told.set)
+        if path.startswith("/hold"):
+            self.held.set()
+            await told.wait()
+            return
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}
+        )
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+@contextlib.asynccontextmanager
+async def uvicorn_serving(recorder: GoneRecorder) -> AsyncIterator[int]:
+    """Uvicorn with the service's protocol (asyncio loop), in this test's loop; its port."""
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen(16)
+    config = Config(
+        recorder.app, http=uvicorn_server.ServiceHttpToolsProtocol, lifespan="on",
+        log_config=None, access_log=False, loop="asyncio", interface="asgi3",
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve(sockets=[listening]))
+    try:
+        await eventually(lambda: _true(server.started), 10)
+        yield listening.getsockname()[1]
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, 15)
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_uvicorn_tells_the_app_of_a_client_gone_mid_request() -> None:
+    recorder = GoneRecorder()
+    async with uvicorn_serving(recorder) as port:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        await asyncio.wait_for(recorder.held.wait(), 5)
+        writer.close()
+        await asyncio.wait_for(recorder.told["/hold"].wait(), 5)
+        assert recorder.offered == [("/hold", True)]
+
+
+async def test_uvicorn_calls_back_only_the_requests_not_yet_answered() -> None:
+    """Two answered keep-alive requests, then one held: the lost connection calls back the
+    held one alone (the callbacks follow each request, answered ones dropped in order)."""
+    recorder = GoneRecorder()
+    async with uvicorn_serving(recorder) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for path in (b"/first", b"/second"):
+            writer.write(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            await writer.drain()
+            await asyncio.wait_for(reader.readuntil(b"ok"), 5)
+        writer.write(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        await asyncio.wait_for(recorder.held.wait(), 5)
+        writer.close()
+        await asyncio.wait_for(recorder.told["/hold"].wait(), 5)
+        assert not recorder.told["/first"].is_set() and not recorder.told["/second"].is_set()
+        assert [offered for _, offered in recorder.offered] == [True, True, True]
+
+
+async def test_uvicorn_calls_back_a_pipelined_request_once_it_is_in_flight() -> None:
+    """A request answered at once with a second pipelined behind it, which is held: the lost
+    connection calls back the second alone. (While a request is in flight Uvicorn reads
+    nothing more from its connection, so a client that leaves then is only noticed when its
+    answer is written, on Hypercorn's fast path likewise.)"""
+    recorder = GoneRecorder()
+    async with uvicorn_serving(recorder) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\nGET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        await asyncio.wait_for(reader.readuntil(b"ok"), 5)
+        await asyncio.wait_for(recorder.held.wait(), 5)
+        writer.close()
+        await asyncio.wait_for(recorder.told["/hold"].wait(), 5)
+        assert not recorder.told["/first"].is_set()
+        assert recorder.offered == [("/first", True), ("/hold", True)]
