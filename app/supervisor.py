@@ -15,6 +15,7 @@ those pages.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import faulthandler
 import gc
 import importlib
@@ -122,8 +123,19 @@ def run_workers(config: Config) -> int:
         processes.append(process)
         slots[process.pid or 0] = index
 
+    # The handler only notes the request and wakes the loop below, which sets `stop`: setting
+    # it here took its lock, which a second signal arriving inside the handler, or one arriving
+    # while the loop held it (`stop.is_set()`), waited for forever (a burst of SIGTERM and
+    # SIGINT hung the supervisor; tests/e2e/test_lifecycle.py).
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    stop_requested = False
+
     def request_stop(*_args: object) -> None:
-        stop.set()
+        nonlocal stop_requested
+        stop_requested = True
+        with contextlib.suppress(BlockingIOError):  # full: the loop is woken already
+            os.write(wake_write, b"\0")
 
     # Workers are started with SIGINT ignored (inherited), so Ctrl-C reaches only this process.
     previous_sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -135,10 +147,10 @@ def run_workers(config: Config) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
 
-    while not stop.is_set():
-        wait([process.sentinel for process in processes], timeout=0.5)
+    while not stop_requested:
+        wait([*(process.sentinel for process in processes), wake_read], timeout=0.5)
         for process in [p for p in processes if not p.is_alive()]:
-            if stop.is_set():
+            if stop_requested:
                 break
             processes.remove(process)
             if process.pid is not None:
@@ -151,6 +163,7 @@ def run_workers(config: Config) -> int:
             time.sleep(RESTART_BACKOFF_SECONDS)
             start_worker(slots.pop(process.pid or 0, 0))  # its sockets, and their queued clients
 
+    stop.set()
     exit_code = 0
     for process in processes:
         process.join(config.graceful_timeout + 10)
@@ -168,7 +181,15 @@ def run_workers(config: Config) -> int:
             sock.close()
     if owned_directory is not None:
         shutil.rmtree(owned_directory, ignore_errors=True)
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):  # stopping already: nothing to wake
+        signal.signal(stop_signal, _ignore_signal)
+    os.close(wake_read)
+    os.close(wake_write)
     return exit_code
+
+
+def _ignore_signal(*_args: object) -> None:
+    """A stop signal once the supervisor has stopped (the stop was requested already)."""
 
 
 def worker_context() -> ForkContext | SpawnContext:

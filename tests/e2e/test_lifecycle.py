@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -137,3 +138,20 @@ def test_quart_s_factory_string_serves_the_patched_app(tmp_path) -> None:
         assert server.stop() == 0
         gone, alive = psutil.wait_procs(workers, timeout=15)
         assert alive == [], alive
+
+
+def test_a_burst_of_stop_signals_still_stops_the_supervisor(tmp_path) -> None:
+    """A container runtime and a shell (`make run`, whose process group gets the signal with
+    the supervisor) can signal twice at once. The supervisor's handler once set the workers'
+    `multiprocessing.Event` itself, whose lock a second signal arriving inside the handler (or
+    one arriving while the supervisor's loop held it) waited for forever: the supervisor hung
+    with its worker stopped and unreaped."""
+    env = {"APP_ENV": "development"}
+    run_cli(tmp_path, env, ["init-db"])
+    with run_server(tmp_path, env, workers=1) as server:
+        assert httpx.get(server.base_url + "/api/v1/tag").status_code == 200
+        for _ in range(200):
+            for stop_signal in (signal.SIGTERM, signal.SIGINT):
+                server.process.send_signal(stop_signal)
+        server.process.wait(15)  # raises TimeoutExpired if it hangs
+        assert server.process.returncode == 0
