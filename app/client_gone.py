@@ -20,13 +20,24 @@ from typing import Any
 
 CLIENT_GONE = "app.client_gone"
 
-ClientGoneCallbacks = list[Callable[[], None]]
+
+class ClientGoneCallbacks(list[Callable[[], None]]):
+    """The extension's list: the app appends, the server calls (`notify`). Never copied: a
+    middleware that deep-copies the scope (Hypercorn's `ProxyFixMiddleware`, behind
+    `FORWARDED_ALLOW_HOPS`) must give the app the server's own list, or the server would call
+    an empty one."""
+
+    def __copy__(self) -> ClientGoneCallbacks:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ClientGoneCallbacks:
+        return self
 
 
 def offer(scope: dict[str, Any]) -> ClientGoneCallbacks:
     """Add the extension to `scope` (a server's, before the app is called); returns the list
     the server calls with `notify`."""
-    callbacks: ClientGoneCallbacks = []
+    callbacks = ClientGoneCallbacks()
     extensions = scope.get("extensions")
     if extensions is None:
         scope["extensions"] = {CLIENT_GONE: callbacks}

@@ -99,7 +99,7 @@ class HttpToolsH11Protocol(H11Protocol):
         self.in_flight = False
         self.app_put: Any = None  # the app's receive queue's `put`
         self.scope: Any = {}  # an ASGI HTTP scope
-        self.client_gone: ClientGoneCallbacks = []  # the app's (app.client_gone)
+        self.client_gone = ClientGoneCallbacks()  # the app's (app.client_gone)
         self.asgi_state = ASGIHTTPState.REQUEST
         self.response_message: Any = None
         self.started_at = 0.0

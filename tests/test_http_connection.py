@@ -325,3 +325,22 @@ def test_a_request_has_a_body_as_rfc_9112_frames_it(
     headers: list[tuple[str, str]], has_body: bool
 ) -> None:
     assert _has_body(RequestHeaders(headers)) is has_body
+
+
+async def test_a_request_told_of_leaving_behind_a_scope_copying_proxy_fix_is_still_told(
+    app: Quart, events: dict[str, asyncio.Event]
+) -> None:
+    """Hypercorn's ProxyFixMiddleware (FORWARDED_ALLOW_HOPS) deep-copies the scope: the app
+    must still append to the server's own list."""
+    from hypercorn.middleware import ProxyFixMiddleware
+
+    proxied = ProxyFixMiddleware(app, mode="legacy", trusted_hops=1)
+    client = ToldClient(EMPTY_BODY)
+    request_scope = told_scope("GET", "/wait", (b"x-forwarded-for", b"203.0.113.7"))
+    task = asyncio.create_task(proxied(request_scope, client.receive, client.send))  # type: ignore[arg-type]
+    await asyncio.wait_for(events["started"].wait(), 10)
+    callbacks = callbacks_of(request_scope)
+    assert callbacks is not None and len(callbacks) == 1  # appended through the copy
+    notify(callbacks)
+    await asyncio.wait_for(task, 10)
+    assert events["cancelled"].is_set()
