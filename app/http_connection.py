@@ -37,7 +37,7 @@ from quart.wrappers import Request, Response
 from quart.wrappers.response import DataBody
 from werkzeug.datastructures import Headers
 
-from app.client_gone import ClientGoneCallbacks, callbacks_of
+from app.client_gone import ClientGone, client_gone_of
 from app.request_hooks import ROUTE_SCOPE_KEY
 
 
@@ -81,7 +81,7 @@ class LeanHTTPConnection(ASGIHTTPConnection):
 
     async def __call__(self, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         request = self._create_request_from_scope(send)
-        client_gone = callbacks_of(cast("dict[str, Any]", self.scope))
+        client_gone = client_gone_of(cast("dict[str, Any]", self.scope))
         if client_gone is not None and not _has_body(request.headers):
             request.body.set_complete()
             await self._handle_told_of_leaving(request, send, client_gone)
@@ -114,7 +114,7 @@ class LeanHTTPConnection(ASGIHTTPConnection):
             watcher.cancel()
 
     async def _handle_told_of_leaving(
-        self, request: Request, send: ASGISendCallable, client_gone: ClientGoneCallbacks
+        self, request: Request, send: ASGISendCallable, client_gone: ClientGone
     ) -> None:
         # `__call__` without the watcher: the server calls `leave` if the client goes.
         handler = asyncio.current_task()
@@ -127,7 +127,8 @@ class LeanHTTPConnection(ASGIHTTPConnection):
                 left = True
                 handler.cancel()
 
-        client_gone.append(leave)
+        if not client_gone.on_gone(leave):
+            return  # gone while the request waited (admission's queue): nobody to answer
         try:
             await self.handle_request(request, send)
         except asyncio.CancelledError:

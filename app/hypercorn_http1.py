@@ -51,7 +51,7 @@ from hypercorn.protocol.h11 import STREAM_ID, H11Protocol
 from hypercorn.protocol.http_stream import ASGIHTTPState
 from hypercorn.utils import UnexpectedMessageError, build_and_validate_headers, valid_server_name
 
-from app.client_gone import ClientGoneCallbacks, notify, offer
+from app.client_gone import ClientGone, offer
 
 HEAD_END = b"\r\n\r\n"
 # h11's status line: no reason phrase (optional, ignored by clients; RFC 9112 §4).
@@ -99,7 +99,7 @@ class HttpToolsH11Protocol(H11Protocol):
         self.in_flight = False
         self.app_put: Any = None  # the app's receive queue's `put`
         self.scope: Any = {}  # an ASGI HTTP scope
-        self.client_gone = ClientGoneCallbacks()  # the app's (app.client_gone)
+        self.client_gone = ClientGone()  # the request's (app.client_gone)
         self.asgi_state = ASGIHTTPState.REQUEST
         self.response_message: Any = None
         self.started_at = 0.0
@@ -436,7 +436,7 @@ class HttpToolsH11Protocol(H11Protocol):
         if app_put is not None:
             await app_put({"type": "http.disconnect"})
         if client_left:
-            notify(self.client_gone)  # the app stops its work for it (app.client_gone)
+            self.client_gone.notify()  # the app stops its work for it (app.client_gone)
             return  # the server closes the connection itself
         if (
             self.response_complete

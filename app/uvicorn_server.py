@@ -44,7 +44,7 @@ from uvicorn import Config, Server
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from app.client_gone import ClientGoneCallbacks, notify, offer
+from app.client_gone import ClientGone, offer
 from app.overrides import unsupported
 from app.settings import Settings
 
@@ -87,8 +87,8 @@ class ServiceHttpToolsProtocol(HttpToolsProtocol):
         self._header_timer: asyncio.TimerHandle | None = None
         self._head_bytes = 0
         self._head_complete = True
-        # The app's callbacks of each request not yet answered, oldest first (pipelining).
-        self._client_gone: deque[ClientGoneCallbacks] = deque()
+        # Each request not yet answered, oldest first (pipelining): app.client_gone.
+        self._client_gone: deque[ClientGone] = deque()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -98,8 +98,8 @@ class ServiceHttpToolsProtocol(HttpToolsProtocol):
         self._disarm_header_timer()
         unanswered, self._client_gone = self._client_gone, deque()
         super().connection_lost(exc)
-        for callbacks in unanswered:
-            notify(callbacks)
+        for client_gone in unanswered:
+            client_gone.notify()
 
     def on_response_complete(self) -> None:
         if self._client_gone:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from quart import Quart, Response, request
 
-from app.client_gone import callbacks_of, notify, offer
+from app.client_gone import client_gone_of, offer
 from app.factory import create_app
 from app.http_connection import LeanHTTPConnection, RequestHeaders, _has_body
 from app.request_hooks import ROUTE_SCOPE_KEY
@@ -262,9 +262,9 @@ async def test_a_bodiless_request_told_of_leaving_has_no_watcher(
     await asyncio.wait_for(events["started"].wait(), 10)
     assert asyncio.all_tasks() - before == {task}  # the handler's task alone
     assert client.receives == 0
-    callbacks = callbacks_of(request_scope)
-    assert callbacks is not None and len(callbacks) == 1
-    notify(callbacks)  # the server: the client is gone
+    client_gone = client_gone_of(request_scope)
+    assert client_gone is not None
+    client_gone.notify()  # the server: the client is gone
     await asyncio.wait_for(task, 10)  # ends normally, as with the watcher
     assert events["cancelled"].is_set()
     assert client.status is None
@@ -277,10 +277,25 @@ async def test_a_request_told_of_leaving_is_answered_and_a_late_call_changes_not
     request_scope = told_scope("GET", "/timeout")
     await asyncio.wait_for(app(request_scope, client.receive, client.send), 10)  # type: ignore[arg-type]
     assert (client.status, client.body) == (200, b"body")
-    callbacks = callbacks_of(request_scope)
-    assert callbacks is not None
-    notify(callbacks)  # the connection lost after the answer: nothing to stop
-    assert callbacks == []
+    client_gone = client_gone_of(request_scope)
+    assert client_gone is not None
+    client_gone.notify()  # the connection lost after the answer: nothing to stop
+    assert client_gone.gone and (client.status, client.body) == (200, b"body")
+
+
+async def test_a_request_whose_client_left_before_the_app_got_it_is_not_handled(
+    app: Quart, events: dict[str, asyncio.Event]
+) -> None:
+    """Gone while the request waited (admission's queue): the handler never starts, as the
+    watcher cancelled it at its first step when `receive()` gave `http.disconnect` at once."""
+    client = ToldClient(EMPTY_BODY)
+    request_scope = told_scope("GET", "/wait")
+    client_gone = client_gone_of(request_scope)
+    assert client_gone is not None
+    client_gone.notify()
+    await asyncio.wait_for(app(request_scope, client.receive, client.send), 10)  # type: ignore[arg-type]
+    assert not events["started"].is_set()
+    assert client.sent == []
 
 
 async def test_an_outside_cancellation_of_a_request_told_of_leaving_is_not_swallowed(
@@ -339,8 +354,8 @@ async def test_a_request_told_of_leaving_behind_a_scope_copying_proxy_fix_is_sti
     request_scope = told_scope("GET", "/wait", (b"x-forwarded-for", b"203.0.113.7"))
     task = asyncio.create_task(proxied(request_scope, client.receive, client.send))  # type: ignore[arg-type]
     await asyncio.wait_for(events["started"].wait(), 10)
-    callbacks = callbacks_of(request_scope)
-    assert callbacks is not None and len(callbacks) == 1  # appended through the copy
-    notify(callbacks)
+    client_gone = client_gone_of(request_scope)
+    assert client_gone is not None
+    client_gone.notify()  # the server's own object: the app registered through the copy
     await asyncio.wait_for(task, 10)
     assert events["cancelled"].is_set()

@@ -25,7 +25,7 @@ from hypercorn.config import Config, Sockets
 from hypercorn.utils import wrap_app
 
 from app import hypercorn_http1, hypercorn_patches
-from app.client_gone import callbacks_of
+from app.client_gone import client_gone_of
 from app.hypercorn_http1 import HttpToolsH11Protocol
 
 STATUS = re.compile(rb"HTTP/1\.1 (\d{3}) \r\n")
@@ -63,10 +63,10 @@ async def echo_app(scope: dict[str, Any], receive: Any, send: Any, recorder: Rec
         recorder.disconnected.set()
         return
     if path == "/wait-for-client-gone":  # told through app.client_gone, not `receive`
-        callbacks = callbacks_of(scope)
-        recorder.offered_client_gone.append(callbacks is not None)
-        if callbacks is not None:
-            callbacks.append(recorder.told_client_gone.set)
+        client_gone = client_gone_of(scope)
+        recorder.offered_client_gone.append(client_gone is not None)
+        if client_gone is not None:
+            client_gone.on_gone(recorder.told_client_gone.set)
         recorder.request_held.set()
         await recorder.told_client_gone.wait()
         return

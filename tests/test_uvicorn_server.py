@@ -18,7 +18,7 @@ import uvicorn
 from uvicorn import Config
 
 from app import overrides, uvicorn_server
-from app.client_gone import callbacks_of
+from app.client_gone import client_gone_of
 from tests.e2e.server import PROJECT_ROOT, free_port
 from tests.waiting import eventually, poll
 
@@ -85,11 +85,11 @@ class GoneRecorder:
             await send({"type": "lifespan.shutdown.complete"})
             return
         path = scope["path"]
-        callbacks = callbacks_of(scope)
-        self.offered.append((path, callbacks is not None))
+        client_gone = client_gone_of(scope)
+        self.offered.append((path, client_gone is not None))
         told = self.told.setdefault(path, asyncio.Event())
-        if callbacks is not None:
-            callbacks.append(told.set)
+        if client_gone is not None:
+            client_gone.on_gone(told.set)
         if path.startswith("/hold"):
             self.held.set()
             await told.wait()

@@ -21,6 +21,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 import sqlalchemy
 from websockets.asyncio.client import connect
@@ -31,6 +32,7 @@ from tests.e2e.server import (
     assert_stopped_without_waiting_out_the_graceful_timeout,
     prepare_deployment,
     run_server,
+    workers_of,
 )
 from tests.e2e.slow_client import StalledClient
 from tests.e2e.test_concurrency import STATUS, SlowSocket, address, upload_head
@@ -177,6 +179,60 @@ def test_a_client_that_leaves_mid_request_has_its_work_stopped(server) -> None:
     finally:
         engine.dispose()
     assert httpx.get(f"{server.base_url}/api/v1/tag", timeout=10).status_code == 200
+
+
+def test_a_request_whose_client_left_while_it_waited_for_a_slot_is_not_served(
+    serve, deployment
+) -> None:
+    """The one slot held by a read on a locked table; a second request waits for it, and its
+    client leaves. Once the slot is free that request is dropped, not served to nobody (no
+    access-log line, no 200): its server told the app it was gone before the app registered
+    (app.client_gone), as Quart's watcher found `http.disconnect` waiting."""
+    gauge = re.compile(r"^(db_pool_connections_in_use|http_requests_waiting) ([\d.]+)$", re.M)
+    with serve(HTTP_CONCURRENCY="1", DB_TIMEOUT="8") as server:
+
+        def gauges() -> dict[str, float]:
+            text = httpx.get(f"{server.base_url}/metrics", timeout=5).text
+            return {name: float(value) for name, value in gauge.findall(text)}
+
+        (worker,) = workers_of(server.process.pid)
+        engine = sqlalchemy.create_engine(
+            mysql_database_url("server_options").replace("+aiomysql", "+pymysql")
+        )
+        request = b"GET %b HTTP/1.1\r\nHost: x\r\n\r\n"
+        try:
+            with engine.connect() as lock:
+                lock.execute(sqlalchemy.text("LOCK TABLES tags WRITE"))
+                try:
+                    holder = socket.create_connection(address(server), timeout=10)
+                    holder.sendall(request % b"/api/v1/tag")
+                    poll(lambda: gauges()["db_pool_connections_in_use"] == 1, 10, interval=0.05)
+                    leaver = socket.create_connection(address(server), timeout=10)
+                    leaver.sendall(request % b"/api/v1/user")
+                    poll(lambda: gauges()["http_requests_waiting"] == 1, 10, interval=0.05)
+                    port = leaver.getsockname()[1]
+                    leaver.close()
+
+                    def leaver_seen_closing() -> bool:
+                        # Closed by the server (Uvicorn), or its end received (Hypercorn keeps
+                        # the socket while the request's task runs).
+                        return all(
+                            c.raddr[1:] != (port,) or c.status == psutil.CONN_CLOSE_WAIT
+                            for c in worker.net_connections()
+                        )
+
+                    poll(leaver_seen_closing, 10, interval=0.05)
+                    holder.close()  # its read is cancelled, and the slot goes to the leaver's
+                    poll(lambda: gauges()["http_requests_waiting"] == 0, 10, interval=0.05)
+                finally:
+                    lock.execute(sqlalchemy.text("UNLOCK TABLES"))
+        finally:
+            engine.dispose()
+        # With one slot, this request is admitted only once the leaver's has given it back:
+        # a line of the leaver's request would be written before this one's.
+        assert httpx.get(f"{server.base_url}/api/v1/tag", timeout=10).status_code == 200
+        poll(lambda: "GET /api/v1/tag 200" in server.log(), 10, interval=0.05)
+        assert "GET /api/v1/user " not in server.log(), server.log()
 
 
 def test_a_request_head_must_arrive_within_the_header_timeout(server, raw) -> None:
