@@ -21,7 +21,10 @@ from typing import Any, Literal
 
 import pytest
 from hypercorn.asyncio.run import worker_serve
+from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.config import Config, Sockets
+from hypercorn.events import Closed, RawData
+from hypercorn.protocol import ProtocolWrapper
 from hypercorn.utils import wrap_app
 
 from app import hypercorn_http1, hypercorn_patches
@@ -43,6 +46,36 @@ class Recorder:
         self.release = asyncio.Event()
         self.offered_client_gone: list[bool] = []  # per `/wait-for-client-gone` request
         self.told_client_gone = asyncio.Event()
+        # What the worker read from each client port, and which ports it saw close: a test
+        # splitting a request waits for each piece to be read before it sends the next.
+        self.bytes_read: dict[int, int] = {}
+        self.closed: set[int] = set()
+        self._changed: dict[int, asyncio.Event] = {}
+
+    def event(self, port: int, event: Any) -> None:
+        """Note an event the worker's connection from `port` handles (before it is handled: a
+        protocol waiting inside it still read its bytes)."""
+        if isinstance(event, RawData):
+            self.bytes_read[port] = self.bytes_read.get(port, 0) + len(event.data)
+        elif isinstance(event, Closed):
+            self.closed.add(port)
+        self._changed.setdefault(port, asyncio.Event()).set()
+
+    def closing(self, port: int) -> None:
+        """The worker closes its connection from `port` (what arrives later is dropped, while
+        the lingering close drains it)."""
+        self.closed.add(port)
+        self._changed.setdefault(port, asyncio.Event()).set()
+
+    async def read_by_worker(self, port: int, count: int) -> bool:
+        """Wait until the worker has read `count` bytes from `port` (True), or closed that
+        connection (False: it reads nothing more)."""
+        changed = self._changed.setdefault(port, asyncio.Event())
+        async with asyncio.timeout(5):
+            while self.bytes_read.get(port, 0) < count and port not in self.closed:
+                changed.clear()
+                await changed.wait()
+        return port not in self.closed
 
 
 async def echo_app(scope: dict[str, Any], receive: Any, send: Any, recorder: Recorder) -> None:
@@ -131,13 +164,18 @@ class Served:
         self.stop = stop  # the worker's shutdown trigger
 
     async def send_pieces(self, pieces: list[bytes]) -> bytes:
-        """Each piece in a write of its own; what came back, as `exchange` reads it."""
+        """Each piece in a write of its own, sent once the worker read the one before (each
+        in a read of its own: the split under test); what came back, as `exchange` reads it."""
         reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        port = writer.get_extra_info("sockname")[1]
         try:
+            sent = 0
             for piece in pieces:
                 writer.write(piece)
                 await writer.drain()
-                await asyncio.sleep(0.01)  # each piece in a read of its own: the split under test
+                sent += len(piece)
+                if not await self.recorder.read_by_worker(port, sent):
+                    break  # closed by the worker: the rest would never be read
             return await _read_until_closed(reader, silence=2)
         finally:
             writer.close()
@@ -166,8 +204,10 @@ class Served:
                 first, _, rest = request.partition(pause_after)
                 writer.write(first + pause_after)
                 await writer.drain()
-                await asyncio.sleep(0.05)  # the rest in a later read: the split under test
-                writer.write(rest)
+                # The rest once the worker read the first part: a later read, the split under test.
+                port = writer.get_extra_info("sockname")[1]
+                if await self.recorder.read_by_worker(port, len(first + pause_after)):
+                    writer.write(rest)
             else:
                 writer.write(request)
             await writer.drain()
@@ -209,6 +249,22 @@ async def served(
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await echo_app(scope, receive, send, recorder)
 
+    handle = ProtocolWrapper.handle
+
+    async def recorded_handle(protocol: ProtocolWrapper, event: Any) -> None:
+        recorder.event(protocol.client[1] if protocol.client else 0, event)
+        await handle(protocol, event)
+
+    close = TCPServer._close
+
+    async def recorded_close(tcp_server: TCPServer) -> None:
+        peer = tcp_server.writer.get_extra_info("peername")
+        recorder.closing(peer[1] if peer else 0)
+        await close(tcp_server)
+
+    ProtocolWrapper.handle = recorded_handle  # type: ignore[method-assign]
+    TCPServer._close = recorded_close  # type: ignore[method-assign]
+
     serving = asyncio.create_task(
         worker_serve(
             wrap_app(app, config.wsgi_max_body_size, "asgi"),
@@ -222,6 +278,8 @@ async def served(
     finally:
         stop.set()
         await asyncio.wait_for(serving, 10)
+        ProtocolWrapper.handle = handle  # type: ignore[method-assign]
+        TCPServer._close = close  # type: ignore[method-assign]
         hypercorn_http1.use_http1_parser("h11")
 
 
