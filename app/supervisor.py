@@ -182,14 +182,10 @@ def run_workers(config: Config) -> int:
     if owned_directory is not None:
         shutil.rmtree(owned_directory, ignore_errors=True)
     for stop_signal in (signal.SIGINT, signal.SIGTERM):  # stopping already: nothing to wake
-        signal.signal(stop_signal, _ignore_signal)
+        signal.signal(stop_signal, signal.SIG_IGN)
     os.close(wake_read)
     os.close(wake_write)
     return exit_code
-
-
-def _ignore_signal(*_args: object) -> None:
-    """A stop signal once the supervisor has stopped (the stop was requested already)."""
 
 
 def worker_context() -> ForkContext | SpawnContext:

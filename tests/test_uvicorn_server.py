@@ -112,16 +112,16 @@ async def uvicorn_serving(recorder: GoneRecorder) -> AsyncIterator[int]:
     )  # fmt: skip
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve(sockets=[listening]))
+
+    async def started() -> bool:
+        return server.started
+
     try:
-        await eventually(lambda: _true(server.started), 10)
+        await eventually(started, 10)
         yield listening.getsockname()[1]
     finally:
         server.should_exit = True
         await asyncio.wait_for(serving, 15)
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def test_uvicorn_tells_the_app_of_a_client_gone_mid_request() -> None:

@@ -152,15 +152,18 @@ def test_the_server_named_is_the_one_serving(server, request) -> None:
     assert on_uvicorn == [named == "uvicorn"] * len(started) and started
 
 
-def test_a_client_that_leaves_mid_request_has_its_work_stopped(server) -> None:
-    """A request waiting on the database (a locked table) whose client closes its connection is
-    cancelled and gives its pooled connection up at once, not when the database answers: the
-    server tells the app (app.client_gone on both servers' HTTP/1 protocols)."""
-    in_use = re.compile(r"^db_pool_connections_in_use ([\d.]+)$", re.M)
+GAUGE = re.compile(r"^(db_pool_connections_in_use|http_requests_waiting) ([\d.]+)$", re.M)
 
-    def connections_in_use() -> float:
-        return float(in_use.search(httpx.get(f"{server.base_url}/metrics", timeout=5).text)[1])
 
+def gauges(server: RunningServer) -> dict[str, float]:
+    """The pool's connections in use and the requests waiting for a slot, from /metrics."""
+    text = httpx.get(f"{server.base_url}/metrics", timeout=5).text
+    return {name: float(value) for name, value in GAUGE.findall(text)}
+
+
+@contextlib.contextmanager
+def tags_locked() -> Iterator[None]:
+    """The `tags` table write-locked by a session of the test's own: a read of it waits."""
     engine = sqlalchemy.create_engine(
         mysql_database_url("server_options").replace("+aiomysql", "+pymysql")
     )
@@ -168,16 +171,24 @@ def test_a_client_that_leaves_mid_request_has_its_work_stopped(server) -> None:
         with engine.connect() as lock:
             lock.execute(sqlalchemy.text("LOCK TABLES tags WRITE"))
             try:
-                with socket.create_connection(address(server), timeout=10) as leaving:
-                    leaving.sendall(b"GET /api/v1/tag HTTP/1.1\r\nHost: x\r\n\r\n")
-                    poll(lambda: connections_in_use() == 1, 10, interval=0.05)
-                # Well before DB_TIMEOUT (5 s), which would end the wait without the client
-                # gone being told; the table is still locked.
-                poll(lambda: connections_in_use() == 0, 2.5, interval=0.05)
+                yield
             finally:
                 lock.execute(sqlalchemy.text("UNLOCK TABLES"))
     finally:
         engine.dispose()
+
+
+def test_a_client_that_leaves_mid_request_has_its_work_stopped(server) -> None:
+    """A request waiting on the database (a locked table) whose client closes its connection is
+    cancelled and gives its pooled connection up at once, not when the database answers: the
+    server tells the app (app.client_gone on both servers' HTTP/1 protocols)."""
+    with tags_locked():
+        with socket.create_connection(address(server), timeout=10) as leaving:
+            leaving.sendall(b"GET /api/v1/tag HTTP/1.1\r\nHost: x\r\n\r\n")
+            poll(lambda: gauges(server)["db_pool_connections_in_use"] == 1, 10, interval=0.05)
+        # Well before DB_TIMEOUT (5 s), which would end the wait without the client gone being
+        # told; the table is still locked.
+        poll(lambda: gauges(server)["db_pool_connections_in_use"] == 0, 2.5, interval=0.05)
     assert httpx.get(f"{server.base_url}/api/v1/tag", timeout=10).status_code == 200
 
 
@@ -188,48 +199,32 @@ def test_a_request_whose_client_left_while_it_waited_for_a_slot_is_not_served(
     client leaves. Once the slot is free that request is dropped, not served to nobody (no
     access-log line, no 200): its server told the app it was gone before the app registered
     (app.client_gone), as Quart's watcher found `http.disconnect` waiting."""
-    gauge = re.compile(r"^(db_pool_connections_in_use|http_requests_waiting) ([\d.]+)$", re.M)
+    request = b"GET %b HTTP/1.1\r\nHost: x\r\n\r\n"
     # The queue's time bound well past the steps below: the leaver's request is admitted, not
     # shed, however slow the machine.
     with serve(HTTP_CONCURRENCY="1", HTTP_QUEUE_TIMEOUT="20", DB_TIMEOUT="8") as server:
-
-        def gauges() -> dict[str, float]:
-            text = httpx.get(f"{server.base_url}/metrics", timeout=5).text
-            return {name: float(value) for name, value in gauge.findall(text)}
-
         (worker,) = workers_of(server.process.pid)
-        engine = sqlalchemy.create_engine(
-            mysql_database_url("server_options").replace("+aiomysql", "+pymysql")
-        )
-        request = b"GET %b HTTP/1.1\r\nHost: x\r\n\r\n"
-        try:
-            with engine.connect() as lock:
-                lock.execute(sqlalchemy.text("LOCK TABLES tags WRITE"))
-                try:
-                    holder = socket.create_connection(address(server), timeout=10)
-                    holder.sendall(request % b"/api/v1/tag")
-                    poll(lambda: gauges()["db_pool_connections_in_use"] == 1, 10, interval=0.05)
-                    leaver = socket.create_connection(address(server), timeout=10)
-                    leaver.sendall(request % b"/api/v1/user")
-                    poll(lambda: gauges()["http_requests_waiting"] == 1, 10, interval=0.05)
-                    port = leaver.getsockname()[1]
-                    leaver.close()
+        with tags_locked():
+            holder = socket.create_connection(address(server), timeout=10)
+            holder.sendall(request % b"/api/v1/tag")
+            poll(lambda: gauges(server)["db_pool_connections_in_use"] == 1, 10, interval=0.05)
+            leaver = socket.create_connection(address(server), timeout=10)
+            leaver.sendall(request % b"/api/v1/user")
+            poll(lambda: gauges(server)["http_requests_waiting"] == 1, 10, interval=0.05)
+            port = leaver.getsockname()[1]
+            leaver.close()
 
-                    def leaver_seen_closing() -> bool:
-                        # Closed by the server (Uvicorn), or its end received (Hypercorn keeps
-                        # the socket while the request's task runs).
-                        return all(
-                            c.raddr[1:] != (port,) or c.status == psutil.CONN_CLOSE_WAIT
-                            for c in worker.net_connections()
-                        )
+            def leaver_seen_closing() -> bool:
+                # Closed by the server (Uvicorn), or its end received (Hypercorn keeps the
+                # socket while the request's task runs).
+                return all(
+                    c.raddr[1:] != (port,) or c.status == psutil.CONN_CLOSE_WAIT
+                    for c in worker.net_connections()
+                )
 
-                    poll(leaver_seen_closing, 10, interval=0.05)
-                    holder.close()  # its read is cancelled, and the slot goes to the leaver's
-                    poll(lambda: gauges()["http_requests_waiting"] == 0, 10, interval=0.05)
-                finally:
-                    lock.execute(sqlalchemy.text("UNLOCK TABLES"))
-        finally:
-            engine.dispose()
+            poll(leaver_seen_closing, 10, interval=0.05)
+            holder.close()  # its read is cancelled, and the slot goes to the leaver's
+            poll(lambda: gauges(server)["http_requests_waiting"] == 0, 10, interval=0.05)
         # With one slot, this request is admitted only once the leaver's has given it back:
         # a line of the leaver's request would be written before this one's.
         assert httpx.get(f"{server.base_url}/api/v1/tag", timeout=10).status_code == 200
