@@ -508,8 +508,8 @@ def run_peers(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
     rows += peers.run_hooks(
         arguments.mysql_url,
         redis_url,
-        rounds=1 if arguments.smoke else 7,
-        requests=100 if arguments.smoke else 3000,
+        rounds=1 if arguments.smoke else 41,
+        requests=100 if arguments.smoke else 200,
         log=log,
     )
     rows += peers.run_websockets(

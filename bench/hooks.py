@@ -4,14 +4,17 @@ them together at most 60 us).
 The service's app (production settings, MariaDB, Redis, metrics in multi-process mode, the
 worker's collector thresholds) is driven in-process through its ASGI interface, one request at
 a time on `GET /methods` (a route with every hook and no database, whose noise would hide
-microseconds), in interleaved rounds of `requests` each; a figure is a variant's fastest round.
-A hook's cost is the CPU time per request with everything on, less the same with only that hook
-off; "all hooks" is everything on
-less everything off (no ASGI middleware of the service's, no `before_request` hook of its own).
-The server's cost is not in these figures: bench/peers.py measures whole servers.
+microseconds), in blocks of `requests` requests. A hook's cost is the CPU time per request of a
+block with everything on less that of the block right after it with only that hook off; each
+round pairs every variant so, in a shuffled order, and a figure is the median of its `rounds`
+pairs. "all hooks" is everything on less everything off (no ASGI middleware of the service's,
+no `before_request` hook of its own). The server's cost is not in these figures:
+bench/peers.py measures whole servers.
 
-Run as `python -m bench.hooks` (the peers suite does, in a process of its own); prints one JSON
-object: {hook: microseconds}.
+Run as `python -m bench.hooks ROUNDS REQUESTS` (the peers suite does, in a process of its
+own); prints one JSON object: {hook: microseconds}, plus "request, everything on" (the whole
+request) and "spread" (the largest of the figures' half interquartile range over the square
+root of the rounds: how far a figure may be off).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import copy
 import gc
 import json
 import os
+import random
+import statistics
 import sys
 import tempfile
 import time
@@ -131,30 +136,59 @@ async def measure(rounds: int, requests: int) -> dict[str, float]:
                 setattr(app, "middleware_stack", quart_asgi),
             ),
         }
-        samples: dict[str, list[float]] = {name: [] for name in variants}
+
+        async def block() -> float:
+            """CPU microseconds per request over `requests` requests."""
+            started = time.process_time()
+            for _ in range(requests):
+                await _request(app)
+            return (time.process_time() - started) / requests * 1e6
+
+        def use(apply: Callable[[], None]) -> None:
+            restore()
+            request_hooks.request_id_for = real_request_id
+            apply()
+
+        # Paired blocks: each variant's block right after a block with everything on, in a
+        # shuffled order per round; a cost is the median of those pairs' differences. A drift
+        # of the machine's speed (another process, the host) moves both blocks of a pair alike;
+        # the fastest round of each variant, the former figure, gave shares of -15 to +25 us.
+        shuffle = random.Random(30)
+        names = [name for name in variants if name != "everything on"]
+        for name in names:  # warm each variant's code path once
+            use(variants[name])
+            for _ in range(50):
+                await _request(app)
+        differences: dict[str, list[float]] = {name: [] for name in names}
+        on_samples: list[float] = []
         for _ in range(rounds):
-            for name, apply in variants.items():
-                restore()
-                request_hooks.request_id_for = real_request_id
-                apply()
-                for _ in range(50):
-                    await _request(app)
-                started = time.process_time()
-                for _ in range(requests):
-                    await _request(app)
-                samples[name].append((time.process_time() - started) / requests * 1e6)
+            shuffle.shuffle(names)
+            for name in names:
+                use(variants["everything on"])
+                on = await block()
+                use(variants[name])
+                differences[name].append(on - await block())
+                on_samples.append(on)
         restore()
         request_hooks.request_id_for = real_request_id
-    # The fastest round of each: noise (another process, a cache) only ever adds CPU time.
-    on = min(samples["everything on"])
     costs = {
-        name: on - min(values)
-        for name, values in samples.items()
-        if name not in ("everything on", "everything off")
+        name: statistics.median(values)
+        for name, values in differences.items()
+        if name != "everything off"
     }
-    costs["all hooks"] = on - min(samples["everything off"])
-    costs["request, everything on"] = on
+    costs["all hooks"] = statistics.median(differences["everything off"])
+    costs["request, everything on"] = statistics.median(on_samples)
+    costs["spread"] = max(_spread(values) for values in differences.values())
     return costs
+
+
+def _spread(values: list[float]) -> float:
+    """Half the interquartile range of `values` over the square root of their count: about
+    how far their median may be off, in the same unit."""
+    if len(values) < 4:
+        return float("nan")
+    quartiles = statistics.quantiles(values, n=4)
+    return (quartiles[2] - quartiles[0]) / 2 / len(values) ** 0.5
 
 
 def main() -> None:
