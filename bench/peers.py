@@ -10,9 +10,11 @@ REST, `GET /api/v1/user/<id>` at 32 and 1,000 connections (`wrk -t2 --timeout 4s
   the same envelope, the read engine set to one round trip per read as the service's is).
 
 Each contender is started once per round and takes both loads; the rounds interleave the
-contenders (each round starting with the next one), and a figure is the median of its rounds:
-answers per second, p99, client timeouts and the CPU time (user + system) of the server's whole
-process tree per answer.
+contenders, and a figure is the median of its rounds: answers per second, p99, client timeouts
+and the CPU time (user + system) of the server's whole process tree per answer. In each round
+the contenders the targets compare (the service on each server, and the peer) run first and
+back to back, each round starting with the next of them, then the others likewise; the run's
+first load is preceded by one discarded load.
 
 Websockets: the service's fan-out (`/websocket`, 1 sender to `receivers`, Redis pub/sub between
 2 workers) against python-socketio's ASGI server with its `AsyncRedisManager` on Uvicorn
@@ -172,14 +174,28 @@ def measure_rest(
     log: Callable[[str], None],
 ) -> dict[tuple[str, int], Measured]:
     measured: dict[tuple[str, int], Measured] = {}
+    # The contenders the targets compare (the service's rows and the peer) run back to back in
+    # each round, the others after them: this machine's speed drifts by 10-25% over minutes
+    # (the same contender, 624 to 861 us an answer within 3 rounds, MariaDB's share alike),
+    # and in one run the peer's best round came 2 minutes before the service's worst.
+    compared = [c for c in listed if c.key.startswith("service-") or c.key == PEER]
+    others = [c for c in listed if c not in compared]
+    warmed = False
     for round_number in range(runs):
-        # Each round starts with another contender: the first of a run was the slowest while
-        # the machine settled (the service's Hypercorn row, first in every round, had its
-        # round 1 at x0.63 of the peer against x0.98 and x0.81 in rounds 2 and 3).
-        first = round_number % len(listed)
-        for contender in [*listed[first:], *listed[:first]]:
+        # Each round starts with another contender of each group: the first of a run was the
+        # slowest while the machine settled (the service's Hypercorn row, first in every
+        # round, had its round 1 at x0.63 of the peer against x0.98 and x0.81 in rounds 2
+        # and 3).
+        order = [
+            *_rotated(compared, round_number),
+            *_rotated(others, round_number),
+        ]
+        for contender in order:
             with contender.start() as server:
                 url = server.http + contender.path(user_id)
+                if not warmed:  # the run's first load: MariaDB's and the machine's caches
+                    http_load.run(url, seconds=seconds / 2, connections=32)
+                    warmed = True
                 http_load.run(url, seconds=1, connections=4)  # warm: pools, caches
                 for connections in connection_counts:
                     result, cpu_us = load_once(server, url, connections, seconds)
@@ -195,6 +211,13 @@ def measure_rest(
                     )
                     settle_connections(server)
     return measured
+
+
+def _rotated(items: list[Contender], by: int) -> list[Contender]:
+    if not items:
+        return []
+    first = by % len(items)
+    return [*items[first:], *items[:first]]
 
 
 def settle_connections(server: Server) -> None:
