@@ -512,6 +512,9 @@ def run_peers(arguments: argparse.Namespace, redis_url: str) -> list[Row]:
         requests=100 if arguments.smoke else 200,
         log=log,
     )
+    rows += peers.run_log_writers(
+        rounds=1 if arguments.smoke else 21, lines=100 if arguments.smoke else 500, log=log
+    )
     rows += peers.run_websockets(
         arguments.mysql_url,
         redis_url,

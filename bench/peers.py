@@ -427,6 +427,30 @@ def socketio_server(redis_url: str) -> Iterator[Server]:
         yield running
 
 
+def run_log_writers(*, rounds: int, lines: int, log: Callable[[str], None]) -> list[Row]:
+    """The access log line written by the service's writer, by stdlib logging and by structlog
+    (bench/log_writers.py, in a process of its own), in CPU microseconds per line."""
+    import json
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.log_writers", str(rounds), str(lines)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    costs: dict[str, float] = json.loads(done.stdout.splitlines()[-1])
+    load = load_average()
+    rows = []
+    for name, value in costs.items():
+        log(f"  access log line: {name:40s} {value:6.1f} us")
+        rows.append(Row(f"access log line: {name}", value, "us/line", load=load))
+    return rows
+
+
 def run_hooks(
     mysql_url: str, redis_url: str, *, rounds: int, requests: int, log: Callable[[str], None]
 ) -> list[Row]:
@@ -457,11 +481,12 @@ def run_hooks(
     )
     costs: dict[str, float] = json.loads(done.stdout.splitlines()[-1])
     load = load_average()
+    spread = costs.pop("spread")
     for name, value in costs.items():
         log(f"  hooks: {name:60s} {value:6.1f} us")
+    log(f"  hooks: each figure within about {spread:.1f} us")
     whole = costs.pop("request, everything on")
     total = costs.pop("all hooks")
-    spread = costs.pop("spread")
     rows = [
         Row(
             "the service's own hooks, together",
