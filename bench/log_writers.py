@@ -41,11 +41,20 @@ Writer = Callable[[], None]
 NOTHING = "nothing"
 
 
-def _service_writer(json_lines: bool, stream: Any) -> Writer:
-    from app.request_log import AccessLog, configure_logging
+def _settings(json_lines: bool) -> Any:
     from app.settings import Settings
 
-    handler = configure_logging(Settings(log_format="json" if json_lines else "text"))
+    # Only the log's settings matter here; the environment's APP_ENV (and its secret-key rule)
+    # does not.
+    return Settings(
+        app_env="development", log_level="INFO", log_format="json" if json_lines else "text"
+    )
+
+
+def _service_writer(json_lines: bool, stream: Any) -> Writer:
+    from app.request_log import AccessLog, configure_logging
+
+    handler = configure_logging(_settings(json_lines))
     handler.setStream(stream)
     access_log = AccessLog(handler, json_lines=json_lines)
     method, path, status, seconds, request_id = LINE
@@ -54,9 +63,8 @@ def _service_writer(json_lines: bool, stream: Any) -> Writer:
 
 def _stdlib_writer(json_lines: bool, stream: Any) -> Writer:
     from app.request_log import configure_logging
-    from app.settings import Settings
 
-    handler = configure_logging(Settings(log_format="json" if json_lines else "text"))
+    handler = configure_logging(_settings(json_lines))
     handler.setStream(stream)
     logger = logging.getLogger("app.access")
     method, path, status, seconds, request_id = LINE
