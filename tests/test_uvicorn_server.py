@@ -171,3 +171,147 @@ async def test_uvicorn_calls_back_a_pipelined_request_once_it_is_in_flight() -> 
         await asyncio.wait_for(recorder.told["/hold"].wait(), 5)
         assert not recorder.told["/first"].is_set()
         assert recorder.offered == [("/first", True), ("/hold", True)]
+
+
+# A response's head goes out with its first body bytes (app.uvicorn_server.HeadWithFirstBody).
+
+
+class RecordingTransport:
+    """The connection's real transport, recording each write."""
+
+    def __init__(self, transport: asyncio.Transport, writes: list[bytes]) -> None:
+        self._transport = transport
+        self.writes = writes
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+        self._transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+async def answering_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """`/chunks`: two body messages and no content-length; `/echo`: the request's body back;
+    `/broken`: a head, then an error; anything else: `ok` with its content-length."""
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    path = scope["path"]
+    if path == "/chunks":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"one", "more_body": True})
+        await send({"type": "http.response.body", "body": b"two"})
+        return
+    if path == "/broken":
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"9")]}
+        )
+        raise RuntimeError("the app failed after its head")
+    body = b"ok"
+    if path == "/echo":
+        body = (await receive())["body"]
+    headers = [(b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+@contextlib.asynccontextmanager
+async def uvicorn_recording(writes: list[bytes]) -> AsyncIterator[int]:
+    """Uvicorn with the service's protocol serving `answering_app`, its writes recorded."""
+
+    class Recording(uvicorn_server.ServiceHttpToolsProtocol):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(RecordingTransport(transport, writes))  # type: ignore[arg-type]
+
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen(16)
+    config = Config(
+        answering_app, http=Recording, lifespan="on", log_config=None, access_log=False,
+        loop="asyncio", interface="asgi3",
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve(sockets=[listening]))
+
+    async def started() -> bool:
+        return server.started
+
+    try:
+        await eventually(started, 10)
+        yield listening.getsockname()[1]
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, 15)
+
+
+async def test_uvicorn_writes_a_response_head_with_its_body() -> None:
+    writes: list[bytes] = []
+    async with uvicorn_recording(writes) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\nok"), 5)
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and b"content-length: 2\r\n" in answer
+    assert len(writes) == 1 and writes[0] == answer
+
+
+async def test_uvicorn_writes_a_chunked_answer_head_with_its_first_chunk() -> None:
+    writes: list[bytes] = []
+    async with uvicorn_recording(writes) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /chunks HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 5)
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"transfer-encoding: chunked" in head
+    assert body == b"3\r\none\r\n3\r\ntwo\r\n0\r\n\r\n"
+    assert writes == [head + b"\r\n\r\n3\r\none\r\n", b"3\r\ntwo\r\n0\r\n\r\n"]
+
+
+async def test_uvicorn_writes_a_head_answer_at_once() -> None:
+    """A HEAD answer has no body write to wait for: its head goes out as Uvicorn writes it,
+    and the next request on the connection is answered after it."""
+    writes: list[bytes] = []
+    async with uvicorn_recording(writes) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"HEAD /x HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        writer.write(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\nok"), 5)
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"content-length: 2\r\n" in head
+    assert writes == [head, answer]
+
+
+async def test_uvicorn_sends_100_continue_before_the_body_arrives() -> None:
+    writes: list[bytes] = []
+    async with uvicorn_recording(writes) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
+        # The client sends its body only once told to continue.
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert interim == uvicorn_server.CONTINUE
+        writer.write(b"hello")
+        answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\nhello"), 5)
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert writes == [uvicorn_server.CONTINUE, answer]
+
+
+async def test_uvicorn_writes_the_head_of_an_answer_cut_short_before_closing() -> None:
+    """An app failing after its head: the head is written, then the connection closed, as
+    Uvicorn did with the head written at once."""
+    writes: list[bytes] = []
+    async with uvicorn_recording(writes) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /broken HTTP/1.1\r\nHost: x\r\n\r\n")
+        received = await asyncio.wait_for(reader.read(), 5)  # up to the close
+        writer.close()
+    assert received.startswith(b"HTTP/1.1 200 OK\r\n") and received.endswith(b"\r\n\r\n")
+    assert b"content-length: 9\r\n" in received
+    assert writes == [received]
