@@ -85,7 +85,7 @@ OVERRIDES: tuple[Override, ...] = (
         ">=0.55,<0.56",
         "app/uvicorn_server.py",
         "subclasses HttpToolsProtocol and WebSocketsSansIOProtocol (head size, header timeout, "
-        "close codes)",
+        "close codes); sets RequestResponseCycle.transport (the head written with the body)",
         "h11_max_incomplete_event_size is h11's only; no request-head timeout",
     ),
     Override(
