@@ -68,28 +68,19 @@ def _stdlib_writer(json_lines: bool, stream: Any) -> Writer:
     handler.setStream(stream)
     logger = logging.getLogger("app.access")
     method, path, status, seconds, request_id = LINE
-    if json_lines:  # the JSON formatter takes the fields from the record's extras
-
-        def write() -> None:
-            logger.info(
-                "%s %s %d %.1fms id=%s client=%s",
-                method,
-                path,
-                status,
-                seconds * 1000,
-                request_id,
-                CLIENT,
-                extra={
-                    "method": method,
-                    "path": path,
-                    "status": status,
-                    "duration_ms": round(seconds * 1000, 2),
-                    "request_id": request_id,
-                    "client": CLIENT,
-                },
-            )
-
-        return write
+    # The JSON formatter takes the fields from the record's extras; text lines have none.
+    extra = (
+        {
+            "method": method,
+            "path": path,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 2),
+            "request_id": request_id,
+            "client": CLIENT,
+        }
+        if json_lines
+        else None
+    )
     return lambda: logger.info(
         "%s %s %d %.1fms id=%s client=%s",
         method,
@@ -98,6 +89,7 @@ def _stdlib_writer(json_lines: bool, stream: Any) -> Writer:
         seconds * 1000,
         request_id,
         CLIENT,
+        extra=extra,
     )
 
 

@@ -69,6 +69,13 @@ def test_upstream_uvicorn_keeps_a_silent_connection_past_any_header_timeout() ->
 # it, and a connection lost calls back the requests not yet answered, in pipelining order.
 
 
+async def serve_lifespan(receive: Any, send: Any) -> None:
+    """A raw ASGI app's lifespan: started at once, stopped when told."""
+    while (await receive())["type"] != "lifespan.shutdown":
+        await send({"type": "lifespan.startup.complete"})
+    await send({"type": "lifespan.shutdown.complete"})
+
+
 class GoneRecorder:
     """What a raw ASGI app saw: per request path, whether the extension was offered, and an
     event set when the server called back; `/hold` waits until told the client is gone."""
@@ -80,9 +87,7 @@ class GoneRecorder:
 
     async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await serve_lifespan(receive, send)
             return
         path = scope["path"]
         client_gone = client_gone_of(scope)
@@ -101,14 +106,14 @@ class GoneRecorder:
 
 
 @contextlib.asynccontextmanager
-async def uvicorn_serving(recorder: GoneRecorder) -> AsyncIterator[int]:
-    """Uvicorn with the service's protocol (asyncio loop), in this test's loop; its port."""
+async def uvicorn_with(app: Any, protocol: type[Any]) -> AsyncIterator[int]:
+    """Uvicorn serving `app` with `protocol` (asyncio loop), in this test's loop; its port."""
     listening = socket.socket()
     listening.bind(("127.0.0.1", 0))
     listening.listen(16)
     config = Config(
-        recorder.app, http=uvicorn_server.ServiceHttpToolsProtocol, lifespan="on",
-        log_config=None, access_log=False, loop="asyncio", interface="asgi3",
+        app, http=protocol, lifespan="on", log_config=None, access_log=False, loop="asyncio",
+        interface="asgi3",
     )  # fmt: skip
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve(sockets=[listening]))
@@ -122,6 +127,11 @@ async def uvicorn_serving(recorder: GoneRecorder) -> AsyncIterator[int]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(serving, 15)
+
+
+def uvicorn_serving(recorder: GoneRecorder) -> contextlib.AbstractAsyncContextManager[int]:
+    """Uvicorn with the service's protocol serving `recorder`'s app."""
+    return uvicorn_with(recorder.app, uvicorn_server.ServiceHttpToolsProtocol)
 
 
 async def test_uvicorn_tells_the_app_of_a_client_gone_mid_request() -> None:
@@ -195,9 +205,7 @@ async def answering_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """`/chunks`: two body messages and no content-length; `/echo`: the request's body back;
     `/broken`: a head, then an error; anything else: `ok` with its content-length."""
     if scope["type"] == "lifespan":
-        while (await receive())["type"] != "lifespan.shutdown":
-            await send({"type": "lifespan.startup.complete"})
-        await send({"type": "lifespan.shutdown.complete"})
+        await serve_lifespan(receive, send)
         return
     path = scope["path"]
     if path == "/chunks":
@@ -218,53 +226,36 @@ async def answering_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-@contextlib.asynccontextmanager
-async def uvicorn_recording(writes: list[bytes]) -> AsyncIterator[int]:
+def uvicorn_recording(writes: list[bytes]) -> contextlib.AbstractAsyncContextManager[int]:
     """Uvicorn with the service's protocol serving `answering_app`, its writes recorded."""
 
     class Recording(uvicorn_server.ServiceHttpToolsProtocol):
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(RecordingTransport(transport, writes))  # type: ignore[arg-type]
 
-    listening = socket.socket()
-    listening.bind(("127.0.0.1", 0))
-    listening.listen(16)
-    config = Config(
-        answering_app, http=Recording, lifespan="on", log_config=None, access_log=False,
-        loop="asyncio", interface="asgi3",
-    )  # fmt: skip
-    server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve(sockets=[listening]))
-
-    async def started() -> bool:
-        return server.started
-
-    try:
-        await eventually(started, 10)
-        yield listening.getsockname()[1]
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(serving, 15)
+    return uvicorn_with(answering_app, Recording)
 
 
-async def test_uvicorn_writes_a_response_head_with_its_body() -> None:
+async def recorded_answer(request: bytes, until: bytes) -> tuple[bytes, list[bytes]]:
+    """`request` sent to `answering_app` on the service's protocol: the answer up to `until`,
+    and the server's writes."""
     writes: list[bytes] = []
     async with uvicorn_recording(writes) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
-        answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\nok"), 5)
+        writer.write(request)
+        answer = await asyncio.wait_for(reader.readuntil(until), 5)
         writer.close()
+    return answer, writes
+
+
+async def test_uvicorn_writes_a_response_head_with_its_body() -> None:
+    answer, writes = await recorded_answer(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n", b"\r\n\r\nok")
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and b"content-length: 2\r\n" in answer
     assert len(writes) == 1 and writes[0] == answer
 
 
 async def test_uvicorn_writes_a_chunked_answer_head_with_its_first_chunk() -> None:
-    writes: list[bytes] = []
-    async with uvicorn_recording(writes) as port:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET /chunks HTTP/1.1\r\nHost: x\r\n\r\n")
-        answer = await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 5)
-        writer.close()
+    answer, writes = await recorded_answer(b"GET /chunks HTTP/1.1\r\nHost: x\r\n\r\n", b"0\r\n\r\n")
     head, _, body = answer.partition(b"\r\n\r\n")
     assert b"transfer-encoding: chunked" in head
     assert body == b"3\r\none\r\n3\r\ntwo\r\n0\r\n\r\n"
