@@ -427,22 +427,32 @@ def socketio_server(redis_url: str) -> Iterator[Server]:
         yield running
 
 
-def run_log_writers(*, rounds: int, lines: int, log: Callable[[str], None]) -> list[Row]:
-    """The access log line written by the service's writer, by stdlib logging and by structlog
-    (bench/log_writers.py, in a process of its own), in CPU microseconds per line."""
+def _costs_from(
+    module: str, *arguments: int, env: dict[str, str], timeout: float, quiet: bool
+) -> dict[str, float]:
+    """`python -m <module> <arguments>` (bench/hooks.py, bench/log_writers.py) in a process of
+    its own, its stderr discarded if `quiet`; the JSON object its last line prints."""
     import json
     import subprocess
 
     done = subprocess.run(
-        [sys.executable, "-m", "bench.log_writers", str(rounds), str(lines)],
+        [sys.executable, "-m", module, *map(str, arguments)],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
         stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL if quiet else None,
         text=True,
         check=True,
-        timeout=600,
+        timeout=timeout,
     )
     costs: dict[str, float] = json.loads(done.stdout.splitlines()[-1])
+    return costs
+
+
+def run_log_writers(*, rounds: int, lines: int, log: Callable[[str], None]) -> list[Row]:
+    """The access log line written by the service's writer, by stdlib logging and by structlog
+    (bench/log_writers.py), in CPU microseconds per line."""
+    costs = _costs_from("bench.log_writers", rounds, lines, env={}, timeout=600, quiet=False)
     load = load_average()
     rows = []
     for name, value in costs.items():
@@ -455,31 +465,17 @@ def run_hooks(
     mysql_url: str, redis_url: str, *, rounds: int, requests: int, log: Callable[[str], None]
 ) -> list[Row]:
     """Each of the service's own per-request hooks, in CPU microseconds per request
-    (bench/hooks.py, in a process of its own); the target: all of them at most 60 us."""
-    import json
-    import subprocess
-
+    (bench/hooks.py); the target: all of them at most 60 us."""
     from bench.servers import BENCH_SECRET_KEY
 
     env = {
-        **os.environ,
         "APP_ENV": "production",
         "SECRET_KEY": BENCH_SECRET_KEY,
         "DATABASE_URL": mysql_url,
         "REDIS_URL": redis_url,
-        "PYTHONPATH": str(ROOT),
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.hooks", str(rounds), str(requests)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,  # the access log's lines: written, as in production
-        text=True,
-        check=True,
-        timeout=1800,
-    )
-    costs: dict[str, float] = json.loads(done.stdout.splitlines()[-1])
+    # Its stderr has the access log's lines: written, as in production, and not shown.
+    costs = _costs_from("bench.hooks", rounds, requests, env=env, timeout=1800, quiet=True)
     load = load_average()
     spread = costs.pop("spread")
     for name, value in costs.items():
