@@ -25,7 +25,6 @@ from app.auth.cookie_session import CachedSerializerSessionInterface
 from app.auth.csrf import check_csrf, csrf_token
 from app.auth.identity import identify_request, identify_websocket
 from app.commands import DATABASE_COMMANDS
-from app.db import start_database_deadline
 from app.envelope import register_error_handlers
 from app.health import blueprint as health_blueprint
 from app.http_connection import LeanHTTPConnection
@@ -158,6 +157,7 @@ def middleware_list(
             security_headers=SecurityHeaders(settings),
             metrics=RequestMetrics(),
             access_log=AccessLog(log_handler, json_lines=settings.log_format == "json"),
+            database_seconds=settings.db_timeout,
         ),
     ]
 
@@ -211,10 +211,6 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
     register_security_headers(app)
     register_error_handlers(app)
     app.jinja_env.globals["csrf_token"] = csrf_token
-
-    @app.before_request
-    async def bound_database_work() -> None:
-        start_database_deadline(settings.db_timeout)
 
     app.before_request(identify_request)
     app.before_request(check_csrf)

@@ -2,6 +2,8 @@
 
 For every HTTP request the app answers (those admission lets in; app.admission answers the
 rest itself, uncounted by design), `RequestHooks`:
+- starts its database deadline: all its database work must end within `DB_TIMEOUT`
+  (app.db.start_database_deadline);
 - gives it its request id (app.request_log.request_id_for), kept in the scope
   (`current_request_id()` in the app) and echoed in `X-Request-ID`;
 - adds the security headers the response lacks (app.security_headers);
@@ -25,6 +27,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from app.credentials.rate_limit import RATE_LIMIT_SCOPE_KEY
+from app.db import start_database_deadline
 from app.metrics import RequestMetrics
 from app.request_log import REQUEST_ID_SCOPE_KEY, AccessLog, request_id_for
 from app.security_headers import NONCE_SCOPE_KEY, SecurityHeaders
@@ -44,6 +47,7 @@ class RequestHooks:
         security_headers: the worker's encoded security headers.
         metrics: the request counters and timers.
         access_log: the access log writer.
+        database_seconds: the request's database deadline, in seconds (`DB_TIMEOUT`).
     """
 
     def __init__(
@@ -53,8 +57,10 @@ class RequestHooks:
         security_headers: SecurityHeaders,
         metrics: RequestMetrics,
         access_log: AccessLog,
+        database_seconds: float,
     ) -> None:
         self.app = app
+        self.database_seconds = database_seconds
         self.security_headers = security_headers
         self.metrics = metrics
         self.access_log = access_log
@@ -67,6 +73,7 @@ class RequestHooks:
 
     async def _handle(self, scope: Scope, receive: Any, send: Any) -> None:
         started = time.perf_counter()
+        start_database_deadline(self.database_seconds)
         request_id = scope[REQUEST_ID_SCOPE_KEY] = request_id_for(scope)
         status = 0
 

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-HOOKS_BEFORE = ("bound_database_work", "identify_request", "check_csrf")
+HOOKS_BEFORE = ("identify_request", "check_csrf")
 PATH = "/methods"
 
 
@@ -113,9 +113,13 @@ async def measure(rounds: int, requests: int) -> dict[str, float]:
         import app.request_hooks as request_hooks
 
         real_request_id = request_hooks.request_id_for
+        real_deadline = request_hooks.start_database_deadline
 
         def no_request_id() -> None:
             request_hooks.request_id_for = lambda scope: "-"  # type: ignore[assignment]
+
+        def no_database_deadline() -> None:
+            request_hooks.start_database_deadline = lambda seconds: None  # type: ignore[assignment]
 
         variants: dict[str, Callable[[], None]] = {
             "everything on": lambda: None,
@@ -127,7 +131,7 @@ async def measure(rounds: int, requests: int) -> dict[str, float]:
             "request id": no_request_id,
             "identity": without("identify_request"),
             "CSRF check": without("check_csrf"),
-            "database deadline": without("bound_database_work"),
+            "database deadline": no_database_deadline,
             "ASGI middlewares (admission, websocket drain, the hooks' own wrapper and parts)": (
                 lambda: setattr(app, "middleware_stack", quart_asgi)
             ),
@@ -147,6 +151,7 @@ async def measure(rounds: int, requests: int) -> dict[str, float]:
         def use(apply: Callable[[], None]) -> None:
             restore()
             request_hooks.request_id_for = real_request_id
+            request_hooks.start_database_deadline = real_deadline
             apply()
 
         # Paired blocks: each variant's block right after a block with everything on, in a
@@ -171,6 +176,7 @@ async def measure(rounds: int, requests: int) -> dict[str, float]:
                 on_samples.append(on)
         restore()
         request_hooks.request_id_for = real_request_id
+        request_hooks.start_database_deadline = real_deadline
     costs = {
         name: statistics.median(values)
         for name, values in differences.items()

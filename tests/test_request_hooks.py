@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
+from sqlalchemy import text
 
+from app.db import Database, DatabaseTimeoutError
 from app.metric_files import process_identifier
 from app.metrics import RequestMetrics
 from app.request_hooks import ROUTE_SCOPE_KEY, RequestHooks
@@ -28,6 +30,7 @@ from app.request_log import (
 )
 from app.security_headers import NONCE_SCOPE_KEY, SecurityHeaders, page_policy
 from app.settings import Settings
+from tests.conftest import make_settings
 from tests.e2e.server import PROJECT_ROOT
 
 PRODUCTION = Settings(app_env="production", secret_key="x" * 32)
@@ -54,6 +57,23 @@ def http_scope(path: str = "/api/v1/tag", headers: Headers | None = None) -> dic
         "headers": headers or [],
         "client": ("192.0.2.7", 4000),
     }
+
+
+def hooks_around(
+    app: Any,
+    handler: logging.StreamHandler[Any],
+    *,
+    json_lines: bool = False,
+    metrics: RequestMetrics | None = None,
+    database_seconds: float = 5.0,
+) -> RequestHooks:
+    return RequestHooks(
+        app,
+        security_headers=SecurityHeaders(PRODUCTION),
+        metrics=metrics or RequestMetrics(),
+        access_log=AccessLog(handler, json_lines=json_lines),
+        database_seconds=database_seconds,
+    )
 
 
 def stream_handler(log_format: str) -> tuple[logging.StreamHandler[Any], io.StringIO]:
@@ -129,12 +149,7 @@ def test_security_headers_are_added_unless_the_response_has_them() -> None:
 async def test_an_answered_request_gets_its_id_headers_count_and_one_line(log_format: str) -> None:
     handler, stream = stream_handler(log_format)
     metrics = RequestMetrics()
-    hooks = RequestHooks(
-        Answer(201),
-        security_headers=SecurityHeaders(PRODUCTION),
-        metrics=metrics,
-        access_log=AccessLog(handler, json_lines=log_format == "json"),
-    )
+    hooks = hooks_around(Answer(201), handler, json_lines=log_format == "json", metrics=metrics)
     labels = {"route": "/api/v1/tag", "method": "GET", "status": "201"}
     before = REGISTRY.get_sample_value("http_requests_total", labels) or 0
     scope = http_scope("/api/v1/tag\n", [(b"x-request-id", b"req-1")])
@@ -198,16 +213,33 @@ async def test_a_request_left_unanswered_is_neither_counted_nor_logged() -> None
     async def leaves(scope: dict[str, Any], receive: Any, send: Any) -> None:
         raise asyncio.CancelledError  # the client left before any answer
 
-    hooks = RequestHooks(
-        leaves,
-        security_headers=SecurityHeaders(PRODUCTION),
-        metrics=RequestMetrics(),
-        access_log=AccessLog(handler, json_lines=False),
-    )
+    hooks = hooks_around(leaves, handler)
     with pytest.raises(asyncio.CancelledError):
         await serve_once(hooks, http_scope())
     await asyncio.sleep(0)
     assert stream.getvalue() == ""
+
+
+async def test_a_request_s_database_work_shares_the_deadline_its_hooks_started() -> None:
+    """All of a request's database work must end within one `DB_TIMEOUT` from its start (not
+    one each): a read once that time is used up is refused at once, without a connection."""
+    database = Database(make_settings("sqlite+aiosqlite:///:memory:"))
+    outcomes: list[object] = []
+
+    async def reads(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            await database.read(lambda connection: connection.execute(text("SELECT 1")))
+        except DatabaseTimeoutError as error:
+            outcomes.append(str(error))
+        await Answer(200)(scope, receive, send)
+
+    handler, _ = stream_handler("text")
+    try:
+        await serve_once(hooks_around(reads, handler, database_seconds=0.0), http_scope())
+        await serve_once(hooks_around(reads, handler, database_seconds=5.0), http_scope())
+    finally:
+        await database.dispose()
+    assert outcomes == ["the request's database time is used up"]
 
 
 async def test_websockets_pass_straight_through() -> None:
@@ -217,12 +249,7 @@ async def test_websockets_pass_straight_through() -> None:
         seen.append(scope)
 
     handler, _ = stream_handler("text")
-    hooks = RequestHooks(
-        app,
-        security_headers=SecurityHeaders(PRODUCTION),
-        metrics=RequestMetrics(),
-        access_log=AccessLog(handler, json_lines=False),
-    )
+    hooks = hooks_around(app, handler)
     scope = {"type": "websocket", "path": "/ws"}
     assert not asyncio.iscoroutinefunction(hooks.__call__)
     await hooks(scope, None, None)
@@ -237,12 +264,7 @@ async def test_a_page_gets_the_policy_of_the_nonce_its_template_asked_for() -> N
         await page(scope, receive, send)
 
     handler, _ = stream_handler("text")
-    hooks = RequestHooks(
-        rendering,
-        security_headers=SecurityHeaders(PRODUCTION),
-        metrics=RequestMetrics(),
-        access_log=AccessLog(handler, json_lines=False),
-    )
+    hooks = hooks_around(rendering, handler)
     sent = await serve_once(hooks, http_scope("/login"))
     assert dict(sent[0]["headers"])[b"content-security-policy"] == page_policy("abc").encode()
 
