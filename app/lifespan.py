@@ -27,7 +27,7 @@ from app.credentials.credential_cache import (
 )
 from app.credentials.rate_limit import CredentialGuard
 from app.credentials.verified_passwords import VerifiedPasswords
-from app.db import Database
+from app.db import Database, PoolUseSampler
 from app.loop_lag import LoopLagProbe
 from app.presence import PresenceRecorder, create_presence_store
 from app.redis_client import create_redis
@@ -56,6 +56,9 @@ async def serving(state: AppState) -> AsyncIterator[None]:
         await database.connect()
         state.database = database
         stack.callback(setattr, state, "database", None)
+        pool_use = PoolUseSampler(database)
+        pool_use.start()
+        stack.push_async_callback(pool_use.stop)
         state.idempotency = IdempotencyStore(
             database,
             ttl_seconds=settings.idempotency_ttl_seconds,

@@ -8,12 +8,14 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
-from app.db import Database, DatabaseTimeoutError
+from app.db import Database, DatabaseTimeoutError, PoolUseSampler
 from tests.conftest import make_settings
+from tests.waiting import eventually
 
 
 async def _connection_id(database: Database) -> int:
@@ -201,3 +203,26 @@ async def test_a_connection_in_steady_use_is_not_pinged(one_connection_pool: Dat
     with pytest.raises(OperationalError):
         await _connection_id(one_connection_pool)
     assert await _connection_id(one_connection_pool) != dropped
+
+
+async def test_the_pool_use_gauge_follows_the_connections_checked_out(
+    one_connection_pool: Database,
+) -> None:
+    """`db_pool_connections_in_use`, sampled by `PoolUseSampler`: 1 while a connection is out
+    of the pool, 0 once it is back."""
+    database = one_connection_pool
+    sampler = PoolUseSampler(database, interval=0.01)
+
+    async def in_use_is(count: int) -> bool:
+        return REGISTRY.get_sample_value("db_pool_connections_in_use") == count
+
+    sampler.start()
+    try:
+        async with database.read_engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+            assert database.connections_in_use() == 1
+            await eventually(lambda: in_use_is(1))
+        assert database.connections_in_use() == 0
+        await eventually(lambda: in_use_is(0))
+    finally:
+        await sampler.stop()
