@@ -30,9 +30,9 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool
-from sqlalchemy.util import greenlet_spawn
 
 from app.deadlines import BoundExpired, within
+from app.greenlet_pool import run_in_greenlet
 from app.resources import resource_path
 from app.settings import Settings
 
@@ -373,7 +373,7 @@ class Database:
         try:
             return await within(
                 limit,
-                greenlet_spawn(_work_on_a_connection, engine.sync_engine, work, args, kwargs),
+                run_in_greenlet(_work_on_a_connection, engine.sync_engine, work, args, kwargs),
             )
         except BoundExpired as error:
             raise _exceeded(limit) from error
