@@ -117,10 +117,13 @@ OVERRIDES: tuple[Override, ...] = (
     Override(
         "sqlalchemy",
         ">=2.0.30,<2.2",
-        "app/db.py",
-        "greenlet_spawn (sqlalchemy.util) runs a read's checkout, statement and release in one "
-        "greenlet, as AsyncConnection.run_sync does for the statements alone",
-        "run_sync is public but spawns a greenlet per step around it",
+        "app/db.py, app/greenlet_pool.py",
+        "a read's checkout, statement and release run in one greenlet, as "
+        "AsyncConnection.run_sync runs the statements alone; that greenlet is kept for the next "
+        "read, marked __sqlalchemy_greenlet_provider__ (the mark sqlalchemy.util.concurrency's "
+        "await_ checks) as greenlet_spawn's own greenlets are",
+        "run_sync is public but spawns a greenlet per step around it, and greenlet_spawn a new "
+        "greenlet per call: a 16 KiB data stack mapped, faulted in and unmapped each time",
     ),
     Override(
         "aiosqlite",
