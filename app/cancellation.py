@@ -1,4 +1,5 @@
-"""Background loops that retry on errors, and cancellation.
+"""Background loops that retry on errors, and cancellation; a worker's own background tasks
+(`BackgroundTask`).
 
 A loop that catches `Exception` to retry (the broker's subscription, the hub's heartbeat) must
 still end when its task is cancelled. On Python 3.11 a cancellation that races a library's own
@@ -12,6 +13,7 @@ stayed serving past its stop until SIGKILL). The task's pending cancel requests 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 
 def stopping() -> bool:
@@ -28,3 +30,27 @@ def raise_if_stopping(cause: BaseException | None = None) -> None:
     """
     if stopping():
         raise asyncio.CancelledError from cause
+
+
+class BackgroundTask:
+    """A task of the worker's own (a probe, a sampler): `start()` starts `run()`, `stop()`
+    cancels it and waits for it to end."""
+
+    name = "background"
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name=self.name)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def run(self) -> None:
+        """The task's work, until cancelled."""
+        raise NotImplementedError

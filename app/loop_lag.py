@@ -15,9 +15,9 @@ CPU-bound step), or time the worker waited for a CPU that other processes held. 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from pathlib import Path
 
+from app.cancellation import BackgroundTask
 from app.metrics import EVENT_LOOP_LAG, EVENT_LOOP_OWN_LAG
 
 PROBE_INTERVAL_SECONDS = 0.1
@@ -33,24 +33,16 @@ def cpu_wait_seconds() -> float | None:
         return None
 
 
-class LoopLagProbe:
+class LoopLagProbe(BackgroundTask):
     """Measures this worker's event-loop lag every `interval` seconds while started."""
 
+    name = "loop-lag-probe"
+
     def __init__(self, interval: float = PROBE_INTERVAL_SECONDS) -> None:
+        super().__init__()
         self.interval = interval
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._probe(), name="loop-lag-probe")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _probe(self) -> None:
+    async def run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             asked, waited_before = loop.time(), cpu_wait_seconds()

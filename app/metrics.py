@@ -19,7 +19,8 @@ Metrics (names follow Prometheus conventions; durations in seconds):
   message (`true`) or were told they could not (`false`).
 - `online_users`: users active within `ONLINE_LAST_MINUTES`, read from the presence store at
   scrape time.
-- `db_pool_connections_in_use`: database connections checked out, summed over workers.
+- `db_pool_connections_in_use`: database connections checked out, summed over workers (each
+  worker's sampled every 0.25 s: app.db.PoolUseSampler).
 - `redis_errors_total{kind}`: Redis calls that failed (`unreachable`) or were refused at once
   while the circuit was open (`circuit_open`).
 - Admission (app/admission/): `http_concurrency_limit`, requests the workers may run at once
