@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -32,8 +33,8 @@ class BoundExpired(TimeoutError):
 
 
 class TaskDeadlines:
-    """The bounded tasks of one event loop (the loop of the first bound set; another loop's
-    first bound drops what the previous loop's left, as a test's new loop does)."""
+    """The bounded tasks of one thread's event loop (the loop of the first bound set; a later
+    loop's first bound drops what the previous, ended loop left, as a test's new loop does)."""
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -126,5 +127,14 @@ class TaskDeadlines:
             self._arm(loop, next_deadline)
 
 
-TASK_DEADLINES = TaskDeadlines()
-within = TASK_DEADLINES.within
+_per_thread = threading.local()  # a thread runs one loop at a time; each has its own bounds
+
+
+def within(seconds: float | None, awaitable: Awaitable[T]) -> Awaitable[T]:
+    """`TaskDeadlines.within` on this thread's bounds (a worker's loop is its main thread's;
+    a loop run in another thread gets bounds of its own)."""
+    try:
+        deadlines: TaskDeadlines = _per_thread.deadlines
+    except AttributeError:  # this thread's first bound
+        deadlines = _per_thread.deadlines = TaskDeadlines()
+    return deadlines.within(seconds, awaitable)

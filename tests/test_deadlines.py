@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from app.deadlines import CLOCK_SLACK_SECONDS, BoundExpired, TaskDeadlines
+from app.deadlines import CLOCK_SLACK_SECONDS, BoundExpired, TaskDeadlines, within
 
 
 async def never() -> None:
@@ -131,3 +131,23 @@ async def test_a_bound_needs_a_task() -> None:
 
     asyncio.get_running_loop().call_soon(step_outside_a_task)
     assert await refused == "a bound needs a task"
+
+
+async def test_a_loop_in_another_thread_has_bounds_of_its_own() -> None:
+    """`within` keeps one set of bounds per thread: a loop run in a thread while this one runs
+    neither drops this loop's bounds nor is cancelled by this loop's timer."""
+    outer = asyncio.ensure_future(within(60.0, never()))
+    await asyncio.sleep(0)
+
+    async def bounded_in_the_thread() -> bool:
+        try:
+            await within(0.05, never())
+        except BoundExpired:
+            return True
+        return False
+
+    assert await asyncio.to_thread(asyncio.run, bounded_in_the_thread())
+    assert not outer.done()
+    outer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await outer
