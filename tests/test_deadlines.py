@@ -4,25 +4,36 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 
 from app.deadlines import CLOCK_SLACK_SECONDS, BoundExpired, TaskDeadlines, within
+from tests.waiting import suspend_once
 
 
 async def never() -> None:
     await asyncio.Event().wait()
 
 
+async def bounded_task(seconds: float, bound: Any = within) -> asyncio.Task[None]:
+    """A task awaiting `never()` within `seconds` (through `bound`), once its bound is set."""
+    entered = asyncio.Event()
+
+    async def run() -> None:
+        entered.set()
+        await bound(seconds, never())  # sets the bound before the task first suspends
+
+    task = asyncio.ensure_future(run())
+    await entered.wait()
+    return task
+
+
 async def test_work_done_within_its_bound_returns_and_leaves_no_bound() -> None:
     deadlines = TaskDeadlines()
 
-    async def answer() -> int:
-        await asyncio.sleep(0)
-        return 42
-
-    assert await deadlines.within(5.0, answer()) == 42
-    assert await deadlines.within(None, answer()) == 42  # None: unbounded
+    assert await deadlines.within(5.0, suspend_once(42)) == 42
+    assert await deadlines.within(None, suspend_once(42)) == 42  # None: unbounded
     assert deadlines.bounded() == 0
 
 
@@ -37,19 +48,12 @@ async def test_work_past_its_bound_is_cancelled_and_raises_timeout_error() -> No
     task = asyncio.current_task()
     assert task is not None and task.cancelling() == 0  # the bound's cancel taken back
     assert deadlines.bounded() == 0
-    await asyncio.sleep(0)  # and the task is not cancelled later
+    await suspend_once()  # and the task is not cancelled at its next suspension
 
 
 async def test_a_cancellation_from_outside_stays_a_cancellation() -> None:
     deadlines = TaskDeadlines()
-    entered = asyncio.Event()
-
-    async def bounded() -> None:
-        entered.set()
-        await deadlines.within(60.0, never())
-
-    task = asyncio.ensure_future(bounded())
-    await entered.wait()
+    task = await bounded_task(60.0, deadlines.within)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -60,7 +64,7 @@ async def test_an_error_of_the_work_passes_through_its_bound() -> None:
     deadlines = TaskDeadlines()
 
     async def fails() -> None:
-        await asyncio.sleep(0)
+        await suspend_once()
         raise TimeoutError("the work's own")  # not the bound's
 
     with pytest.raises(TimeoutError, match="the work's own") as raised:
@@ -73,8 +77,7 @@ async def test_a_shorter_bound_set_after_a_longer_one_expires_on_its_own_time() 
     """One timer serves every bound: armed at the earliest, re-armed for an earlier one, and
     re-armed after firing for the ones still due; each bound ends at its own deadline."""
     deadlines = TaskDeadlines()
-    long_bound = asyncio.ensure_future(deadlines.within(60.0, never()))
-    await asyncio.sleep(0)
+    long_bound = await bounded_task(60.0, deadlines.within)
     started = time.monotonic()
     ended_after: dict[float, float] = {}
 
@@ -106,8 +109,7 @@ def test_bounds_work_on_each_new_loop() -> None:
         return False
 
     async def left_behind() -> None:
-        asyncio.ensure_future(deadlines.within(60.0, never()))  # the loop closes with it set
-        await asyncio.sleep(0)
+        await bounded_task(60.0, deadlines.within)  # the loop closes with it set
 
     asyncio.run(left_behind())
     assert asyncio.run(expires())
@@ -136,8 +138,7 @@ async def test_a_bound_needs_a_task() -> None:
 async def test_a_loop_in_another_thread_has_bounds_of_its_own() -> None:
     """`within` keeps one set of bounds per thread: a loop run in a thread while this one runs
     neither drops this loop's bounds nor is cancelled by this loop's timer."""
-    outer = asyncio.ensure_future(within(60.0, never()))
-    await asyncio.sleep(0)
+    outer = await bounded_task(60.0)
 
     async def bounded_in_the_thread() -> bool:
         try:

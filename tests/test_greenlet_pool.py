@@ -12,12 +12,13 @@ from sqlalchemy.util import await_
 
 from app import greenlet_pool
 from app.greenlet_pool import run_in_greenlet
+from tests.waiting import suspend_once
 
 request_name: contextvars.ContextVar[str] = contextvars.ContextVar("request_name")
 
 
 def awaits(value: int) -> int:
-    return await_(asyncio.sleep(0, result=value)) + 1
+    return await_(suspend_once(value)) + 1
 
 
 async def test_the_work_s_awaits_run_and_its_result_comes_back_on_a_kept_greenlet() -> None:

@@ -46,6 +46,14 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
+async def suspend_once(value: int = 0) -> int:
+    """Suspends its task for one loop turn (a future the loop sets), then returns `value`."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[int] = loop.create_future()
+    loop.call_soon(done.set_result, value)
+    return await done
+
+
 def answers(url: str, status: int = 200, **options) -> bool:
     """Whether GET `url` answers `status` now (a connection error is no)."""
     try:
