@@ -359,7 +359,7 @@ class Database:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> T:
-        # `_bounded`'s time bound, on the worker's one timer for all reads (app.deadlines):
+        # `_bounded`'s time bound, on the worker's one timer for its bounds (app.deadlines):
         # `asyncio.timeout` per read cost 2% of a `GET user` (callgrind). The greenlet
         # invalidates the connection when the bound cuts it short.
         limit = self._time_left(None)

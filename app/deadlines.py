@@ -42,7 +42,6 @@ class TaskDeadlines:
         self._expired: set[int] = set()
         self._next_key = 0
         self._timer: asyncio.TimerHandle | None = None
-        self._armed_at = math.inf
 
     async def within(self, seconds: float | None, awaitable: Awaitable[T]) -> T:
         """`await awaitable`, cancelled once `seconds` have passed; `None`: unbounded.
@@ -81,7 +80,7 @@ class TaskDeadlines:
             self._start_on(loop)
         key = self._next_key = self._next_key + 1
         self._due[key] = (deadline, task)
-        if deadline < self._armed_at:
+        if self._timer is None or deadline < self._timer.when():
             self._arm(loop, deadline)
         return key
 
@@ -100,19 +99,16 @@ class TaskDeadlines:
         self._due.clear()
         self._expired.clear()
         self._timer = None
-        self._armed_at = math.inf
 
     def _arm(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
         if self._timer is not None:
             self._timer.cancel()
         self._timer = loop.call_at(deadline, self._expire)
-        self._armed_at = deadline
 
     def _expire(self) -> None:
         loop = self._loop
         assert loop is not None  # armed by `_watch`, which sets it
         self._timer = None
-        self._armed_at = math.inf
         now = loop.time() + CLOCK_SLACK_SECONDS
         next_deadline = math.inf
         for key, (deadline, task) in self._due.items():
